@@ -1,0 +1,542 @@
+//! Configuration: the table of every setting (env var, flag, default, meaning), the raw
+//! values gathered from flags and the environment, and their resolution into the typed
+//! configuration each subcommand needs. Resolution may read files (the key, the policy
+//! template, the service-account directory); parsing never does.
+//!
+//! Precedence: a flag beats its env var, which beats the default. Every bad value is a
+//! [`Error::Config`] naming the variable, the problem and the fix. The private key's text
+//! never appears in an error.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use miniserde::json::{self, Value};
+
+use crate::error::{Error, Result};
+use crate::key::RunnerKey;
+use crate::kube::client::DEFAULT_SERVICE_ACCOUNT_DIR;
+use crate::kube::Target;
+use crate::mirror::Mirror;
+use crate::render::{get, Allow, JobPolicy};
+
+/// One configuration setting.
+#[derive(Debug)]
+pub struct Setting {
+    /// Environment variable.
+    pub env: &'static str,
+    /// Long flag without dashes; empty when there is none (the private key's text must
+    /// not be on a command line, where `ps` shows it).
+    pub flag: &'static str,
+    /// Default, as shown in `--help` and the README; empty when there is none.
+    pub default: &'static str,
+    /// One line of meaning.
+    pub help: &'static str,
+}
+
+/// The Orchestrator's default API base URL.
+pub const DEFAULT_REMOTE_URL: &str = "https://api.humanitec.dev";
+
+/// Every setting, in the order `--help` lists them. Upstream's come first.
+pub const SETTINGS: &[Setting] = &[
+    Setting { env: "ORG_ID", flag: "org-id", default: "", help: "Orchestrator organisation id (required for remote and check)" },
+    Setting {
+        env: "RUNNER_ID",
+        flag: "runner-id",
+        default: "",
+        help: "runner id registered with the Orchestrator, ^[a-z][a-z0-9_-]+$ (required for remote and check)",
+    },
+    Setting { env: "PRIVATE_KEY", flag: "", default: "", help: "Ed25519 private key, PKCS#8 PEM text (or use PRIVATE_KEY_FILE)" },
+    Setting { env: "REMOTE_URL", flag: "remote-connect", default: DEFAULT_REMOTE_URL, help: "base URL of the Orchestrator API" },
+    Setting {
+        env: "LOG_LEVEL",
+        flag: "log-level",
+        default: "info",
+        help: "debug, info, warn or error; RUST_LOG, when set, overrides it with env_logger filter syntax",
+    },
+    Setting { env: "PRIVATE_KEY_FILE", flag: "private-key-file", default: "", help: "path of the PKCS#8 PEM private key, instead of PRIVATE_KEY" },
+    Setting { env: "LOG_FORMAT", flag: "log-format", default: "json", help: "json (one object per line, with runnerId) or text" },
+    Setting { env: "JOB_NAMESPACES", flag: "job-namespaces", default: "", help: "comma-separated namespaces Jobs may be created in; empty = any RBAC permits" },
+    Setting { env: "JOB_SERVICE_ACCOUNTS", flag: "job-service-accounts", default: "", help: "comma-separated service accounts Jobs may run as; empty = any" },
+    Setting {
+        env: "IMAGE_MIRRORS",
+        flag: "image-mirrors",
+        default: "",
+        help: "comma-separated FROM=TO image prefix rewrites, e.g. ghcr.io/humanitec=registry.internal/mirror",
+    },
+    Setting { env: "JOB_POLICY_FILE", flag: "job-policy-file", default: "", help: "JSON Job template overlaid on every Job (merge rules in the README)" },
+    Setting {
+        env: "JOB_ALLOW",
+        flag: "job-allow",
+        default: "",
+        help: "comma-separated pod features to permit: privileged, host-namespaces, host-path (default: all refused)",
+    },
+    Setting { env: "KUBE_API_URL", flag: "kube-api-url", default: "", help: "Kubernetes API URL for out-of-cluster use; default: in-cluster discovery" },
+    Setting { env: "KUBE_TOKEN_FILE", flag: "kube-token-file", default: "", help: "bearer token file with KUBE_API_URL (re-read like the in-cluster token)" },
+    Setting { env: "KUBE_CA_FILE", flag: "kube-ca-file", default: "", help: "CA bundle (PEM) for KUBE_API_URL; default: the public roots" },
+    Setting {
+        env: "REMOTE_CA_FILE",
+        flag: "remote-ca-file",
+        default: "",
+        help: "extra PEM CA bundle trusted for REMOTE_URL (a private CA or a TLS-inspecting proxy)",
+    },
+    Setting { env: "LISTEN_ADDRESS", flag: "listen", default: "0.0.0.0:8080", help: "address of /healthz, /readyz and /metrics; 'off' disables the listener" },
+    Setting { env: "TOKEN_LIFETIME", flag: "token-lifetime", default: "0", help: "JWT lifetime (e.g. 15m); 0 = no iat/exp, exactly as upstream signs" },
+    Setting { env: "POLLS", flag: "polls", default: "2", help: "long polls kept open at once, staggered (1-8)" },
+    Setting { env: "SHUTDOWN_TIMEOUT", flag: "shutdown-timeout", default: "20s", help: "on SIGTERM, how long in-flight messages may take before exit" },
+];
+
+/// Raw values: flags given on the command line and a snapshot of the environment.
+/// Tests build one in-process instead of touching the process environment.
+#[derive(Debug, Clone, Default)]
+pub struct Values {
+    flags: BTreeMap<&'static str, String>,
+    env: BTreeMap<String, String>,
+}
+
+impl Values {
+    /// Values from this process's environment.
+    pub fn from_process_env() -> Values {
+        Values { flags: BTreeMap::new(), env: std::env::vars().collect() }
+    }
+
+    /// Values from the given environment pairs.
+    pub fn from_env<I: IntoIterator<Item = (K, V)>, K: Into<String>, V: Into<String>>(pairs: I) -> Values {
+        Values { flags: BTreeMap::new(), env: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect() }
+    }
+
+    /// Records a flag's value under its setting's env name.
+    pub fn set_flag(&mut self, env: &'static str, value: String) {
+        self.flags.insert(env, value);
+    }
+
+    /// The flag's value, else the env var's; empty strings count as unset.
+    pub fn get(&self, env: &str) -> Option<&str> {
+        self.flags.get(env).or_else(|| self.env.get(env)).map(|s| s.as_str()).filter(|s| !s.trim().is_empty())
+    }
+
+    fn get_or_default(&self, env: &str) -> &str {
+        self.get(env).unwrap_or_else(|| SETTINGS.iter().find(|s| s.env == env).map_or("", |s| s.default))
+    }
+
+    fn list(&self, env: &str) -> Vec<String> {
+        self.get(env).map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()).unwrap_or_default()
+    }
+}
+
+/// Log output shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// Logging settings; resolved first so that later errors are logged in the right shape.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// The level from `LOG_LEVEL`.
+    pub level: log::LevelFilter,
+    /// `RUST_LOG`, when set: overrides `level`.
+    pub rust_log: Option<String>,
+    /// Output shape.
+    pub format: LogFormat,
+    /// Added to every JSON line as `runnerId`.
+    pub runner_id: Option<String>,
+    /// Set when `LOG_LEVEL` was not understood: logged as a warning once logging is up.
+    pub level_warning: Option<String>,
+}
+
+/// Resolves logging. `LOG_LEVEL` is lenient as upstream is: an unknown level warns and
+/// falls back to info. `LOG_FORMAT` is ours and strict.
+pub fn log_config(values: &Values) -> Result<LogConfig> {
+    let raw = values.get_or_default("LOG_LEVEL");
+    let (level, level_warning) = match raw.trim().to_ascii_lowercase().as_str() {
+        "debug" => (log::LevelFilter::Debug, None),
+        "info" => (log::LevelFilter::Info, None),
+        "warn" | "warning" => (log::LevelFilter::Warn, None),
+        "error" => (log::LevelFilter::Error, None),
+        _ => (log::LevelFilter::Info, Some(format!("LOG_LEVEL '{}' is not debug, info, warn or error; using info", raw.chars().take(20).collect::<String>()))),
+    };
+    let format = match values.get_or_default("LOG_FORMAT") {
+        "json" => LogFormat::Json,
+        "text" => LogFormat::Text,
+        other => return Err(Error::config("LOG_FORMAT", format!("'{other}' is not a log format"), "set LOG_FORMAT to json or text")),
+    };
+    Ok(LogConfig { level, rust_log: values.get("RUST_LOG").map(String::from), format, runner_id: values.get("RUNNER_ID").map(String::from), level_warning })
+}
+
+/// Resolves the local Job policy (used by `remote`, `check` and `render`).
+pub fn job_policy(values: &Values) -> Result<JobPolicy> {
+    let namespaces = values.list("JOB_NAMESPACES");
+    for ns in &namespaces {
+        if !crate::render::is_dns1123_label(ns) {
+            return Err(Error::config("JOB_NAMESPACES", format!("'{ns}' is not a valid namespace name"), "list namespace names separated by commas"));
+        }
+    }
+    let service_accounts = values.list("JOB_SERVICE_ACCOUNTS");
+    for sa in &service_accounts {
+        if sa.len() > 253 || !sa.split('.').all(crate::render::is_dns1123_label) {
+            return Err(Error::config(
+                "JOB_SERVICE_ACCOUNTS",
+                format!("'{sa}' is not a valid service account name"),
+                "list service account names separated by commas",
+            ));
+        }
+    }
+    let mirrors = values.list("IMAGE_MIRRORS").iter().map(|r| Mirror::parse(r, "IMAGE_MIRRORS")).collect::<Result<Vec<_>>>()?;
+    let mut allow = Allow::default();
+    for feature in values.list("JOB_ALLOW") {
+        match feature.as_str() {
+            "privileged" => allow.privileged = true,
+            "host-namespaces" => allow.host_namespaces = true,
+            "host-path" => allow.host_path = true,
+            other => {
+                return Err(Error::config(
+                    "JOB_ALLOW",
+                    format!("'{other}' is not a pod feature we know"),
+                    "use any of privileged, host-namespaces, host-path, separated by commas",
+                ))
+            }
+        }
+    }
+    let overlay = values.get("JOB_POLICY_FILE").map(|p| load_policy_file(Path::new(p))).transpose()?;
+    Ok(JobPolicy {
+        namespaces,
+        service_accounts,
+        mirrors,
+        overlay,
+        allow,
+        runner_id: values.get("RUNNER_ID").map(String::from),
+        org_id: values.get("ORG_ID").map(String::from),
+    })
+}
+
+fn load_policy_file(path: &Path) -> Result<Value> {
+    let name = "JOB_POLICY_FILE";
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::config(name, format!("cannot read {}: {e}", path.display()), "point it at a readable JSON file (in the chart: jobPolicy)"))?;
+    let value: Value = json::from_str(&text)
+        .map_err(|_| Error::config(name, format!("{} is not valid JSON", path.display()), "write the policy as a JSON object shaped like a Job"))?;
+    if !matches!(value, Value::Object(_)) {
+        return Err(Error::config(name, format!("{} is not a JSON object", path.display()), "write the policy as a JSON object shaped like a Job"));
+    }
+    for field in ["name", "namespace", "generateName"] {
+        if get(&value, &["metadata", field]).is_some() {
+            return Err(Error::config(
+                name,
+                format!("{} sets metadata.{field}, which the agent owns", path.display()),
+                format!("remove metadata.{field} from the policy"),
+            ));
+        }
+    }
+    Ok(value)
+}
+
+/// Resolves where the Kubernetes API is: `KUBE_API_URL` (out of cluster) or in-cluster
+/// discovery from `KUBERNETES_SERVICE_HOST`/`_PORT`.
+pub fn kube_target(values: &Values) -> Result<Target> {
+    let Some(url) = values.get("KUBE_API_URL") else {
+        if values.get("KUBE_TOKEN_FILE").is_some() || values.get("KUBE_CA_FILE").is_some() {
+            return Err(Error::config(
+                "KUBE_API_URL",
+                "not set, but KUBE_TOKEN_FILE or KUBE_CA_FILE is",
+                "set KUBE_API_URL too, or unset both to use in-cluster discovery",
+            ));
+        }
+        return Target::in_cluster(values.get("KUBERNETES_SERVICE_HOST"), values.get("KUBERNETES_SERVICE_PORT"), Path::new(DEFAULT_SERVICE_ACCOUNT_DIR));
+    };
+    let base_url = checked_url(url, "KUBE_API_URL")?;
+    let file = |name: &str| -> Result<Option<PathBuf>> {
+        match values.get(name) {
+            None => Ok(None),
+            Some(p) if Path::new(p).is_file() => Ok(Some(PathBuf::from(p))),
+            Some(p) => Err(Error::config(name, format!("{p} is not a readable file"), "point it at an existing file")),
+        }
+    };
+    Ok(Target { base_url, token_file: file("KUBE_TOKEN_FILE")?, ca_file: file("KUBE_CA_FILE")? })
+}
+
+fn checked_url(url: &str, name: &str) -> Result<String> {
+    let trimmed = url.trim().trim_end_matches('/');
+    let rest = trimmed.strip_prefix("https://").or_else(|| trimmed.strip_prefix("http://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) && !host.contains(['?', '#']) => Ok(trimmed.to_string()),
+        _ => Err(Error::config(name, format!("'{url}' is not an http(s) URL"), "use a URL like https://host[:port][/path]")),
+    }
+}
+
+/// Everything `remote` and `check` need.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Organisation id.
+    pub org_id: String,
+    /// Runner id.
+    pub runner_id: String,
+    /// Signing key.
+    pub key: RunnerKey,
+    /// Orchestrator base URL, no trailing slash.
+    pub remote_url: String,
+    /// Extra CA bundle for the Orchestrator.
+    pub remote_ca_file: Option<PathBuf>,
+    /// Local Job policy.
+    pub policy: JobPolicy,
+    /// The Kubernetes API.
+    pub kube: Target,
+    /// Listener address; `None` when disabled.
+    pub listen: Option<SocketAddr>,
+    /// JWT lifetime; `None` = upstream behaviour (no `iat`/`exp`).
+    pub token_lifetime: Option<Duration>,
+    /// Long polls kept open at once.
+    pub polls: usize,
+    /// Bound on in-flight work at shutdown.
+    pub shutdown_timeout: Duration,
+}
+
+/// Resolves the agent's configuration.
+pub fn agent_config(values: &Values) -> Result<AgentConfig> {
+    let org_id = values
+        .get("ORG_ID")
+        .ok_or_else(|| Error::config("ORG_ID", "not set", "set ORG_ID to your Orchestrator organisation id (chart: humanitec.orgId)"))?
+        .trim()
+        .to_string();
+    if org_id.contains(|c: char| c.is_whitespace() || c.is_control() || matches!(c, '/' | '?' | '#' | '%')) {
+        return Err(Error::config(
+            "ORG_ID",
+            format!("'{org_id}' contains characters an organisation id cannot have"),
+            "copy the organisation id from the Orchestrator",
+        ));
+    }
+    let runner_id = values
+        .get("RUNNER_ID")
+        .ok_or_else(|| Error::config("RUNNER_ID", "not set", "set RUNNER_ID to the id given to 'hctl create runner' (chart: humanitec.runnerId)"))?
+        .trim()
+        .to_string();
+    if !is_runner_id(&runner_id) {
+        return Err(Error::config(
+            "RUNNER_ID",
+            format!("'{runner_id}' does not match ^[a-z][a-z0-9_-]+$"),
+            "use the runner id exactly as registered with the Orchestrator",
+        ));
+    }
+    let key = match (values.get("PRIVATE_KEY"), values.get("PRIVATE_KEY_FILE")) {
+        (Some(_), Some(_)) => {
+            return Err(Error::config("PRIVATE_KEY_FILE", "set together with PRIVATE_KEY", "set only one of PRIVATE_KEY and PRIVATE_KEY_FILE"))
+        }
+        (Some(pem), None) => RunnerKey::from_pkcs8_pem(pem, "PRIVATE_KEY").map_err(|e| {
+            Error::config("PRIVATE_KEY", e.to_string(), "set it to the PEM that 'openssl genpkey -algorithm ed25519' or 'kubernetes-agent keygen' wrote")
+        })?,
+        (None, Some(path)) => {
+            let pem = std::fs::read_to_string(path)
+                .map_err(|e| Error::config("PRIVATE_KEY_FILE", format!("cannot read {path}: {e}"), "point it at the private key PEM file"))?;
+            RunnerKey::from_pkcs8_pem(&pem, path).map_err(|e| {
+                Error::config(
+                    "PRIVATE_KEY_FILE",
+                    e.to_string(),
+                    "point it at the PEM that 'openssl genpkey -algorithm ed25519' or 'kubernetes-agent keygen' wrote",
+                )
+            })?
+        }
+        (None, None) => {
+            return Err(Error::config(
+                "PRIVATE_KEY",
+                "not set",
+                "set PRIVATE_KEY to the runner's private key PEM (chart: humanitec.existingSecret) or PRIVATE_KEY_FILE to its path",
+            ))
+        }
+    };
+    let remote_url = checked_url(values.get_or_default("REMOTE_URL"), "REMOTE_URL")?;
+    let remote_ca_file = match values.get("REMOTE_CA_FILE") {
+        None => None,
+        Some(p) => {
+            let pem = std::fs::read(p).map_err(|e| Error::config("REMOTE_CA_FILE", format!("cannot read {p}: {e}"), "point it at a PEM CA bundle"))?;
+            if crate::http::pem_certificates(&pem).is_none() {
+                return Err(Error::config("REMOTE_CA_FILE", format!("{p} holds no PEM certificate"), "point it at a PEM CA bundle"));
+            }
+            Some(PathBuf::from(p))
+        }
+    };
+    let listen = match values.get_or_default("LISTEN_ADDRESS") {
+        "off" | "none" | "false" => None,
+        addr => Some(
+            addr.parse::<SocketAddr>()
+                .map_err(|_| Error::config("LISTEN_ADDRESS", format!("'{addr}' is not an address:port"), "use e.g. 0.0.0.0:8080, [::]:8080, or off"))?,
+        ),
+    };
+    let token_lifetime = duration(values, "TOKEN_LIFETIME")?;
+    let token_lifetime = (!token_lifetime.is_zero()).then_some(token_lifetime);
+    if token_lifetime.is_some_and(|d| d < Duration::from_secs(120)) {
+        return Err(Error::config("TOKEN_LIFETIME", "shorter than 2m", "use 0 (no expiry, as upstream) or a lifetime of at least 2m, e.g. 15m"));
+    }
+    let polls = values.get_or_default("POLLS");
+    let polls = polls
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=8).contains(n))
+        .ok_or_else(|| Error::config("POLLS", format!("'{polls}' is not a number from 1 to 8"), "use 2 (the default) unless you measured a reason"))?;
+    let shutdown_timeout = duration(values, "SHUTDOWN_TIMEOUT")?;
+    Ok(AgentConfig {
+        org_id,
+        runner_id,
+        key,
+        remote_url,
+        remote_ca_file,
+        policy: job_policy(values)?,
+        kube: kube_target(values)?,
+        listen,
+        token_lifetime,
+        polls,
+        shutdown_timeout,
+    })
+}
+
+fn is_runner_id(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 2 && b[0].is_ascii_lowercase() && b[1..].iter().all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-')
+}
+
+/// Parses `90`, `90s`, `15m`, `1h` (and `0`).
+fn duration(values: &Values, name: &str) -> Result<Duration> {
+    let raw = values.get_or_default(name).trim();
+    let (digits, unit) = raw.split_at(raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len()));
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => 0,
+    };
+    match digits.parse::<u64>() {
+        Ok(n) if scale > 0 && n <= 7 * 86_400 => Ok(Duration::from_secs(n * scale)),
+        _ => Err(Error::config(name, format!("'{raw}' is not a duration"), "write a whole number with s, m or h, e.g. 30s or 15m")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIBhHYBkJutwtjhDHWf+i4YW2jFfOQ1oPEycYMLgal7hy\n-----END PRIVATE KEY-----\n";
+
+    fn upstream_env() -> Vec<(&'static str, String)> {
+        vec![
+            ("ORG_ID", "my-org".into()),
+            ("RUNNER_ID", "my-runner".into()),
+            ("PRIVATE_KEY", KEY.into()),
+            ("KUBERNETES_SERVICE_HOST", "10.0.0.1".into()),
+            ("KUBERNETES_SERVICE_PORT", "443".into()),
+        ]
+    }
+
+    fn error_with(extra: &[(&'static str, &str)]) -> String {
+        let mut env: BTreeMap<&str, String> = upstream_env().into_iter().collect();
+        for (k, v) in extra {
+            env.insert(k, v.to_string());
+        }
+        let e = agent_config(&Values::from_env(env)).unwrap_err().to_string();
+        assert!(!e.contains("MC4CAQAw"), "the key leaked: {e}");
+        e
+    }
+
+    #[test]
+    fn upstream_variables_alone_are_enough() {
+        let c = agent_config(&Values::from_env(upstream_env())).unwrap();
+        assert_eq!(c.remote_url, DEFAULT_REMOTE_URL);
+        assert!(c.policy.namespaces.is_empty() && c.policy.service_accounts.is_empty());
+        assert_eq!(c.kube.base_url, "https://10.0.0.1:443");
+        assert_eq!((c.polls, c.token_lifetime), (2, None));
+    }
+
+    #[test]
+    fn flags_beat_env() {
+        let mut v = Values::from_env(upstream_env().into_iter().chain([("REMOTE_URL", "https://env.example".to_string())]));
+        v.set_flag("REMOTE_URL", "https://flag.example/".into());
+        assert_eq!(agent_config(&v).unwrap().remote_url, "https://flag.example");
+    }
+
+    #[test]
+    fn every_bad_value_names_its_variable_and_a_fix() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("ORG_ID", "")], "configuration ORG_ID: not set"),
+            (&[("ORG_ID", "a/b")], "configuration ORG_ID:"),
+            (&[("RUNNER_ID", "")], "configuration RUNNER_ID: not set"),
+            (&[("RUNNER_ID", "Runner")], "configuration RUNNER_ID: 'Runner' does not match"),
+            (&[("PRIVATE_KEY", "")], "configuration PRIVATE_KEY: not set"),
+            (&[("PRIVATE_KEY", "garbage")], "configuration PRIVATE_KEY: could not decode private key from PRIVATE_KEY"),
+            (&[("PRIVATE_KEY_FILE", "/nonexistent")], "configuration PRIVATE_KEY_FILE: set together"),
+            (&[("REMOTE_URL", "api.humanitec.dev")], "configuration REMOTE_URL:"),
+            (&[("REMOTE_CA_FILE", "/nonexistent")], "configuration REMOTE_CA_FILE: cannot read"),
+            (&[("LISTEN_ADDRESS", "8080")], "configuration LISTEN_ADDRESS:"),
+            (&[("TOKEN_LIFETIME", "soon")], "configuration TOKEN_LIFETIME:"),
+            (&[("TOKEN_LIFETIME", "30s")], "configuration TOKEN_LIFETIME: shorter"),
+            (&[("POLLS", "0")], "configuration POLLS:"),
+            (&[("SHUTDOWN_TIMEOUT", "1d")], "configuration SHUTDOWN_TIMEOUT:"),
+            (&[("JOB_NAMESPACES", "ok,Not_Ok")], "configuration JOB_NAMESPACES: 'Not_Ok'"),
+            (&[("JOB_SERVICE_ACCOUNTS", "a b")], "configuration JOB_SERVICE_ACCOUNTS:"),
+            (&[("IMAGE_MIRRORS", "ghcr.io")], "configuration IMAGE_MIRRORS:"),
+            (&[("JOB_ALLOW", "root")], "configuration JOB_ALLOW: 'root'"),
+            (&[("JOB_POLICY_FILE", "/nonexistent")], "configuration JOB_POLICY_FILE: cannot read"),
+            (&[("KUBERNETES_SERVICE_HOST", "")], "configuration KUBERNETES_SERVICE_HOST:"),
+            (&[("KUBE_TOKEN_FILE", "/etc/hostname")], "configuration KUBE_API_URL: not set"),
+            (&[("KUBE_API_URL", "ftp://x")], "configuration KUBE_API_URL:"),
+            (&[("KUBE_API_URL", "https://x"), ("KUBE_CA_FILE", "/nonexistent")], "configuration KUBE_CA_FILE:"),
+        ];
+        for (extra, expected) in cases {
+            let e = error_with(extra);
+            assert!(e.starts_with(expected), "{extra:?}: {e}");
+            assert!(e.contains("; fix: "), "{extra:?}: {e}");
+            assert_eq!(e.lines().count(), 1, "{e}");
+        }
+    }
+
+    #[test]
+    fn key_file_is_read_and_key_text_never_echoed() {
+        let dir = std::env::temp_dir().join(format!("ka-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("key.pem");
+        std::fs::write(&path, KEY).unwrap();
+        let env = upstream_env().into_iter().filter(|(k, _)| *k != "PRIVATE_KEY").chain([("PRIVATE_KEY_FILE", path.display().to_string())]);
+        assert!(agent_config(&Values::from_env(env)).is_ok());
+        std::fs::write(&path, KEY.replace("-----END PRIVATE KEY-----", "")).unwrap();
+        let env = upstream_env().into_iter().filter(|(k, _)| *k != "PRIVATE_KEY").chain([("PRIVATE_KEY_FILE", path.display().to_string())]);
+        let e = agent_config(&Values::from_env(env)).unwrap_err().to_string();
+        assert!(e.contains("truncated") && !e.contains("MC4CAQAw"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn policy_file_must_be_a_job_shaped_object_without_identity() {
+        let dir = std::env::temp_dir().join(format!("ka-policy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("policy.json");
+        let check = |content: &str| {
+            std::fs::write(&path, content).unwrap();
+            job_policy(&Values::from_env([("JOB_POLICY_FILE", path.display().to_string())]))
+        };
+        assert!(check(r#"{"spec":{"template":{"spec":{"nodeSelector":{"pool":"jobs"}}}}}"#).unwrap().overlay.is_some());
+        assert!(check("[1]").unwrap_err().to_string().contains("not a JSON object"));
+        assert!(check("{").unwrap_err().to_string().contains("not valid JSON"));
+        assert!(check(r#"{"metadata":{"namespace":"x"}}"#).unwrap_err().to_string().contains("metadata.namespace"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn log_level_is_lenient_like_upstream_and_format_is_strict() {
+        let c = log_config(&Values::from_env([("LOG_LEVEL", "DEBUG")])).unwrap();
+        assert_eq!((c.level, c.level_warning.is_none(), c.format), (log::LevelFilter::Debug, true, LogFormat::Json));
+        let c = log_config(&Values::from_env([("LOG_LEVEL", "verbose")])).unwrap();
+        assert_eq!(c.level, log::LevelFilter::Info);
+        assert!(c.level_warning.unwrap().contains("verbose"));
+        assert!(log_config(&Values::from_env([("LOG_FORMAT", "xml")])).unwrap_err().to_string().contains("LOG_FORMAT"));
+    }
+
+    #[test]
+    fn every_setting_has_a_unique_env_and_flag() {
+        let mut seen = std::collections::BTreeSet::new();
+        for s in SETTINGS {
+            assert!(seen.insert(s.env), "{}", s.env);
+            assert!(s.flag.is_empty() || seen.insert(s.flag), "{}", s.flag);
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! The one place that turns a method, URL, headers and body into a ureq call, for both
+//! peers (the Orchestrator and the Kubernetes API). It fixes the hazards of ureq once:
+//! status codes come back as values (never as errors, so `Status` bodies survive), every
+//! call has a timeout, and every body read is capped. It knows nothing about either API.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+
+/// Where the trust anchors for a peer come from.
+#[derive(Clone, Debug)]
+pub enum Trust {
+    /// Mozilla's roots as compiled into webpki-roots (the image has no system store).
+    WebPki,
+    /// Exactly these certificates (DER), e.g. the cluster CA or a private CA bundle.
+    Specific(Arc<Vec<Vec<u8>>>),
+}
+
+/// How to build an agent for one peer.
+#[derive(Clone, Debug)]
+pub struct AgentSettings {
+    /// Trust anchors.
+    pub trust: Trust,
+    /// The proxy, or `None` for a direct connection.
+    pub proxy: Option<ureq::Proxy>,
+    /// Upper bound on one whole call: connect, send, receive, read the body.
+    pub timeout: Duration,
+}
+
+/// Builds a ureq agent from `settings`.
+pub fn agent(settings: &AgentSettings) -> ureq::Agent {
+    let roots = match &settings.trust {
+        Trust::WebPki => RootCerts::WebPki,
+        Trust::Specific(ders) => RootCerts::new_with_certs(&ders.iter().map(|d| Certificate::from_der(d).to_owned()).collect::<Vec<_>>()),
+    };
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(settings.timeout))
+        .timeout_connect(Some(settings.timeout.min(Duration::from_secs(10))))
+        .proxy(settings.proxy.clone())
+        .max_redirects(0)
+        .user_agent(concat!("kubernetes-agent/", env!("CARGO_PKG_VERSION")))
+        .tls_config(TlsConfig::builder().root_certs(roots).build())
+        .build()
+        .new_agent()
+}
+
+/// Parses every certificate in a PEM bundle; `None` when there is none.
+pub fn pem_certificates(pem: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let certs: Vec<Vec<u8>> = ureq::tls::parse_pem(pem)
+        .filter_map(|item| match item {
+            Ok(PemItem::Certificate(c)) => Some(c.der().to_vec()),
+            _ => None,
+        })
+        .collect();
+    (!certs.is_empty()).then_some(certs)
+}
+
+/// One finished exchange.
+#[derive(Debug)]
+pub struct Reply {
+    /// HTTP status code.
+    pub status: u16,
+    /// `Retry-After` in seconds, when the peer sent one as a number.
+    pub retry_after: Option<u64>,
+    /// The body, at most the cap given to [`call`].
+    pub body: String,
+}
+
+/// Performs one request. `Err` carries a human-readable transport failure (including a
+/// body over `cap` bytes); any HTTP status is `Ok`.
+pub fn call(agent: &ureq::Agent, method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str>, cap: u64) -> Result<Reply, String> {
+    let result = match (method, body) {
+        ("GET", _) => {
+            let mut req = agent.get(url);
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            req.call()
+        }
+        ("POST", body) => {
+            let mut req = agent.post(url);
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            match body {
+                Some(b) => req.header("Content-Type", "application/json").send(b),
+                None => req.send_empty(),
+            }
+        }
+        (other, _) => return Err(format!("unsupported method {other}")),
+    };
+    let mut response = result.map_err(describe)?;
+    let status = response.status().as_u16();
+    let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
+    let body = response.body_mut().with_config().limit(cap).read_to_string().map_err(|e| match e {
+        ureq::Error::BodyExceedsLimit(limit) => format!("reply body larger than {limit} bytes (HTTP {status}); refusing to read it"),
+        other => format!("reading the reply body (HTTP {status}): {}", describe(other)),
+    })?;
+    Ok(Reply { status, retry_after, body })
+}
+
+/// ureq errors in our words; URLs carry no secrets, so they may appear.
+fn describe(e: ureq::Error) -> String {
+    match e {
+        ureq::Error::Timeout(what) => format!("timed out ({what})"),
+        ureq::Error::Io(io) => format!("connection failed: {io}"),
+        ureq::Error::HostNotFound => "host not found (DNS)".to_string(),
+        ureq::Error::ConnectionFailed => "connection failed".to_string(),
+        ureq::Error::Tls(msg) => format!("TLS failed: {msg}"),
+        ureq::Error::Rustls(err) => format!("TLS failed: {err} (is the right CA configured?)"),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,248 @@
+//! Sending [`ApiRequest`]s: in-cluster discovery, the bearer token and CA re-read
+//! periodically and on 401 (bound tokens rotate about hourly; the last good one is kept
+//! when a read fails), and retries with backoff on 429/500/503/504 honouring Retry-After.
+//! No proxy is ever used for the API server, whatever `HTTPS_PROXY` says.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::http::{self, AgentSettings, Trust};
+use crate::kube::{ApiRequest, Status};
+
+/// Where the service-account files live in every pod.
+pub const DEFAULT_SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+/// How often the token and CA files are re-read even without a 401.
+pub const DEFAULT_RELOAD_EVERY: Duration = Duration::from_secs(60);
+/// Upper bound on one API call.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
+/// Attempts per request when the API says "try again" (429/500/503/504) or is unreachable.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+/// Largest reply body read; a Pod or Event list of one Job is far below this.
+pub const BODY_CAP: u64 = 8 << 20;
+/// Longest Retry-After we honour; longer ones are clamped.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// The API server and the credentials to reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// `https://host:port`, no trailing slash.
+    pub base_url: String,
+    /// Bearer token file; `None` sends no Authorization header.
+    pub token_file: Option<PathBuf>,
+    /// PEM bundle to trust; `None` trusts the public roots (development only).
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Target {
+    /// The in-cluster target from `KUBERNETES_SERVICE_HOST`/`_PORT` and the
+    /// service-account directory. IPv6 hosts are bracketed.
+    pub fn in_cluster(host: Option<&str>, port: Option<&str>, service_account_dir: &Path) -> Result<Target> {
+        let fix = "run the agent in a pod, or set KUBE_API_URL (with KUBE_TOKEN_FILE and KUBE_CA_FILE) for out-of-cluster use";
+        let host = host.filter(|h| !h.is_empty()).ok_or_else(|| Error::config("KUBERNETES_SERVICE_HOST", "not set, so this is not a pod", fix))?;
+        let port = port.filter(|p| !p.is_empty()).unwrap_or("443");
+        if port.parse::<u16>().is_err() {
+            return Err(Error::config("KUBERNETES_SERVICE_PORT", format!("'{port}' is not a port number"), fix));
+        }
+        let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_string() };
+        Ok(Target {
+            base_url: format!("https://{host}:{port}"),
+            token_file: Some(service_account_dir.join("token")),
+            ca_file: Some(service_account_dir.join("ca.crt")),
+        })
+    }
+}
+
+/// Knobs with production defaults; tests shorten them.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// See [`DEFAULT_RELOAD_EVERY`].
+    pub reload_every: Duration,
+    /// See [`DEFAULT_TIMEOUT`].
+    pub timeout: Duration,
+    /// See [`DEFAULT_MAX_ATTEMPTS`].
+    pub max_attempts: u32,
+    /// First backoff delay; doubled per attempt, capped at 8 s, with jitter.
+    pub first_backoff: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings { reload_every: DEFAULT_RELOAD_EVERY, timeout: DEFAULT_TIMEOUT, max_attempts: DEFAULT_MAX_ATTEMPTS, first_backoff: Duration::from_millis(250) }
+    }
+}
+
+struct Credentials {
+    token: Option<String>,
+    ca_pem: Option<Vec<u8>>,
+    agent: ureq::Agent,
+    read_at: Instant,
+}
+
+/// A Kubernetes API client; cheap to share between threads behind an `Arc`.
+pub struct Client {
+    target: Target,
+    settings: Settings,
+    credentials: Mutex<Credentials>,
+    requests: AtomicU64,
+}
+
+impl Client {
+    /// Reads the token and CA once; a failure here is a start-up error.
+    pub fn new(target: Target, settings: Settings) -> Result<Client> {
+        let token = match &target.token_file {
+            Some(path) => Some(read_token(path)?),
+            None => None,
+        };
+        let ca_pem = match &target.ca_file {
+            Some(path) => Some(std::fs::read(path).map_err(|e| Error::io(format!("reading the Kubernetes CA file {}", path.display()), e))?),
+            None => None,
+        };
+        let agent = build_agent(ca_pem.as_deref(), &settings, target.ca_file.as_deref())?;
+        Ok(Client { target, settings, credentials: Mutex::new(Credentials { token, ca_pem, agent, read_at: Instant::now() }), requests: AtomicU64::new(0) })
+    }
+
+    /// The API server URL.
+    pub fn base_url(&self) -> &str {
+        &self.target.base_url
+    }
+
+    /// HTTP requests sent so far (retries included), for metrics and the benchmark.
+    pub fn requests_sent(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Sends `request` and returns the body of a 2xx reply. Retries transient failures;
+    /// on 401 re-reads the token once and tries again.
+    pub fn send(&self, request: &ApiRequest) -> Result<String> {
+        let url = format!("{}{}", self.target.base_url, request.path_and_query);
+        let mut reloaded_after_401 = false;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.refresh(false);
+            let (agent, token) = {
+                let c = self.credentials.lock().unwrap_or_else(|p| p.into_inner());
+                (c.agent.clone(), c.token.clone())
+            };
+            let auth = token.map(|t| format!("Bearer {t}"));
+            let mut headers = vec![("Accept", "application/json")];
+            if let Some(a) = &auth {
+                headers.push(("Authorization", a.as_str()));
+            }
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            let outcome = http::call(&agent, request.method, &url, &headers, request.body.as_deref(), BODY_CAP);
+            let (error, retry_after) = match outcome {
+                Ok(reply) if (200..300).contains(&reply.status) => return Ok(reply.body),
+                Ok(reply) => {
+                    let status = Status::parse(reply.status, &reply.body);
+                    if status.code == 401 && !reloaded_after_401 {
+                        reloaded_after_401 = true;
+                        log::info!("{}: 401 Unauthorized; re-reading the service-account token and retrying", request.operation);
+                        self.refresh(true);
+                        continue;
+                    }
+                    let retry_after = reply.retry_after.or(status.retry_after_seconds).map(Duration::from_secs);
+                    (Error::Kube { operation: request.operation.clone(), status }, retry_after)
+                }
+                Err(why) => (Error::transport(format!("{} at {}", request.operation, self.target.base_url), why), None),
+            };
+            if !error.is_transient() || attempt >= self.settings.max_attempts {
+                return Err(error);
+            }
+            let delay = retry_after.map_or_else(|| backoff(self.settings.first_backoff, attempt), |d| d.min(MAX_RETRY_AFTER));
+            log::warn!("{error}; retrying in {} ms (attempt {attempt} of {})", delay.as_millis(), self.settings.max_attempts);
+            std::thread::sleep(delay);
+        }
+    }
+
+    /// Re-reads the token and CA when `force` or when they are older than the reload
+    /// period. A failed read keeps the last good value and logs why.
+    fn refresh(&self, force: bool) {
+        let mut c = self.credentials.lock().unwrap_or_else(|p| p.into_inner());
+        if !force && c.read_at.elapsed() < self.settings.reload_every {
+            return;
+        }
+        c.read_at = Instant::now();
+        if let Some(path) = &self.target.token_file {
+            match read_token(path) {
+                Ok(token) => c.token = Some(token),
+                Err(e) => log::warn!("{e}; keeping the last good token"),
+            }
+        }
+        if let Some(path) = &self.target.ca_file {
+            match std::fs::read(path) {
+                Ok(pem) if Some(&pem) != c.ca_pem.as_ref() => match build_agent(Some(&pem), &self.settings, Some(path)) {
+                    Ok(agent) => {
+                        log::info!("Kubernetes CA file {} changed; using the new bundle", path.display());
+                        c.agent = agent;
+                        c.ca_pem = Some(pem);
+                    }
+                    Err(e) => log::warn!("{e}; keeping the last good CA bundle"),
+                },
+                Ok(_) => {}
+                Err(e) => log::warn!("reading the Kubernetes CA file {}: {e}; keeping the last good CA bundle", path.display()),
+            }
+        }
+    }
+}
+
+fn read_token(path: &Path) -> Result<String> {
+    let raw = std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading the Kubernetes token file {}", path.display()), e))?;
+    let token = raw.trim();
+    if token.is_empty() {
+        return Err(Error::decode(format!("Kubernetes token file {}", path.display()), "it is empty"));
+    }
+    Ok(token.to_string())
+}
+
+fn build_agent(ca_pem: Option<&[u8]>, settings: &Settings, ca_path: Option<&Path>) -> Result<ureq::Agent> {
+    let trust = match ca_pem {
+        Some(pem) => {
+            let name = ca_path.map_or_else(|| "the Kubernetes CA".to_string(), |p| format!("Kubernetes CA file {}", p.display()));
+            let certs = http::pem_certificates(pem).ok_or_else(|| Error::decode(name, "no PEM certificate in it"))?;
+            Trust::Specific(Arc::new(certs))
+        }
+        None => Trust::WebPki,
+    };
+    Ok(http::agent(&AgentSettings { trust, proxy: None, timeout: settings.timeout }))
+}
+
+/// Exponential backoff from `first`, doubled per attempt, capped at 8 s, with up to 50 % jitter.
+pub fn backoff(first: Duration, attempt: u32) -> Duration {
+    let base = first.saturating_mul(1 << attempt.saturating_sub(1).min(16)).min(Duration::from_secs(8));
+    let jitter = crate::random::below(base.as_millis() as u64 / 2 + 1);
+    base + Duration::from_millis(jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_cluster_brackets_ipv6_and_defaults_port() {
+        let t = Target::in_cluster(Some("fd00::1"), Some("6443"), Path::new("/sa")).unwrap();
+        assert_eq!(t.base_url, "https://[fd00::1]:6443");
+        assert_eq!(t.token_file.as_deref(), Some(Path::new("/sa/token")));
+        let t = Target::in_cluster(Some("10.0.0.1"), None, Path::new("/sa")).unwrap();
+        assert_eq!(t.base_url, "https://10.0.0.1:443");
+    }
+
+    #[test]
+    fn outside_a_pod_the_error_names_the_variable_and_the_fix() {
+        let e = Target::in_cluster(None, None, Path::new("/sa")).unwrap_err().to_string();
+        assert!(e.contains("KUBERNETES_SERVICE_HOST") && e.contains("KUBE_API_URL"), "{e}");
+        let e = Target::in_cluster(Some("h"), Some("https"), Path::new("/sa")).unwrap_err().to_string();
+        assert!(e.contains("KUBERNETES_SERVICE_PORT"), "{e}");
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let first = Duration::from_millis(100);
+        assert!(backoff(first, 1) >= first && backoff(first, 1) <= first * 3 / 2);
+        assert!(backoff(first, 3) >= first * 4);
+        assert!(backoff(first, 30) <= Duration::from_secs(12));
+    }
+}

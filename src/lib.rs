@@ -1,0 +1,28 @@
+//! `kubernetes-agent`: a drop-in replacement for the Platform Orchestrator's
+//! `kubernetes-agent` runner. It authenticates to the Orchestrator with a self-signed
+//! EdDSA JWT, keeps long polls open, and for each message creates or checks a Kubernetes
+//! Job through hand-built REST calls. Synchronous (threads, no async runtime), one static
+//! binary, few dependencies.
+//!
+//! What it deliberately does not do: run Jobs itself (upstream's `standard` mode), parse
+//! kubeconfig files, watch Kubernetes objects, retry a message the Orchestrator did not
+//! deliver (messages are not queued upstream; the agent keeps a poll open instead).
+
+pub mod base64;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod jwt;
+pub mod key;
+pub mod kube;
+pub mod logging;
+pub mod merge;
+pub mod message;
+pub mod mirror;
+pub mod random;
+pub mod render;
+pub mod time;
+
+pub use error::{Error, Result};

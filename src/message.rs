@@ -1,0 +1,191 @@
+//! The two messages the Orchestrator sends over the long poll (PROTOCOL §4), decoded
+//! strictly: every required field present and of the right type, or an error naming the
+//! field. The deployment token is wrapped in [`Secret`] so no `Debug` or log prints it.
+//! The JobSpec (`configuration`) is kept as a JSON tree; only the renderer looks inside.
+
+use std::fmt;
+
+use miniserde::json::{self, Object, Value};
+
+use crate::error::{Error, Result};
+
+/// A value that must never be printed: `Debug` and `Display` show `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
+    /// The value, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// `create-job`: create a Job named `job_id` in `namespace` from `configuration`.
+#[derive(Debug, Clone)]
+pub struct CreateJob {
+    /// The Job name; in practice the deployment id.
+    pub job_id: String,
+    /// Namespace the Job is created in.
+    pub namespace: String,
+    /// The JobSpec, as sent (it carries credentials in env: never log it).
+    pub configuration: Value,
+    /// Token for reporting a failure on this deployment.
+    pub deployment_token: Secret,
+}
+
+/// `check-job-status`: see whether the Job of a deployment is stuck.
+#[derive(Debug, Clone)]
+pub struct CheckJobStatus {
+    /// The Job name; in practice the deployment id.
+    pub job_id: String,
+    /// Namespace of the Job.
+    pub namespace: String,
+    /// Token for reporting a failure on this deployment.
+    pub deployment_token: Secret,
+    /// Seconds since the epoch after which a Job with no running pod counts as stuck.
+    pub expires_at: i64,
+}
+
+/// One decoded message.
+#[derive(Debug, Clone)]
+pub enum Message {
+    /// `action = create-job`.
+    CreateJob(CreateJob),
+    /// `action = check-job-status`.
+    CheckJobStatus(CheckJobStatus),
+}
+
+impl Message {
+    /// The `action` string.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Message::CreateJob(_) => "create-job",
+            Message::CheckJobStatus(_) => "check-job-status",
+        }
+    }
+
+    /// The `job_id` of either message.
+    pub fn job_id(&self) -> &str {
+        match self {
+            Message::CreateJob(m) => &m.job_id,
+            Message::CheckJobStatus(m) => &m.job_id,
+        }
+    }
+}
+
+/// Decodes one message body. Errors name the field, never a value.
+pub fn decode(body: &str) -> Result<Message> {
+    let doc = "Orchestrator message";
+    let value: Value = json::from_str(body).map_err(|_| Error::decode(doc, "not valid JSON"))?;
+    let Value::Object(o) = value else {
+        return Err(Error::decode(doc, "not a JSON object"));
+    };
+    let action = string(&o, "action", doc)?;
+    match action.as_str() {
+        "create-job" => {
+            let doc = "create-job message";
+            let configuration = match o.get("configuration") {
+                Some(v @ Value::Object(_)) => v.clone(),
+                Some(_) => return Err(Error::decode(doc, "field 'configuration' is not a JSON object (it must be a Kubernetes JobSpec)")),
+                None => return Err(Error::decode(doc, "required field 'configuration' is missing")),
+            };
+            Ok(Message::CreateJob(CreateJob {
+                job_id: string(&o, "job_id", doc)?,
+                namespace: string(&o, "namespace", doc)?,
+                configuration,
+                deployment_token: Secret(string(&o, "deployment_token", doc)?),
+            }))
+        }
+        "check-job-status" => {
+            let doc = "check-job-status message";
+            let expires = string(&o, "expires_at", doc)?;
+            let expires_at = crate::time::parse_rfc3339(&expires).ok_or_else(|| Error::decode(doc, "field 'expires_at' is not an RFC 3339 time"))?;
+            Ok(Message::CheckJobStatus(CheckJobStatus {
+                job_id: string(&o, "job_id", doc)?,
+                namespace: string(&o, "namespace", doc)?,
+                deployment_token: Secret(string(&o, "deployment_token", doc)?),
+                expires_at,
+            }))
+        }
+        other => {
+            let shown: String = other.chars().filter(|c| !c.is_control()).take(40).collect();
+            Err(Error::decode(doc, format!("unknown action '{shown}'")))
+        }
+    }
+}
+
+/// The best-effort `job_id` and `deployment_token` of a message that did not decode, so
+/// that a failure can still be reported against the deployment.
+pub fn salvage_report_target(body: &str) -> Option<(String, Secret)> {
+    let Ok(Value::Object(o)) = json::from_str::<Value>(body) else { return None };
+    match (o.get("job_id"), o.get("deployment_token")) {
+        (Some(Value::String(id)), Some(Value::String(token))) if !id.is_empty() && !token.is_empty() => Some((id.clone(), Secret(token.clone()))),
+        _ => None,
+    }
+}
+
+fn string(o: &Object, field: &str, doc: &str) -> Result<String> {
+    match o.get(field) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+        Some(Value::String(_)) => Err(Error::decode(doc, format!("field '{field}' is empty"))),
+        Some(_) => Err(Error::decode(doc, format!("field '{field}' is not a string"))),
+        None => Err(Error::decode(doc, format!("required field '{field}' is missing"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_job_decodes_and_hides_its_token() {
+        let m = decode(r#"{"action":"create-job","job_id":"d-1","namespace":"ns","configuration":{"template":{}},"deployment_token":"tok-secret"}"#).unwrap();
+        assert_eq!(m.action(), "create-job");
+        assert_eq!(m.job_id(), "d-1");
+        assert!(!format!("{m:?}").contains("tok-secret"));
+    }
+
+    #[test]
+    fn check_job_status_needs_an_rfc3339_expiry() {
+        let ok = decode(r#"{"action":"check-job-status","job_id":"d","namespace":"n","deployment_token":"t","expires_at":"2026-11-27T15:37:06Z"}"#).unwrap();
+        assert!(matches!(ok, Message::CheckJobStatus(CheckJobStatus { expires_at: 1_795_793_826, .. })));
+        let bad = decode(r#"{"action":"check-job-status","job_id":"d","namespace":"n","deployment_token":"t","expires_at":"soon"}"#).unwrap_err().to_string();
+        assert!(bad.contains("expires_at"), "{bad}");
+    }
+
+    #[test]
+    fn a_jobspec_that_is_not_an_object_is_refused_by_field() {
+        let e = decode(r#"{"action":"create-job","job_id":"d","namespace":"n","configuration":"[1]","deployment_token":"t"}"#).unwrap_err().to_string();
+        assert!(e.contains("'configuration' is not a JSON object"), "{e}");
+        let e = decode(r#"{"action":"create-job","job_id":"d","namespace":"n","configuration":[],"deployment_token":"t"}"#).unwrap_err().to_string();
+        assert!(e.contains("configuration"), "{e}");
+    }
+
+    #[test]
+    fn missing_fields_unknown_actions_and_garbage_are_named() {
+        let e = decode(r#"{"action":"create-job","namespace":"n","configuration":{},"deployment_token":"t"}"#).unwrap_err().to_string();
+        assert!(e.contains("'job_id' is missing"), "{e}");
+        let e = decode(r#"{"action":"delete-everything"}"#).unwrap_err().to_string();
+        assert!(e.contains("unknown action 'delete-everything'"), "{e}");
+        assert!(decode("not json").unwrap_err().to_string().contains("not valid JSON"));
+        assert!(decode("[]").unwrap_err().to_string().contains("not a JSON object"));
+    }
+
+    #[test]
+    fn a_broken_message_still_yields_its_report_target() {
+        let (id, token) = salvage_report_target(r#"{"action":"create-job","job_id":"d-9","deployment_token":"t","configuration":7}"#).unwrap();
+        assert_eq!((id.as_str(), token.expose()), ("d-9", "t"));
+        assert!(salvage_report_target(r#"{"job_id":"d-9"}"#).is_none());
+    }
+}

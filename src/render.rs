@@ -1,0 +1,399 @@
+//! The Job renderer: a pure function from a `create-job` message and the local policy to
+//! the `batch/v1` Job the agent will create. The stages run in this order, in
+//! [`render`] and nowhere else:
+//!
+//! 1. `validate_name`: `job_id` must be a DNS-1123 label (it becomes the Job name);
+//! 2. `validate_namespace`: a DNS-1123 label, and on the allow-list when there is one;
+//! 3. `place_jobspec`: the embedded template (`job-template.json`, the Orchestrator's
+//!    defaults of PROTOCOL §5) with the message's JobSpec overlaid on `spec`;
+//! 4. `overlay_policy`: the local policy template overlaid on the whole Job;
+//! 5. `stamp_identity`: name, namespace, labels and annotations (set last, so neither the
+//!    JobSpec nor the policy can change them);
+//! 6. `apply_mirrors`: image references rewritten by registry prefix;
+//! 7. `enforce`: privileged containers, host namespaces, hostPath volumes and service
+//!    accounts checked on the final pod spec.
+//!
+//! A refusal is an [`Error::Refused`] naming the rule. Kubernetes' own validation is not
+//! repeated here: whatever the API server rejects comes back as its `Invalid` status.
+
+use miniserde::json::{self, Object, Value};
+
+use crate::error::{Error, Result};
+use crate::merge;
+use crate::message::CreateJob;
+use crate::mirror::{self, Mirror};
+
+/// The embedded template every Job starts from.
+pub const JOB_TEMPLATE: &str = include_str!("job-template.json");
+/// Set on every Job and pod this agent makes.
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// The deployment behind a Job (the message's `job_id`).
+pub const LABEL_DEPLOYMENT_ID: &str = "humanitec.dev/deployment-id";
+/// The runner that created a Job.
+pub const LABEL_RUNNER_ID: &str = "humanitec.dev/runner-id";
+/// The organisation, as an annotation (org ids need not be valid label values).
+pub const ANNOTATION_ORG_ID: &str = "humanitec.dev/org-id";
+/// The runner id, as an annotation (always set, even when it is not a valid label value).
+pub const ANNOTATION_RUNNER_ID: &str = "humanitec.dev/runner-id";
+/// Our value of [`LABEL_MANAGED_BY`]; `kubectl get jobs -l app.kubernetes.io/managed-by=humanitec-kubernetes-agent`.
+pub const MANAGED_BY: &str = "humanitec-kubernetes-agent";
+
+/// Which otherwise-refused pod features the local policy permits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Allow {
+    /// `securityContext.privileged: true` on any container.
+    pub privileged: bool,
+    /// `hostNetwork`, `hostPID` or `hostIPC`.
+    pub host_namespaces: bool,
+    /// `hostPath` volumes.
+    pub host_path: bool,
+}
+
+/// Everything local that shapes a Job. Empty allow-lists allow anything RBAC permits.
+#[derive(Debug, Clone, Default)]
+pub struct JobPolicy {
+    /// Namespaces Jobs may be created in; empty = any.
+    pub namespaces: Vec<String>,
+    /// Service accounts Jobs may run as; empty = any.
+    pub service_accounts: Vec<String>,
+    /// Image mirror rules.
+    pub mirrors: Vec<Mirror>,
+    /// The local policy template, overlaid on every Job (see [`merge`]).
+    pub overlay: Option<Value>,
+    /// Permitted pod features.
+    pub allow: Allow,
+    /// Stamped on the Job when known.
+    pub runner_id: Option<String>,
+    /// Stamped on the Job when known.
+    pub org_id: Option<String>,
+}
+
+/// Renders the Job for `message` under `policy`.
+pub fn render(message: &CreateJob, policy: &JobPolicy) -> Result<Value> {
+    validate_name(&message.job_id)?;
+    validate_namespace(&message.namespace, &policy.namespaces)?;
+    let mut job = place_jobspec(&message.configuration)?;
+    overlay_policy(&mut job, policy.overlay.as_ref());
+    stamp_identity(&mut job, message, policy);
+    apply_mirrors(&mut job, &policy.mirrors);
+    enforce(&job, policy)?;
+    Ok(job)
+}
+
+/// True for a DNS-1123 label: 1–63 of `[a-z0-9-]`, starting and ending alphanumeric.
+pub fn is_dns1123_label(s: &str) -> bool {
+    let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let b = s.as_bytes();
+    !b.is_empty() && b.len() <= 63 && alnum(b[0]) && alnum(b[b.len() - 1]) && b.iter().all(|&c| alnum(c) || c == b'-')
+}
+
+fn validate_name(job_id: &str) -> Result<()> {
+    if is_dns1123_label(job_id) {
+        return Ok(());
+    }
+    let shown: String = job_id.chars().filter(|c| !c.is_control()).take(80).collect();
+    let why = if job_id.len() > 63 {
+        format!("is {} characters long; Job names are at most 63", job_id.len())
+    } else {
+        "is not a DNS-1123 label (lowercase letters, digits and '-', starting and ending with a letter or digit)".to_string()
+    };
+    Err(Error::Refused { rule: "job-name", detail: format!("job_id '{shown}' {why}") })
+}
+
+fn validate_namespace(namespace: &str, allowed: &[String]) -> Result<()> {
+    if !is_dns1123_label(namespace) {
+        let shown: String = namespace.chars().filter(|c| !c.is_control()).take(80).collect();
+        return Err(Error::Refused { rule: "namespace-allow-list", detail: format!("namespace '{shown}' is not a valid namespace name") });
+    }
+    if !allowed.is_empty() && !allowed.iter().any(|a| a == namespace) {
+        return Err(Error::Refused {
+            rule: "namespace-allow-list",
+            detail: format!(
+                "namespace '{namespace}' is not in JOB_NAMESPACES ({}); add it there (chart: jobsRbac.namespace) or change the runner's job namespace",
+                allowed.join(", ")
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn place_jobspec(jobspec: &Value) -> Result<Value> {
+    if !matches!(jobspec, Value::Object(_)) {
+        return Err(Error::decode("create-job message", "field 'configuration' is not a JSON object (it must be a Kubernetes JobSpec)"));
+    }
+    let mut job: Value = json::from_str(JOB_TEMPLATE).expect("the embedded Job template is valid JSON (checked by a unit test)");
+    let mut patch = Object::new();
+    patch.insert("spec".into(), jobspec.clone());
+    merge::overlay(&mut job, &Value::Object(patch));
+    Ok(job)
+}
+
+fn overlay_policy(job: &mut Value, overlay: Option<&Value>) {
+    if let Some(o) = overlay {
+        merge::overlay(job, o);
+    }
+}
+
+fn stamp_identity(job: &mut Value, message: &CreateJob, policy: &JobPolicy) {
+    let runner_label = policy.runner_id.as_deref().filter(|r| is_label_value(r));
+    let meta = object_at(job, &["metadata"]);
+    meta.insert("name".into(), Value::String(message.job_id.clone()));
+    meta.insert("namespace".into(), Value::String(message.namespace.clone()));
+    let labels = object_in(meta, "labels");
+    labels.insert(LABEL_MANAGED_BY.into(), Value::String(MANAGED_BY.into()));
+    labels.insert(LABEL_DEPLOYMENT_ID.into(), Value::String(message.job_id.clone()));
+    if let Some(r) = runner_label {
+        labels.insert(LABEL_RUNNER_ID.into(), Value::String(r.into()));
+    }
+    let annotations = object_in(meta, "annotations");
+    if let Some(o) = &policy.org_id {
+        annotations.insert(ANNOTATION_ORG_ID.into(), Value::String(o.clone()));
+    }
+    if let Some(r) = &policy.runner_id {
+        annotations.insert(ANNOTATION_RUNNER_ID.into(), Value::String(r.clone()));
+    }
+    if annotations.is_empty() {
+        object_at(job, &["metadata"]).remove("annotations");
+    }
+    let pod_labels = object_at(job, &["spec", "template", "metadata", "labels"]);
+    pod_labels.insert(LABEL_MANAGED_BY.into(), Value::String(MANAGED_BY.into()));
+    pod_labels.insert(LABEL_DEPLOYMENT_ID.into(), Value::String(message.job_id.clone()));
+    if let Some(r) = runner_label {
+        pod_labels.insert(LABEL_RUNNER_ID.into(), Value::String(r.into()));
+    }
+}
+
+fn apply_mirrors(job: &mut Value, mirrors: &[Mirror]) {
+    if mirrors.is_empty() {
+        return;
+    }
+    for container in containers_mut(job) {
+        if let Some(Value::String(image)) = container.get("image") {
+            if let Some(rewritten) = mirror::rewrite(image, mirrors) {
+                container.insert("image".into(), Value::String(rewritten));
+            }
+        }
+    }
+}
+
+fn enforce(job: &Value, policy: &JobPolicy) -> Result<()> {
+    let pod = get(job, &["spec", "template", "spec"]);
+    if !policy.allow.privileged {
+        for (kind, c) in containers(pod) {
+            if matches!(get(c, &["securityContext", "privileged"]), Some(Value::Bool(true))) {
+                return Err(Error::Refused {
+                    rule: "no-privileged",
+                    detail: format!("{kind} '{}' sets securityContext.privileged; allow it with JOB_ALLOW=privileged", name(c)),
+                });
+            }
+        }
+    }
+    if !policy.allow.host_namespaces {
+        for field in ["hostNetwork", "hostPID", "hostIPC"] {
+            if matches!(pod.and_then(|p| get(p, &[field])), Some(Value::Bool(true))) {
+                return Err(Error::Refused {
+                    rule: "no-host-namespaces",
+                    detail: format!("the pod sets {field}: true; allow it with JOB_ALLOW=host-namespaces"),
+                });
+            }
+        }
+    }
+    if !policy.allow.host_path {
+        if let Some(Value::Array(volumes)) = pod.and_then(|p| get(p, &["volumes"])) {
+            if let Some(v) = volumes.iter().find(|v| get(v, &["hostPath"]).is_some()) {
+                return Err(Error::Refused { rule: "no-host-path", detail: format!("volume '{}' is a hostPath; allow it with JOB_ALLOW=host-path", name(v)) });
+            }
+        }
+    }
+    if !policy.service_accounts.is_empty() {
+        let account = pod.and_then(|p| get(p, &["serviceAccountName"]).or_else(|| get(p, &["serviceAccount"])));
+        let account = match account {
+            Some(Value::String(s)) if !s.is_empty() => s.as_str(),
+            _ => "default",
+        };
+        if !policy.service_accounts.iter().any(|a| a == account) {
+            return Err(Error::Refused {
+                rule: "service-account-allow-list",
+                detail: format!(
+                    "service account '{account}' is not in JOB_SERVICE_ACCOUNTS ({}); set the runner's job service account to one of them (chart: jobsRbac.serviceAccountName)",
+                    policy.service_accounts.join(", ")
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+const CONTAINER_LISTS: [(&str, &str); 3] = [("containers", "container"), ("initContainers", "init container"), ("ephemeralContainers", "ephemeral container")];
+
+fn containers(pod: Option<&Value>) -> impl Iterator<Item = (&'static str, &Value)> {
+    CONTAINER_LISTS.iter().flat_map(move |(list, kind)| match pod.and_then(|p| get(p, &[list])) {
+        Some(Value::Array(a)) => a.iter().map(|c| (*kind, c)).collect::<Vec<_>>(),
+        _ => Vec::new(),
+    })
+}
+
+fn containers_mut(job: &mut Value) -> Vec<&mut Object> {
+    let mut out = Vec::new();
+    if let Some(Value::Object(pod)) = get_mut(job, &["spec", "template", "spec"]) {
+        for (key, list) in pod.iter_mut() {
+            if let (true, Value::Array(items)) = (CONTAINER_LISTS.iter().any(|(l, _)| l == key), list) {
+                out.extend(items.iter_mut().filter_map(|c| match c {
+                    Value::Object(o) => Some(o),
+                    _ => None,
+                }));
+            }
+        }
+    }
+    out
+}
+
+fn name(v: &Value) -> String {
+    match get(v, &["name"]) {
+        Some(Value::String(s)) => s.chars().filter(|c| !c.is_control()).take(63).collect(),
+        _ => "(unnamed)".to_string(),
+    }
+}
+
+fn is_label_value(s: &str) -> bool {
+    let b = s.as_bytes();
+    let alnum = |c: u8| c.is_ascii_alphanumeric();
+    b.is_empty() || (b.len() <= 63 && alnum(b[0]) && alnum(b[b.len() - 1]) && b.iter().all(|&c| alnum(c) || matches!(c, b'-' | b'_' | b'.')))
+}
+
+/// The value at `path` through nested objects.
+pub fn get<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter().try_fold(v, |v, k| match v {
+        Value::Object(o) => o.get(*k),
+        _ => None,
+    })
+}
+
+fn get_mut<'a>(v: &'a mut Value, path: &[&str]) -> Option<&'a mut Value> {
+    path.iter().try_fold(v, |v, k| match v {
+        Value::Object(o) => o.get_mut(*k),
+        _ => None,
+    })
+}
+
+/// The object at `path`, creating (or replacing non-objects with) empty objects on the way.
+fn object_at<'a>(v: &'a mut Value, path: &[&str]) -> &'a mut Object {
+    if !matches!(v, Value::Object(_)) {
+        *v = Value::Object(Object::new());
+    }
+    let Value::Object(o) = v else { unreachable!("made an object above") };
+    let mut o = o;
+    for k in path {
+        o = object_in(o, k);
+    }
+    o
+}
+
+fn object_in<'a>(o: &'a mut Object, key: &str) -> &'a mut Object {
+    let slot = o.entry(key.to_string()).or_insert_with(|| Value::Object(Object::new()));
+    if !matches!(slot, Value::Object(_)) {
+        *slot = Value::Object(Object::new());
+    }
+    match slot {
+        Value::Object(inner) => inner,
+        _ => unreachable!("made an object above"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Secret;
+
+    fn message(jobspec: &str) -> CreateJob {
+        CreateJob { job_id: "d-1".into(), namespace: "jobs".into(), configuration: json::from_str(jobspec).unwrap(), deployment_token: Secret::new("t".into()) }
+    }
+
+    const POD: &str = r#"{"template":{"spec":{"serviceAccountName":"runner","containers":[{"name":"main","image":"ghcr.io/humanitec/runner:1"}]}}}"#;
+
+    #[test]
+    fn embedded_template_is_valid_json() {
+        assert!(matches!(json::from_str::<Value>(JOB_TEMPLATE), Ok(Value::Object(_))));
+    }
+
+    #[test]
+    fn template_defaults_fill_what_the_jobspec_omits_and_jobspec_wins() {
+        let job = render(&message(r#"{"backoffLimit":2,"template":{"spec":{"containers":[{"name":"main","image":"x"}]}}}"#), &JobPolicy::default()).unwrap();
+        assert!(matches!(get(&job, &["spec", "backoffLimit"]), Some(Value::Number(json::Number::U64(2)))));
+        assert!(matches!(get(&job, &["spec", "ttlSecondsAfterFinished"]), Some(Value::Number(json::Number::U64(3600)))));
+        assert!(matches!(get(&job, &["spec", "template", "spec", "restartPolicy"]), Some(Value::String(s)) if s == "Never"));
+    }
+
+    #[test]
+    fn identity_cannot_be_overridden_by_jobspec_or_policy() {
+        let policy = JobPolicy {
+            overlay: Some(json::from_str(r#"{"metadata":{"name":"evil","labels":{"humanitec.dev/deployment-id":"x"}}}"#).unwrap()),
+            ..JobPolicy::default()
+        };
+        let job = render(&message(POD), &policy).unwrap();
+        assert!(matches!(get(&job, &["metadata", "name"]), Some(Value::String(s)) if s == "d-1"));
+        assert!(matches!(get(&job, &["metadata", "labels", LABEL_DEPLOYMENT_ID]), Some(Value::String(s)) if s == "d-1"));
+        assert!(matches!(get(&job, &["spec", "template", "metadata", "labels", LABEL_MANAGED_BY]), Some(Value::String(s)) if s == MANAGED_BY));
+    }
+
+    #[test]
+    fn over_long_and_invalid_job_ids_are_refused_by_rule() {
+        for bad in ["A-1", "-a", "a_b", "", &"a".repeat(64)] {
+            let mut m = message(POD);
+            m.job_id = bad.to_string();
+            let e = render(&m, &JobPolicy::default()).unwrap_err();
+            assert!(matches!(e, Error::Refused { rule: "job-name", .. }), "{bad}: {e}");
+        }
+        let mut m = message(POD);
+        m.job_id = "a".repeat(63);
+        assert!(render(&m, &JobPolicy::default()).is_ok());
+    }
+
+    #[test]
+    fn namespace_outside_the_allow_list_is_refused() {
+        let policy = JobPolicy { namespaces: vec!["other".into()], ..JobPolicy::default() };
+        let e = render(&message(POD), &policy).unwrap_err().to_string();
+        assert!(e.contains("'namespace-allow-list'") && e.contains("JOB_NAMESPACES"), "{e}");
+    }
+
+    #[test]
+    fn service_account_outside_the_allow_list_is_refused_and_default_counts() {
+        let policy = JobPolicy { service_accounts: vec!["runner".into()], ..JobPolicy::default() };
+        assert!(render(&message(POD), &policy).is_ok());
+        let e = render(&message(r#"{"template":{"spec":{"containers":[]}}}"#), &policy).unwrap_err().to_string();
+        assert!(e.contains("'service-account-allow-list'") && e.contains("'default'"), "{e}");
+    }
+
+    #[test]
+    fn privileged_host_namespaces_and_host_path_are_refused_unless_allowed() {
+        let cases = [
+            (r#"{"template":{"spec":{"initContainers":[{"name":"i","securityContext":{"privileged":true}}]}}}"#, "no-privileged"),
+            (r#"{"template":{"spec":{"hostPID":true}}}"#, "no-host-namespaces"),
+            (r#"{"template":{"spec":{"volumes":[{"name":"root","hostPath":{"path":"/"}}]}}}"#, "no-host-path"),
+        ];
+        for (spec, rule) in cases {
+            let e = render(&message(spec), &JobPolicy::default()).unwrap_err();
+            assert!(matches!(e, Error::Refused { rule: r, .. } if r == rule), "{spec}: {e}");
+        }
+        let all = JobPolicy { allow: Allow { privileged: true, host_namespaces: true, host_path: true }, ..JobPolicy::default() };
+        for (spec, _) in cases {
+            assert!(render(&message(spec), &all).is_ok(), "{spec}");
+        }
+    }
+
+    #[test]
+    fn policy_overlay_cannot_sneak_in_privilege() {
+        let policy = JobPolicy { overlay: Some(json::from_str(r#"{"spec":{"template":{"spec":{"hostNetwork":true}}}}"#).unwrap()), ..JobPolicy::default() };
+        assert!(matches!(render(&message(POD), &policy), Err(Error::Refused { rule: "no-host-namespaces", .. })));
+    }
+
+    #[test]
+    fn mirrors_rewrite_every_container_kind() {
+        let policy = JobPolicy { mirrors: vec![Mirror::parse("ghcr.io/humanitec=registry.internal/m", "IMAGE_MIRRORS").unwrap()], ..JobPolicy::default() };
+        let spec = r#"{"template":{"spec":{"initContainers":[{"name":"i","image":"ghcr.io/humanitec/init:2"}],"containers":[{"name":"main","image":"ghcr.io/humanitec/runner:1"},{"name":"s","image":"quay.io/x:1"}]}}}"#;
+        let job = json::to_string(&render(&message(spec), &policy).unwrap());
+        assert!(job.contains(r#""image":"registry.internal/m/runner:1""#), "{job}");
+        assert!(job.contains(r#""image":"registry.internal/m/init:2""#), "{job}");
+        assert!(job.contains(r#""image":"quay.io/x:1""#), "{job}");
+    }
+}

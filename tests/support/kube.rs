@@ -1,0 +1,355 @@
+//! A Kubernetes API stand-in, faithful where the agent can tell: bearer-token checks
+//! (401 with a `Status`), `Status` bodies with `reason` and `code`, 201/409 AlreadyExists
+//! on create, 404 NotFound, 422 Invalid naming the field, 403 Forbidden for verbs the
+//! test denies, 429 with `Retry-After` and `details.retryAfterSeconds`, `labelSelector`
+//! and `fieldSelector` (equality forms), `resourceVersion`, and SelfSubjectAccessReview.
+//! Every request is recorded. Shared by the integration tests and the demo.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use miniserde::json::{self, Array, Number, Object, Value};
+
+use super::server::{Handler, Reply, Request, Server};
+
+/// One recorded request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub query: BTreeMap<String, String>,
+    pub authorized: bool,
+}
+
+/// An injected failure for the next matching requests.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    /// Matches when the request path contains this.
+    pub path_contains: String,
+    pub method: String,
+    pub code: u16,
+    pub reason: String,
+    pub retry_after: Option<u64>,
+    /// How many requests it applies to.
+    pub remaining: usize,
+}
+
+#[derive(Default)]
+pub struct State {
+    pub tokens: BTreeSet<String>,
+    /// (namespace, name) → Job object.
+    pub jobs: BTreeMap<(String, String), Value>,
+    pub pods: Vec<Value>,
+    pub events: Vec<Value>,
+    pub resource_version: u64,
+    pub seen: Vec<Seen>,
+    pub faults: VecDeque<Fault>,
+    /// (verb, resource) pairs RBAC denies.
+    pub denied: BTreeSet<(String, String)>,
+}
+
+/// The running stand-in.
+pub struct Kube {
+    pub server: Server,
+    pub state: Arc<Mutex<State>>,
+}
+
+impl Kube {
+    /// Starts over TLS with the committed test certificate, accepting `token`.
+    pub fn start(token: &str) -> Kube {
+        let state = Arc::new(Mutex::new(State::default()));
+        state.lock().unwrap().tokens.insert(token.to_string());
+        let s = state.clone();
+        let handler: Handler = Arc::new(move |req: &Request| handle(&s, req));
+        Kube { server: Server::start(handler, true), state }
+    }
+
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    /// Accepts `new` and stops accepting every other token (a rotation).
+    pub fn rotate_token(&self, new: &str) {
+        let mut s = self.state.lock().unwrap();
+        s.tokens.clear();
+        s.tokens.insert(new.to_string());
+    }
+
+    pub fn fail_next(&self, method: &str, path_contains: &str, code: u16, reason: &str, retry_after: Option<u64>, times: usize) {
+        self.state.lock().unwrap().faults.push_back(Fault {
+            path_contains: path_contains.into(),
+            method: method.into(),
+            code,
+            reason: reason.into(),
+            retry_after,
+            remaining: times,
+        });
+    }
+
+    pub fn deny(&self, verb: &str, resource: &str) {
+        self.state.lock().unwrap().denied.insert((verb.into(), resource.into()));
+    }
+
+    pub fn job(&self, namespace: &str, name: &str) -> Option<Value> {
+        self.state.lock().unwrap().jobs.get(&(namespace.to_string(), name.to_string())).cloned()
+    }
+
+    pub fn job_names(&self) -> Vec<String> {
+        self.state.lock().unwrap().jobs.keys().map(|(_, n)| n.clone()).collect()
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.lock().unwrap().seen.clone()
+    }
+
+    /// Sets `status.<field> = 1` on a Job (`succeeded`, `failed`, `active`, `ready`).
+    pub fn set_job_status(&self, namespace: &str, name: &str, field: &str) {
+        let mut s = self.state.lock().unwrap();
+        s.resource_version += 1;
+        let rv = s.resource_version.to_string();
+        if let Some(Value::Object(job)) = s.jobs.get_mut(&(namespace.to_string(), name.to_string())) {
+            if let Some(Value::Object(status)) = job.get_mut("status") {
+                status.insert(field.into(), Value::Number(Number::U64(1)));
+            }
+            if let Some(Value::Object(meta)) = job.get_mut("metadata") {
+                meta.insert("resourceVersion".into(), Value::String(rv));
+            }
+        }
+    }
+
+    /// Adds a pod of a Job in `phase` (the Job controller's `job-name` label).
+    pub fn add_pod(&self, namespace: &str, job: &str, pod: &str, phase: &str) {
+        let text = format!(
+            r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{pod}","namespace":"{namespace}","labels":{{"job-name":"{job}","batch.kubernetes.io/job-name":"{job}"}}}},"status":{{"phase":"{phase}"}}}}"#
+        );
+        self.state.lock().unwrap().pods.push(json::from_str(&text).unwrap());
+    }
+
+    /// Adds an Event about `involved` (a Job or Pod name).
+    pub fn add_event(&self, namespace: &str, involved: &str, kind: &str, type_: &str, reason: &str, message: &str, time: &str) {
+        let mut o = Object::new();
+        let meta = format!(r#"{{"name":"{involved}.{}","namespace":"{namespace}"}}"#, reason.to_lowercase());
+        o.insert("apiVersion".into(), Value::String("v1".into()));
+        o.insert("kind".into(), Value::String("Event".into()));
+        o.insert("metadata".into(), json::from_str(&meta).unwrap());
+        o.insert("involvedObject".into(), json::from_str(&format!(r#"{{"kind":"{kind}","name":"{involved}","namespace":"{namespace}"}}"#)).unwrap());
+        o.insert("type".into(), Value::String(type_.into()));
+        o.insert("reason".into(), Value::String(reason.into()));
+        o.insert("message".into(), Value::String(message.into()));
+        o.insert("lastTimestamp".into(), Value::String(time.into()));
+        self.state.lock().unwrap().events.push(Value::Object(o));
+    }
+}
+
+pub fn status_body(code: u16, reason: &str, message: &str, details: Option<&str>) -> String {
+    let mut o = Object::new();
+    o.insert("kind".into(), Value::String("Status".into()));
+    o.insert("apiVersion".into(), Value::String("v1".into()));
+    o.insert("metadata".into(), Value::Object(Object::new()));
+    o.insert("status".into(), Value::String("Failure".into()));
+    o.insert("message".into(), Value::String(message.into()));
+    o.insert("reason".into(), Value::String(reason.into()));
+    if let Some(d) = details {
+        o.insert("details".into(), json::from_str(d).unwrap());
+    }
+    o.insert("code".into(), Value::Number(Number::U64(code.into())));
+    json::to_string(&o)
+}
+
+fn status(code: u16, reason: &str, message: &str, details: Option<&str>) -> Reply {
+    Reply::json(code, status_body(code, reason, message, details))
+}
+
+fn handle(state: &Mutex<State>, req: &Request) -> Reply {
+    let mut s = state.lock().unwrap();
+    let token = req.header("authorization").and_then(|a| a.strip_prefix("Bearer ")).map(str::to_string);
+    let authorized = token.as_ref().is_some_and(|t| s.tokens.contains(t));
+    s.seen.push(Seen { method: req.method.clone(), path: req.path.clone(), query: req.query.clone(), authorized });
+    if !authorized {
+        return status(401, "Unauthorized", "Unauthorized", None);
+    }
+    if let Some(i) = s.faults.iter().position(|f| f.method == req.method && req.path.contains(&f.path_contains)) {
+        let f = s.faults[i].clone();
+        s.faults[i].remaining -= 1;
+        if s.faults[i].remaining == 0 {
+            s.faults.remove(i);
+        }
+        let details = f.retry_after.map(|r| format!(r#"{{"retryAfterSeconds":{r}}}"#));
+        let reply = status(f.code, &f.reason, &format!("injected {} for {}", f.reason, req.path), details.as_deref());
+        return match f.retry_after {
+            Some(r) => reply.with_header("Retry-After", &r.to_string()),
+            None => reply,
+        };
+    }
+    let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
+    match (req.method.as_str(), segments.as_slice()) {
+        ("POST", ["apis", "batch", "v1", "namespaces", ns, "jobs"]) => create_job(&mut s, ns, &req.body),
+        ("GET", ["apis", "batch", "v1", "namespaces", ns, "jobs", name]) => {
+            if s.denied.contains(&("get".into(), "jobs".into())) {
+                return forbidden("get", "jobs", "batch", ns);
+            }
+            match s.jobs.get(&(ns.to_string(), name.to_string())) {
+                Some(job) => Reply::json(200, json::to_string(job)),
+                None => status(404, "NotFound", &format!("jobs.batch \"{name}\" not found"), Some(&format!(r#"{{"name":"{name}","group":"batch","kind":"jobs"}}"#))),
+            }
+        }
+        ("GET", ["api", "v1", "namespaces", ns, "pods"]) => {
+            if s.denied.contains(&("list".into(), "pods".into())) {
+                return forbidden("list", "pods", "", ns);
+            }
+            let selector = req.query.get("labelSelector").cloned().unwrap_or_default();
+            let items: Vec<Value> = s.pods.iter().filter(|p| in_namespace(p, ns) && label_match(p, &selector)).cloned().collect();
+            list("PodList", items, s.resource_version)
+        }
+        ("GET", ["api", "v1", "namespaces", ns, "events"]) => {
+            if s.denied.contains(&("list".into(), "events".into())) {
+                return forbidden("list", "events", "", ns);
+            }
+            let selector = req.query.get("fieldSelector").cloned().unwrap_or_default();
+            let items: Vec<Value> = s.events.iter().filter(|e| in_namespace(e, ns) && field_match(e, &selector)).cloned().collect();
+            list("EventList", items, s.resource_version)
+        }
+        ("POST", ["apis", "authorization.k8s.io", "v1", "selfsubjectaccessreviews"]) => {
+            let Ok(Value::Object(mut review)) = json::from_str::<Value>(&req.body) else {
+                return status(400, "BadRequest", "the body is not a SelfSubjectAccessReview", None);
+            };
+            let attrs = get(&Value::Object(review.clone()), &["spec", "resourceAttributes"]).cloned();
+            let verb = attrs.as_ref().and_then(|a| get(a, &["verb"])).and_then(text).unwrap_or_default();
+            let resource = attrs.as_ref().and_then(|a| get(a, &["resource"])).and_then(text).unwrap_or_default();
+            let allowed = !s.denied.contains(&(verb, resource));
+            review.insert("status".into(), json::from_str(&format!(r#"{{"allowed":{allowed}}}"#)).unwrap());
+            Reply::json(201, json::to_string(&review))
+        }
+        _ => status(404, "NotFound", "the server could not find the requested resource", None),
+    }
+}
+
+fn forbidden(verb: &str, resource: &str, group: &str, ns: &str) -> Reply {
+    let full = if group.is_empty() { resource.to_string() } else { format!("{resource}.{group}") };
+    status(
+        403,
+        "Forbidden",
+        &format!("{full} is forbidden: User \"system:serviceaccount:agent:agent\" cannot {verb} resource \"{resource}\" in API group \"{group}\" in the namespace \"{ns}\""),
+        Some(&format!(r#"{{"group":"{group}","kind":"{resource}"}}"#)),
+    )
+}
+
+fn create_job(s: &mut State, ns: &str, body: &str) -> Reply {
+    if s.denied.contains(&("create".into(), "jobs".into())) {
+        return forbidden("create", "jobs", "batch", ns);
+    }
+    let Ok(Value::Object(mut job)) = json::from_str::<Value>(body) else {
+        return status(400, "BadRequest", "the body of the request was in an unknown format", None);
+    };
+    let name = get(&Value::Object(job.clone()), &["metadata", "name"]).and_then(text).unwrap_or_default();
+    if let Some(body_ns) = get(&Value::Object(job.clone()), &["metadata", "namespace"]).and_then(text) {
+        if body_ns != ns {
+            return status(400, "BadRequest", "the namespace of the provided object does not match the namespace sent on the request", None);
+        }
+    }
+    if let Some((field, why)) = invalid_field(&Value::Object(job.clone())) {
+        let details = format!(r#"{{"name":{},"group":"batch","kind":"Job","causes":[{{"reason":"FieldValueRequired","message":{},"field":{}}}]}}"#, quote(&name), quote(why), quote(field));
+        return status(422, "Invalid", &format!("Job.batch \"{name}\" is invalid: {field}: {why}"), Some(&details));
+    }
+    if s.jobs.contains_key(&(ns.to_string(), name.clone())) {
+        return status(409, "AlreadyExists", &format!("jobs.batch \"{name}\" already exists"), Some(&format!(r#"{{"name":{},"group":"batch","kind":"jobs"}}"#, quote(&name))));
+    }
+    s.resource_version += 1;
+    if let Some(Value::Object(meta)) = job.get_mut("metadata") {
+        meta.insert("uid".into(), Value::String(format!("uid-{}", s.resource_version)));
+        meta.insert("resourceVersion".into(), Value::String(s.resource_version.to_string()));
+        meta.insert("creationTimestamp".into(), Value::String("2026-11-27T00:00:00Z".into()));
+    }
+    job.insert("status".into(), Value::Object(Object::new()));
+    let job = Value::Object(job);
+    let text = json::to_string(&job);
+    s.jobs.insert((ns.to_string(), name), job);
+    Reply::json(201, text)
+}
+
+/// The first field real validation would reject, for the shapes tests use.
+fn invalid_field(job: &Value) -> Option<(&'static str, &'static str)> {
+    let name = get(job, &["metadata", "name"]).and_then(text).unwrap_or_default();
+    if name.is_empty() {
+        return Some(("metadata.name", "Required value: name or generateName is required"));
+    }
+    let containers = match get(job, &["spec", "template", "spec", "containers"]) {
+        Some(Value::Array(a)) if !a.is_empty() => a,
+        _ => return Some(("spec.template.spec.containers", "Required value")),
+    };
+    for c in containers.iter() {
+        if get(c, &["image"]).and_then(text).unwrap_or_default().is_empty() {
+            return Some(("spec.template.spec.containers[0].image", "Required value"));
+        }
+    }
+    match get(job, &["spec", "template", "spec", "restartPolicy"]).and_then(text).as_deref() {
+        Some("Never") | Some("OnFailure") => None,
+        _ => Some(("spec.template.spec.restartPolicy", "Unsupported value: supported values: \"OnFailure\", \"Never\"")),
+    }
+}
+
+fn list(kind: &str, items: Vec<Value>, rv: u64) -> Reply {
+    let mut o = Object::new();
+    o.insert("kind".into(), Value::String(kind.into()));
+    o.insert("apiVersion".into(), Value::String("v1".into()));
+    o.insert("metadata".into(), json::from_str(&format!(r#"{{"resourceVersion":"{rv}"}}"#)).unwrap());
+    let mut a = Array::new();
+    a.extend(items);
+    o.insert("items".into(), Value::Array(a));
+    Reply::json(200, json::to_string(&o))
+}
+
+fn in_namespace(v: &Value, ns: &str) -> bool {
+    get(v, &["metadata", "namespace"]).and_then(text).as_deref() == Some(ns)
+}
+
+/// Equality-based label selectors: `k=v`, `k==v`, `k!=v`, `k`, `!k`, comma = and.
+pub fn label_match(obj: &Value, selector: &str) -> bool {
+    let labels = get(obj, &["metadata", "labels"]);
+    let label = |k: &str| labels.and_then(|l| get(l, &[k])).and_then(text);
+    selector.split(',').map(str::trim).filter(|t| !t.is_empty()).all(|term| {
+        if let Some((k, v)) = term.split_once("!=") {
+            label(k.trim()).as_deref() != Some(v.trim())
+        } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+            label(k.trim()).as_deref() == Some(v.trim())
+        } else if let Some(k) = term.strip_prefix('!') {
+            label(k.trim()).is_none()
+        } else {
+            label(term).is_some()
+        }
+    })
+}
+
+/// Field selectors with `=`, `==`, `!=` on dotted paths, comma = and.
+pub fn field_match(obj: &Value, selector: &str) -> bool {
+    selector.split(',').map(str::trim).filter(|t| !t.is_empty()).all(|term| {
+        let (path, want, negate) = match term.split_once("!=") {
+            Some((k, v)) => (k, v, true),
+            None => match term.split_once("==").or_else(|| term.split_once('=')) {
+                Some((k, v)) => (k, v, false),
+                None => return false,
+            },
+        };
+        let parts: Vec<&str> = path.trim().split('.').collect();
+        let found = get(obj, &parts).and_then(text);
+        (found.as_deref() == Some(want.trim())) != negate
+    })
+}
+
+pub fn get<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter().try_fold(v, |v, k| match v {
+        Value::Object(o) => o.get(*k),
+        _ => None,
+    })
+}
+
+pub fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn quote(s: &str) -> String {
+    json::to_string(&s.to_string())
+}

@@ -1,0 +1,6 @@
+use miniserde::Deserialize;
+
+#[derive(Deserialize)]
+struct UnitStruct;
+
+fn main() {}

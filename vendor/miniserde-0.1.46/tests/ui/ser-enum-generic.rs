@@ -1,0 +1,8 @@
+use miniserde::Serialize;
+
+#[derive(Serialize)]
+enum Enum<const T: i32> {
+    Variant,
+}
+
+fn main() {}
