@@ -83,7 +83,13 @@ pub const SETTINGS: &[Setting] = &[
     },
     Setting { env: "LISTEN_ADDRESS", flag: "listen", default: "0.0.0.0:8080", help: "address of /healthz, /readyz and /metrics; 'off' disables the listener" },
     Setting { env: "TOKEN_LIFETIME", flag: "token-lifetime", default: "0", help: "JWT lifetime (e.g. 15m); 0 = no iat/exp, exactly as upstream signs" },
-    Setting { env: "POLLS", flag: "polls", default: "2", help: "long polls kept open at once, staggered (1-8)" },
+    Setting { env: "POLLS", flag: "polls", default: "2", help: "long polls kept open at once, staggered across the hold (1-8)" },
+    Setting {
+        env: "POLL_HOLD",
+        flag: "poll-hold",
+        default: "30s",
+        help: "how long the Orchestrator holds a poll; polls are staggered by it and time out 15s after it",
+    },
     Setting { env: "SHUTDOWN_TIMEOUT", flag: "shutdown-timeout", default: "20s", help: "on SIGTERM, how long in-flight messages may take before exit" },
 ];
 
@@ -279,8 +285,8 @@ pub struct AgentConfig {
     pub key: RunnerKey,
     /// Orchestrator base URL, no trailing slash.
     pub remote_url: String,
-    /// Extra CA bundle for the Orchestrator.
-    pub remote_ca_file: Option<PathBuf>,
+    /// Trust and proxy for the Orchestrator.
+    pub connection: crate::remote::Connection,
     /// Local Job policy.
     pub policy: JobPolicy,
     /// The Kubernetes API.
@@ -291,6 +297,8 @@ pub struct AgentConfig {
     pub token_lifetime: Option<Duration>,
     /// Long polls kept open at once.
     pub polls: usize,
+    /// The Orchestrator's hold time.
+    pub poll_hold: Duration,
     /// Bound on in-flight work at shutdown.
     pub shutdown_timeout: Duration,
 }
@@ -348,16 +356,7 @@ pub fn agent_config(values: &Values) -> Result<AgentConfig> {
         }
     };
     let remote_url = checked_url(values.get_or_default("REMOTE_URL"), "REMOTE_URL")?;
-    let remote_ca_file = match values.get("REMOTE_CA_FILE") {
-        None => None,
-        Some(p) => {
-            let pem = std::fs::read(p).map_err(|e| Error::config("REMOTE_CA_FILE", format!("cannot read {p}: {e}"), "point it at a PEM CA bundle"))?;
-            if crate::http::pem_certificates(&pem).is_none() {
-                return Err(Error::config("REMOTE_CA_FILE", format!("{p} holds no PEM certificate"), "point it at a PEM CA bundle"));
-            }
-            Some(PathBuf::from(p))
-        }
-    };
+    let connection = crate::remote::Connection::resolve(&remote_url, values)?;
     let listen = match values.get_or_default("LISTEN_ADDRESS") {
         "off" | "none" | "false" => None,
         addr => Some(
@@ -377,17 +376,22 @@ pub fn agent_config(values: &Values) -> Result<AgentConfig> {
         .filter(|n| (1..=8).contains(n))
         .ok_or_else(|| Error::config("POLLS", format!("'{polls}' is not a number from 1 to 8"), "use 2 (the default) unless you measured a reason"))?;
     let shutdown_timeout = duration(values, "SHUTDOWN_TIMEOUT")?;
+    let poll_hold = duration(values, "POLL_HOLD")?;
+    if poll_hold.is_zero() || poll_hold > Duration::from_secs(600) {
+        return Err(Error::config("POLL_HOLD", "must be between 1s and 10m", "leave it at 30s unless your Orchestrator holds polls for another time"));
+    }
     Ok(AgentConfig {
         org_id,
         runner_id,
         key,
         remote_url,
-        remote_ca_file,
+        connection,
         policy: job_policy(values)?,
         kube: kube_target(values)?,
         listen,
         token_lifetime,
         polls,
+        poll_hold,
         shutdown_timeout,
     })
 }
@@ -472,6 +476,7 @@ mod tests {
             (&[("TOKEN_LIFETIME", "30s")], "configuration TOKEN_LIFETIME: shorter"),
             (&[("POLLS", "0")], "configuration POLLS:"),
             (&[("SHUTDOWN_TIMEOUT", "1d")], "configuration SHUTDOWN_TIMEOUT:"),
+            (&[("POLL_HOLD", "0")], "configuration POLL_HOLD:"),
             (&[("JOB_NAMESPACES", "ok,Not_Ok")], "configuration JOB_NAMESPACES: 'Not_Ok'"),
             (&[("JOB_SERVICE_ACCOUNTS", "a b")], "configuration JOB_SERVICE_ACCOUNTS:"),
             (&[("IMAGE_MIRRORS", "ghcr.io")], "configuration IMAGE_MIRRORS:"),

@@ -15,6 +15,8 @@ pub enum Trust {
     WebPki,
     /// Exactly these certificates (DER), e.g. the cluster CA or a private CA bundle.
     Specific(Arc<Vec<Vec<u8>>>),
+    /// Mozilla's roots and these certificates too (a private CA added to the public ones).
+    WebPkiAnd(Arc<Vec<Vec<u8>>>),
 }
 
 /// How to build an agent for one peer.
@@ -33,6 +35,11 @@ pub fn agent(settings: &AgentSettings) -> ureq::Agent {
     let roots = match &settings.trust {
         Trust::WebPki => RootCerts::WebPki,
         Trust::Specific(ders) => RootCerts::new_with_certs(&ders.iter().map(|d| Certificate::from_der(d).to_owned()).collect::<Vec<_>>()),
+        Trust::WebPkiAnd(ders) => {
+            let mut all: Vec<Certificate<'static>> = webpki_roots_as_certificates().into_iter().map(|d| Certificate::from_der(&d).to_owned()).collect();
+            all.extend(ders.iter().map(|d| Certificate::from_der(d).to_owned()));
+            RootCerts::new_with_certs(&all)
+        }
     };
     ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -44,6 +51,49 @@ pub fn agent(settings: &AgentSettings) -> ureq::Agent {
         .tls_config(TlsConfig::builder().root_certs(roots).build())
         .build()
         .new_agent()
+}
+
+/// webpki-roots as certificates, so they can sit in one root list with a private CA
+/// (ureq takes either the compiled-in roots or a list of certificates, not both).
+/// webpki-roots ships trust anchors (subject, key, name constraints), not certificates,
+/// so each anchor is wrapped in a minimal unsigned v3 certificate carrying exactly those
+/// three fields. rustls reads only those fields from a root (it never checks a root's
+/// own signature or validity), and a unit test proves every anchor survives the round trip.
+pub fn webpki_roots_as_certificates() -> Vec<Vec<u8>> {
+    // ecdsa-with-SHA256; any algorithm will do as nothing verifies this signature.
+    const ALGORITHM: [u8; 12] = [0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02];
+    webpki_roots::TLS_SERVER_ROOTS
+        .iter()
+        .map(|anchor| {
+            let mut tbs = vec![0xa0, 0x03, 0x02, 0x01, 0x02, 0x02, 0x01, 0x01];
+            tbs.extend_from_slice(&ALGORITHM);
+            tbs.extend(der(0x30, &anchor.subject));
+            tbs.extend_from_slice(&[0x30, 0x00]);
+            tbs.extend(der(0x30, &anchor.subject));
+            tbs.extend(der(0x30, &anchor.subject_public_key_info));
+            if let Some(nc) = &anchor.name_constraints {
+                let mut ext = der(0x06, &[0x55, 0x1d, 0x1e]);
+                ext.extend(der(0x04, &der(0x30, nc)));
+                tbs.extend(der(0xa3, &der(0x30, &der(0x30, &ext))));
+            }
+            let mut cert = der(0x30, &tbs);
+            cert.extend_from_slice(&ALGORITHM);
+            cert.extend_from_slice(&[0x03, 0x01, 0x00]);
+            der(0x30, &cert)
+        })
+        .collect()
+}
+
+/// One DER TLV.
+fn der(tag: u8, value: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    match value.len() {
+        n if n < 0x80 => out.push(n as u8),
+        n if n < 0x100 => out.extend_from_slice(&[0x81, n as u8]),
+        n => out.extend_from_slice(&[0x82, (n >> 8) as u8, n as u8]),
+    }
+    out.extend_from_slice(value);
+    out
 }
 
 /// Parses every certificate in a PEM bundle; `None` when there is none.
@@ -105,11 +155,29 @@ pub fn call(agent: &ureq::Agent, method: &str, url: &str, headers: &[(&str, &str
 fn describe(e: ureq::Error) -> String {
     match e {
         ureq::Error::Timeout(what) => format!("timed out ({what})"),
-        ureq::Error::Io(io) => format!("connection failed: {io}"),
+        ureq::Error::Io(io) => match io.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+            Some(tls) => format!("TLS failed: {tls} (is the right CA configured?)"),
+            None => format!("connection failed: {io}"),
+        },
         ureq::Error::HostNotFound => "host not found (DNS)".to_string(),
         ureq::Error::ConnectionFailed => "connection failed".to_string(),
         ureq::Error::Tls(msg) => format!("TLS failed: {msg}"),
         ureq::Error::Rustls(err) => format!("TLS failed: {err} (is the right CA configured?)"),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_webpki_root_survives_the_certificate_round_trip() {
+        let certs = webpki_roots_as_certificates();
+        let mut store = rustls::RootCertStore::empty();
+        let (added, ignored) = store.add_parsable_certificates(certs.into_iter().map(rustls::pki_types::CertificateDer::from));
+        assert_eq!((added, ignored), (webpki_roots::TLS_SERVER_ROOTS.len(), 0));
+        assert_eq!(store.roots, webpki_roots::TLS_SERVER_ROOTS.to_vec());
+        assert!(webpki_roots::TLS_SERVER_ROOTS.iter().any(|a| a.name_constraints.is_some()), "the name-constraint path is exercised");
     }
 }

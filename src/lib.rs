@@ -8,7 +8,9 @@
 //! kubeconfig files, watch Kubernetes objects, retry a message the Orchestrator did not
 //! deliver (messages are not queued upstream; the agent keeps a poll open instead).
 
+pub mod agent;
 pub mod base64;
+pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -17,12 +19,16 @@ pub mod http;
 pub mod jwt;
 pub mod key;
 pub mod kube;
+pub mod listener;
 pub mod logging;
 pub mod merge;
 pub mod message;
+pub mod metrics;
 pub mod mirror;
 pub mod random;
+pub mod remote;
 pub mod render;
+pub mod signals;
 pub mod time;
 
 pub use error::{Error, Result};

@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 
 use kubernetes_agent::cli::{self, Command};
-use kubernetes_agent::{commands, config, logging};
+use std::sync::Arc;
+
+use kubernetes_agent::{agent, check, commands, config, listener, logging, signals};
 
 fn main() -> ExitCode {
     let args = match cli::parse(std::env::args_os().skip(1)) {
@@ -38,15 +40,41 @@ fn main() -> ExitCode {
                 Err(e) => return report(Err(e)),
             };
             logging::init(&log_config);
-            match config::agent_config(&values) {
-                Ok(_config) => {
-                    eprintln!("kubernetes-agent: configuration is valid; the remote loop arrives with the next change");
-                    ExitCode::from(3)
-                }
-                Err(e) => report(Err(e)),
+            let config = match config::agent_config(&values) {
+                Ok(c) => c,
+                Err(e) => return report(Err(e)),
+            };
+            if args.command == Command::Check {
+                let passed = check::run(&config, &mut std::io::stdout());
+                return if passed { ExitCode::SUCCESS } else { ExitCode::from(1) };
             }
+            report(run_agent(&config))
         }
     }
+}
+
+/// Runs the agent until SIGTERM or SIGINT.
+fn run_agent(config: &config::AgentConfig) -> kubernetes_agent::Result<()> {
+    signals::block();
+    let context = Arc::new(agent::Context::new(config)?);
+    if let Some(addr) = config.listen {
+        let bound = listener::start(addr, context.clone())?;
+        log::info!("serving /healthz, /readyz and /metrics on {bound}");
+    }
+    let running = agent::start(context, config.polls);
+    let signal = signals::wait();
+    log::info!(
+        "{signal} received: no new polls; waiting up to {} s for {} in-flight message(s)",
+        config.shutdown_timeout.as_secs(),
+        running.context.metrics.in_flight()
+    );
+    let left = running.shutdown(config.shutdown_timeout);
+    if left > 0 {
+        log::warn!("exiting with {left} message(s) unhandled after SHUTDOWN_TIMEOUT; their deployments are re-checked by the Orchestrator");
+    } else {
+        log::info!("stopped cleanly");
+    }
+    Ok(())
 }
 
 /// Prints an error on one line and picks the exit code: 2 for configuration and input, 1 otherwise.

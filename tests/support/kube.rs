@@ -126,7 +126,7 @@ impl Kube {
     }
 
     /// Adds an Event about `involved` (a Job or Pod name).
-    pub fn add_event(&self, namespace: &str, involved: &str, kind: &str, type_: &str, reason: &str, message: &str, time: &str) {
+    pub fn add_event(&self, namespace: &str, (kind, involved): (&str, &str), type_: &str, reason: &str, message: &str, time: &str) {
         let mut o = Object::new();
         let meta = format!(r#"{{"name":"{involved}.{}","namespace":"{namespace}"}}"#, reason.to_lowercase());
         o.insert("apiVersion".into(), Value::String("v1".into()));
@@ -190,7 +190,9 @@ fn handle(state: &Mutex<State>, req: &Request) -> Reply {
             }
             match s.jobs.get(&(ns.to_string(), name.to_string())) {
                 Some(job) => Reply::json(200, json::to_string(job)),
-                None => status(404, "NotFound", &format!("jobs.batch \"{name}\" not found"), Some(&format!(r#"{{"name":"{name}","group":"batch","kind":"jobs"}}"#))),
+                None => {
+                    status(404, "NotFound", &format!("jobs.batch \"{name}\" not found"), Some(&format!(r#"{{"name":"{name}","group":"batch","kind":"jobs"}}"#)))
+                }
             }
         }
         ("GET", ["api", "v1", "namespaces", ns, "pods"]) => {
@@ -248,11 +250,21 @@ fn create_job(s: &mut State, ns: &str, body: &str) -> Reply {
         }
     }
     if let Some((field, why)) = invalid_field(&Value::Object(job.clone())) {
-        let details = format!(r#"{{"name":{},"group":"batch","kind":"Job","causes":[{{"reason":"FieldValueRequired","message":{},"field":{}}}]}}"#, quote(&name), quote(why), quote(field));
+        let details = format!(
+            r#"{{"name":{},"group":"batch","kind":"Job","causes":[{{"reason":"FieldValueRequired","message":{},"field":{}}}]}}"#,
+            quote(&name),
+            quote(why),
+            quote(field)
+        );
         return status(422, "Invalid", &format!("Job.batch \"{name}\" is invalid: {field}: {why}"), Some(&details));
     }
     if s.jobs.contains_key(&(ns.to_string(), name.clone())) {
-        return status(409, "AlreadyExists", &format!("jobs.batch \"{name}\" already exists"), Some(&format!(r#"{{"name":{},"group":"batch","kind":"jobs"}}"#, quote(&name))));
+        return status(
+            409,
+            "AlreadyExists",
+            &format!("jobs.batch \"{name}\" already exists"),
+            Some(&format!(r#"{{"name":{},"group":"batch","kind":"jobs"}}"#, quote(&name))),
+        );
     }
     s.resource_version += 1;
     if let Some(Value::Object(meta)) = job.get_mut("metadata") {

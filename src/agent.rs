@@ -1,0 +1,431 @@
+//! The running agent: staggered long polls that hand each message to a worker and poll
+//! again at once, the workers that act on messages, and shutdown. The stages of one
+//! message, in order: `dispatch` (dedupe, queue) → `handle` (decode) → `create_job` or
+//! `check_job_status` → `report_failure` when the deployment must be told.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use miniserde::json::{self, Number, Value};
+
+use crate::config::AgentConfig;
+use crate::error::{Error, Result};
+use crate::kube::{self, request, Reason};
+use crate::message::{self, CheckJobStatus, CreateJob, Message, Secret};
+use crate::metrics::Metrics;
+use crate::remote::{PollOutcome, Remote, ReportOutcome};
+use crate::render::{self, JobPolicy};
+
+/// Workers acting on messages in parallel.
+pub const WORKERS: usize = 8;
+/// The same message seen again within this window (on another poll) is a duplicate.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(10);
+/// How long a create-job keeps retrying while the Kubernetes API is unreachable or
+/// overloaded, before the deployment is reported failed.
+pub const CREATE_DEADLINE: Duration = Duration::from_secs(120);
+/// Backoff cap after failed polls.
+pub const MAX_POLL_BACKOFF: Duration = Duration::from_secs(30);
+/// Not ready when no poll has succeeded for this long.
+pub const READY_WITHIN: Duration = Duration::from_secs(90);
+
+/// A flag with an interruptible sleep, shared by every thread.
+#[derive(Default)]
+pub struct Stop {
+    stopped: Mutex<bool>,
+    wake: Condvar,
+    flag: AtomicBool,
+}
+
+impl Stop {
+    /// Asks every thread to stop.
+    pub fn stop(&self) {
+        *self.stopped.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.flag.store(true, Ordering::SeqCst);
+        self.wake.notify_all();
+    }
+
+    /// True once [`Stop::stop`] was called.
+    pub fn is_stopped(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    /// Sleeps for `d` or until stopped; returns true when stopped.
+    pub fn sleep(&self, d: Duration) -> bool {
+        let guard = self.stopped.lock().unwrap_or_else(|p| p.into_inner());
+        let (guard, _) = self.wake.wait_timeout_while(guard, d, |s| !*s).unwrap_or_else(|p| p.into_inner());
+        *guard
+    }
+}
+
+/// What a message handler needs; shared by the workers.
+pub struct Context {
+    /// The Kubernetes API.
+    pub kube: kube::Client,
+    /// The Orchestrator.
+    pub remote: Remote,
+    /// Local Job policy.
+    pub policy: JobPolicy,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Shutdown flag.
+    pub stop: Stop,
+    /// The Orchestrator's hold, for staggering.
+    pub hold: Duration,
+    recent: Mutex<HashMap<u64, Instant>>,
+}
+
+impl Context {
+    /// Builds the clients from `config`; fails on unreadable credentials.
+    pub fn new(config: &AgentConfig) -> Result<Context> {
+        let kube = kube::Client::new(config.kube.clone(), kube::client::Settings::default())?;
+        let remote = Remote::new(config.connection.clone(), &config.org_id, &config.runner_id, config.key.clone(), config.token_lifetime, config.poll_hold)?;
+        Ok(Context {
+            kube,
+            remote,
+            policy: config.policy.clone(),
+            metrics: Metrics::new(),
+            stop: Stop::default(),
+            hold: config.poll_hold,
+            recent: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Ready when a poll succeeded within [`READY_WITHIN`].
+    pub fn ready(&self) -> bool {
+        self.metrics.since_last_success().is_some_and(|d| d < READY_WITHIN)
+    }
+}
+
+/// A started agent.
+pub struct Running {
+    /// Shared state, for the listener and for shutdown.
+    pub context: Arc<Context>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// Starts `polls` staggered pollers and the workers.
+pub fn start(context: Arc<Context>, polls: usize) -> Running {
+    let (tx, rx) = mpsc::channel::<String>();
+    let rx = Arc::new(Mutex::new(rx));
+    let workers = (0..WORKERS)
+        .map(|i| {
+            let (ctx, rx) = (context.clone(), rx.clone());
+            std::thread::Builder::new().name(format!("worker-{i}")).spawn(move || work(&ctx, &rx)).expect("spawn a worker thread")
+        })
+        .collect();
+    for i in 0..polls {
+        let (ctx, tx) = (context.clone(), tx.clone());
+        let stagger = context.hold.mul_f64(i as f64 / polls as f64);
+        std::thread::Builder::new().name(format!("poll-{i}")).spawn(move || poll_loop(&ctx, &tx, stagger)).expect("spawn a poll thread");
+    }
+    log::info!(
+        "polling {} with {polls} staggered long polls as runner {} (kid {})",
+        context.remote.poll_url(),
+        context.policy.runner_id.as_deref().unwrap_or("?"),
+        context.remote.kid()
+    );
+    Running { context, workers }
+}
+
+impl Running {
+    /// Stops polling, waits up to `grace` for accepted messages to be handled, and
+    /// returns how many were still unhandled (0 on a clean stop).
+    pub fn shutdown(self, grace: Duration) -> i64 {
+        self.context.stop.stop();
+        let deadline = Instant::now() + grace;
+        while self.context.metrics.in_flight() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let left = self.context.metrics.in_flight();
+        drop(self.workers);
+        left
+    }
+}
+
+fn poll_loop(ctx: &Context, tx: &Sender<String>, stagger: Duration) {
+    if ctx.stop.sleep(stagger) {
+        return;
+    }
+    let mut failures: u32 = 0;
+    while !ctx.stop.is_stopped() {
+        ctx.metrics.poll_opened();
+        let outcome = ctx.remote.poll();
+        ctx.metrics.poll_closed();
+        let delay = match outcome {
+            PollOutcome::Message(body) => {
+                ctx.metrics.poll("message");
+                dispatch(ctx, tx, body);
+                None
+            }
+            PollOutcome::Empty => {
+                ctx.metrics.poll("empty");
+                None
+            }
+            PollOutcome::Unauthorized => {
+                ctx.metrics.poll("unauthorized");
+                log::error!(
+                    "the Orchestrator rejected this runner's token (401): the public key registered for runner '{}' does not match PRIVATE_KEY (kid {}). \
+                     Register the public key that 'kubernetes-agent check' prints, or mount the matching private key. Retrying with backoff.",
+                    ctx.policy.runner_id.as_deref().unwrap_or("?"),
+                    ctx.remote.kid()
+                );
+                Some(Duration::from_secs(5))
+            }
+            PollOutcome::NotFound => {
+                ctx.metrics.poll("not_found");
+                log::error!(
+                    "the Orchestrator does not know organisation '{}' or runner '{}' (404 from {}): check ORG_ID and RUNNER_ID, and that the runner was created \
+                     ('hctl create runner') with the public key of kid {}. Retrying with backoff.",
+                    ctx.policy.org_id.as_deref().unwrap_or("?"),
+                    ctx.policy.runner_id.as_deref().unwrap_or("?"),
+                    ctx.remote.poll_url(),
+                    ctx.remote.kid()
+                );
+                Some(Duration::from_secs(5))
+            }
+            PollOutcome::Status(code) => {
+                ctx.metrics.poll("server_error");
+                log::warn!("poll answered HTTP {code} by {}; retrying with backoff", ctx.remote.base_url());
+                Some(Duration::from_millis(500))
+            }
+            PollOutcome::Transport(why) => {
+                ctx.metrics.poll("transport_error");
+                log::warn!("poll to {} failed: {why}; retrying with backoff", ctx.remote.base_url());
+                Some(Duration::from_millis(500))
+            }
+        };
+        match delay {
+            None => failures = 0,
+            Some(first) => {
+                failures += 1;
+                let base = first.saturating_mul(1 << (failures - 1).min(10)).min(MAX_POLL_BACKOFF);
+                let wait = base / 2 + Duration::from_millis(crate::random::below(base.as_millis() as u64 / 2 + 1));
+                if ctx.stop.sleep(wait) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Queues a message for a worker unless the same body arrived moments ago on another poll.
+fn dispatch(ctx: &Context, tx: &Sender<String>, body: String) {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    body.hash(&mut hasher);
+    let key = hasher.finish();
+    {
+        let mut recent = ctx.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        recent.retain(|_, seen| now.duration_since(*seen) < DUPLICATE_WINDOW);
+        if recent.insert(key, now).is_some() {
+            ctx.metrics.message("duplicate");
+            return;
+        }
+    }
+    ctx.metrics.add_in_flight(1);
+    if tx.send(body).is_err() {
+        ctx.metrics.add_in_flight(-1);
+    }
+}
+
+fn work(ctx: &Context, rx: &Mutex<Receiver<String>>) {
+    loop {
+        let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+        let Ok(body) = next else { return };
+        handle(ctx, &body);
+        ctx.metrics.add_in_flight(-1);
+    }
+}
+
+/// Acts on one message body. Never panics on input; every outcome is logged.
+pub fn handle(ctx: &Context, body: &str) {
+    match message::decode(body) {
+        Ok(Message::CreateJob(m)) => {
+            ctx.metrics.message("create-job");
+            create_job(ctx, &m);
+        }
+        Ok(Message::CheckJobStatus(m)) => {
+            ctx.metrics.message("check-job-status");
+            check_job_status(ctx, &m);
+        }
+        Err(e) => {
+            ctx.metrics.message("invalid");
+            log::warn!("skipping a message: {e}");
+            // A create-job we cannot read would otherwise leave its deployment waiting.
+            if let Some((job_id, token)) = message::salvage_report_target(body).filter(|_| body.contains("\"create-job\"")) {
+                report_failure(ctx, &job_id, &token, &format!("the runner agent could not read the create-job message: {e}"));
+            }
+        }
+    }
+}
+
+fn create_job(ctx: &Context, m: &CreateJob) {
+    let job = match render::render(m, &ctx.policy) {
+        Ok(job) => job,
+        Err(e) => {
+            ctx.metrics.job("refused");
+            log::warn!("not creating Job {}/{}: {e}", m.namespace, m.job_id);
+            report_failure(ctx, &m.job_id, &m.deployment_token, &format!("the runner agent refused the Job: {e}"));
+            return;
+        }
+    };
+    let req = request::create_job(&m.namespace, &m.job_id, json::to_string(&job));
+    let deadline = Instant::now() + CREATE_DEADLINE;
+    loop {
+        match ctx.kube.send(&req) {
+            Ok(_) => {
+                ctx.metrics.job("created");
+                log::info!("created Job {}/{}", m.namespace, m.job_id);
+                return;
+            }
+            Err(Error::Kube { ref status, .. }) if status.reason() == Reason::AlreadyExists => {
+                ctx.metrics.job("already_exists");
+                log::info!("Job {}/{} already exists (created by another replica or an earlier delivery)", m.namespace, m.job_id);
+                return;
+            }
+            Err(e) if e.is_transient() && Instant::now() < deadline && !ctx.stop.is_stopped() => {
+                log::warn!("{e}; will keep trying until {} s after the message", CREATE_DEADLINE.as_secs());
+                ctx.stop.sleep(Duration::from_secs(2));
+            }
+            Err(e) => {
+                ctx.metrics.job("failed");
+                log::error!("{e}");
+                report_failure(ctx, &m.job_id, &m.deployment_token, &format!("the runner agent could not create the Kubernetes Job: {e}"));
+                return;
+            }
+        }
+    }
+}
+
+fn check_job_status(ctx: &Context, m: &CheckJobStatus) {
+    let expired = crate::time::now() > m.expires_at;
+    let job = match ctx.kube.send(&request::get_job(&m.namespace, &m.job_id)) {
+        Ok(body) => body,
+        Err(Error::Kube { ref status, .. }) if status.reason() == Reason::NotFound => {
+            if expired {
+                ctx.metrics.stuck();
+                report_failure(ctx, &m.job_id, &m.deployment_token, "job not found after the expiration time");
+            } else {
+                log::debug!("Job {}/{} not found yet; it is not expired", m.namespace, m.job_id);
+            }
+            return;
+        }
+        Err(e) => {
+            log::warn!("status check of Job {}/{} skipped: {e}; the next check will try again", m.namespace, m.job_id);
+            return;
+        }
+    };
+    let job: Value = match json::from_str(&job) {
+        Ok(v) => v,
+        Err(_) => {
+            log::warn!("status check of Job {}/{}: the API returned a Job that is not JSON", m.namespace, m.job_id);
+            return;
+        }
+    };
+    let count = |field: &str| match render::get(&job, &["status", field]) {
+        Some(Value::Number(Number::U64(n))) => *n,
+        _ => 0,
+    };
+    if count("succeeded") > 0 || count("failed") > 0 || !expired {
+        return;
+    }
+    let pods = match ctx.kube.send(&request::list_pods(&m.namespace, &format!("job-name={}", m.job_id))) {
+        Ok(body) => items(&body),
+        Err(e) => {
+            log::warn!("status check of Job {}/{}: listing its pods failed: {e}", m.namespace, m.job_id);
+            return;
+        }
+    };
+    let started = pods.iter().any(|p| matches!(render::get(p, &["status", "phase"]), Some(Value::String(s)) if s != "Pending" && s != "Unknown"));
+    if started {
+        return;
+    }
+    ctx.metrics.stuck();
+    let mut names = vec![m.job_id.clone()];
+    names.extend(pods.iter().filter_map(|p| match render::get(p, &["metadata", "name"]) {
+        Some(Value::String(s)) => Some(s.clone()),
+        _ => None,
+    }));
+    let warnings = warning_events(ctx, &m.namespace, &names);
+    let message = match warnings {
+        Some(w) if !w.is_empty() => format!("job seems to be stuck: {}", w.join("; ")),
+        _ => "job seems to be stuck: no pod of the Job started before the expiration time and no Warning events could be read \
+              (check the Job's pods and events in the cluster: quota, image pull, scheduling)"
+            .to_string(),
+    };
+    log::warn!("Job {}/{}: {message}", m.namespace, m.job_id);
+    report_failure(ctx, &m.job_id, &m.deployment_token, &message);
+}
+
+/// Warning events about `names`, newest first, as `<UTC time> - <reason> - <message>`.
+/// `None` when events cannot be listed (forbidden, unreachable).
+fn warning_events(ctx: &Context, namespace: &str, names: &[String]) -> Option<Vec<String>> {
+    let mut events: Vec<(i64, String)> = Vec::new();
+    for name in names {
+        let body = match ctx.kube.send(&request::list_events(namespace, &format!("involvedObject.name={name}"))) {
+            Ok(b) => b,
+            Err(e) => {
+                log::warn!("listing events of {namespace}/{name}: {e}");
+                return None;
+            }
+        };
+        for ev in items(&body) {
+            if !matches!(render::get(&ev, &["type"]), Some(Value::String(t)) if t == "Warning") {
+                continue;
+            }
+            let text = |path: &[&str]| match render::get(&ev, path) {
+                Some(Value::String(s)) => s.clone(),
+                _ => String::new(),
+            };
+            let when = [&["lastTimestamp"][..], &["eventTime"], &["firstTimestamp"], &["metadata", "creationTimestamp"]]
+                .iter()
+                .find_map(|p| crate::time::parse_rfc3339(&text(p)))
+                .unwrap_or(0);
+            events.push((when, format!("{} - {} - {}", crate::time::format_rfc3339(when), text(&["reason"]), text(&["message"]))));
+        }
+    }
+    events.sort_by_key(|e| std::cmp::Reverse(e.0));
+    Some(events.into_iter().map(|(_, line)| line).collect())
+}
+
+fn items(list: &str) -> Vec<Value> {
+    match json::from_str::<Value>(list) {
+        Ok(v) => match render::get(&v, &["items"]) {
+            Some(Value::Array(a)) => a.to_vec(),
+            _ => Vec::new(),
+        },
+        Err(_) => Vec::new(),
+    }
+}
+
+fn report_failure(ctx: &Context, deployment_id: &str, token: &Secret, message: &str) {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match ctx.remote.report_failure(deployment_id, token, message) {
+            Ok(ReportOutcome::Accepted) => {
+                ctx.metrics.report("accepted");
+                log::info!("reported the failure of deployment {deployment_id} to the Orchestrator");
+                return;
+            }
+            Ok(ReportOutcome::AlreadyFinal) => {
+                ctx.metrics.report("already_final");
+                log::info!("deployment {deployment_id} is already final (409); nothing more to report");
+                return;
+            }
+            Err(e) if attempt < 4 && !ctx.stop.is_stopped() => {
+                log::warn!("{e}; retrying");
+                ctx.stop.sleep(Duration::from_secs(1 << attempt));
+            }
+            Err(e) => {
+                ctx.metrics.report("failed");
+                log::error!("{e}; giving up: the deployment will fail when the Orchestrator's own timeout expires");
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! `check`: a preflight an operator can trust. Each item prints PASS or FAIL with the
+//! fix. It never polls (a poll would take a message away from a running replica), so
+//! authentication with the Orchestrator is shown by the kid to compare, not proven.
+
+use crate::agent::Context;
+use crate::config::AgentConfig;
+use crate::key;
+use crate::kube::request;
+
+/// The verbs the agent needs: (verb, API group, resource).
+pub const NEEDED: [(&str, &str, &str); 5] =
+    [("create", "batch", "jobs"), ("get", "batch", "jobs"), ("list", "", "pods"), ("list", "", "events"), ("list", "batch", "jobs")];
+
+/// Runs every check, prints them, and returns true when all passed.
+pub fn run(config: &AgentConfig, out: &mut dyn std::io::Write) -> bool {
+    let mut ok = true;
+    let mut item = |pass: bool, what: String, fix: &str| {
+        ok &= pass;
+        let _ = if pass { writeln!(out, "PASS  {what}") } else { writeln!(out, "FAIL  {what}\n      fix: {fix}") };
+    };
+    item(true, format!("configuration: org {}, runner {}, Orchestrator {}", config.org_id, config.runner_id, config.remote_url), "");
+    item(
+        true,
+        format!(
+            "key: kid {}; the runner must be registered with this public key (runner_configuration.key):\n      {}",
+            config.key.kid(),
+            key::one_line(&config.key.public_pem())
+        ),
+        "",
+    );
+    let ctx = match Context::new(config) {
+        Ok(c) => c,
+        Err(e) => {
+            item(false, format!("credentials: {e}"), "mount the service-account token and CA, or fix KUBE_TOKEN_FILE / KUBE_CA_FILE");
+            return ok;
+        }
+    };
+    let proxy = config.connection.proxy.as_deref().map_or("direct".to_string(), |p| format!("via proxy {}", redact(p)));
+    match ctx.remote.reach() {
+        Ok(code) => item(true, format!("Orchestrator reachable ({proxy}, TLS ok, HTTP {code} from {}/)", config.remote_url), ""),
+        Err(why) => item(
+            false,
+            format!("Orchestrator {} not reachable ({proxy}): {why}", config.remote_url),
+            "check REMOTE_URL, HTTPS_PROXY / NO_PROXY, and REMOTE_CA_FILE for a private CA",
+        ),
+    }
+    let namespaces = if config.policy.namespaces.is_empty() { vec![own_namespace()] } else { config.policy.namespaces.clone() };
+    let mut authenticated = false;
+    for ns in &namespaces {
+        for (verb, group, resource) in NEEDED {
+            let review = request::self_subject_access_review(ns, verb, group, resource);
+            match ctx.kube.send(&review) {
+                Ok(body) => {
+                    if !authenticated {
+                        item(true, format!("Kubernetes API {} authenticated the service account", ctx.kube.base_url()), "");
+                        authenticated = true;
+                    }
+                    let allowed = body.replace(' ', "").contains("\"allowed\":true");
+                    let full = if group.is_empty() { resource.to_string() } else { format!("{resource}.{group}") };
+                    item(
+                        allowed,
+                        format!("may {verb} {full} in namespace {ns}"),
+                        "grant it in the agent's Role in that namespace (the chart's rbac.create does)",
+                    );
+                }
+                Err(e) => {
+                    item(false, format!("Kubernetes API: {e}"), "check the API URL, the service-account token and the CA bundle");
+                    return ok;
+                }
+            }
+        }
+    }
+    ok
+}
+
+/// The pod's own namespace (the upstream chart puts the agent's Role there by default).
+fn own_namespace() -> String {
+    std::fs::read_to_string(format!("{}/namespace", crate::kube::client::DEFAULT_SERVICE_ACCOUNT_DIR))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "default".into())
+}
+
+/// A proxy URL without its credentials.
+fn redact(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((_, host)) => format!("{scheme}://***@{host}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}

@@ -1,0 +1,213 @@
+//! Counters and gauges the agent keeps, and their Prometheus text rendering. Plain
+//! atomics plus one mutex for the open-poll clock; no registry, no labels beyond the
+//! fixed ones listed here.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Poll outcomes, in the order they are rendered.
+pub const POLL_OUTCOMES: [&str; 6] = ["message", "empty", "unauthorized", "not_found", "server_error", "transport_error"];
+/// Message kinds.
+pub const MESSAGE_KINDS: [&str; 4] = ["create-job", "check-job-status", "invalid", "duplicate"];
+/// What a create-job ended as.
+pub const JOB_RESULTS: [&str; 4] = ["created", "already_exists", "refused", "failed"];
+/// What a failure report ended as.
+pub const REPORT_RESULTS: [&str; 3] = ["accepted", "already_final", "failed"];
+
+struct PollClock {
+    open: u32,
+    closed_since: Option<Instant>,
+    closed_total: Duration,
+}
+
+/// All metrics of one agent.
+pub struct Metrics {
+    polls: [AtomicU64; 6],
+    messages: [AtomicU64; 4],
+    jobs: [AtomicU64; 4],
+    reports: [AtomicU64; 3],
+    stuck: AtomicU64,
+    in_flight: AtomicI64,
+    last_success_unix: AtomicI64,
+    last_success: Mutex<Option<Instant>>,
+    clock: Mutex<PollClock>,
+}
+
+fn index(list: &[&str], name: &str) -> usize {
+    list.iter().position(|n| *n == name).unwrap_or_else(|| panic!("unknown metric label {name}"))
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Fresh metrics; the no-poll-open clock starts now.
+    pub fn new() -> Metrics {
+        Metrics {
+            polls: Default::default(),
+            messages: Default::default(),
+            jobs: Default::default(),
+            reports: Default::default(),
+            stuck: AtomicU64::new(0),
+            in_flight: AtomicI64::new(0),
+            last_success_unix: AtomicI64::new(0),
+            last_success: Mutex::new(None),
+            clock: Mutex::new(PollClock { open: 0, closed_since: Some(Instant::now()), closed_total: Duration::ZERO }),
+        }
+    }
+
+    /// Counts a poll outcome; 200 and 204 also mark the last successful poll.
+    pub fn poll(&self, outcome: &str) {
+        self.polls[index(&POLL_OUTCOMES, outcome)].fetch_add(1, Ordering::Relaxed);
+        if outcome == "message" || outcome == "empty" {
+            self.last_success_unix.store(crate::time::now(), Ordering::Relaxed);
+            *self.last_success.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        }
+    }
+
+    /// Counts a message by kind.
+    pub fn message(&self, kind: &str) {
+        self.messages[index(&MESSAGE_KINDS, kind)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a create-job result.
+    pub fn job(&self, result: &str) {
+        self.jobs[index(&JOB_RESULTS, result)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a failure-report result.
+    pub fn report(&self, result: &str) {
+        self.reports[index(&REPORT_RESULTS, result)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a Job found stuck by a status check.
+    pub fn stuck(&self) {
+        self.stuck.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Messages accepted and not yet handled.
+    pub fn in_flight(&self) -> i64 {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn add_in_flight(&self, delta: i64) {
+        self.in_flight.fetch_add(delta, Ordering::SeqCst);
+    }
+
+    /// A poll request is about to be sent.
+    pub fn poll_opened(&self) {
+        let mut c = self.clock.lock().unwrap_or_else(|p| p.into_inner());
+        c.open += 1;
+        if let Some(since) = c.closed_since.take() {
+            c.closed_total += since.elapsed();
+        }
+    }
+
+    /// A poll request returned.
+    pub fn poll_closed(&self) {
+        let mut c = self.clock.lock().unwrap_or_else(|p| p.into_inner());
+        c.open = c.open.saturating_sub(1);
+        if c.open == 0 {
+            c.closed_since = Some(Instant::now());
+        }
+    }
+
+    /// Polls open now.
+    pub fn open_polls(&self) -> u32 {
+        self.clock.lock().unwrap_or_else(|p| p.into_inner()).open
+    }
+
+    /// Total time with no poll open, start-up included.
+    pub fn no_poll_open(&self) -> Duration {
+        let c = self.clock.lock().unwrap_or_else(|p| p.into_inner());
+        c.closed_total + c.closed_since.map_or(Duration::ZERO, |s| s.elapsed())
+    }
+
+    /// Time since the last 200/204 poll, if any.
+    pub fn since_last_success(&self) -> Option<Duration> {
+        self.last_success.lock().unwrap_or_else(|p| p.into_inner()).map(|t| t.elapsed())
+    }
+
+    /// Count of one poll outcome.
+    pub fn polls(&self, outcome: &str) -> u64 {
+        self.polls[index(&POLL_OUTCOMES, outcome)].load(Ordering::Relaxed)
+    }
+
+    /// The Prometheus text exposition. `kube_requests` comes from the Kubernetes client.
+    pub fn render(&self, kube_requests: u64) -> String {
+        let mut out = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, String)>| {
+            out.push_str(&format!("# HELP kubernetes_agent_{name} {help}\n# TYPE kubernetes_agent_{name} {kind}\n"));
+            for (labels, value) in rows {
+                out.push_str(&format!("kubernetes_agent_{name}{labels} {value}\n"));
+            }
+        };
+        let labelled = |label: &str, names: &[&str], values: &[AtomicU64]| -> Vec<(String, String)> {
+            names.iter().zip(values).map(|(n, v)| (format!("{{{label}=\"{n}\"}}"), v.load(Ordering::Relaxed).to_string())).collect()
+        };
+        family("polls_total", "counter", "Long polls by outcome.", labelled("outcome", &POLL_OUTCOMES, &self.polls));
+        family(
+            "messages_total",
+            "counter",
+            "Messages received, by action; invalid = undecodable, duplicate = the same message on another poll.",
+            labelled("action", &MESSAGE_KINDS, &self.messages),
+        );
+        family("jobs_total", "counter", "create-job results.", labelled("result", &JOB_RESULTS, &self.jobs));
+        family("failure_reports_total", "counter", "Failure reports sent to the Orchestrator, by result.", labelled("result", &REPORT_RESULTS, &self.reports));
+        family("stuck_jobs_total", "counter", "Status checks that found a Job stuck.", vec![(String::new(), self.stuck.load(Ordering::Relaxed).to_string())]);
+        family("open_polls", "gauge", "Long polls open now.", vec![(String::new(), self.open_polls().to_string())]);
+        family(
+            "no_poll_open_seconds_total",
+            "counter",
+            "Time with no long poll open (messages pushed then are lost to this replica).",
+            vec![(String::new(), format!("{:.6}", self.no_poll_open().as_secs_f64()))],
+        );
+        family(
+            "last_successful_poll_timestamp_seconds",
+            "gauge",
+            "Unix time of the last poll answered 200 or 204.",
+            vec![(String::new(), self.last_success_unix.load(Ordering::Relaxed).to_string())],
+        );
+        family("messages_in_flight", "gauge", "Messages accepted and not yet handled.", vec![(String::new(), self.in_flight().to_string())]);
+        family(
+            "kubernetes_requests_total",
+            "counter",
+            "HTTP requests sent to the Kubernetes API, retries included.",
+            vec![(String::new(), kube_requests.to_string())],
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_poll_clock_stops_while_a_poll_is_open() {
+        let m = Metrics::new();
+        m.poll_opened();
+        let before = m.no_poll_open();
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(m.no_poll_open(), before, "the clock must not run while a poll is open");
+        m.poll_closed();
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(m.no_poll_open() >= before + Duration::from_millis(30));
+    }
+
+    #[test]
+    fn exposition_has_help_type_and_every_label() {
+        let m = Metrics::new();
+        m.poll("message");
+        m.job("created");
+        let text = m.render(7);
+        assert!(text.contains("kubernetes_agent_polls_total{outcome=\"message\"} 1\n"), "{text}");
+        assert!(text.contains("kubernetes_agent_jobs_total{result=\"refused\"} 0\n"), "{text}");
+        assert!(text.contains("kubernetes_agent_kubernetes_requests_total 7\n"), "{text}");
+        assert!(text.lines().filter(|l| l.starts_with("# TYPE")).count() == 10);
+    }
+}

@@ -1,0 +1,292 @@
+//! The Orchestrator side (PROTOCOL §2–§4): the JWT on every request, the long poll, and
+//! the failure report. Each call returns an outcome the caller acts on; nothing here
+//! sleeps, retries or decides policy. Proxy and trust are resolved here from the
+//! environment the way Go and OpenSSL resolve them, and never apply to Kubernetes.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::config::Values;
+use crate::error::{Error, Result};
+use crate::http::{self, AgentSettings, Trust};
+use crate::jwt::{self, Claims};
+use crate::key::RunnerKey;
+use crate::message::Secret;
+
+/// Client timeout of a poll beyond the server's hold, so a held poll is never cut short.
+pub const POLL_MARGIN: Duration = Duration::from_secs(15);
+/// Timeout of a failure report.
+pub const REPORT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Largest message body read; a JobSpec is a few kilobytes.
+pub const MESSAGE_CAP: u64 = 1 << 20;
+
+/// What one poll ended with.
+#[derive(Debug)]
+pub enum PollOutcome {
+    /// 200: one message body.
+    Message(String),
+    /// 204: the hold expired with nothing to do.
+    Empty,
+    /// 401: the key does not match the runner's registered public key.
+    Unauthorized,
+    /// 404: no such organisation or runner.
+    NotFound,
+    /// Any other status.
+    Status(u16),
+    /// Connect, TLS, timeout, reset, oversized body.
+    Transport(String),
+}
+
+/// What a failure report ended with.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReportOutcome {
+    /// 2xx: recorded.
+    Accepted,
+    /// 409: the deployment is already final (another replica or the job reported).
+    AlreadyFinal,
+}
+
+/// Where the Orchestrator is and how to reach it.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// Base URL, no trailing slash.
+    pub base_url: String,
+    /// Trust anchors.
+    pub trust: Trust,
+    /// Proxy URL, when one applies to `base_url`.
+    pub proxy: Option<String>,
+}
+
+impl Connection {
+    /// Resolves trust and proxy for `base_url` from `values`:
+    /// - trust: `SSL_CERT_FILE` / `SSL_CERT_DIR` (colon-separated) replace the built-in
+    ///   public roots, as they replace the system store for Go and OpenSSL; `REMOTE_CA_FILE`
+    ///   adds to whichever is in force;
+    /// - proxy: `HTTPS_PROXY` (or `https_proxy`, then `ALL_PROXY`) for https URLs,
+    ///   `HTTP_PROXY` for http, unless `NO_PROXY` matches the host.
+    pub fn resolve(base_url: &str, values: &Values) -> Result<Connection> {
+        let mut system: Option<Vec<Vec<u8>>> = None;
+        if let Some(file) = values.get("SSL_CERT_FILE") {
+            let pem = std::fs::read(file).map_err(|e| {
+                Error::config("SSL_CERT_FILE", format!("cannot read {file}: {e}"), "point it at a PEM bundle, or unset it to use the built-in public roots")
+            })?;
+            system.get_or_insert_with(Vec::new).extend(http::pem_certificates(&pem).unwrap_or_default());
+        }
+        if let Some(dirs) = values.get("SSL_CERT_DIR") {
+            for dir in dirs.split(':').filter(|d| !d.is_empty()) {
+                let entries = std::fs::read_dir(dir)
+                    .map_err(|e| Error::config("SSL_CERT_DIR", format!("cannot read {dir}: {e}"), "point it at a directory of PEM files, or unset it"))?;
+                let certs = system.get_or_insert_with(Vec::new);
+                for entry in entries.flatten() {
+                    if let Ok(pem) = std::fs::read(entry.path()) {
+                        certs.extend(http::pem_certificates(&pem).unwrap_or_default());
+                    }
+                }
+            }
+        }
+        if system.as_ref().is_some_and(Vec::is_empty) {
+            return Err(Error::config(
+                "SSL_CERT_FILE",
+                "SSL_CERT_FILE / SSL_CERT_DIR hold no PEM certificate",
+                "point them at PEM CA bundles, or unset both to use the built-in public roots",
+            ));
+        }
+        let extra = match values.get("REMOTE_CA_FILE") {
+            Some(p) => {
+                let pem = std::fs::read(p).map_err(|e| Error::config("REMOTE_CA_FILE", format!("cannot read {p}: {e}"), "point it at a PEM CA bundle"))?;
+                http::pem_certificates(&pem)
+                    .ok_or_else(|| Error::config("REMOTE_CA_FILE", format!("{p} holds no PEM certificate"), "point it at a PEM CA bundle"))?
+            }
+            None => Vec::new(),
+        };
+        let trust = match system {
+            Some(mut certs) => {
+                certs.extend(extra);
+                Trust::Specific(certs.into())
+            }
+            None if extra.is_empty() => Trust::WebPki,
+            None => Trust::WebPkiAnd(extra.into()),
+        };
+        let https = base_url.starts_with("https://");
+        let candidates: &[&str] =
+            if https { &["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"] } else { &["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"] };
+        let proxy = candidates.iter().find_map(|k| values.get(k)).map(String::from);
+        let no_proxy = values.get("NO_PROXY").or_else(|| values.get("no_proxy")).unwrap_or("");
+        let proxy = proxy.filter(|_| !no_proxy_matches(no_proxy, host_of(base_url)));
+        if let Some(p) = &proxy {
+            ureq::Proxy::new(p).map_err(|_| Error::config("HTTPS_PROXY", "the proxy URL is not understood", "use http://[user:password@]host:port"))?;
+        }
+        Ok(Connection { base_url: base_url.to_string(), trust, proxy })
+    }
+}
+
+fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or(v6);
+    }
+    authority.split(':').next().unwrap_or(authority)
+}
+
+/// `NO_PROXY` as curl and Go read it: `*`, exact hosts or IPs, and domain suffixes
+/// (`example.com` and `.example.com` both cover `api.example.com`). CIDR ranges are not
+/// supported (list the Orchestrator's host instead).
+pub fn no_proxy_matches(no_proxy: &str, host: &str) -> bool {
+    let host = host.to_ascii_lowercase();
+    no_proxy.split(',').map(|e| e.trim().to_ascii_lowercase()).filter(|e| !e.is_empty()).any(|entry| {
+        let entry = entry.split(':').next().unwrap_or(&entry).to_string();
+        let bare = entry.trim_start_matches("*.").trim_start_matches('.');
+        entry == "*" || host == bare || host.ends_with(&format!(".{bare}"))
+    })
+}
+
+/// A client for one runner's Orchestrator endpoints.
+pub struct Remote {
+    connection: Connection,
+    org_id: String,
+    runner_id: String,
+    key: RunnerKey,
+    token_lifetime: Option<Duration>,
+    poll_agent: ureq::Agent,
+    report_agent: ureq::Agent,
+    token: Mutex<(String, Option<Instant>)>,
+}
+
+impl Remote {
+    /// Builds the client and signs the first token.
+    pub fn new(connection: Connection, org_id: &str, runner_id: &str, key: RunnerKey, token_lifetime: Option<Duration>, hold: Duration) -> Result<Remote> {
+        let proxy = connection.proxy.as_deref().map(ureq::Proxy::new).transpose().map_err(|e| Error::transport("configuring the proxy", e))?;
+        let settings = |timeout| AgentSettings { trust: connection.trust.clone(), proxy: proxy.clone(), timeout };
+        let poll_agent = http::agent(&settings(hold + POLL_MARGIN));
+        let report_agent = http::agent(&settings(REPORT_TIMEOUT));
+        let remote = Remote {
+            connection,
+            org_id: org_id.into(),
+            runner_id: runner_id.into(),
+            key,
+            token_lifetime,
+            poll_agent,
+            report_agent,
+            token: Mutex::new((String::new(), None)),
+        };
+        remote.sign();
+        Ok(remote)
+    }
+
+    /// The key id in use (for error messages: it is what the Orchestrator compares).
+    pub fn kid(&self) -> &str {
+        self.key.kid()
+    }
+
+    /// The poll URL.
+    pub fn poll_url(&self) -> String {
+        format!("{}/orgs/{}/remote-runners/{}/actions/poll-requests", self.connection.base_url, self.org_id, self.runner_id)
+    }
+
+    /// The Orchestrator base URL.
+    pub fn base_url(&self) -> &str {
+        &self.connection.base_url
+    }
+
+    fn sign(&self) -> String {
+        let now = crate::time::now().max(0) as u64;
+        let lifetime = self.token_lifetime;
+        let claims = Claims {
+            org_id: self.org_id.clone(),
+            runner_id: self.runner_id.clone(),
+            kid: self.key.kid().to_string(),
+            iat: lifetime.map(|_| now),
+            exp: lifetime.map(|l| now + l.as_secs()),
+        };
+        let token = jwt::sign(&self.key, &claims);
+        // Re-sign when 80 % of the lifetime has passed.
+        let renew_at = lifetime.map(|l| Instant::now() + l.mul_f32(0.8));
+        *self.token.lock().unwrap_or_else(|p| p.into_inner()) = (token.clone(), renew_at);
+        token
+    }
+
+    /// The current token, re-signed first when it is close to expiry.
+    pub fn token(&self) -> String {
+        let (token, renew_at) = self.token.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match renew_at {
+            Some(at) if Instant::now() >= at => self.sign(),
+            _ => token,
+        }
+    }
+
+    /// One long poll.
+    pub fn poll(&self) -> PollOutcome {
+        let auth = format!("JWT {}", self.token());
+        match http::call(&self.poll_agent, "POST", &self.poll_url(), &[("Authorization", &auth), ("Accept", "application/json")], None, MESSAGE_CAP) {
+            Ok(r) if r.status == 200 => PollOutcome::Message(r.body),
+            Ok(r) if r.status == 204 => PollOutcome::Empty,
+            Ok(r) if r.status == 401 => PollOutcome::Unauthorized,
+            Ok(r) if r.status == 404 => PollOutcome::NotFound,
+            Ok(r) => PollOutcome::Status(r.status),
+            Err(why) => PollOutcome::Transport(why),
+        }
+    }
+
+    /// Reports a failed deployment (PROTOCOL §4). `message` must not hold secrets.
+    pub fn report_failure(&self, deployment_id: &str, token: &Secret, message: &str) -> Result<ReportOutcome> {
+        let url = format!("{}/orgs/{}/deployments/{}/results", self.connection.base_url, self.org_id, crate::kube::request::encode(deployment_id));
+        let body = format!(r#"{{"status":"failure","error":{{"error":"REMOTE_RUNNER","message":{}}}}}"#, miniserde::json::to_string(&message.to_string()));
+        let operation = format!("reporting the failure of deployment {deployment_id} to {}", self.connection.base_url);
+        let reply =
+            http::call(&self.report_agent, "POST", &url, &[("X-Deployment-Token", token.expose()), ("Accept", "application/json")], Some(&body), 64 << 10)
+                .map_err(|why| Error::transport(&operation, why))?;
+        match reply.status {
+            200..=299 => Ok(ReportOutcome::Accepted),
+            409 => Ok(ReportOutcome::AlreadyFinal),
+            code => {
+                let detail: String = reply.body.chars().filter(|c| !c.is_control()).take(200).collect();
+                Err(Error::transport(operation, format!("the Orchestrator answered HTTP {code}: {detail}")))
+            }
+        }
+    }
+
+    /// A plain request to the base URL, to prove DNS, proxy and TLS without touching a
+    /// poll (which would take a message from a running replica). Returns the status.
+    pub fn reach(&self) -> std::result::Result<u16, String> {
+        http::call(&self.report_agent, "GET", &format!("{}/", self.connection.base_url), &[], None, 64 << 10).map(|r| r.status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_proxy_matches_hosts_suffixes_and_star() {
+        assert!(no_proxy_matches("localhost,.internal", "api.internal"));
+        assert!(no_proxy_matches("internal", "api.internal"));
+        assert!(no_proxy_matches("*.internal", "api.internal"));
+        assert!(no_proxy_matches("*", "anything"));
+        assert!(no_proxy_matches("10.0.0.1", "10.0.0.1"));
+        assert!(!no_proxy_matches("internal", "notinternal"));
+        assert!(!no_proxy_matches("", "api.humanitec.dev"));
+    }
+
+    #[test]
+    fn proxy_is_chosen_by_scheme_and_skipped_by_no_proxy() {
+        let v = Values::from_env([("HTTPS_PROXY", "http://proxy:3128"), ("HTTP_PROXY", "http://plain:3128"), ("NO_PROXY", ".internal")]);
+        assert_eq!(Connection::resolve("https://api.humanitec.dev", &v).unwrap().proxy.as_deref(), Some("http://proxy:3128"));
+        assert_eq!(Connection::resolve("http://api.humanitec.dev", &v).unwrap().proxy.as_deref(), Some("http://plain:3128"));
+        assert_eq!(Connection::resolve("https://orch.internal:8443", &v).unwrap().proxy, None);
+        assert_eq!(host_of("https://user@[::1]:8443/x"), "::1");
+    }
+
+    #[test]
+    fn ssl_cert_file_replaces_and_remote_ca_file_adds() {
+        let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/certs/ca.pem");
+        let c = Connection::resolve("https://x", &Values::from_env([("REMOTE_CA_FILE", ca)])).unwrap();
+        assert!(matches!(c.trust, Trust::WebPkiAnd(ref v) if v.len() == 1));
+        let c = Connection::resolve("https://x", &Values::from_env([("SSL_CERT_FILE", ca)])).unwrap();
+        assert!(matches!(c.trust, Trust::Specific(ref v) if v.len() == 1));
+        assert!(matches!(Connection::resolve("https://x", &Values::default()).unwrap().trust, Trust::WebPki));
+        let e = Connection::resolve("https://x", &Values::from_env([("SSL_CERT_FILE", "/nonexistent")])).unwrap_err().to_string();
+        assert!(e.starts_with("configuration SSL_CERT_FILE: cannot read"), "{e}");
+    }
+}

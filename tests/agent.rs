@@ -1,0 +1,274 @@
+//! End to end: the real agent binary against both stand-ins over TLS on loopback.
+
+mod support;
+
+use std::time::Duration;
+
+use kubernetes_agent::render::LABEL_DEPLOYMENT_ID;
+use support::agent::{check_message, create_job_message, eventually, World, RUNNER};
+use support::kube::{get, text};
+
+const HOLD: Duration = Duration::from_secs(2);
+const WAIT: Duration = Duration::from_secs(20);
+
+fn started(world: &World, extra: &[(&str, &str)]) -> support::agent::AgentProcess {
+    let agent = world.spawn(extra);
+    assert!(world.orch.wait_for_polls(RUNNER, 1, WAIT), "the agent never opened a poll: {:?}", agent.logs());
+    agent
+}
+
+fn push(world: &World, message: &str) {
+    assert!(world.orch.push_retrying(RUNNER, message, Duration::from_secs(10)) > 0, "no poll took the message");
+}
+
+#[test]
+fn create_job_makes_one_labelled_job_with_mirrored_image() {
+    let world = World::new(HOLD);
+    let agent = started(&world, &[("IMAGE_MIRRORS", "ghcr.io/humanitec=registry.internal/mirror")]);
+    push(&world, &world.create_job_message("d-100", "jobs"));
+    assert!(eventually(WAIT, || world.kube.job("jobs", "d-100").is_some()), "{:?}", agent.logs());
+    let job = world.kube.job("jobs", "d-100").unwrap();
+    assert_eq!(get(&job, &["metadata", "labels", LABEL_DEPLOYMENT_ID]).and_then(text).as_deref(), Some("d-100"));
+    let image = get(&job, &["spec", "template", "spec", "containers"]).map(miniserde::json::to_string).unwrap();
+    assert!(image.contains("registry.internal/mirror/platform-orchestrator-runner:1.4.0"), "{image}");
+    assert!(eventually(WAIT, || agent.metric("kubernetes_agent_jobs_total{result=\"created\"}") == 1.0));
+    assert_eq!(agent.metric("kubernetes_agent_kubernetes_requests_total"), 1.0, "one API request per create-job");
+    assert!(world.orch.results().is_empty(), "success is reported by the job, not the agent");
+}
+
+#[test]
+fn duplicate_create_job_on_two_polls_makes_one_job() {
+    let world = World::new(HOLD);
+    let agent = started(&world, &[]);
+    assert!(world.orch.wait_for_polls(RUNNER, 2, WAIT), "two staggered polls must be open");
+    assert_eq!(world.orch.push(RUNNER, &world.create_job_message("d-101", "jobs")), 2);
+    assert!(eventually(WAIT, || world.kube.job("jobs", "d-101").is_some()));
+    assert!(eventually(WAIT, || agent.metric("kubernetes_agent_messages_total{action=\"duplicate\"}") == 1.0));
+    assert_eq!(world.kube.seen().iter().filter(|s| s.method == "POST").count(), 1);
+}
+
+#[test]
+fn two_replicas_make_one_job_and_one_accepted_report() {
+    let world = World::new(HOLD);
+    let a = started(&world, &[("JOB_NAMESPACES", "jobs")]);
+    let b = world.spawn(&[("JOB_NAMESPACES", "jobs")]);
+    assert!(world.orch.wait_for_polls(RUNNER, 4, WAIT), "both replicas keep two polls open");
+    assert!(world.orch.push(RUNNER, &world.create_job_message("d-102", "jobs")) >= 2);
+    assert!(world.orch.push_retrying(RUNNER, &world.create_job_message("d-103", "elsewhere"), WAIT) >= 1);
+    assert!(eventually(WAIT, || world.orch.results().len() >= 2), "{:?} {:?}", a.logs(), b.logs());
+    assert_eq!(world.kube.job_names(), vec!["d-102".to_string()]);
+    let created = a.metric("kubernetes_agent_jobs_total{result=\"created\"}") + b.metric("kubernetes_agent_jobs_total{result=\"created\"}");
+    let existed = a.metric("kubernetes_agent_jobs_total{result=\"already_exists\"}") + b.metric("kubernetes_agent_jobs_total{result=\"already_exists\"}");
+    assert_eq!((created, existed), (1.0, 1.0));
+    let results = world.orch.results();
+    assert!(results.iter().all(|r| r.deployment == "d-103"));
+    assert_eq!(results.iter().filter(|r| r.status == 204).count(), 1, "{results:?}");
+    assert!(results.iter().filter(|r| r.status != 204).all(|r| r.status == 409), "{results:?}");
+    assert!(results[0].body.contains("namespace-allow-list"), "{}", results[0].body);
+}
+
+#[test]
+fn policy_refusal_is_reported_with_the_rule_and_never_created() {
+    let world = World::new(HOLD);
+    let agent = started(&world, &[]);
+    let token = "deploy-token-d-104";
+    world.orch.expect_deployment("d-104", token);
+    let privileged = create_job_message("d-104", "jobs", token).replace(r#""allowPrivilegeEscalation":false"#, r#""privileged":true"#);
+    push(&world, &privileged);
+    assert!(eventually(WAIT, || !world.orch.results().is_empty()), "{:?}", agent.logs());
+    let r = &world.orch.results()[0];
+    assert_eq!((r.deployment.as_str(), r.token.as_str(), r.status), ("d-104", token, 204));
+    assert!(r.body.contains(r#""status":"failure""#) && r.body.contains(r#""error":"REMOTE_RUNNER""#), "{}", r.body);
+    assert!(r.body.contains("no-privileged"), "{}", r.body);
+    assert!(world.kube.job_names().is_empty());
+    assert_eq!(agent.metric("kubernetes_agent_jobs_total{result=\"refused\"}"), 1.0);
+}
+
+#[test]
+fn jobspec_kubernetes_rejects_is_reported_and_the_agent_keeps_serving() {
+    let world = World::new(HOLD);
+    let agent = started(&world, &[]);
+    world.orch.expect_deployment("d-105", "t5");
+    let no_image = create_job_message("d-105", "jobs", "t5").replace(r#""image":"ghcr.io/humanitec/platform-orchestrator-runner:1.4.0","#, "");
+    push(&world, &no_image);
+    assert!(eventually(WAIT, || !world.orch.results().is_empty()), "{:?}", agent.logs());
+    let body = &world.orch.results()[0].body;
+    assert!(body.contains("422 Invalid") && body.contains("spec.template.spec.containers[0].image"), "{body}");
+    push(&world, &world.create_job_message("d-106", "jobs"));
+    assert!(eventually(WAIT, || world.kube.job("jobs", "d-106").is_some()));
+}
+
+#[test]
+fn undecodable_and_unknown_messages_are_skipped_and_polling_continues() {
+    let world = World::new(HOLD);
+    let agent = started(&world, &[]);
+    push(&world, "this is not json");
+    push(&world, r#"{"action":"delete-everything","job_id":"x"}"#);
+    world.orch.expect_deployment("d-107", "t7");
+    push(&world, r#"{"action":"create-job","job_id":"d-107","namespace":"jobs","configuration":"not a jobspec","deployment_token":"t7"}"#);
+    push(&world, &world.create_job_message("d-108", "jobs"));
+    assert!(eventually(WAIT, || world.kube.job("jobs", "d-108").is_some()), "{:?}", agent.logs());
+    assert!(eventually(WAIT, || agent.metric("kubernetes_agent_messages_total{action=\"invalid\"}") == 3.0));
+    assert!(eventually(WAIT, || world.orch.results().iter().any(|r| r.deployment == "d-107" && r.body.contains("configuration"))));
+    assert!(agent.logs().iter().any(|l| l.contains("unknown action 'delete-everything'")));
+}
+
+#[test]
+fn check_job_status_reports_a_stuck_job_with_its_warning_events_newest_first() {
+    let world = World::new(HOLD);
+    let agent = started(&world, &[]);
+    push(&world, &world.create_job_message("d-109", "jobs"));
+    assert!(eventually(WAIT, || world.kube.job("jobs", "d-109").is_some()));
+    world.kube.add_pod("jobs", "d-109", "d-109-x1", "Pending");
+    world.kube.add_event("jobs", ("Pod", "d-109-x1"), "Warning", "FailedScheduling", "0/3 nodes are available: insufficient memory", "2026-11-27T10:00:00Z");
+    world.kube.add_event("jobs", ("Job", "d-109"), "Warning", "FailedCreate", "exceeded quota", "2026-11-27T10:05:00Z");
+    world.kube.add_event("jobs", ("Pod", "d-109-x1"), "Normal", "Scheduled", "ignored", "2026-11-27T10:06:00Z");
+    push(&world, &check_message("d-109", "jobs", "deploy-token-d-109", "2020-01-01T00:00:00Z"));
+    assert!(eventually(WAIT, || !world.orch.results().is_empty()), "{:?}", agent.logs());
+    let body = &world.orch.results()[0].body;
+    let quota = body.find("2026-11-27T10:05:00Z - FailedCreate - exceeded quota").expect(body);
+    let sched = body.find("2026-11-27T10:00:00Z - FailedScheduling - 0/3 nodes are available").expect(body);
+    assert!(body.contains("job seems to be stuck: ") && quota < sched && !body.contains("Scheduled"), "{body}");
+}
+
+#[test]
+fn check_job_status_is_silent_before_expiry_and_for_finished_or_running_jobs() {
+    let world = World::new(HOLD);
+    let agent = started(&world, &[]);
+    for (id, phase) in [("d-110", "Running"), ("d-111", "")] {
+        push(&world, &world.create_job_message(id, "jobs"));
+        assert!(eventually(WAIT, || world.kube.job("jobs", id).is_some()));
+        if !phase.is_empty() {
+            world.kube.add_pod("jobs", id, &format!("{id}-p"), phase);
+        }
+    }
+    world.kube.set_job_status("jobs", "d-111", "succeeded");
+    push(&world, &check_message("d-110", "jobs", "deploy-token-d-110", "2020-01-01T00:00:00Z"));
+    push(&world, &check_message("d-111", "jobs", "deploy-token-d-111", "2020-01-01T00:00:00Z"));
+    push(&world, &check_message("d-112", "jobs", "t", "2999-01-01T00:00:00Z"));
+    world.orch.expect_deployment("d-113", "t13");
+    push(&world, &check_message("d-113", "jobs", "t13", "2020-01-01T00:00:00Z"));
+    assert!(eventually(WAIT, || !world.orch.results().is_empty()), "{:?}", agent.logs());
+    assert!(eventually(WAIT, || agent.metric("kubernetes_agent_messages_total{action=\"check-job-status\"}") == 4.0));
+    std::thread::sleep(Duration::from_millis(300));
+    let results = world.orch.results();
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert_eq!(results[0].deployment, "d-113");
+    assert!(results[0].body.contains("job not found after the expiration time"));
+}
+
+#[test]
+fn orchestrator_down_then_back_loses_no_delivered_message_and_shows_backoff() {
+    let world = World::new(HOLD);
+    world.orch.set_down(Some(503));
+    let agent = world.spawn(&[]);
+    assert!(eventually(WAIT, || agent.metric("kubernetes_agent_polls_total{outcome=\"server_error\"}") >= 3.0));
+    assert_eq!(agent.get("/readyz").0, 503);
+    assert_eq!(agent.get("/healthz").0, 200);
+    std::thread::sleep(Duration::from_millis(1500));
+    let during = agent.metric("kubernetes_agent_polls_total{outcome=\"server_error\"}");
+    assert!(during < 40.0, "backoff must slow the retries down, saw {during} failed polls in ~2 s");
+    world.orch.set_down(None);
+    assert!(world.orch.wait_for_polls(RUNNER, 1, Duration::from_secs(40)), "{:?}", agent.logs());
+    push(&world, &world.create_job_message("d-114", "jobs"));
+    assert!(eventually(WAIT, || world.kube.job("jobs", "d-114").is_some()));
+    assert!(eventually(WAIT, || agent.get("/readyz").0 == 200));
+}
+
+#[test]
+fn key_mismatch_is_a_loud_401_naming_the_kid_and_the_agent_stays_up() {
+    let world = World::new(HOLD);
+    let other = kubernetes_agent::key::RunnerKey::generate().unwrap();
+    let pem = other.private_pem();
+    let mut agent = world.spawn(&[("PRIVATE_KEY", &pem)]);
+    let line = agent.wait_for_log("401", WAIT).expect("a 401 error line");
+    assert!(line.contains(other.kid()) && line.contains("runner-1"), "{line}");
+    assert_eq!(agent.get("/readyz").0, 503);
+    assert!(agent.wait_exit(Duration::from_millis(500)).is_none(), "the agent must not exit on 401");
+    assert!(!agent.logs().iter().any(|l| l.contains("BEGIN PRIVATE KEY") || l.contains(&pem[28..60])));
+}
+
+#[test]
+fn unknown_runner_is_a_loud_404_and_the_agent_stays_up() {
+    let world = World::new(HOLD);
+    let mut agent = world.spawn(&[("RUNNER_ID", "runner-unknown")]);
+    let line = agent.wait_for_log("404", WAIT).expect("a 404 error line");
+    assert!(line.contains("runner-unknown") && line.contains(world.key.kid()), "{line}");
+    assert!(agent.wait_exit(Duration::from_millis(500)).is_none());
+}
+
+#[test]
+fn sigterm_during_a_create_finishes_it_and_exits_zero() {
+    let world = World::new(HOLD);
+    let mut agent = started(&world, &[]);
+    world.kube.fail_next("POST", "/jobs", 429, "TooManyRequests", Some(1), 1);
+    push(&world, &world.create_job_message("d-115", "jobs"));
+    agent.wait_for_log("retrying in", WAIT).expect("the create is being retried");
+    agent.signal(libc::SIGTERM);
+    let status = agent.wait_exit(WAIT).expect("the agent exits after SIGTERM");
+    assert!(status.success(), "{status:?} {:?}", agent.logs());
+    assert!(world.kube.job("jobs", "d-115").is_some(), "the in-flight create finished before exit");
+    assert!(agent.logs().iter().any(|l| l.contains("SIGTERM received")));
+}
+
+#[test]
+fn sigint_stops_an_idle_agent_promptly() {
+    let world = World::new(HOLD);
+    let mut agent = started(&world, &[]);
+    agent.signal(libc::SIGINT);
+    let status = agent.wait_exit(Duration::from_secs(5)).expect("exit within 5 s");
+    assert!(status.success());
+}
+
+#[test]
+fn kubernetes_token_rotated_mid_run_is_picked_up() {
+    let world = World::new(HOLD);
+    let agent = started(&world, &[]);
+    push(&world, &world.create_job_message("d-116", "jobs"));
+    assert!(eventually(WAIT, || world.kube.job("jobs", "d-116").is_some()));
+    world.kube.rotate_token("kube-token-rotated");
+    std::fs::write(&world.token_file, "kube-token-rotated\n").unwrap();
+    push(&world, &world.create_job_message("d-117", "jobs"));
+    assert!(eventually(WAIT, || world.kube.job("jobs", "d-117").is_some()), "{:?}", agent.logs());
+    assert!(world.orch.results().is_empty());
+}
+
+#[test]
+fn jwt_lifetime_option_adds_iat_and_exp_and_default_has_neither() {
+    let world = World::new(HOLD);
+    let plain = started(&world, &[]);
+    assert!(eventually(WAIT, || world.orch.polls().iter().any(|p| p.claims.is_some())), "{:?}", plain.logs());
+    drop(plain);
+    let claims = world.orch.polls().into_iter().find_map(|p| p.claims).unwrap();
+    assert_eq!((claims.iat, claims.exp), (None, None));
+    assert_eq!(claims.kid, world.key.kid());
+    let _timed = world.spawn(&[("TOKEN_LIFETIME", "15m")]);
+    // The killed agent's held polls may still complete; pick the timed agent's by exp.
+    assert!(eventually(WAIT, || world.orch.polls().iter().any(|p| p.claims.as_ref().is_some_and(|c| c.exp.is_some()))));
+    let claims = world.orch.polls().into_iter().find_map(|p| p.claims.filter(|c| c.exp.is_some())).unwrap();
+    assert_eq!(claims.exp.unwrap() - claims.iat.unwrap(), 900);
+}
+
+#[test]
+fn burst_of_200_create_jobs_creates_every_job_once() {
+    let world = World::new(HOLD);
+    let agent = started(&world, &[]);
+    assert!(world.orch.wait_for_polls(RUNNER, 2, WAIT));
+    let before = agent.metric("kubernetes_agent_no_poll_open_seconds_total");
+    let mut first_try_misses = 0;
+    for i in 0..200 {
+        let message = world.create_job_message(&format!("burst-{i}"), "jobs");
+        if world.orch.push(RUNNER, &message) == 0 {
+            first_try_misses += 1;
+            assert!(world.orch.push_retrying(RUNNER, &message, Duration::from_secs(10)) > 0, "push {i} found no poll for 10 s");
+        }
+    }
+    assert!(eventually(Duration::from_secs(60), || world.kube.job_names().len() == 200), "{} jobs", world.kube.job_names().len());
+    let posts = world.kube.seen().iter().filter(|s| s.method == "POST").count();
+    assert_eq!(posts, 200, "every Job created exactly once");
+    let gap = agent.metric("kubernetes_agent_no_poll_open_seconds_total") - before;
+    println!(
+        "burst of 200: {first_try_misses} pushes found no poll open on the first try (retried, none lost); no poll open for {:.3} ms in total",
+        gap * 1000.0
+    );
+}

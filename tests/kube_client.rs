@@ -1,0 +1,172 @@
+//! The hand-built Kubernetes client against the API stand-in: credentials, Status
+//! classification, retries and selectors.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use kubernetes_agent::kube::{request, Client, Reason, Target};
+use kubernetes_agent::Error;
+use support::agent::TempDir;
+use support::kube::Kube;
+use support::server::certs_dir;
+
+fn settings() -> kubernetes_agent::kube::client::Settings {
+    kubernetes_agent::kube::client::Settings { first_backoff: Duration::from_millis(20), ..Default::default() }
+}
+
+fn client(kube: &Kube, dir: &TempDir, token: &str) -> Client {
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, token).unwrap();
+    let target = Target { base_url: kube.url(), token_file: Some(token_file), ca_file: Some(certs_dir().join("ca.pem")) };
+    Client::new(target, settings()).unwrap()
+}
+
+const JOB: &str = r#"{"apiVersion":"batch/v1","kind":"Job","metadata":{"name":"d-1","namespace":"jobs"},"spec":{"template":{"spec":{"restartPolicy":"Never","containers":[{"name":"main","image":"x"}]}}}}"#;
+
+fn kube_error(e: Error) -> kubernetes_agent::kube::Status {
+    match e {
+        Error::Kube { status, .. } => status,
+        other => panic!("expected a Kubernetes status, got {other}"),
+    }
+}
+
+#[test]
+fn create_then_duplicate_create_is_already_exists() {
+    let (kube, dir) = (Kube::start("t"), TempDir::new("kc"));
+    let c = client(&kube, &dir, "t");
+    c.send(&request::create_job("jobs", "d-1", JOB.into())).unwrap();
+    let status = kube_error(c.send(&request::create_job("jobs", "d-1", JOB.into())).unwrap_err());
+    assert_eq!((status.code, status.reason()), (409, Reason::AlreadyExists));
+    assert!(status.message.contains("already exists"));
+    assert_eq!(kube.job_names(), vec!["d-1".to_string()]);
+}
+
+#[test]
+fn invalid_job_is_422_naming_the_field() {
+    let (kube, dir) = (Kube::start("t"), TempDir::new("kc"));
+    let c = client(&kube, &dir, "t");
+    let bad = JOB.replace(r#""restartPolicy":"Never","#, r#""restartPolicy":"Always","#);
+    let status = kube_error(c.send(&request::create_job("jobs", "d-1", bad)).unwrap_err());
+    assert_eq!((status.code, status.reason()), (422, Reason::Invalid));
+    assert!(status.message.contains("spec.template.spec.restartPolicy"), "{}", status.message);
+    assert_eq!(kube.seen().len(), 1, "422 is permanent: no retry");
+}
+
+#[test]
+fn forbidden_is_not_retried() {
+    let (kube, dir) = (Kube::start("t"), TempDir::new("kc"));
+    kube.deny("create", "jobs");
+    let c = client(&kube, &dir, "t");
+    let status = kube_error(c.send(&request::create_job("jobs", "d-1", JOB.into())).unwrap_err());
+    assert_eq!(status.reason(), Reason::Forbidden);
+    assert!(status.message.contains("cannot create resource \"jobs\""), "{}", status.message);
+    assert_eq!(c.requests_sent(), 1);
+}
+
+#[test]
+fn too_many_requests_is_retried_after_the_servers_retry_after() {
+    let (kube, dir) = (Kube::start("t"), TempDir::new("kc"));
+    kube.fail_next("POST", "/jobs", 429, "TooManyRequests", Some(1), 1);
+    let c = client(&kube, &dir, "t");
+    let started = Instant::now();
+    c.send(&request::create_job("jobs", "d-1", JOB.into())).unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(950), "Retry-After: 1 must be honoured, waited {:?}", started.elapsed());
+    assert_eq!(c.requests_sent(), 2);
+    assert!(kube.job("jobs", "d-1").is_some());
+}
+
+#[test]
+fn server_errors_are_retried_a_bounded_number_of_times() {
+    let (kube, dir) = (Kube::start("t"), TempDir::new("kc"));
+    kube.fail_next("GET", "/jobs/d-1", 503, "ServiceUnavailable", None, 100);
+    let c = client(&kube, &dir, "t");
+    let status = kube_error(c.send(&request::get_job("jobs", "d-1")).unwrap_err());
+    assert_eq!(status.code, 503);
+    assert_eq!(c.requests_sent(), u64::from(kubernetes_agent::kube::client::DEFAULT_MAX_ATTEMPTS));
+}
+
+#[test]
+fn rotated_token_is_picked_up_on_401_without_restart() {
+    let (kube, dir) = (Kube::start("old"), TempDir::new("kc"));
+    let c = client(&kube, &dir, "old");
+    c.send(&request::get_job("jobs", "none")).unwrap_err();
+    kube.rotate_token("new");
+    std::fs::write(dir.path().join("token"), "new\n").unwrap();
+    let status = kube_error(c.send(&request::get_job("jobs", "none")).unwrap_err());
+    assert_eq!(status.reason(), Reason::NotFound, "after re-reading the token the request is authorised");
+    let seen = kube.seen();
+    assert!(!seen[seen.len() - 2].authorized && seen[seen.len() - 1].authorized);
+}
+
+#[test]
+fn unreadable_token_keeps_the_last_good_one() {
+    let (kube, dir) = (Kube::start("t"), TempDir::new("kc"));
+    let c = client(&kube, &dir, "t");
+    std::fs::remove_file(dir.path().join("token")).unwrap();
+    kube.rotate_token("t");
+    // A 401 would force a re-read; the file is gone, so the old token must still be used.
+    let status = kube_error(c.send(&request::get_job("jobs", "none")).unwrap_err());
+    assert_eq!(status.reason(), Reason::NotFound);
+}
+
+#[test]
+fn revoked_token_without_a_new_file_is_unauthorized() {
+    let (kube, dir) = (Kube::start("t"), TempDir::new("kc"));
+    let c = client(&kube, &dir, "t");
+    kube.rotate_token("someone-else");
+    let status = kube_error(c.send(&request::get_job("jobs", "none")).unwrap_err());
+    assert_eq!(status.reason(), Reason::Unauthorized);
+    assert_eq!(c.requests_sent(), 2, "one retry after re-reading the token, then the error");
+}
+
+#[test]
+fn wrong_ca_is_a_transport_error_naming_tls() {
+    let (kube, dir) = (Kube::start("t"), TempDir::new("kc"));
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "t").unwrap();
+    let target = Target { base_url: kube.url(), token_file: Some(token_file), ca_file: Some(certs_dir().join("other-ca.pem")) };
+    let c = Client::new(target, kubernetes_agent::kube::client::Settings { max_attempts: 1, ..settings() }).unwrap();
+    let e = c.send(&request::get_job("jobs", "x")).unwrap_err().to_string();
+    assert!(e.contains("TLS"), "{e}");
+}
+
+#[test]
+fn rotated_ca_file_is_picked_up() {
+    let (kube, dir) = (Kube::start("t"), TempDir::new("kc"));
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "t").unwrap();
+    let ca_file = dir.path().join("ca.crt");
+    std::fs::copy(certs_dir().join("other-ca.pem"), &ca_file).unwrap();
+    let settings = kubernetes_agent::kube::client::Settings { max_attempts: 1, reload_every: Duration::from_millis(50), ..settings() };
+    let c = Client::new(Target { base_url: kube.url(), token_file: Some(token_file), ca_file: Some(ca_file.clone()) }, settings).unwrap();
+    assert!(c.send(&request::get_job("jobs", "x")).unwrap_err().to_string().contains("TLS"));
+    std::fs::copy(certs_dir().join("ca.pem"), &ca_file).unwrap();
+    std::thread::sleep(Duration::from_millis(80));
+    assert_eq!(kube_error(c.send(&request::get_job("jobs", "x")).unwrap_err()).reason(), Reason::NotFound);
+}
+
+#[test]
+fn label_and_field_selectors_filter_lists() {
+    let (kube, dir) = (Kube::start("t"), TempDir::new("kc"));
+    kube.add_pod("jobs", "d-1", "d-1-abc", "Pending");
+    kube.add_pod("jobs", "d-2", "d-2-abc", "Running");
+    kube.add_event("jobs", ("Pod", "d-1-abc"), "Warning", "FailedScheduling", "0/3 nodes are available", "2026-11-27T10:00:00Z");
+    kube.add_event("jobs", ("Pod", "d-2-abc"), "Normal", "Started", "started", "2026-11-27T10:00:00Z");
+    let c = client(&kube, &dir, "t");
+    let pods = c.send(&request::list_pods("jobs", "job-name=d-1")).unwrap();
+    assert!(pods.contains("d-1-abc") && !pods.contains("d-2-abc"), "{pods}");
+    assert!(pods.contains(r#""resourceVersion""#));
+    let events = c.send(&request::list_events("jobs", "involvedObject.name=d-1-abc")).unwrap();
+    assert!(events.contains("FailedScheduling") && !events.contains("Started"), "{events}");
+    assert!(c.send(&request::list_pods("other", "job-name=d-1")).unwrap().contains(r#""items":[]"#));
+}
+
+#[test]
+fn access_review_reports_denied_verbs() {
+    let (kube, dir) = (Kube::start("t"), TempDir::new("kc"));
+    kube.deny("list", "events");
+    let c = client(&kube, &dir, "t");
+    assert!(c.send(&request::self_subject_access_review("jobs", "create", "batch", "jobs")).unwrap().contains(r#""allowed":true"#));
+    assert!(c.send(&request::self_subject_access_review("jobs", "list", "", "events")).unwrap().contains(r#""allowed":false"#));
+}

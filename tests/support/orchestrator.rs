@@ -1,0 +1,268 @@
+//! A Platform Orchestrator stand-in (PROTOCOL §2–§4): runners registered by public key,
+//! the EdDSA JWT verified on every poll, polls held up to a configurable time, a pushed
+//! message delivered only to the polls open at that instant (none open = the push fails,
+//! as the real one answers 503), failure results accepted once (409 after), everything
+//! recorded, and fault knobs: 5xx, slow replies, dropped connections, truncated bodies, 401.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use kubernetes_agent::{jwt, key};
+
+use super::server::{Handler, Reply, Request, Server};
+
+/// One recorded poll.
+#[derive(Debug, Clone)]
+pub struct PollRecord {
+    pub runner: String,
+    pub status: u16,
+    pub claims: Option<jwt::Claims>,
+}
+
+/// One recorded result.
+#[derive(Debug, Clone)]
+pub struct ResultRecord {
+    pub deployment: String,
+    pub token: String,
+    pub body: String,
+    pub status: u16,
+}
+
+/// One recorded push.
+#[derive(Debug, Clone)]
+pub struct PushRecord {
+    pub delivered_to: usize,
+    pub at: Instant,
+}
+
+/// A fault applied to the next polls.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PollFault {
+    Status(u16),
+    Drop,
+    Truncate,
+    Slow(Duration),
+    Oversized(usize),
+}
+
+struct Waiter {
+    slot: Mutex<Option<String>>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+pub struct State {
+    /// (org, runner) → raw public key.
+    pub runners: BTreeMap<(String, String), [u8; 32]>,
+    /// deployment id → expected X-Deployment-Token.
+    pub deployment_tokens: BTreeMap<String, String>,
+    /// deployment ids already final.
+    pub finals: BTreeMap<String, String>,
+    pub polls: Vec<PollRecord>,
+    pub results: Vec<ResultRecord>,
+    pub pushes: Vec<PushRecord>,
+    pub poll_faults: Vec<PollFault>,
+    /// While true, every poll fails with this status (a down Orchestrator that answers).
+    pub down: Option<u16>,
+    open: Vec<(String, Arc<Waiter>)>,
+}
+
+pub struct Orchestrator {
+    pub server: Server,
+    pub state: Arc<Mutex<State>>,
+    pub hold: Duration,
+}
+
+impl Orchestrator {
+    pub fn start(hold: Duration) -> Orchestrator {
+        let state = Arc::new(Mutex::new(State::default()));
+        let s = state.clone();
+        let handler: Handler = Arc::new(move |req: &Request| handle(&s, hold, req));
+        Orchestrator { server: Server::start(handler, true), state, hold }
+    }
+
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    pub fn register(&self, org: &str, runner: &str, public_pem: &str) {
+        let public = key::parse_public_pem(public_pem).expect("a valid SPKI PEM");
+        self.state.lock().unwrap().runners.insert((org.into(), runner.into()), public);
+    }
+
+    /// Records the deployment token a deployment's results must carry.
+    pub fn expect_deployment(&self, id: &str, token: &str) {
+        self.state.lock().unwrap().deployment_tokens.insert(id.into(), token.into());
+    }
+
+    /// Marks a deployment final (the job reported itself): later results get 409.
+    pub fn finalise(&self, id: &str) {
+        self.state.lock().unwrap().finals.insert(id.into(), "success".into());
+    }
+
+    /// Polls of `runner` open now.
+    pub fn open_polls(&self, runner: &str) -> usize {
+        self.state.lock().unwrap().open.iter().filter(|(r, _)| r == runner).count()
+    }
+
+    /// Delivers `message` to every poll of `runner` open now; returns how many got it
+    /// (0 = the push failed, as the real Orchestrator's 503).
+    pub fn push(&self, runner: &str, message: &str) -> usize {
+        let mut s = self.state.lock().unwrap();
+        let mut delivered = 0;
+        let open = std::mem::take(&mut s.open);
+        for (r, waiter) in open {
+            if r == runner {
+                *waiter.slot.lock().unwrap() = Some(message.to_string());
+                waiter.ready.notify_all();
+                delivered += 1;
+            } else {
+                s.open.push((r, waiter));
+            }
+        }
+        s.pushes.push(PushRecord { delivered_to: delivered, at: Instant::now() });
+        delivered
+    }
+
+    /// Pushes like the real Orchestrator: retries a failed push until `within` runs out.
+    pub fn push_retrying(&self, runner: &str, message: &str, within: Duration) -> usize {
+        let deadline = Instant::now() + within;
+        loop {
+            let n = self.push(runner, message);
+            if n > 0 || Instant::now() >= deadline {
+                return n;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits (bounded) until `runner` has at least `n` polls open.
+    pub fn wait_for_polls(&self, runner: &str, n: usize, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self.open_polls(runner) >= n {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+
+    pub fn fault_next_polls(&self, faults: &[PollFault]) {
+        self.state.lock().unwrap().poll_faults.extend_from_slice(faults);
+    }
+
+    pub fn set_down(&self, status: Option<u16>) {
+        self.state.lock().unwrap().down = status;
+    }
+
+    pub fn results(&self) -> Vec<ResultRecord> {
+        self.state.lock().unwrap().results.clone()
+    }
+
+    pub fn polls(&self) -> Vec<PollRecord> {
+        self.state.lock().unwrap().polls.clone()
+    }
+
+    pub fn pushes(&self) -> Vec<PushRecord> {
+        self.state.lock().unwrap().pushes.clone()
+    }
+}
+
+fn handle(state: &Mutex<State>, hold: Duration, req: &Request) -> Reply {
+    let segments: Vec<String> = req.path.trim_matches('/').split('/').map(String::from).collect();
+    let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
+    match (req.method.as_str(), segs.as_slice()) {
+        ("POST", ["orgs", org, "remote-runners", runner, "actions", "poll-requests"]) => poll(state, hold, req, org, runner),
+        ("POST", ["orgs", _org, "deployments", id, "results"]) => result(state, req, id),
+        ("GET", [""]) => Reply::json(200, r#"{"service":"orchestrator stand-in"}"#),
+        _ => Reply::json(404, r#"{"error":"not found"}"#),
+    }
+}
+
+fn poll(state: &Mutex<State>, hold: Duration, req: &Request, org: &str, runner: &str) -> Reply {
+    let mut s = state.lock().unwrap();
+    let record = |s: &mut State, status: u16, claims: Option<jwt::Claims>| s.polls.push(PollRecord { runner: runner.into(), status, claims });
+    if let Some(code) = s.down {
+        record(&mut s, code, None);
+        return Reply::json(code, r#"{"error":"down"}"#);
+    }
+    if !s.poll_faults.is_empty() {
+        let fault = s.poll_faults.remove(0);
+        match fault {
+            PollFault::Status(code) => {
+                record(&mut s, code, None);
+                return Reply::json(code, r#"{"error":"injected"}"#);
+            }
+            PollFault::Drop => {
+                record(&mut s, 0, None);
+                return Reply::Drop;
+            }
+            PollFault::Truncate => {
+                record(&mut s, 200, None);
+                return Reply::Truncate { status: 200, body: r#"{"action":"create-job","job_id":"truncated-1","namespace":"x"}"#.into() };
+            }
+            PollFault::Oversized(n) => {
+                record(&mut s, 200, None);
+                return Reply::json(200, format!(r#"{{"action":"create-job","pad":"{}"}}"#, "x".repeat(n)));
+            }
+            PollFault::Slow(d) => {
+                drop(s);
+                std::thread::sleep(d);
+                s = state.lock().unwrap();
+            }
+        }
+    }
+    let Some(public) = s.runners.get(&(org.to_string(), runner.to_string())).copied() else {
+        record(&mut s, 404, None);
+        return Reply::json(404, r#"{"error":"runner not found"}"#);
+    };
+    let token = req.header("authorization").and_then(|a| a.strip_prefix("JWT ").or_else(|| a.strip_prefix("Bearer ")));
+    let now = kubernetes_agent::time::now() as u64;
+    let claims = match token.map(|t| jwt::verify(t, &public, now)) {
+        Some(Ok(c)) if c.org_id == org && c.runner_id == runner && c.kid == key::kid_of(&public) => c,
+        _ => {
+            record(&mut s, 401, None);
+            return Reply::json(401, r#"{"error":"unauthorized"}"#);
+        }
+    };
+    let waiter = Arc::new(Waiter { slot: Mutex::new(None), ready: Condvar::new() });
+    s.open.push((runner.to_string(), waiter.clone()));
+    drop(s);
+    let slot = waiter.slot.lock().unwrap();
+    let (mut slot, _) = waiter.ready.wait_timeout_while(slot, hold, |m| m.is_none()).unwrap();
+    let message = slot.take();
+    drop(slot);
+    let mut s = state.lock().unwrap();
+    s.open.retain(|(_, w)| !Arc::ptr_eq(w, &waiter));
+    match message {
+        Some(m) => {
+            record(&mut s, 200, Some(claims));
+            Reply::json(200, m)
+        }
+        None => {
+            record(&mut s, 204, Some(claims));
+            Reply::empty(204)
+        }
+    }
+}
+
+fn result(state: &Mutex<State>, req: &Request, id: &str) -> Reply {
+    let mut s = state.lock().unwrap();
+    let token = req.header("x-deployment-token").unwrap_or("").to_string();
+    let status = match s.deployment_tokens.get(id) {
+        Some(expected) if *expected != token => 401,
+        _ if s.finals.contains_key(id) => 409,
+        _ => {
+            s.finals.insert(id.to_string(), "failure".into());
+            204
+        }
+    };
+    s.results.push(ResultRecord { deployment: id.into(), token, body: req.body.clone(), status });
+    match status {
+        204 => Reply::empty(204),
+        409 => Reply::json(409, r#"{"error":"deployment already final"}"#),
+        _ => Reply::json(401, r#"{"error":"bad deployment token"}"#),
+    }
+}
