@@ -63,6 +63,8 @@ pub struct State {
     pub results: Vec<ResultRecord>,
     pub pushes: Vec<PushRecord>,
     pub poll_faults: Vec<PollFault>,
+    /// Every JWT that verified, in arrival order.
+    pub tokens: Vec<String>,
     /// While true, every poll fails with this status (a down Orchestrator that answers).
     pub down: Option<u16>,
     open: Vec<(String, Arc<Waiter>)>,
@@ -165,6 +167,10 @@ impl Orchestrator {
         self.state.lock().unwrap().polls.clone()
     }
 
+    pub fn tokens(&self) -> Vec<String> {
+        self.state.lock().unwrap().tokens.clone()
+    }
+
     pub fn pushes(&self) -> Vec<PushRecord> {
         self.state.lock().unwrap().pushes.clone()
     }
@@ -221,7 +227,10 @@ fn poll(state: &Mutex<State>, hold: Duration, req: &Request, org: &str, runner: 
     let token = req.header("authorization").and_then(|a| a.strip_prefix("JWT ").or_else(|| a.strip_prefix("Bearer ")));
     let now = kubernetes_agent::time::now() as u64;
     let claims = match token.map(|t| jwt::verify(t, &public, now)) {
-        Some(Ok(c)) if c.org_id == org && c.runner_id == runner && c.kid == key::kid_of(&public) => c,
+        Some(Ok(c)) if c.org_id == org && c.runner_id == runner && c.kid == key::kid_of(&public) => {
+            s.tokens.push(token.unwrap_or_default().to_string());
+            c
+        }
         _ => {
             record(&mut s, 401, None);
             return Reply::json(401, r#"{"error":"unauthorized"}"#);

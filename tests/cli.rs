@@ -1,0 +1,199 @@
+//! The binary as a user meets it: `render` golden files, `keygen` with openssl,
+//! configuration errors, `standard`, `check`, and `--help` against the README.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use support::agent::{eventually, TempDir, World, RUNNER};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kubernetes-agent"));
+    c.env_clear().stdin(Stdio::null());
+    c
+}
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    bin().args(args).envs(env.iter().copied()).output().unwrap()
+}
+
+fn golden(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name)
+}
+
+/// Compares with the committed golden file; `UPDATE_GOLDEN=1` rewrites it.
+fn assert_golden(name: &str, actual: &str) {
+    let path = golden(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{} is missing; run with UPDATE_GOLDEN=1", path.display()));
+    assert_eq!(actual, expected, "{name} differs from the golden file");
+}
+
+#[test]
+fn render_of_the_orchestrators_default_jobspec_matches_golden() {
+    let msg = golden("default-jobspec.message.json");
+    let out = run(&["render", msg.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_golden("default-jobspec.job.json", &String::from_utf8(out.stdout).unwrap());
+}
+
+#[test]
+fn render_with_pod_template_overlay_policy_and_mirrors_matches_golden() {
+    let msg = std::fs::read(golden("pod-template-overlay.message.json")).unwrap();
+    let policy = golden("policy.json");
+    let mut child = bin()
+        .args(["render", "-"])
+        .envs([
+            ("ORG_ID", "my-org"),
+            ("RUNNER_ID", "my-runner"),
+            ("JOB_NAMESPACES", "humanitec-runner-jobs"),
+            ("JOB_SERVICE_ACCOUNTS", "kubernetes-runner-job"),
+            ("IMAGE_MIRRORS", "ghcr.io/humanitec=registry.internal/humanitec"),
+            ("JOB_POLICY_FILE", policy.to_str().unwrap()),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), &msg).unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let job = String::from_utf8(out.stdout).unwrap();
+    assert!(job.contains("registry.internal/humanitec/platform-orchestrator-runner:1.4.0"));
+    assert!(job.contains("HTTPS_PROXY") && job.contains("TF_LOG") && job.contains("\"DEPLOYMENT_ID\""), "env merged by name");
+    assert_golden("pod-template-overlay.job.json", &job);
+}
+
+#[test]
+fn render_refusals_exit_2_naming_the_rule() {
+    let msg = golden("default-jobspec.message.json");
+    let out = run(&["render", msg.to_str().unwrap()], &[("JOB_NAMESPACES", "other")]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("refused by local policy rule 'namespace-allow-list'"), "{err}");
+    assert!(out.stdout.is_empty());
+    let out = run(&["render", msg.to_str().unwrap()], &[("JOB_SERVICE_ACCOUNTS", "someone")]);
+    assert!(String::from_utf8(out.stderr).unwrap().contains("'service-account-allow-list'"));
+}
+
+#[test]
+fn keygen_output_round_trips_through_openssl() {
+    let dir = TempDir::new("keygen");
+    let out = run(&["keygen", "--out-dir", dir.path().to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let private = dir.path().join("runner_private_key.pem");
+    let public = dir.path().join("runner_public_key.pem");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&private).unwrap().permissions().mode() & 0o777, 0o600);
+    let derived =
+        Command::new("openssl").args(["pkey", "-in", private.to_str().unwrap(), "-pubout"]).output().expect("openssl is installed (tests/run installs it)");
+    assert!(derived.status.success(), "{}", String::from_utf8_lossy(&derived.stderr));
+    assert_eq!(String::from_utf8(derived.stdout).unwrap(), std::fs::read_to_string(&public).unwrap(), "openssl derives the same public key");
+    let text = Command::new("openssl").args(["pkey", "-in", private.to_str().unwrap(), "-noout", "-text"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&text.stdout).contains("ED25519 Private-Key"));
+    // The printed kid is the SHA-256 of the raw key, as the Orchestrator computes it.
+    let raw = kubernetes_agent::key::parse_public_pem(&std::fs::read_to_string(&public).unwrap()).unwrap();
+    assert!(printed.contains(&format!("kid: {}", kubernetes_agent::key::kid_of(&raw))), "{printed}");
+    assert!(printed.contains("-----BEGIN PUBLIC KEY-----\\n"), "one-line public key: {printed}");
+    // An openssl-made key is accepted by the agent's config.
+    let made = dir.path().join("openssl.pem");
+    assert!(Command::new("openssl").args(["genpkey", "-algorithm", "ed25519", "-out", made.to_str().unwrap()]).status().unwrap().success());
+    let pem = std::fs::read_to_string(&made).unwrap();
+    kubernetes_agent::key::RunnerKey::from_pkcs8_pem(&pem, "test").unwrap();
+}
+
+#[test]
+fn configuration_errors_are_one_line_exit_2_and_never_show_the_key() {
+    let key = kubernetes_agent::key::RunnerKey::from_seed([9; 32]).private_pem();
+    let broken = key.replace("-----END PRIVATE KEY-----", "");
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (&[("RUNNER_ID", "r1"), ("PRIVATE_KEY", &key)], "configuration ORG_ID: not set"),
+        (&[("ORG_ID", "o"), ("RUNNER_ID", "R!"), ("PRIVATE_KEY", &key)], "configuration RUNNER_ID:"),
+        (&[("ORG_ID", "o"), ("RUNNER_ID", "r1"), ("PRIVATE_KEY", &broken)], "configuration PRIVATE_KEY:"),
+        (&[("ORG_ID", "o"), ("RUNNER_ID", "r1"), ("PRIVATE_KEY", &key), ("LOG_FORMAT", "xml")], "configuration LOG_FORMAT:"),
+        (&[("ORG_ID", "o"), ("RUNNER_ID", "r1"), ("PRIVATE_KEY", &key)], "configuration KUBERNETES_SERVICE_HOST:"),
+    ];
+    for (env, expected) in cases {
+        let out = run(&["remote"], env);
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(expected), "{expected}: {err}");
+        assert!(err.contains("fix: "), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(!err.contains(&key[28..70]), "the key leaked: {err}");
+    }
+}
+
+#[test]
+fn standard_mode_is_refused_with_an_explanation() {
+    let out = run(&["standard"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8(out.stderr).unwrap().contains("job-side mode of the upstream runner image"));
+}
+
+#[test]
+fn upstream_argv_with_remote_connect_is_accepted() {
+    let world = World::new(Duration::from_secs(2));
+    let env: Vec<(String, String)> = world.env().into_iter().filter(|(k, _)| k != "REMOTE_URL").collect();
+    let flag = format!("--remote-connect={}", world.orch.url());
+    let agent = support::agent::AgentProcess::spawn(&[&flag, "remote"], &env);
+    assert!(world.orch.wait_for_polls(RUNNER, 1, Duration::from_secs(20)), "{:?}", agent.logs());
+}
+
+#[test]
+fn check_passes_against_the_stand_ins_and_fails_with_fixes() {
+    let world = World::new(Duration::from_secs(2));
+    let mut env = world.env();
+    env.push(("JOB_NAMESPACES".into(), "jobs".into()));
+    let out = bin().arg("check").envs(env.iter().map(|(k, v)| (k, v))).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains(&format!("kid {}", world.key.kid())), "{text}");
+    assert!(text.contains("PASS  Orchestrator reachable"), "{text}");
+    assert!(text.contains("PASS  may create jobs.batch in namespace jobs"), "{text}");
+    assert!(world.orch.polls().is_empty(), "check must not poll (it would take a message)");
+    world.kube.deny("list", "events");
+    let out = bin().arg("check").envs(env.iter().map(|(k, v)| (k, v))).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text.contains("FAIL  may list events in namespace jobs\n      fix: "), "{text}");
+}
+
+#[test]
+fn help_and_readme_document_every_setting_with_its_default() {
+    let out = run(&["--help"], &[]);
+    let help = String::from_utf8(out.stdout).unwrap();
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    for s in kubernetes_agent::config::SETTINGS {
+        assert!(help.contains(s.env), "--help lacks {}", s.env);
+        let row = readme.lines().find(|l| l.starts_with(&format!("| `{}`", s.env))).unwrap_or_else(|| panic!("README has no row for {}", s.env));
+        if !s.default.is_empty() {
+            assert!(row.contains(&format!("`{}`", s.default)), "README row for {} lacks its default {}: {row}", s.env, s.default);
+        }
+        if !s.flag.is_empty() {
+            assert!(row.contains(&format!("--{}", s.flag)), "README row for {} lacks --{}", s.env, s.flag);
+        }
+    }
+}
+
+/// Writes a JWT the agent really sent, with the public key, for tests/interop.py to
+/// verify with an independent library (PyJWT + cryptography).
+#[test]
+fn jwt_sample_is_written_for_independent_verification() {
+    let world = World::new(Duration::from_secs(1));
+    let _agent = world.spawn(&[("TOKEN_LIFETIME", "15m")]);
+    assert!(eventually(Duration::from_secs(20), || !world.orch.tokens().is_empty()));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("interop");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("jwt.txt"), world.orch.tokens()[0].clone()).unwrap();
+    std::fs::write(dir.join("public.pem"), world.key.public_pem()).unwrap();
+    std::fs::write(dir.join("kid.txt"), world.key.kid()).unwrap();
+    std::fs::write(dir.join("claims.txt"), format!("{}\n{}\n", support::agent::ORG, RUNNER)).unwrap();
+}
