@@ -272,3 +272,67 @@ fn burst_of_200_create_jobs_creates_every_job_once() {
         gap * 1000.0
     );
 }
+
+#[test]
+fn https_proxy_carries_the_orchestrator_traffic_and_never_the_kubernetes_api() {
+    let world = World::new(HOLD);
+    let proxy = support::proxy::Proxy::start();
+    let agent = started(&world, &[("HTTPS_PROXY", &proxy.url()), ("NO_PROXY", "example.internal")]);
+    push(&world, &world.create_job_message("d-118", "jobs"));
+    assert!(eventually(WAIT, || world.kube.job("jobs", "d-118").is_some()), "{:?}", agent.logs());
+    let tunnels = proxy.tunnels();
+    let orch = world.orch.server.addr.to_string();
+    let kube = world.kube.server.addr.to_string();
+    assert!(tunnels.contains(&orch), "polls go through the proxy: {tunnels:?}");
+    assert!(!tunnels.contains(&kube), "the API server is never proxied: {tunnels:?}");
+}
+
+#[test]
+fn no_proxy_matching_the_orchestrator_bypasses_the_proxy() {
+    let world = World::new(HOLD);
+    let proxy = support::proxy::Proxy::start();
+    let _agent = started(&world, &[("HTTPS_PROXY", &proxy.url()), ("NO_PROXY", "localhost,127.0.0.1")]);
+    push(&world, &world.create_job_message("d-119", "jobs"));
+    assert!(eventually(WAIT, || world.kube.job("jobs", "d-119").is_some()));
+    assert!(proxy.tunnels().is_empty(), "{:?}", proxy.tunnels());
+}
+
+#[test]
+fn dropped_truncated_oversized_and_failed_polls_are_survived() {
+    use support::orchestrator::PollFault;
+    let world = World::new(HOLD);
+    world.orch.fault_next_polls(&[
+        PollFault::Status(500),
+        PollFault::Drop,
+        PollFault::Truncate,
+        PollFault::Oversized(2 << 20),
+        PollFault::Slow(Duration::from_millis(300)),
+    ]);
+    let agent = started(&world, &[("POLLS", "1")]);
+    push(&world, &world.create_job_message("d-120", "jobs"));
+    assert!(eventually(WAIT, || world.kube.job("jobs", "d-120").is_some()), "{:?}", agent.logs());
+    assert!(agent.metric("kubernetes_agent_polls_total{outcome=\"transport_error\"}") >= 3.0);
+    assert!(agent.metric("kubernetes_agent_polls_total{outcome=\"server_error\"}") >= 1.0);
+    assert!(agent.logs().iter().any(|l| l.contains("larger than 1048576 bytes")), "{:?}", agent.logs());
+    assert_eq!(agent.metric("kubernetes_agent_messages_total{action=\"invalid\"}"), 0.0, "a cut-off body is never acted on");
+}
+
+#[test]
+fn logs_are_json_lines_with_runner_id_by_default() {
+    let world = World::new(HOLD);
+    let agent = started(&world, &[("LOG_FORMAT", "")]);
+    let line = agent.wait_for_log("polling", WAIT).expect("a start-up line");
+    let value: miniserde::json::Value = miniserde::json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+    assert_eq!(get(&value, &["runnerId"]).and_then(text).as_deref(), Some(RUNNER));
+    assert_eq!(get(&value, &["level"]).and_then(text).as_deref(), Some("INFO"));
+}
+
+#[test]
+fn rust_log_overrides_log_level() {
+    let world = World::new(HOLD);
+    let agent = started(&world, &[("LOG_LEVEL", "debug"), ("RUST_LOG", "error")]);
+    push(&world, &world.create_job_message("d-121", "jobs"));
+    assert!(eventually(WAIT, || world.kube.job("jobs", "d-121").is_some()));
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!agent.logs().iter().any(|l| l.contains("created Job")), "info lines must be filtered out: {:?}", agent.logs());
+}

@@ -6,4 +6,5 @@
 pub mod agent;
 pub mod kube;
 pub mod orchestrator;
+pub mod proxy;
 pub mod server;
