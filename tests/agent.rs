@@ -336,3 +336,18 @@ fn rust_log_overrides_log_level() {
     std::thread::sleep(Duration::from_millis(200));
     assert!(!agent.logs().iter().any(|l| l.contains("created Job")), "info lines must be filtered out: {:?}", agent.logs());
 }
+
+#[test]
+fn polls_reuse_kept_alive_connections() {
+    let world = World::new(Duration::from_millis(300));
+    let _agent = started(&world, &[("POLL_HOLD", "1s")]);
+    assert!(world.orch.wait_for_polls(RUNNER, 2, WAIT));
+    for i in 0..20 {
+        push(&world, &world.create_job_message(&format!("d-ka-{i}"), "jobs"));
+    }
+    assert!(eventually(WAIT, || world.kube.job_names().len() == 20));
+    let polls = world.orch.polls().len();
+    let connections = world.orch.server.connections.load(std::sync::atomic::Ordering::SeqCst);
+    println!("{polls} polls over {connections} connections");
+    assert!(connections <= 4, "{polls} polls needed {connections} connections: keep-alive is not working");
+}

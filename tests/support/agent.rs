@@ -121,6 +121,12 @@ pub fn check_message(id: &str, namespace: &str, token: &str, expires_at: &str) -
     format!(r#"{{"action":"check-job-status","job_id":"{id}","namespace":"{namespace}","deployment_token":"{token}","expires_at":"{expires_at}"}}"#)
 }
 
+/// The binary under test: `AGENT_BIN` when set (the benchmark points it at the release
+/// musl build), else the one cargo built for this test run.
+pub fn agent_binary() -> PathBuf {
+    std::env::var_os("AGENT_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kubernetes-agent")))
+}
+
 /// A running agent process.
 pub struct AgentProcess {
     pub child: Child,
@@ -130,7 +136,7 @@ pub struct AgentProcess {
 
 impl AgentProcess {
     pub fn spawn(args: &[&str], env: &[(String, String)]) -> AgentProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kubernetes-agent"))
+        let mut child = Command::new(agent_binary())
             .args(args)
             .env_clear()
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -190,6 +196,21 @@ impl AgentProcess {
     pub fn metric(&self, name: &str) -> f64 {
         let (_, body) = self.get("/metrics");
         body.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN)
+    }
+
+    /// Resident set size in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
+
+    /// User + system CPU time consumed so far, in seconds, from /proc.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+        let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0) + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        // SAFETY: sysconf has no preconditions.
+        ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
     }
 
     pub fn signal(&self, sig: i32) {

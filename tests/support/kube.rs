@@ -46,6 +46,8 @@ pub struct State {
     pub faults: VecDeque<Fault>,
     /// (verb, resource) pairs RBAC denies.
     pub denied: BTreeSet<(String, String)>,
+    /// When each Job was created, by name.
+    pub created_at: BTreeMap<String, std::time::Instant>,
 }
 
 /// The running stand-in.
@@ -96,6 +98,10 @@ impl Kube {
 
     pub fn job_names(&self) -> Vec<String> {
         self.state.lock().unwrap().jobs.keys().map(|(_, n)| n.clone()).collect()
+    }
+
+    pub fn created_at(&self, name: &str) -> Option<std::time::Instant> {
+        self.state.lock().unwrap().created_at.get(name).copied()
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -275,6 +281,7 @@ fn create_job(s: &mut State, ns: &str, body: &str) -> Reply {
     job.insert("status".into(), Value::Object(Object::new()));
     let job = Value::Object(job);
     let text = json::to_string(&job);
+    s.created_at.insert(name.clone(), std::time::Instant::now());
     s.jobs.insert((ns.to_string(), name), job);
     Reply::json(201, text)
 }

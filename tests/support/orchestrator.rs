@@ -63,6 +63,8 @@ pub struct State {
     pub results: Vec<ResultRecord>,
     pub pushes: Vec<PushRecord>,
     pub poll_faults: Vec<PollFault>,
+    /// When each poll was registered as open.
+    pub registered: Vec<Instant>,
     /// Every JWT that verified, in arrival order.
     pub tokens: Vec<String>,
     /// While true, every poll fails with this status (a down Orchestrator that answers).
@@ -167,6 +169,12 @@ impl Orchestrator {
         self.state.lock().unwrap().polls.clone()
     }
 
+    /// For each push, how long until the next poll was registered (the server-side gap).
+    pub fn reopen_delays(&self) -> Vec<Duration> {
+        let s = self.state.lock().unwrap();
+        s.pushes.iter().filter(|p| p.delivered_to > 0).filter_map(|p| s.registered.iter().find(|r| **r >= p.at).map(|r| r.duration_since(p.at))).collect()
+    }
+
     pub fn tokens(&self) -> Vec<String> {
         self.state.lock().unwrap().tokens.clone()
     }
@@ -238,6 +246,7 @@ fn poll(state: &Mutex<State>, hold: Duration, req: &Request, org: &str, runner: 
     };
     let waiter = Arc::new(Waiter { slot: Mutex::new(None), ready: Condvar::new() });
     s.open.push((runner.to_string(), waiter.clone()));
+    s.registered.push(Instant::now());
     drop(s);
     let slot = waiter.slot.lock().unwrap();
     let (mut slot, _) = waiter.ready.wait_timeout_while(slot, hold, |m| m.is_none()).unwrap();

@@ -1,0 +1,205 @@
+//! The benchmark: prints figures, never passes or fails on time. Run it with
+//! `bash tests/bench`, which builds the release musl binary and points AGENT_BIN at it.
+//! Every figure is measured in this one run against the stand-ins on loopback; compare
+//! ratios, not absolute times (shared machines are noisy).
+//!
+//! BENCH_STEADY_SECS (default 60) sets the length of the steady 20 messages/s run.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kubernetes_agent::agent::{self, Context};
+use kubernetes_agent::config::{self, Values};
+use kubernetes_agent::remote::PollOutcome;
+use support::agent::{agent_binary, check_message, eventually, AgentProcess, World, RUNNER};
+
+const NS: &str = "jobs";
+
+struct Table(Vec<(String, String)>);
+
+impl Table {
+    fn row(&mut self, what: &str, value: String) {
+        println!("  {what:<58} {value}");
+        self.0.push((what.into(), value));
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Pushes `count` create-jobs back to back, as fast as the pusher can go. A push that
+/// finds no open poll counts as a first-try miss and is retried for up to 10 s (the real
+/// Orchestrator retries for 120 s); one still undelivered then is lost.
+fn burst(world: &World, prefix: &str, count: usize, pace: Duration) -> (usize, usize, Vec<Instant>, Vec<f64>) {
+    let (mut misses, mut lost, mut sent, mut push_us) = (0, 0, Vec::new(), Vec::new());
+    for i in 0..count {
+        let message = world.create_job_message(&format!("{prefix}-{i}"), NS);
+        let t = Instant::now();
+        let delivered = world.orch.push(RUNNER, &message);
+        push_us.push(t.elapsed().as_secs_f64() * 1e6);
+        sent.push(t);
+        if delivered == 0 {
+            misses += 1;
+            if world.orch.push_retrying(RUNNER, &message, Duration::from_secs(10)) == 0 {
+                lost += 1;
+            }
+        }
+        if !pace.is_zero() {
+            std::thread::sleep(pace.saturating_sub(t.elapsed()));
+        }
+    }
+    (misses, lost, sent, push_us)
+}
+
+fn main() {
+    let steady_secs: u64 = std::env::var("BENCH_STEADY_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
+    let bin = agent_binary();
+    let mut t = Table(Vec::new());
+    println!("kubernetes-agent benchmark, {} ({})", chrono_free_date(), bin.display());
+    t.row(
+        "binary size (stripped)",
+        format!("{:.2} MiB ({} bytes)", std::fs::metadata(&bin).map_or(0, |m| m.len()) as f64 / 1048576.0, std::fs::metadata(&bin).map_or(0, |m| m.len())),
+    );
+
+    let world = World::new(Duration::from_secs(2));
+    let started = Instant::now();
+    let agent = world.spawn(&[]);
+    assert!(world.orch.wait_for_polls(RUNNER, 1, Duration::from_secs(20)), "no poll: {:?}", agent.logs());
+    t.row("start-up to first open poll", format!("{:.1} ms", started.elapsed().as_secs_f64() * 1e3));
+    std::thread::sleep(Duration::from_secs(3));
+    t.row("resident memory, idle with polls open", format!("{:.2} MiB", agent.rss_kib() as f64 / 1024.0));
+
+    // Idle CPU: polls answered 204 after the stand-in's 2 s hold; scaled to the real 30 s hold.
+    let (cpu0, polls0) = (agent.cpu_seconds(), world.orch.polls().len());
+    std::thread::sleep(Duration::from_secs(10));
+    let (cpu, polls) = (agent.cpu_seconds() - cpu0, world.orch.polls().len() - polls0);
+    let per_poll = cpu / polls.max(1) as f64;
+    let polls_per_hour = 2.0 * 3600.0 / 30.0;
+    t.row("idle: CPU-seconds per poll", format!("{:.5} s ({polls} polls measured)", per_poll));
+    t.row("idle: polls per hour (2 polls, 30 s hold)", format!("{polls_per_hour:.0}"));
+    t.row("idle: CPU-seconds per hour", format!("{:.2} s", per_poll * polls_per_hour));
+
+    // The burst, with RSS sampled throughout.
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampling = Arc::new(AtomicBool::new(true));
+    let pid = agent.child.id();
+    let sampler = {
+        let (peak, sampling) = (peak.clone(), sampling.clone());
+        std::thread::spawn(move || {
+            while sampling.load(Ordering::SeqCst) {
+                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                let rss = status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0);
+                peak.fetch_max(rss, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    assert!(world.orch.wait_for_polls(RUNNER, 2, Duration::from_secs(20)));
+    let requests0 = agent.metric("kubernetes_agent_kubernetes_requests_total");
+    let gap0 = agent.metric("kubernetes_agent_no_poll_open_seconds_total");
+    let (misses, lost, sent, push_us) = burst(&world, "burst", 200, Duration::ZERO);
+    let all = eventually(Duration::from_secs(60), || (0..200).all(|i| world.kube.created_at(&format!("burst-{i}")).is_some()));
+    sampling.store(false, Ordering::SeqCst);
+    sampler.join().unwrap();
+    let gap = agent.metric("kubernetes_agent_no_poll_open_seconds_total") - gap0;
+    let mut latency: Vec<f64> =
+        (0..200).filter_map(|i| world.kube.created_at(&format!("burst-{i}")).map(|c| c.duration_since(sent[i]).as_secs_f64() * 1e3)).collect();
+    latency.sort_by(f64::total_cmp);
+    let mut push_sorted = push_us.clone();
+    push_sorted.sort_by(f64::total_cmp);
+    t.row("resident memory, peak during a 200-message burst", format!("{:.2} MiB", peak.load(Ordering::SeqCst) as f64 / 1024.0));
+    std::thread::sleep(Duration::from_secs(1));
+    t.row("resident memory, after the burst", format!("{:.2} MiB", agent.rss_kib() as f64 / 1024.0));
+    t.row(
+        "burst: every Job created exactly once",
+        format!(
+            "{} ({} Jobs, {} creates sent)",
+            all && world.kube.job_names().len() == 200,
+            world.kube.job_names().len(),
+            world.kube.seen().iter().filter(|s| s.method == "POST").count()
+        ),
+    );
+    t.row("burst: message -> Job created, p50 / p99", format!("{:.2} ms / {:.2} ms", percentile(&latency, 0.5), percentile(&latency, 0.99)));
+    t.row("burst: the stand-in's own push time, p50 / p99", format!("{:.1} us / {:.1} us", percentile(&push_sorted, 0.5), percentile(&push_sorted, 0.99)));
+    t.row("burst: pushes finding no poll open on the first try", format!("{misses} of 200 (retried as the Orchestrator does; lost: {lost})"));
+    t.row("burst: total time with no poll open (agent's view)", format!("{:.3} ms", gap * 1e3));
+    let mut reopen: Vec<f64> = world.orch.reopen_delays().iter().map(|d| d.as_secs_f64() * 1e6).collect();
+    reopen.sort_by(f64::total_cmp);
+    t.row("burst: push -> next poll open (stand-in's view), p50 / p99", format!("{:.0} us / {:.0} us", percentile(&reopen, 0.5), percentile(&reopen, 0.99)));
+    t.row("Kubernetes API requests per create-job", format!("{:.2}", (agent.metric("kubernetes_agent_kubernetes_requests_total") - requests0) / 200.0));
+
+    let requests1 = agent.metric("kubernetes_agent_kubernetes_requests_total");
+    for i in 0..20 {
+        world.orch.push_retrying(
+            RUNNER,
+            &check_message(&format!("burst-{i}"), NS, &format!("deploy-token-burst-{i}"), "2999-01-01T00:00:00Z"),
+            Duration::from_secs(10),
+        );
+    }
+    eventually(Duration::from_secs(20), || {
+        agent.metric("kubernetes_agent_messages_total{action=\"check-job-status\"}") >= 20.0 && agent.metric("kubernetes_agent_messages_in_flight") == 0.0
+    });
+    t.row(
+        "Kubernetes API requests per check-job-status (running)",
+        format!("{:.2}", (agent.metric("kubernetes_agent_kubernetes_requests_total") - requests1) / 20.0),
+    );
+
+    // Paced: one push every millisecond.
+    let gap1 = agent.metric("kubernetes_agent_no_poll_open_seconds_total");
+    let (misses, lost, _, _) = burst(&world, "paced", 200, Duration::from_millis(1));
+    t.row(
+        "200 pushes 1 ms apart: first-try misses",
+        format!("{misses} of 200 (lost: {lost}); no poll open {:.3} ms", (agent.metric("kubernetes_agent_no_poll_open_seconds_total") - gap1) * 1e3),
+    );
+
+    // Steady 20 messages/s.
+    let gap2 = agent.metric("kubernetes_agent_no_poll_open_seconds_total");
+    let (misses, lost, _, _) = burst(&world, "steady", (20 * steady_secs) as usize, Duration::from_millis(50));
+    t.row(
+        &format!("steady 20 messages/s for {steady_secs} s: first-try misses"),
+        format!(
+            "{misses} of {} (lost: {lost}); no poll open {:.3} ms",
+            20 * steady_secs,
+            (agent.metric("kubernetes_agent_no_poll_open_seconds_total") - gap2) * 1e3
+        ),
+    );
+    t.row("resident memory after the steady run", format!("{:.2} MiB", agent.rss_kib() as f64 / 1024.0));
+    drop(agent);
+
+    // The upstream way, in this process on the same stand-ins: one poll, each message
+    // handled inline (create the Job) before polling again.
+    let world = World::new(Duration::from_secs(2));
+    let values = Values::from_env(world.env());
+    let config = config::agent_config(&values).expect("bench config");
+    let ctx = Arc::new(Context::new(&config).expect("bench context"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let upstream = {
+        let (ctx, stop) = (ctx.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                if let PollOutcome::Message(body) = ctx.remote.poll() {
+                    agent::handle(&ctx, &body);
+                }
+            }
+        })
+    };
+    assert!(world.orch.wait_for_polls(RUNNER, 1, Duration::from_secs(20)));
+    let (misses_up, lost_up, _, _) = burst(&world, "upstream", 200, Duration::ZERO);
+    eventually(Duration::from_secs(60), || world.kube.job_names().len() == 200);
+    stop.store(true, Ordering::SeqCst);
+    t.row("upstream way, same burst: first-try misses", format!("{misses_up} of 200 (lost: {lost_up})"));
+    let _ = upstream.join();
+    let _ = AgentProcess::spawn; // the harness type is shared with the tests
+}
+
+/// Today's date from the system clock, without a date crate.
+fn chrono_free_date() -> String {
+    kubernetes_agent::time::format_rfc3339(kubernetes_agent::time::now())[..10].to_string()
+}
