@@ -5,6 +5,7 @@
 //!
 //! BENCH_STEADY_SECS (default 60) sets the length of the steady 20 messages/s run.
 
+#[path = "../support/mod.rs"]
 mod support;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
