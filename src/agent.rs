@@ -29,6 +29,9 @@ pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(10);
 pub const CREATE_DEADLINE: Duration = Duration::from_secs(120);
 /// Backoff cap after failed polls.
 pub const MAX_POLL_BACKOFF: Duration = Duration::from_secs(30);
+/// A poll answered 204 sooner than this was not held by the server (a misbehaving proxy
+/// or server); the next poll of that thread waits out the rest, so it never spins.
+pub const MIN_EMPTY_POLL: Duration = Duration::from_secs(1);
 /// Not ready when no poll has succeeded for this long.
 pub const READY_WITHIN: Duration = Duration::from_secs(90);
 
@@ -153,6 +156,7 @@ fn poll_loop(ctx: &Context, tx: &Sender<String>, stagger: Duration) {
     let mut failures: u32 = 0;
     while !ctx.stop.is_stopped() {
         ctx.metrics.poll_opened();
+        let sent = Instant::now();
         let outcome = ctx.remote.poll();
         ctx.metrics.poll_closed();
         let delay = match outcome {
@@ -163,6 +167,10 @@ fn poll_loop(ctx: &Context, tx: &Sender<String>, stagger: Duration) {
             }
             PollOutcome::Empty => {
                 ctx.metrics.poll("empty");
+                let held = sent.elapsed();
+                if held < MIN_EMPTY_POLL && ctx.stop.sleep(MIN_EMPTY_POLL - held) {
+                    return;
+                }
                 None
             }
             PollOutcome::Unauthorized => {

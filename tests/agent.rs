@@ -54,7 +54,8 @@ fn two_replicas_make_one_job_and_one_accepted_report() {
     let b = world.spawn(&[("JOB_NAMESPACES", "jobs")]);
     assert!(world.orch.wait_for_polls(RUNNER, 4, WAIT), "both replicas keep two polls open");
     assert!(world.orch.push(RUNNER, &world.create_job_message("d-102", "jobs")) >= 2);
-    assert!(world.orch.push_retrying(RUNNER, &world.create_job_message("d-103", "elsewhere"), WAIT) >= 1);
+    assert!(world.orch.wait_for_polls(RUNNER, 4, WAIT), "both replicas poll again");
+    assert!(world.orch.push(RUNNER, &world.create_job_message("d-103", "elsewhere")) >= 2);
     assert!(eventually(WAIT, || world.orch.results().len() >= 2), "{:?} {:?}", a.logs(), b.logs());
     assert_eq!(world.kube.job_names(), vec!["d-102".to_string()]);
     let created = a.metric("kubernetes_agent_jobs_total{result=\"created\"}") + b.metric("kubernetes_agent_jobs_total{result=\"created\"}");
@@ -339,8 +340,8 @@ fn rust_log_overrides_log_level() {
 
 #[test]
 fn polls_reuse_kept_alive_connections() {
-    let world = World::new(Duration::from_millis(300));
-    let _agent = started(&world, &[("POLL_HOLD", "1s")]);
+    let world = World::new(HOLD);
+    let _agent = started(&world, &[]);
     assert!(world.orch.wait_for_polls(RUNNER, 2, WAIT));
     for i in 0..20 {
         push(&world, &world.create_job_message(&format!("d-ka-{i}"), "jobs"));
@@ -350,4 +351,15 @@ fn polls_reuse_kept_alive_connections() {
     let connections = world.orch.server.connections.load(std::sync::atomic::Ordering::SeqCst);
     println!("{polls} polls over {connections} connections");
     assert!(connections <= 4, "{polls} polls needed {connections} connections: keep-alive is not working");
+}
+
+#[test]
+fn polls_answered_empty_at_once_never_spin() {
+    let world = World::new(Duration::from_millis(20));
+    let _agent = world.spawn(&[("POLL_HOLD", "1s")]);
+    assert!(eventually(WAIT, || !world.orch.polls().is_empty()));
+    let before = world.orch.polls().len();
+    std::thread::sleep(Duration::from_secs(2));
+    let polls = world.orch.polls().len() - before;
+    assert!(polls <= 6, "{polls} polls in 2 s against a server that does not hold: the agent must not spin");
 }

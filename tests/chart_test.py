@@ -1,0 +1,352 @@
+"""The Helm chart, checked with real Helm (the helm-python-sdk wheel embeds it) and the
+official Kubernetes schemas (kubernetes-validate):
+
+- lint, and render with the seed's install commands exactly as written (generic, EKS,
+  GKE, AKS, self-hosted with --set-json humanitec.extraEnvVars), plus this chart's
+  additions (replicas > 1, NetworkPolicy, agent options);
+- every rendered object passes kubernetes-validate --strict;
+- properties: Secret key private_key -> PRIVATE_KEY, annotations on both service accounts,
+  Roles and verbs, namespaces, probes, restricted security settings, resources;
+- values.schema.json rejects typos;
+- the plain manifests in k8s/manifests are what the chart renders from its defaults;
+- the upstream-shaped Deployment runs our binary: its exact command, args and env (from
+  the rendered ConfigMap, Secret and extraEnvVars) in a root holding only the binary and
+  the service-account files, polling a local Orchestrator stand-in whose JWT check is PyJWT.
+
+Usage: python3 tests/chart_test.py [--update-manifests] [--binary PATH]
+Prints 'N passed, N failed'; exits non-zero on failure.
+"""
+import base64
+import copy
+import http.server
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import jwt
+import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+import helm_python
+from helm_python import chart as helm_chart
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHART = os.path.join(ROOT, "k8s", "humanitec-kubernetes-agent-runner")
+MANIFESTS = os.path.join(ROOT, "k8s", "manifests", "humanitec-kubernetes-agent-runner.yaml")
+RELEASE = "humanitec-kubernetes-agent-runner"
+results = []
+
+
+def check(name, fn):
+    try:
+        fn()
+        results.append((name, None))
+        print(f"ok    {name}")
+    except Exception as e:  # noqa: BLE001 - every failure is reported the same way
+        results.append((name, e))
+        print(f"FAIL  {name}: {type(e).__name__}: {e}")
+
+
+def deep_merge(base, extra):
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            deep_merge(base[k], v)
+        else:
+            base[k] = v
+    return base
+
+
+def values_from_flags(flags):
+    """`helm install` flags as the seed writes them -> a values dict, parsed by Helm itself."""
+    values = {}
+    for flag, expr in flags:
+        parse = {"--set": helm_python.parse_set_string, "--set-json": helm_python.parse_set_json, "--set-string": helm_python.parse_set_string_values}[flag]
+        deep_merge(values, parse(expr))
+    return values
+
+
+def render(values, namespace="humanitec-kubernetes-agent-runner"):
+    out = helm_chart.Chart.load(CHART).render(values, name=RELEASE, namespace=namespace, is_install=True)
+    docs = []
+    for path, text in sorted(out.items()):
+        if path.endswith("NOTES.txt"):
+            continue
+        docs.extend(d for d in yaml.safe_load_all(text) if d)
+    return docs
+
+
+def find(docs, kind, name=None):
+    hits = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+    assert hits, f"no {kind} {name or ''} in {[(d['kind'], d['metadata']['name']) for d in docs]}"
+    return hits
+
+
+def validate(docs):
+    with tempfile.TemporaryDirectory() as tmp:
+        files = []
+        for i, d in enumerate(docs):
+            f = os.path.join(tmp, f"{i:02d}-{d['kind']}.yaml")
+            with open(f, "w") as fh:
+                yaml.safe_dump(d, fh)
+            files.append(f)
+        out = subprocess.run(["kubernetes-validate", "--strict", "--quiet", *files], capture_output=True, text=True)
+        assert out.returncode == 0, out.stdout + out.stderr
+
+
+GENERIC = [
+    ("--set", "humanitec.orgId=my-org"),
+    ("--set", "humanitec.runnerId=my-runner"),
+    ("--set", "humanitec.existingSecret=humanitec-kubernetes-agent-runner"),
+    ("--set", "namespaceOverride=humanitec-kubernetes-agent-runner"),
+    ("--set", "serviceAccount.name=humanitec-kubernetes-agent-runner"),
+    ("--set", "jobsRbac.namespace=humanitec-runner-jobs"),
+    ("--set", "jobsRbac.serviceAccountName=humanitec-runner-job"),
+]
+SCENARIOS = {
+    "generic": GENERIC,
+    "eks": GENERIC + [("--set", r"serviceAccount.annotations.eks\.amazonaws\.com/role-arn=arn:aws:iam::123456789012:role/humanitec-runner")],
+    "gke": GENERIC + [("--set", r"serviceAccount.annotations.iam\.gke\.io/gcp-service-account=runner@my-project.iam.gserviceaccount.com")],
+    "aks": GENERIC + [
+        ("--set", r"serviceAccount.annotations.azure\.workload\.identity/client-id=00000000-0000-0000-0000-000000000000"),
+        ("--set", r"podLabels.azure\.workload\.identity/use=true"),
+    ],
+    "self-hosted": GENERIC + [
+        ("--set", "image.repository=registry.internal/humanitec/kubernetes-agent"),
+        ("--set", "image.tag=0.1.0"),
+        ("--set-json", 'humanitec.extraEnvVars=[{"name":"REMOTE_URL","value":"https://orchestrator.internal"},{"name":"HTTPS_PROXY","value":"http://proxy.internal:3128"}]'),
+    ],
+}
+IDENTITY = {
+    "eks": ("eks.amazonaws.com/role-arn", "arn:aws:iam::123456789012:role/humanitec-runner"),
+    "gke": ("iam.gke.io/gcp-service-account", "runner@my-project.iam.gserviceaccount.com"),
+    "aks": ("azure.workload.identity/client-id", "00000000-0000-0000-0000-000000000000"),
+}
+
+
+def container(docs):
+    return find(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_lint():
+    report = helm_chart.lint(CHART, values_from_flags(GENERIC), strict=True)
+    assert not report["errors"], report
+    assert all(m["severity"] < 2 for m in report["messages"]), report["messages"]
+
+
+def scenario_test(name, flags):
+    def run():
+        docs = render(values_from_flags(flags))
+        validate(docs)
+        c = container(docs)
+        assert c["command"] == ["/opt/runner/runner"] and c["args"] == ["remote"], c
+        secret_ref = next(e for e in c["env"] if e["name"] == "PRIVATE_KEY")["valueFrom"]["secretKeyRef"]
+        assert secret_ref == {"name": "humanitec-kubernetes-agent-runner", "key": "private_key"}, secret_ref
+        cm = find(docs, "ConfigMap", "humanitec-kubernetes-agent-runner")[0]
+        assert cm["metadata"]["namespace"] == "humanitec-kubernetes-agent-runner"
+        assert cm["data"]["ORG_ID"] == "my-org" and cm["data"]["RUNNER_ID"] == "my-runner", cm["data"]
+        assert cm["data"]["JOB_NAMESPACES"] == "humanitec-runner-jobs", cm["data"]
+        assert cm["data"]["JOB_SERVICE_ACCOUNTS"] == "humanitec-runner-job", cm["data"]
+        accounts = {d["metadata"]["name"]: d for d in find(docs, "ServiceAccount")}
+        agent_sa = accounts["humanitec-kubernetes-agent-runner"]
+        job_sa = accounts["humanitec-runner-job"]
+        assert agent_sa["metadata"]["namespace"] == "humanitec-kubernetes-agent-runner"
+        assert job_sa["metadata"]["namespace"] == "humanitec-runner-jobs"
+        if name in IDENTITY:
+            key, value = IDENTITY[name]
+            for sa in (agent_sa, job_sa):
+                assert sa["metadata"].get("annotations", {}).get(key) == value, sa
+        roles = {d["metadata"]["name"]: d for d in find(docs, "Role")}
+        agent_role = roles["humanitec-kubernetes-agent-runner"]
+        assert agent_role["metadata"]["namespace"] == "humanitec-runner-jobs"
+        rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): sorted(r["verbs"]) for r in agent_role["rules"]}
+        assert rules == {(("batch",), ("jobs",)): ["create", "get", "list"], (("",), ("pods", "events")): ["list"]}, rules
+        job_rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): sorted(r["verbs"]) for r in roles["humanitec-runner-job"]["rules"]}
+        assert job_rules == {(("",), ("secrets",)): ["create", "delete", "get", "list", "update"], (("coordination.k8s.io",), ("leases",)): ["create", "get", "update"]}, job_rules
+        bindings = {d["metadata"]["name"]: d for d in find(docs, "RoleBinding")}
+        assert bindings["humanitec-kubernetes-agent-runner"]["subjects"] == [{"kind": "ServiceAccount", "name": "humanitec-kubernetes-agent-runner", "namespace": "humanitec-kubernetes-agent-runner"}]
+        assert not [d for d in docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+        pod = find(docs, "Deployment")[0]["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+        sc = c["securityContext"]
+        assert sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"] and sc["capabilities"]["drop"] == ["ALL"], sc
+        assert c["livenessProbe"]["httpGet"]["path"] == "/healthz" and c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert c["resources"]["requests"]["memory"] and c["resources"]["limits"]["memory"], c["resources"]
+        if name == "self-hosted":
+            assert c["image"] == "registry.internal/humanitec/kubernetes-agent:0.1.0", c["image"]
+            env = [e["name"] for e in c["env"]]
+            assert env[-2:] == ["REMOTE_URL", "HTTPS_PROXY"], env
+        if name == "aks":
+            labels = find(docs, "Deployment")[0]["spec"]["template"]["metadata"]["labels"]
+            assert labels["azure.workload.identity/use"] == "true", labels
+        assert not find(docs, "Deployment")[0]["spec"]["template"]["spec"].get("topologySpreadConstraints")
+        assert not [d for d in docs if d["kind"] == "PodDisruptionBudget"]
+    return run
+
+
+def test_private_key_value_makes_the_secret():
+    pem = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIBhHYBkJutwtjhDHWf+i4YW2jFfOQ1oPEycYMLgal7hy\n-----END PRIVATE KEY-----\n"
+    docs = render({"humanitec": {"orgId": "o", "runnerId": "r1", "privateKey": pem}})
+    validate(docs)
+    secret = find(docs, "Secret")[0]
+    assert base64.b64decode(secret["data"]["private_key"]).decode() == pem
+    ref = next(e for e in container(docs)["env"] if e["name"] == "PRIVATE_KEY")["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": secret["metadata"]["name"], "key": "private_key"}, ref
+
+
+def test_replicas_bring_a_pdb_and_spreading():
+    docs = render(deep_merge(values_from_flags(GENERIC), {"replicaCount": 2}))
+    validate(docs)
+    pdb = find(docs, "PodDisruptionBudget")[0]
+    assert pdb["spec"]["minAvailable"] == 1
+    spread = find(docs, "Deployment")[0]["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert spread[0]["topologyKey"] == "kubernetes.io/hostname", spread
+
+
+def test_network_policy_limits_egress():
+    docs = render(deep_merge(values_from_flags(GENERIC), {"networkPolicy": {"enabled": True, "apiServerCIDRs": ["10.0.0.1/32"], "orchestratorCIDRs": ["203.0.113.0/24"]}}))
+    validate(docs)
+    np = find(docs, "NetworkPolicy")[0]["spec"]
+    cidrs = [b["ipBlock"]["cidr"] for rule in np["egress"] for b in rule.get("to", [])]
+    assert cidrs == ["10.0.0.1/32", "203.0.113.0/24"], cidrs
+    assert np["policyTypes"] == ["Ingress", "Egress"]
+
+
+def test_agent_options_reach_the_agent():
+    extra = {"agent": {"imageMirrors": ["ghcr.io/humanitec=registry.internal/mirror"], "jobAllow": ["host-path"],
+                       "jobPolicy": {"spec": {"template": {"spec": {"nodeSelector": {"pool": "runners"}}}}},
+                       "remoteCA": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+                       "proxy": {"httpsProxy": "http://proxy:3128", "noProxy": ".internal"}}}
+    docs = render(deep_merge(values_from_flags(GENERIC), extra))
+    validate(docs)
+    data = find(docs, "ConfigMap", "humanitec-kubernetes-agent-runner")[0]["data"]
+    assert data["IMAGE_MIRRORS"] == "ghcr.io/humanitec=registry.internal/mirror" and data["JOB_ALLOW"] == "host-path", data
+    assert data["HTTPS_PROXY"] == "http://proxy:3128" and data["NO_PROXY"] == ".internal", data
+    files = find(docs, "ConfigMap", "humanitec-kubernetes-agent-runner-files")[0]["data"]
+    assert json.loads(files["job-policy.json"]) == extra["agent"]["jobPolicy"]
+    env = {e["name"]: e.get("value") for e in container(docs)["env"]}
+    assert env["JOB_POLICY_FILE"] == "/etc/kubernetes-agent/job-policy.json" and env["REMOTE_CA_FILE"] == "/etc/kubernetes-agent/remote-ca.pem", env
+
+
+def test_schema_rejects_typos():
+    for typo in ({"humanitec": {"orgID": "x"}}, {"serviceAcount": {"create": True}}, {"agent": {"jobAllow": ["root"]}}):
+        try:
+            render(typo)
+        except Exception as e:  # noqa: BLE001
+            assert "schema" in str(e).lower() or "additional" in str(e).lower(), e
+            continue
+        raise AssertionError(f"{typo} was accepted")
+
+
+def manifests_text():
+    out = helm_chart.Chart.load(CHART).render({}, name=RELEASE, namespace="humanitec-kubernetes-agent-runner", is_install=True)
+    head = ("# Rendered from k8s/humanitec-kubernetes-agent-runner with its default values, for kubectl users:\n"
+            "#   edit ORG_ID and RUNNER_ID in the ConfigMap, create the Secret (README, 'Install'), then\n"
+            "#   kubectl create namespace humanitec-kubernetes-agent-runner && kubectl apply -f this file.\n"
+            "# Kept in sync by tests/chart_test.py (--update-manifests rewrites it).\n")
+    return head + "".join(f"---\n# Source: {p}\n{t.strip()}\n" for p, t in sorted(out.items()) if not p.endswith("NOTES.txt") and t.strip())
+
+
+def test_plain_manifests_are_in_sync():
+    text = manifests_text()
+    if "--update-manifests" in sys.argv:
+        os.makedirs(os.path.dirname(MANIFESTS), exist_ok=True)
+        with open(MANIFESTS, "w") as f:
+            f.write(text)
+    with open(MANIFESTS) as f:
+        assert f.read() == text, "k8s/manifests is stale: run python3 tests/chart_test.py --update-manifests"
+    validate([d for d in yaml.safe_load_all(text) if d])
+
+
+class Orchestrator(http.server.BaseHTTPRequestHandler):
+    polls = []
+
+    def do_POST(self):
+        Orchestrator.polls.append((self.path, self.headers.get("Authorization", "")))
+        time.sleep(0.5)
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_upstream_shaped_deployment_runs_our_binary():
+    binary = sys.argv[sys.argv.index("--binary") + 1] if "--binary" in sys.argv else os.path.join(ROOT, "target", "x86_64-unknown-linux-musl", "release", "kubernetes-agent")
+    assert os.path.exists(binary), f"{binary} is missing: build the release musl binary first"
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Orchestrator)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    remote = f"http://127.0.0.1:{server.server_address[1]}"
+    flags = GENERIC[:2] + [("--set-json", f'humanitec.extraEnvVars=[{{"name":"REMOTE_URL","value":"{remote}"}}]')]
+    docs = render(deep_merge(values_from_flags(flags), {"humanitec": {"privateKey": pem}}))
+    c = container(docs)
+    data = find(docs, "ConfigMap")[0]["data"]
+    secrets = {d["metadata"]["name"]: d for d in find(docs, "Secret")}
+    env = {}
+    for source in c.get("envFrom", []):
+        env.update(find(docs, "ConfigMap", source["configMapRef"]["name"])[0]["data"])
+    for e in c["env"]:
+        if "value" in e:
+            env[e["name"]] = e["value"]
+        else:
+            ref = e["valueFrom"]["secretKeyRef"]
+            env[e["name"]] = base64.b64decode(secrets[ref["name"]]["data"][ref["key"]]).decode()
+    env["LISTEN_ADDRESS"] = "127.0.0.1:0"  # the pod's 0.0.0.0:8080 may be taken on a shared machine
+    # What the kubelet adds to every pod: the API server address and the service-account files.
+    env.update({"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": "1"})
+    root = tempfile.mkdtemp(prefix="upstream-shaped-")
+    try:
+        os.makedirs(f"{root}/opt/runner")
+        shutil.copy(binary, f"{root}/opt/runner/runner")
+        sa = f"{root}/var/run/secrets/kubernetes.io/serviceaccount"
+        os.makedirs(sa)
+        shutil.copy(os.path.join(ROOT, "tests", "certs", "ca.pem"), f"{sa}/ca.crt")
+        with open(f"{sa}/token", "w") as f:
+            f.write("service-account-token")
+        for dirpath, _, filenames in os.walk(root):
+            os.chmod(dirpath, 0o755)
+            for fn in filenames:
+                os.chmod(os.path.join(dirpath, fn), 0o555 if fn == "runner" else 0o444)
+        user = str(find(docs, "Deployment")[0]["spec"]["template"]["spec"]["securityContext"]["runAsUser"])
+        argv = [shutil.which("chroot"), f"--userspec={user}:{user}", root, *c["command"], *c["args"]]
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 20
+        while time.time() < deadline and not Orchestrator.polls:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        assert Orchestrator.polls, f"no poll reached the stand-in; agent said: {err}"
+        path, auth = Orchestrator.polls[0]
+        assert path == "/orgs/my-org/remote-runners/my-runner/actions/poll-requests", path
+        assert auth.startswith("JWT "), auth
+        claims = jwt.decode(auth[4:], key=key.public_key(), algorithms=["EdDSA"])
+        assert claims["org_id"] == "my-org" and claims["runner_id"] == "my-runner", claims
+        assert proc.returncode == 0, (proc.returncode, err)
+        assert pem.splitlines()[1] not in out + err, "the private key leaked into the output"
+        assert data["ORG_ID"] == "my-org"
+    finally:
+        server.shutdown()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+check("lint (strict) passes", test_lint)
+for scenario, flags in SCENARIOS.items():
+    check(f"seed install '{scenario}' renders valid objects with the expected properties", scenario_test(scenario, flags))
+check("humanitec.privateKey makes a Secret with key private_key feeding PRIVATE_KEY", test_private_key_value_makes_the_secret)
+check("replicaCount 2 brings a PodDisruptionBudget and spreading", test_replicas_bring_a_pdb_and_spreading)
+check("networkPolicy limits egress to DNS, the API server and the Orchestrator", test_network_policy_limits_egress)
+check("agent options reach the agent's environment and files", test_agent_options_reach_the_agent)
+check("values.schema.json rejects typos", test_schema_rejects_typos)
+check("plain manifests match the chart's defaults", test_plain_manifests_are_in_sync)
+check("the upstream-shaped Deployment runs our binary and polls with a valid JWT", test_upstream_shaped_deployment_runs_our_binary)
+failed = sum(1 for _, e in results if e)
+print(f"{len(results) - failed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
