@@ -20,8 +20,9 @@ use crate::metrics::Metrics;
 use crate::remote::{PollOutcome, Remote, ReportOutcome};
 use crate::render::{self, JobPolicy};
 
-/// Workers acting on messages in parallel.
-pub const WORKERS: usize = 8;
+/// Workers acting on messages in parallel (each create-job is one short API call, so a
+/// few keep up with bursts; every thread costs resident memory).
+pub const WORKERS: usize = 4;
 /// The same message seen again within this window (on another poll) is a duplicate.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(10);
 /// How long a create-job keeps retrying while the Kubernetes API is unreachable or

@@ -47,6 +47,11 @@ pub fn agent(settings: &AgentSettings) -> ureq::Agent {
         .timeout_connect(Some(settings.timeout.min(Duration::from_secs(10))))
         .proxy(settings.proxy.clone())
         .max_redirects(0)
+        // ureq's 128 KiB per-connection buffers cost the agent more resident memory than all
+        // else; a poll reply, a Status body or a Job is read through far smaller ones.
+        .input_buffer_size(32 << 10)
+        .output_buffer_size(16 << 10)
+        .max_response_header_size(16 << 10)
         .user_agent(concat!("kubernetes-agent/", env!("CARGO_PKG_VERSION")))
         .tls_config(TlsConfig::builder().root_certs(roots).build())
         .build()
@@ -119,13 +124,25 @@ pub struct Reply {
 }
 
 /// Performs one request. `Err` carries a human-readable transport failure (including a
-/// body over `cap` bytes); any HTTP status is `Ok`.
-pub fn call(agent: &ureq::Agent, method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str>, cap: u64) -> Result<Reply, String> {
+/// body over `cap` bytes); any HTTP status is `Ok`. `timeout`, when given, replaces the
+/// agent's own for this call.
+pub fn call(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+    cap: u64,
+    timeout: Option<Duration>,
+) -> Result<Reply, String> {
     let result = match (method, body) {
         ("GET", _) => {
             let mut req = agent.get(url);
             for (k, v) in headers {
                 req = req.header(*k, *v);
+            }
+            if let Some(t) = timeout {
+                req = req.config().timeout_global(Some(t)).build();
             }
             req.call()
         }
@@ -133,6 +150,9 @@ pub fn call(agent: &ureq::Agent, method: &str, url: &str, headers: &[(&str, &str
             let mut req = agent.post(url);
             for (k, v) in headers {
                 req = req.header(*k, *v);
+            }
+            if let Some(t) = timeout {
+                req = req.config().timeout_global(Some(t)).build();
             }
             match body {
                 Some(b) => req.header("Content-Type", "application/json").send(b),

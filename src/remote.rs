@@ -149,8 +149,9 @@ pub struct Remote {
     runner_id: String,
     key: RunnerKey,
     token_lifetime: Option<Duration>,
-    poll_agent: ureq::Agent,
-    report_agent: ureq::Agent,
+    /// One agent (one TLS configuration, one pool) for polls and reports; reports set a
+    /// shorter timeout per call.
+    agent: ureq::Agent,
     token: Mutex<(String, Option<Instant>)>,
 }
 
@@ -158,19 +159,9 @@ impl Remote {
     /// Builds the client and signs the first token.
     pub fn new(connection: Connection, org_id: &str, runner_id: &str, key: RunnerKey, token_lifetime: Option<Duration>, hold: Duration) -> Result<Remote> {
         let proxy = connection.proxy.as_deref().map(ureq::Proxy::new).transpose().map_err(|e| Error::transport("configuring the proxy", e))?;
-        let settings = |timeout| AgentSettings { trust: connection.trust.clone(), proxy: proxy.clone(), timeout };
-        let poll_agent = http::agent(&settings(hold + POLL_MARGIN));
-        let report_agent = http::agent(&settings(REPORT_TIMEOUT));
-        let remote = Remote {
-            connection,
-            org_id: org_id.into(),
-            runner_id: runner_id.into(),
-            key,
-            token_lifetime,
-            poll_agent,
-            report_agent,
-            token: Mutex::new((String::new(), None)),
-        };
+        let agent = http::agent(&AgentSettings { trust: connection.trust.clone(), proxy, timeout: hold + POLL_MARGIN });
+        let remote =
+            Remote { connection, org_id: org_id.into(), runner_id: runner_id.into(), key, token_lifetime, agent, token: Mutex::new((String::new(), None)) };
         remote.sign();
         Ok(remote)
     }
@@ -219,7 +210,7 @@ impl Remote {
     /// One long poll.
     pub fn poll(&self) -> PollOutcome {
         let auth = format!("JWT {}", self.token());
-        match http::call(&self.poll_agent, "POST", &self.poll_url(), &[("Authorization", &auth), ("Accept", "application/json")], None, MESSAGE_CAP) {
+        match http::call(&self.agent, "POST", &self.poll_url(), &[("Authorization", &auth), ("Accept", "application/json")], None, MESSAGE_CAP, None) {
             Ok(r) if r.status == 200 => PollOutcome::Message(r.body),
             Ok(r) if r.status == 204 => PollOutcome::Empty,
             Ok(r) if r.status == 401 => PollOutcome::Unauthorized,
@@ -234,9 +225,16 @@ impl Remote {
         let url = format!("{}/orgs/{}/deployments/{}/results", self.connection.base_url, self.org_id, crate::kube::request::encode(deployment_id));
         let body = format!(r#"{{"status":"failure","error":{{"error":"REMOTE_RUNNER","message":{}}}}}"#, miniserde::json::to_string(&message.to_string()));
         let operation = format!("reporting the failure of deployment {deployment_id} to {}", self.connection.base_url);
-        let reply =
-            http::call(&self.report_agent, "POST", &url, &[("X-Deployment-Token", token.expose()), ("Accept", "application/json")], Some(&body), 64 << 10)
-                .map_err(|why| Error::transport(&operation, why))?;
+        let reply = http::call(
+            &self.agent,
+            "POST",
+            &url,
+            &[("X-Deployment-Token", token.expose()), ("Accept", "application/json")],
+            Some(&body),
+            64 << 10,
+            Some(REPORT_TIMEOUT),
+        )
+        .map_err(|why| Error::transport(&operation, why))?;
         match reply.status {
             200..=299 => Ok(ReportOutcome::Accepted),
             409 => Ok(ReportOutcome::AlreadyFinal),
@@ -250,7 +248,7 @@ impl Remote {
     /// A plain request to the base URL, to prove DNS, proxy and TLS without touching a
     /// poll (which would take a message from a running replica). Returns the status.
     pub fn reach(&self) -> std::result::Result<u16, String> {
-        http::call(&self.report_agent, "GET", &format!("{}/", self.connection.base_url), &[], None, 64 << 10).map(|r| r.status)
+        http::call(&self.agent, "GET", &format!("{}/", self.connection.base_url), &[], None, 64 << 10, Some(REPORT_TIMEOUT)).map(|r| r.status)
     }
 }
 

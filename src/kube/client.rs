@@ -133,7 +133,7 @@ impl Client {
                 headers.push(("Authorization", a.as_str()));
             }
             self.requests.fetch_add(1, Ordering::Relaxed);
-            let outcome = http::call(&agent, request.method, &url, &headers, request.body.as_deref(), BODY_CAP);
+            let outcome = http::call(&agent, request.method, &url, &headers, request.body.as_deref(), BODY_CAP, None);
             let (error, retry_after) = match outcome {
                 Ok(reply) if (200..300).contains(&reply.status) => return Ok(reply.body),
                 Ok(reply) => {
