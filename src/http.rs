@@ -28,6 +28,8 @@ pub struct AgentSettings {
     pub proxy: Option<ureq::Proxy>,
     /// Upper bound on one whole call: connect, send, receive, read the body.
     pub timeout: Duration,
+    /// Redirects followed (0 for the agent's peers; registries send blobs elsewhere).
+    pub redirects: u32,
 }
 
 /// Builds a ureq agent from `settings`.
@@ -46,7 +48,7 @@ pub fn agent(settings: &AgentSettings) -> ureq::Agent {
         .timeout_global(Some(settings.timeout))
         .timeout_connect(Some(settings.timeout.min(Duration::from_secs(10))))
         .proxy(settings.proxy.clone())
-        .max_redirects(0)
+        .max_redirects(settings.redirects)
         // ureq's 128 KiB per-connection buffers cost the agent more resident memory than all
         // else; a poll reply, a Status body or a Job is read through far smaller ones.
         .input_buffer_size(32 << 10)

@@ -25,6 +25,7 @@ pub mod merge;
 pub mod message;
 pub mod metrics;
 pub mod mirror;
+pub mod offline;
 pub mod random;
 pub mod remote;
 pub mod render;

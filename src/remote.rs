@@ -159,7 +159,7 @@ impl Remote {
     /// Builds the client and signs the first token.
     pub fn new(connection: Connection, org_id: &str, runner_id: &str, key: RunnerKey, token_lifetime: Option<Duration>, hold: Duration) -> Result<Remote> {
         let proxy = connection.proxy.as_deref().map(ureq::Proxy::new).transpose().map_err(|e| Error::transport("configuring the proxy", e))?;
-        let agent = http::agent(&AgentSettings { trust: connection.trust.clone(), proxy, timeout: hold + POLL_MARGIN });
+        let agent = http::agent(&AgentSettings { trust: connection.trust.clone(), proxy, timeout: hold + POLL_MARGIN, redirects: 0 });
         let remote =
             Remote { connection, org_id: org_id.into(), runner_id: runner_id.into(), key, token_lifetime, agent, token: Mutex::new((String::new(), None)) };
         remote.sign();

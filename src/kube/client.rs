@@ -207,7 +207,7 @@ fn build_agent(ca_pem: Option<&[u8]>, settings: &Settings, ca_path: Option<&Path
         }
         None => Trust::WebPki,
     };
-    Ok(http::agent(&AgentSettings { trust, proxy: None, timeout: settings.timeout }))
+    Ok(http::agent(&AgentSettings { trust, proxy: None, timeout: settings.timeout, redirects: 0 }))
 }
 
 /// Exponential backoff from `first`, doubled per attempt, capped at 8 s, with up to 50 % jitter.

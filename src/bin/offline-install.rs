@@ -1,0 +1,205 @@
+//! `offline-install`: parse, report, choose the exit code; the work is in
+//! `kubernetes_agent::offline`.
+
+use std::ffi::OsString;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use kubernetes_agent::offline::bundle::{self, Access, Sources, Target};
+use kubernetes_agent::offline::registry::Credentials;
+
+const HELP: &str = "\
+offline-install: carry the agent image, the runner image, the chart and the TF module
+repository across an air gap in one file, and mirror them into an internal OCI registry
+and Git service. Needs nothing but this static tool, a shell and (for the module) git.
+
+Usage:
+  offline-install bundle --output FILE --agent-image REF --runner-image REF --chart REF
+                         --module-repo URL --module-ref REF [--platform OS/ARCH]...
+                         [--source-plain-http] [--source-ca-file PEM] [--source-username USER]
+                         [--source-password-stdin] [--auth-file FILE] [--tool PATH]
+  offline-install verify FILE
+  offline-install push FILE --registry HOST[:PORT][/PATH] --git-url URL
+                         [--plain-http] [--ca-file PEM] [--username USER] [--password-stdin]
+                         [--auth-file FILE]
+
+bundle   (connected side) fetches every artifact into FILE: images keep their digests and
+         every platform unless --platform narrows them (then the index is rewritten and its
+         digest changes; each platform's manifest keeps its own); the chart is copied as the
+         OCI artifact Helm pushed; the module is a git bundle of --module-ref. FILE also
+         holds manifest.json (what is inside, with digests), SHA256SUMS and this tool.
+verify   checks every checksum and digest in FILE without pushing anything.
+push     (air-gapped side) verifies first, then pushes images and chart under
+         HOST/PATH/<name> (the chart keeps its name), skipping blobs the registry already
+         has (a re-run after an interruption finishes the job), pushes the module to
+         --git-url, and prints the values to use next.
+
+Credentials: --username with --password-stdin, or OFFLINE_INSTALL_USERNAME /
+OFFLINE_INSTALL_PASSWORD (source side: OFFLINE_INSTALL_SOURCE_USERNAME / _PASSWORD), or a
+Docker-style auth file (--auth-file, else $REGISTRY_AUTH_FILE, else
+$DOCKER_CONFIG/config.json or ~/.docker/config.json). They are never printed.
+HTTPS is the default; --plain-http only when asked. --ca-file adds a private CA.
+There are no default sources: name each one (the seed's public locations or your own).
+Exit codes: 0 done, 1 failed (nothing half-done is reported as done), 2 bad usage.
+";
+
+fn main() -> ExitCode {
+    match run(std::env::args_os().skip(1).collect()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("offline-install: {e}");
+            match e {
+                Failure::Usage(_) => ExitCode::from(2),
+                Failure::Run(_) => ExitCode::from(1),
+            }
+        }
+    }
+}
+
+enum Failure {
+    Usage(String),
+    Run(kubernetes_agent::Error),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Usage(u) => write!(f, "{u}\nrun 'offline-install --help' for usage"),
+            Failure::Run(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl From<lexopt::Error> for Failure {
+    fn from(e: lexopt::Error) -> Failure {
+        Failure::Usage(e.to_string())
+    }
+}
+
+impl From<kubernetes_agent::Error> for Failure {
+    fn from(e: kubernetes_agent::Error) -> Failure {
+        Failure::Run(e)
+    }
+}
+
+fn run(argv: Vec<OsString>) -> Result<ExitCode, Failure> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_args(argv);
+    let mut command: Option<String> = None;
+    let mut file: Option<PathBuf> = None;
+    let mut flags: std::collections::BTreeMap<String, String> = Default::default();
+    let mut platforms = Vec::new();
+    let mut switches = std::collections::BTreeSet::new();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Short('h') | Long("help") => {
+                print!("{HELP}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            Long("platform") => platforms.push(parser.value()?.string()?),
+            Long(s @ ("source-plain-http" | "plain-http" | "source-password-stdin" | "password-stdin")) => {
+                switches.insert(s.to_string());
+            }
+            Long(name) => {
+                let name = name.to_string();
+                let known = [
+                    "output",
+                    "agent-image",
+                    "runner-image",
+                    "chart",
+                    "module-repo",
+                    "module-ref",
+                    "source-ca-file",
+                    "source-username",
+                    "auth-file",
+                    "tool",
+                    "registry",
+                    "git-url",
+                    "ca-file",
+                    "username",
+                ];
+                if !known.contains(&name.as_str()) {
+                    return Err(Failure::Usage(format!("unknown option --{name}")));
+                }
+                flags.insert(name, parser.value()?.string()?);
+            }
+            Value(v) if command.is_none() => command = Some(v.string()?),
+            Value(v) if file.is_none() => file = Some(v.into()),
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    let need = |name: &str| flags.get(name).cloned().ok_or_else(|| Failure::Usage(format!("--{name} is required")));
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let auth_file = flags.get("auth-file").map(PathBuf::from).or_else(|| env("REGISTRY_AUTH_FILE").map(PathBuf::from)).or_else(|| {
+        env("DOCKER_CONFIG").map(|d| PathBuf::from(d).join("config.json")).or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".docker/config.json")))
+    });
+    let password_stdin = |switch: &str| -> Result<Option<String>, Failure> {
+        if !switches.contains(switch) {
+            return Ok(None);
+        }
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).map_err(|e| Failure::Usage(format!("--{switch}: reading standard input failed: {e}")))?;
+        Ok(Some(s.trim_end_matches(['\n', '\r']).to_string()))
+    };
+    let credentials = |user: Option<String>, password: Option<String>, what: &str| -> Result<Option<Credentials>, Failure> {
+        match (user, password) {
+            (Some(username), Some(password)) => Ok(Some(Credentials { username, password })),
+            (None, None) => Ok(None),
+            _ => Err(Failure::Usage(format!("{what}: give both a user name and a password, or neither"))),
+        }
+    };
+    match command.as_deref() {
+        Some("bundle") => {
+            let output = PathBuf::from(need("output")?);
+            let sources = Sources {
+                agent_image: need("agent-image")?,
+                runner_image: need("runner-image")?,
+                chart: need("chart")?,
+                module_repo: need("module-repo")?,
+                module_ref: need("module-ref")?,
+                platforms,
+                tool: flags
+                    .get("tool")
+                    .map(PathBuf::from)
+                    .unwrap_or(std::env::current_exe().map_err(|e| Failure::Usage(format!("cannot find this tool's own path: {e}")))?),
+            };
+            let user = flags.get("source-username").cloned().or_else(|| env("OFFLINE_INSTALL_SOURCE_USERNAME"));
+            let pass = password_stdin("source-password-stdin")?.or_else(|| env("OFFLINE_INSTALL_SOURCE_PASSWORD"));
+            let access = Access {
+                plain_http: switches.contains("source-plain-http"),
+                ca_file: flags.get("source-ca-file").map(PathBuf::from),
+                credentials: credentials(user, pass, "source credentials")?,
+                auth_file,
+            };
+            let manifest = bundle::bundle(&sources, &access, &output)?;
+            println!("wrote {} ({} bytes)\n{manifest}", output.display(), std::fs::metadata(&output).map_or(0, |m| m.len()));
+            Ok(ExitCode::SUCCESS)
+        }
+        Some("verify") => {
+            let path = file.ok_or_else(|| Failure::Usage("verify needs the bundle file".into()))?;
+            let opened = bundle::verify(&path)?;
+            println!("{}: every checksum and digest matches\n{}", path.display(), kubernetes_agent::commands::pretty(&opened.manifest));
+            Ok(ExitCode::SUCCESS)
+        }
+        Some("push") => {
+            let path = file.ok_or_else(|| Failure::Usage("push needs the bundle file".into()))?;
+            let user = flags.get("username").cloned().or_else(|| env("OFFLINE_INSTALL_USERNAME"));
+            let pass = password_stdin("password-stdin")?.or_else(|| env("OFFLINE_INSTALL_PASSWORD"));
+            let access = Access {
+                plain_http: switches.contains("plain-http"),
+                ca_file: flags.get("ca-file").map(PathBuf::from),
+                credentials: credentials(user, pass, "registry credentials")?,
+                auth_file,
+            };
+            let target = Target { registry: need("registry")?, access, git_url: need("git-url")? };
+            print!("{}", bundle::push(&path, &target)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(other) => Err(Failure::Usage(format!("unknown command '{other}'"))),
+        None => {
+            print!("{HELP}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
