@@ -363,3 +363,16 @@ fn polls_answered_empty_at_once_never_spin() {
     let polls = world.orch.polls().len() - before;
     assert!(polls <= 6, "{polls} polls in 2 s against a server that does not hold: the agent must not spin");
 }
+
+#[test]
+fn ssl_cert_file_is_honoured_like_go_and_openssl_and_a_wrong_ca_fails_loudly() {
+    let world = World::new(HOLD);
+    let ca = support::server::certs_dir().join("ca.pem").display().to_string();
+    let other = support::server::certs_dir().join("other-ca.pem").display().to_string();
+    let _agent = started(&world, &[("REMOTE_CA_FILE", ""), ("SSL_CERT_FILE", &ca)]);
+    push(&world, &world.create_job_message("d-122", "jobs"));
+    assert!(eventually(WAIT, || world.kube.job("jobs", "d-122").is_some()));
+    let wrong = world.spawn(&[("REMOTE_CA_FILE", ""), ("SSL_CERT_FILE", &other)]);
+    let line = wrong.wait_for_log("TLS failed", WAIT).unwrap_or_else(|| panic!("{:?}", wrong.logs()));
+    assert!(line.contains("UnknownIssuer") || line.contains("certificate"), "{line}");
+}
