@@ -70,7 +70,68 @@ def wait_for(url, ctx=None, within=20):
     raise RuntimeError(f"{url} did not come up")
 
 
-def registry(name, tls=False, auth=False):
+class TokenServer:
+    """A Docker token service: Basic credentials in, an ES256 JWT with an x5c header out,
+    granting the scope asked for. The registry trusts the signing certificate."""
+
+    def __init__(self, root):
+        import base64 as b64
+        import datetime
+        import http.server
+        import threading
+        import jwt as pyjwt
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "token signer")])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                .serial_number(1).not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(key, hashes.SHA256()))
+        self.cert_file = os.path.join(root, "token-signer.pem")
+        with open(self.cert_file, "wb") as f:
+            f.write(cert.public_bytes(serialization.Encoding.PEM))
+        x5c = b64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
+        self.requests = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                from urllib.parse import parse_qs, urlparse
+                query = parse_qs(urlparse(self.path).query)
+                auth = self.headers.get("Authorization", "")
+                outer.requests.append((self.path, auth.split(" ")[0]))
+                expected = "Basic " + b64.b64encode(f"mirror:{PASSWORD}".encode()).decode()
+                if auth != expected:
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                access = []
+                for scope in query.get("scope", []):
+                    kind, repo, actions = scope.split(":")
+                    access.append({"type": kind, "name": repo, "actions": actions.split(",")})
+                t = int(time.time())
+                claims = {"iss": "test-issuer", "sub": "mirror", "aud": query.get("service", [""])[0], "exp": t + 300, "nbf": t - 10,
+                          "iat": t, "jti": str(t) + self.path, "access": access}
+                token = pyjwt.encode(claims, key, algorithm="ES256", headers={"x5c": [x5c]})
+                body = json.dumps({"token": token}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.realm = f"http://127.0.0.1:{self.server.server_address[1]}/token"
+
+
+def registry(name, tls=False, auth=False, token=None):
     port = free_port()
     root = os.path.join(WORK, name)
     os.makedirs(root)
@@ -83,6 +144,8 @@ def registry(name, tls=False, auth=False):
         with open(os.path.join(root, "htpasswd"), "w") as f:
             f.write("mirror:" + bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=5)).decode() + "\n")
         config["auth"] = {"htpasswd": {"realm": "test", "path": os.path.join(root, "htpasswd")}}
+    if token:
+        config["auth"] = {"token": {"realm": token.realm, "service": "test-registry", "issuer": "test-issuer", "rootcertbundle": token.cert_file}}
     path = os.path.join(root, "config.json")  # YAML is a superset of JSON
     with open(path, "w") as f:
         json.dump(config, f)
@@ -120,6 +183,8 @@ def main():
     source, _ = registry("source")
     plain, plain_log = registry("plain")
     secure, secure_log = registry("secure", tls=True, auth=True)
+    token_server = TokenServer(WORK)
+    tokened, tokened_log = registry("tokened", tls=True, token=token_server)
 
     # Seed the source: the image (all platforms) under two names, the chart by real Helm.
     for repo in ("humanitec/kubernetes-agent:0.1.0", "humanitec/platform-orchestrator-runner:1.4.0"):
@@ -240,6 +305,18 @@ def main():
         assert "blobs uploaded: 0," in out.stdout, out.stdout
 
     check("credentials from a Docker-style auth file", auth_file_works)
+
+    def bearer_token_registry():
+        out = run([far_tool, "push", far_bundle, "--registry", f"{tokened}/mirror", "--ca-file", os.path.join(CERTS, "ca.pem"),
+                   "--username", "mirror", "--password-stdin", "--git-url", git_url], stdin=PASSWORD + "\n")
+        assert token_server.requests and all(kind == "Basic" for _, kind in token_server.requests), token_server.requests
+        assert "blobs uploaded: 0," not in out.stdout, out.stdout
+        assert blob_puts(tokened_log) > 0
+        bad = run([far_tool, "push", far_bundle, "--registry", f"{tokened}/mirror", "--ca-file", os.path.join(CERTS, "ca.pem"),
+                   "--username", "mirror", "--password-stdin", "--git-url", git_url], stdin="nope\n", check_rc=False)
+        assert bad.returncode == 1 and "refused the credentials" in bad.stderr and "nope" not in bad.stderr, bad.stderr
+
+    check("a registry with Bearer-token auth: the token is fetched from the challenge's realm", bearer_token_registry)
 
     def wrong_password():
         out = run([far_tool, "push", far_bundle, "--registry", f"{secure}/other", "--ca-file", os.path.join(CERTS, "ca.pem"),
