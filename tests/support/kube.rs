@@ -46,6 +46,8 @@ pub struct State {
     pub faults: VecDeque<Fault>,
     /// (verb, resource) pairs RBAC denies.
     pub denied: BTreeSet<(String, String)>,
+    /// Until then every connection is dropped without a reply (an unreachable API server).
+    pub down_until: Option<std::time::Instant>,
     /// When each Job was created, by name.
     pub created_at: BTreeMap<String, std::time::Instant>,
 }
@@ -86,6 +88,11 @@ impl Kube {
             retry_after,
             remaining: times,
         });
+    }
+
+    /// Drops every connection for `d` (the API server unreachable), then serves again.
+    pub fn go_down_for(&self, d: std::time::Duration) {
+        self.state.lock().unwrap().down_until = Some(std::time::Instant::now() + d);
     }
 
     pub fn deny(&self, verb: &str, resource: &str) {
@@ -168,6 +175,9 @@ fn status(code: u16, reason: &str, message: &str, details: Option<&str>) -> Repl
 
 fn handle(state: &Mutex<State>, req: &Request) -> Reply {
     let mut s = state.lock().unwrap();
+    if s.down_until.is_some_and(|t| std::time::Instant::now() < t) {
+        return Reply::Drop;
+    }
     let token = req.header("authorization").and_then(|a| a.strip_prefix("Bearer ")).map(str::to_string);
     let authorized = token.as_ref().is_some_and(|t| s.tokens.contains(t));
     s.seen.push(Seen { method: req.method.clone(), path: req.path.clone(), query: req.query.clone(), authorized });
