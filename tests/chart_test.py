@@ -17,7 +17,6 @@ Usage: python3 tests/chart_test.py [--update-manifests] [--binary PATH]
 Prints 'N passed, N failed'; exits non-zero on failure.
 """
 import base64
-import copy
 import http.server
 import json
 import os
@@ -37,21 +36,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 import helm_python
 from helm_python import chart as helm_chart
 
+from checks import check, finish
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHART = os.path.join(ROOT, "k8s", "humanitec-kubernetes-agent-runner")
 MANIFESTS = os.path.join(ROOT, "k8s", "manifests", "humanitec-kubernetes-agent-runner.yaml")
 RELEASE = "humanitec-kubernetes-agent-runner"
-results = []
-
-
-def check(name, fn):
-    try:
-        fn()
-        results.append((name, None))
-        print(f"ok    {name}")
-    except Exception as e:  # noqa: BLE001 - every failure is reported the same way
-        results.append((name, e))
-        print(f"FAIL  {name}: {type(e).__name__}: {e}")
 
 
 def deep_merge(base, extra):
@@ -347,6 +337,4 @@ check("agent options reach the agent's environment and files", test_agent_option
 check("values.schema.json rejects typos", test_schema_rejects_typos)
 check("plain manifests match the chart's defaults", test_plain_manifests_are_in_sync)
 check("the upstream-shaped Deployment runs our binary and polls with a valid JWT", test_upstream_shaped_deployment_runs_our_binary)
-failed = sum(1 for _, e in results if e)
-print(f"{len(results) - failed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+finish()

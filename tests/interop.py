@@ -14,24 +14,14 @@ import glob
 import hashlib
 import os
 import subprocess
-import sys
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 
+from checks import check, finish
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INTEROP = os.path.join(ROOT, "target", "tmp", "interop")
-results = []
-
-
-def check(name, fn):
-    try:
-        fn()
-        results.append((name, None))
-        print(f"ok    {name}")
-    except Exception as e:  # noqa: BLE001 - report every failure the same way
-        results.append((name, e))
-        print(f"FAIL  {name}: {e}")
 
 
 def read(name):
@@ -44,7 +34,8 @@ def jwt_verifies_with_pyjwt():
     public = serialization.load_pem_public_key(read("public.pem").encode())
     header = jwt.get_unverified_header(token)
     assert header == {"alg": "EdDSA", "typ": "JWT"}, header
-    claims = jwt.decode(token, key=public, algorithms=["EdDSA"])
+    # The sample may be older than its 15-minute lifetime; the signature is what is checked.
+    claims = jwt.decode(token, key=public, algorithms=["EdDSA"], options={"verify_exp": False})
     org, runner = read("claims.txt").split()
     assert claims["org_id"] == org and claims["runner_id"] == runner, claims
     assert claims["exp"] - claims["iat"] == 900, claims
@@ -58,7 +49,7 @@ def tampered_jwt_is_rejected_by_pyjwt():
     head, body, sig = token.split(".")
     flipped = sig[:-2] + ("A" if sig[-2] != "A" else "B") + sig[-1]
     try:
-        jwt.decode(f"{head}.{body}.{flipped}", key=public, algorithms=["EdDSA"])
+        jwt.decode(f"{head}.{body}.{flipped}", key=public, algorithms=["EdDSA"], options={"verify_exp": False})
     except jwt.InvalidSignatureError:
         return
     raise AssertionError("a tampered signature verified")
@@ -76,6 +67,4 @@ def golden_jobs_pass_kubernetes_validate():
 check("jwt_verifies_with_pyjwt", jwt_verifies_with_pyjwt)
 check("tampered_jwt_is_rejected_by_pyjwt", tampered_jwt_is_rejected_by_pyjwt)
 check("golden_jobs_pass_kubernetes_validate", golden_jobs_pass_kubernetes_validate)
-failed = sum(1 for _, e in results if e)
-print(f"{len(results) - failed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+finish()

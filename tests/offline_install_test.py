@@ -21,7 +21,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -31,6 +30,8 @@ import bcrypt
 from helm_python import chart as helm_chart
 from helm_python import registry as helm_registry
 
+from checks import check, finish
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = os.path.join(ROOT, "target", "x86_64-unknown-linux-musl", "release", "offline-install")
 IMAGE = os.path.join(ROOT, "target", "image", "kubernetes-agent.oci.tar")
@@ -38,17 +39,6 @@ CERTS = os.path.join(ROOT, "tests", "certs")
 WORK = tempfile.mkdtemp(prefix="offline-install-")
 PASSWORD = "s3cret-registry-password"
 procs = []
-results = []
-
-
-def check(name, fn):
-    try:
-        fn()
-        results.append((name, None))
-        print(f"ok    {name}")
-    except Exception as e:  # noqa: BLE001
-        results.append((name, e))
-        print(f"FAIL  {name}: {type(e).__name__}: {e}")
 
 
 def free_port():
@@ -380,6 +370,4 @@ finally:
         except subprocess.TimeoutExpired:
             p.kill()
     shutil.rmtree(WORK, ignore_errors=True)
-failed = sum(1 for _, e in results if e)
-print(f"{len(results) - failed} passed, {failed} failed")
-sys.exit(1 if failed or not results else 0)
+finish()
