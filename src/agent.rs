@@ -265,7 +265,7 @@ pub fn handle(ctx: &Context, body: &str) {
             ctx.metrics.message("invalid");
             log::warn!("skipping a message: {e}");
             // A create-job we cannot read would otherwise leave its deployment waiting.
-            if let Some((job_id, token)) = message::salvage_report_target(body).filter(|_| body.contains("\"create-job\"")) {
+            if let Some((job_id, token)) = message::salvage_report_target(body) {
                 report_failure(ctx, &job_id, &token, &format!("the runner agent could not read the create-job message: {e}"));
             }
         }

@@ -125,10 +125,14 @@ pub fn decode(body: &str) -> Result<Message> {
     }
 }
 
-/// The best-effort `job_id` and `deployment_token` of a message that did not decode, so
-/// that a failure can still be reported against the deployment.
+/// The `job_id` and `deployment_token` of a `create-job` message that did not decode, so
+/// that its deployment can still be told why it failed (it would otherwise wait for the
+/// Orchestrator's timeout). `None` for anything else.
 pub fn salvage_report_target(body: &str) -> Option<(String, Secret)> {
     let Ok(Value::Object(o)) = json::from_str::<Value>(body) else { return None };
+    if !matches!(o.get("action"), Some(Value::String(a)) if a == "create-job") {
+        return None;
+    }
     match (o.get("job_id"), o.get("deployment_token")) {
         (Some(Value::String(id)), Some(Value::String(token))) if !id.is_empty() && !token.is_empty() => Some((id.clone(), Secret(token.clone()))),
         _ => None,
@@ -187,5 +191,6 @@ mod tests {
         let (id, token) = salvage_report_target(r#"{"action":"create-job","job_id":"d-9","deployment_token":"t","configuration":7}"#).unwrap();
         assert_eq!((id.as_str(), token.expose()), ("d-9", "t"));
         assert!(salvage_report_target(r#"{"job_id":"d-9"}"#).is_none());
+        assert!(salvage_report_target(r#"{"action":"check-job-status","job_id":"d-9","deployment_token":"t"}"#).is_none());
     }
 }
