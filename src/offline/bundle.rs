@@ -463,9 +463,10 @@ pub fn push(path: &Path, target: &Target) -> Result<String> {
         walk(&opened, &top, &mut |digest, manifest| match manifest {
             None => {
                 let entry = opened.blob_entry(digest)?;
+                let size = entry.size;
                 let bundle_path = opened.path.clone();
                 let open = move || -> std::io::Result<Box<dyn Read>> { Ok(Box::new(tar::open(&bundle_path, &entry)?)) };
-                dest.push_blob(&repository, digest, opened.blob_entry(digest)?.size, &open).map(|_| ())
+                dest.push_blob(&repository, digest, size, &open).map(|_| ())
             }
             Some(m) if m.digest == top => Ok(()),
             Some(m) => dest.push_manifest(&repository, &m.digest, m),
