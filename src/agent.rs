@@ -14,6 +14,7 @@ use miniserde::json::{self, Number, Value};
 
 use crate::config::AgentConfig;
 use crate::error::{Error, Result};
+use crate::json::{get, text};
 use crate::kube::{self, request, Reason};
 use crate::message::{self, CheckJobStatus, CreateJob, Message, Secret};
 use crate::metrics::Metrics;
@@ -335,7 +336,7 @@ fn check_job_status(ctx: &Context, m: &CheckJobStatus) {
             return;
         }
     };
-    let count = |field: &str| match render::get(&job, &["status", field]) {
+    let count = |field: &str| match get(&job, &["status", field]) {
         Some(Value::Number(Number::U64(n))) => *n,
         _ => 0,
     };
@@ -349,16 +350,13 @@ fn check_job_status(ctx: &Context, m: &CheckJobStatus) {
             return;
         }
     };
-    let started = pods.iter().any(|p| matches!(render::get(p, &["status", "phase"]), Some(Value::String(s)) if s != "Pending" && s != "Unknown"));
+    let started = pods.iter().any(|p| text(p, &["status", "phase"]).is_some_and(|s| s != "Pending" && s != "Unknown"));
     if started {
         return;
     }
     ctx.metrics.stuck();
     let mut names = vec![m.job_id.clone()];
-    names.extend(pods.iter().filter_map(|p| match render::get(p, &["metadata", "name"]) {
-        Some(Value::String(s)) => Some(s.clone()),
-        _ => None,
-    }));
+    names.extend(pods.iter().filter_map(|p| text(p, &["metadata", "name"]).map(String::from)));
     let warnings = warning_events(ctx, &m.namespace, &names);
     let message = match warnings {
         Some(w) if !w.is_empty() => format!("job seems to be stuck: {}", w.join("; ")),
@@ -383,18 +381,15 @@ fn warning_events(ctx: &Context, namespace: &str, names: &[String]) -> Option<Ve
             }
         };
         for ev in items(&body) {
-            if !matches!(render::get(&ev, &["type"]), Some(Value::String(t)) if t == "Warning") {
+            if text(&ev, &["type"]) != Some("Warning") {
                 continue;
             }
-            let text = |path: &[&str]| match render::get(&ev, path) {
-                Some(Value::String(s)) => s.clone(),
-                _ => String::new(),
-            };
             let when = [&["lastTimestamp"][..], &["eventTime"], &["firstTimestamp"], &["metadata", "creationTimestamp"]]
                 .iter()
-                .find_map(|p| crate::time::parse_rfc3339(&text(p)))
+                .find_map(|p| text(&ev, p).and_then(crate::time::parse_rfc3339))
                 .unwrap_or(0);
-            events.push((when, format!("{} - {} - {}", crate::time::format_rfc3339(when), text(&["reason"]), text(&["message"]))));
+            let (reason, message) = (text(&ev, &["reason"]).unwrap_or_default(), text(&ev, &["message"]).unwrap_or_default());
+            events.push((when, format!("{} - {reason} - {message}", crate::time::format_rfc3339(when))));
         }
     }
     events.sort_by_key(|e| std::cmp::Reverse(e.0));
@@ -403,7 +398,7 @@ fn warning_events(ctx: &Context, namespace: &str, names: &[String]) -> Option<Ve
 
 fn items(list: &str) -> Vec<Value> {
     match json::from_str::<Value>(list) {
-        Ok(v) => match render::get(&v, &["items"]) {
+        Ok(v) => match get(&v, &["items"]) {
             Some(Value::Array(a)) => a.to_vec(),
             _ => Vec::new(),
         },

@@ -18,7 +18,7 @@ pub fn run(config: &AgentConfig, out: &mut dyn std::io::Write) -> bool {
         ok &= pass;
         let _ = if pass { writeln!(out, "PASS  {what}") } else { writeln!(out, "FAIL  {what}\n      fix: {fix}") };
     };
-    item(true, format!("configuration: org {}, runner {}, Orchestrator {}", config.org_id, config.runner_id, config.remote_url), "");
+    item(true, format!("configuration: org {}, runner {}, Orchestrator {}", config.org_id, config.runner_id, config.connection.base_url), "");
     item(
         true,
         format!(
@@ -37,10 +37,10 @@ pub fn run(config: &AgentConfig, out: &mut dyn std::io::Write) -> bool {
     };
     let proxy = config.connection.proxy.as_deref().map_or("direct".to_string(), |p| format!("via proxy {}", redact(p)));
     match ctx.remote.reach() {
-        Ok(code) => item(true, format!("Orchestrator reachable ({proxy}, TLS ok, HTTP {code} from {}/)", config.remote_url), ""),
+        Ok(code) => item(true, format!("Orchestrator reachable ({proxy}, TLS ok, HTTP {code} from {}/)", config.connection.base_url), ""),
         Err(why) => item(
             false,
-            format!("Orchestrator {} not reachable ({proxy}): {why}", config.remote_url),
+            format!("Orchestrator {} not reachable ({proxy}): {why}", config.connection.base_url),
             "check REMOTE_URL, HTTPS_PROXY / NO_PROXY, and REMOTE_CA_FILE for a private CA",
         ),
     }

@@ -15,11 +15,12 @@ use std::time::Duration;
 use miniserde::json::{self, Value};
 
 use crate::error::{Error, Result};
+use crate::json::get;
 use crate::key::RunnerKey;
 use crate::kube::client::DEFAULT_SERVICE_ACCOUNT_DIR;
 use crate::kube::Target;
 use crate::mirror::Mirror;
-use crate::render::{get, Allow, JobPolicy};
+use crate::render::{Allow, JobPolicy};
 
 /// One configuration setting.
 #[derive(Debug)]
@@ -283,9 +284,7 @@ pub struct AgentConfig {
     pub runner_id: String,
     /// Signing key.
     pub key: RunnerKey,
-    /// Orchestrator base URL, no trailing slash.
-    pub remote_url: String,
-    /// Trust and proxy for the Orchestrator.
+    /// The Orchestrator: base URL (no trailing slash), trust and proxy.
     pub connection: crate::remote::Connection,
     /// Local Job policy.
     pub policy: JobPolicy,
@@ -384,7 +383,6 @@ pub fn agent_config(values: &Values) -> Result<AgentConfig> {
         org_id,
         runner_id,
         key,
-        remote_url,
         connection,
         policy: job_policy(values)?,
         kube: kube_target(values)?,
@@ -446,7 +444,7 @@ mod tests {
     #[test]
     fn upstream_variables_alone_are_enough() {
         let c = agent_config(&Values::from_env(upstream_env())).unwrap();
-        assert_eq!(c.remote_url, DEFAULT_REMOTE_URL);
+        assert_eq!(c.connection.base_url, DEFAULT_REMOTE_URL);
         assert!(c.policy.namespaces.is_empty() && c.policy.service_accounts.is_empty());
         assert_eq!(c.kube.base_url, "https://10.0.0.1:443");
         assert_eq!((c.polls, c.token_lifetime), (2, None));
@@ -456,7 +454,7 @@ mod tests {
     fn flags_beat_env() {
         let mut v = Values::from_env(upstream_env().into_iter().chain([("REMOTE_URL", "https://env.example".to_string())]));
         v.set_flag("REMOTE_URL", "https://flag.example/".into());
-        assert_eq!(agent_config(&v).unwrap().remote_url, "https://flag.example");
+        assert_eq!(agent_config(&v).unwrap().connection.base_url, "https://flag.example");
     }
 
     #[test]

@@ -103,6 +103,13 @@ fn der(tag: u8, value: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Reads a PEM CA bundle file; `Err` says why it is unusable (unreadable, or no
+/// certificate in it), for the caller to wrap with the setting that named the file.
+pub fn read_certificates(path: &std::path::Path) -> Result<Vec<Vec<u8>>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    pem_certificates(&pem).ok_or_else(|| format!("{} holds no PEM certificate", path.display()))
+}
+
 /// Parses every certificate in a PEM bundle; `None` when there is none.
 pub fn pem_certificates(pem: &[u8]) -> Option<Vec<Vec<u8>>> {
     let certs: Vec<Vec<u8>> = ureq::tls::parse_pem(pem)

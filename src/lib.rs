@@ -16,6 +16,7 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod json;
 pub mod jwt;
 pub mod key;
 pub mod kube;

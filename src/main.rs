@@ -1,10 +1,9 @@
 //! The binary: parse, report, choose the exit code. Everything else is the library.
 
 use std::process::ExitCode;
-
-use kubernetes_agent::cli::{self, Command};
 use std::sync::Arc;
 
+use kubernetes_agent::cli::{self, Command};
 use kubernetes_agent::{agent, check, commands, config, listener, logging, signals};
 
 fn main() -> ExitCode {

@@ -92,11 +92,7 @@ impl Connection {
             ));
         }
         let extra = match values.get("REMOTE_CA_FILE") {
-            Some(p) => {
-                let pem = std::fs::read(p).map_err(|e| Error::config("REMOTE_CA_FILE", format!("cannot read {p}: {e}"), "point it at a PEM CA bundle"))?;
-                http::pem_certificates(&pem)
-                    .ok_or_else(|| Error::config("REMOTE_CA_FILE", format!("{p} holds no PEM certificate"), "point it at a PEM CA bundle"))?
-            }
+            Some(p) => http::read_certificates(std::path::Path::new(p)).map_err(|why| Error::config("REMOTE_CA_FILE", why, "point it at a PEM CA bundle"))?,
             None => Vec::new(),
         };
         let trust = match system {

@@ -19,6 +19,7 @@
 use miniserde::json::{self, Object, Value};
 
 use crate::error::{Error, Result};
+use crate::json::get;
 use crate::merge;
 use crate::message::CreateJob;
 use crate::mirror::{self, Mirror};
@@ -259,14 +260,6 @@ fn is_label_value(s: &str) -> bool {
     let b = s.as_bytes();
     let alnum = |c: u8| c.is_ascii_alphanumeric();
     b.is_empty() || (b.len() <= 63 && alnum(b[0]) && alnum(b[b.len() - 1]) && b.iter().all(|&c| alnum(c) || matches!(c, b'-' | b'_' | b'.')))
-}
-
-/// The value at `path` through nested objects.
-pub fn get<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
-    path.iter().try_fold(v, |v, k| match v {
-        Value::Object(o) => o.get(*k),
-        _ => None,
-    })
 }
 
 fn get_mut<'a>(v: &'a mut Value, path: &[&str]) -> Option<&'a mut Value> {

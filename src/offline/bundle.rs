@@ -16,6 +16,7 @@ use super::registry::{self, Credentials, Endpoint, Manifest, Reference, Registry
 use super::tar;
 use crate::error::{Error, Result};
 use crate::http::Trust;
+use crate::json::{get, text as json_text};
 
 /// Format tag of `manifest.json`.
 pub const FORMAT: &str = "kubernetes-agent-offline-bundle/1";
@@ -42,9 +43,8 @@ impl Access {
     pub fn endpoint(&self, host: &str) -> Result<Endpoint> {
         let trust = match &self.ca_file {
             Some(path) => {
-                let pem = std::fs::read(path).map_err(|e| Error::io(format!("reading the CA file {}", path.display()), e))?;
-                let certs =
-                    crate::http::pem_certificates(&pem).ok_or_else(|| Error::decode(format!("CA file {}", path.display()), "no PEM certificate in it"))?;
+                let certs = crate::http::read_certificates(path)
+                    .map_err(|why| Error::config("--ca-file / --source-ca-file", why, "point it at the PEM bundle of the registry's CA"))?;
                 Trust::WebPkiAnd(Arc::new(certs))
             }
             None => Trust::WebPki,
@@ -527,13 +527,8 @@ pub fn push(path: &Path, target: &Target) -> Result<String> {
     ))
 }
 
-fn get<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
-    crate::render::get(v, path)
-}
-
+/// The string at `path`, or empty (manifests and records this tool wrote always have them;
+/// `verify` catches the rest as missing blobs).
 fn text(v: &Value, path: &[&str]) -> String {
-    match get(v, path) {
-        Some(Value::String(s)) => s.clone(),
-        _ => String::new(),
-    }
+    json_text(v, path).unwrap_or_default().to_string()
 }

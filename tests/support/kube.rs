@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use miniserde::json::{self, Array, Number, Object, Value};
 
+pub use kubernetes_agent::json::get;
+
 use super::server::{Handler, Reply, Request, Server};
 
 /// One recorded request.
@@ -362,13 +364,6 @@ pub fn field_match(obj: &Value, selector: &str) -> bool {
         let parts: Vec<&str> = path.trim().split('.').collect();
         let found = get(obj, &parts).and_then(text);
         (found.as_deref() == Some(want.trim())) != negate
-    })
-}
-
-pub fn get<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
-    path.iter().try_fold(v, |v, k| match v {
-        Value::Object(o) => o.get(*k),
-        _ => None,
     })
 }
 

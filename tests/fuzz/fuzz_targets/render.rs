@@ -3,7 +3,8 @@
 //! policy refuses, and always carries the identity the agent stamps.
 #![no_main]
 use kubernetes_agent::message::{CreateJob, Secret};
-use kubernetes_agent::render::{self, get, JobPolicy};
+use kubernetes_agent::json::get;
+use kubernetes_agent::render::{self, JobPolicy};
 use libfuzzer_sys::fuzz_target;
 use miniserde::json::{self, Value};
 
