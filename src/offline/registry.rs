@@ -302,8 +302,7 @@ impl Registry {
         let mut response = self.send("GET", &url, &format!("repository:{repository}:pull"), &[], &Body::Empty)?;
         let status = response.status().as_u16();
         if status != 200 {
-            let bytes = response.body_mut().with_config().limit(1 << 20).read_to_vec().unwrap_or_default();
-            return Err(Error::transport(format!("GET {url}"), registry_error(status, &bytes)));
+            return Err(refused(&mut response, format!("GET {url}")));
         }
         let mut reader = response.body_mut().with_config().limit(size + 1).reader();
         let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
@@ -349,8 +348,7 @@ impl Registry {
         let mut response = self.send("POST", &start, &scope, &[], &Body::Bytes(&[], "application/octet-stream"))?;
         let status = response.status().as_u16();
         if status != 202 {
-            let bytes = response.body_mut().with_config().limit(1 << 20).read_to_vec().unwrap_or_default();
-            return Err(Error::transport(format!("POST {start}"), registry_error(status, &bytes)));
+            return Err(refused(&mut response, format!("POST {start}")));
         }
         let location = response.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
         if location.is_empty() {
@@ -365,8 +363,7 @@ impl Registry {
         let mut response = self.send("PUT", &put, &scope, &[], &Body::Stream(&counted, size))?;
         let status = response.status().as_u16();
         if status != 201 {
-            let bytes = response.body_mut().with_config().limit(1 << 20).read_to_vec().unwrap_or_default();
-            return Err(Error::transport(format!("PUT {}", put.split('?').next().unwrap_or(&put)), registry_error(status, &bytes)));
+            return Err(refused(&mut response, format!("PUT {}", put.split('?').next().unwrap_or(&put))));
         }
         self.counters.blobs_pushed.fetch_add(1, Ordering::Relaxed);
         self.counters.bytes_pushed.fetch_add(size, Ordering::Relaxed);
@@ -379,11 +376,17 @@ impl Registry {
         let mut response = self.send("PUT", &url, &format!("repository:{repository}:pull,push"), &[], &Body::Bytes(&manifest.bytes, &manifest.media_type))?;
         let status = response.status().as_u16();
         if status != 201 {
-            let bytes = response.body_mut().with_config().limit(1 << 20).read_to_vec().unwrap_or_default();
-            return Err(Error::transport(format!("PUT {url}"), registry_error(status, &bytes)));
+            return Err(refused(&mut response, format!("PUT {url}")));
         }
         Ok(())
     }
+}
+
+/// The error for a reply that is not the status `operation` needed, in the registry's words.
+fn refused(response: &mut ureq::http::Response<ureq::Body>, operation: String) -> Error {
+    let status = response.status().as_u16();
+    let body = response.body_mut().with_config().limit(1 << 20).read_to_vec().unwrap_or_default();
+    Error::transport(operation, registry_error(status, &body))
 }
 
 /// The registry's own words from an OCI error body, with the status.
