@@ -142,12 +142,22 @@ fn run(argv: Vec<OsString>) -> Result<ExitCode, Failure> {
         std::io::stdin().read_to_string(&mut s).map_err(|e| Failure::Usage(format!("--{switch}: reading standard input failed: {e}")))?;
         Ok(Some(s.trim_end_matches(['\n', '\r']).to_string()))
     };
-    let credentials = |user: Option<String>, password: Option<String>, what: &str| -> Result<Option<Credentials>, Failure> {
-        match (user, password) {
-            (Some(username), Some(password)) => Ok(Some(Credentials { username, password })),
-            (None, None) => Ok(None),
-            _ => Err(Failure::Usage(format!("{what}: give both a user name and a password, or neither"))),
-        }
+    // One side's access: `side` is the option prefix ("source-" or ""), `env_side` the
+    // environment prefix ("SOURCE_" or "").
+    let access = |side: &str, env_side: &str, what: &str| -> Result<Access, Failure> {
+        let user = flags.get(&format!("{side}username")).cloned().or_else(|| env(&format!("OFFLINE_INSTALL_{env_side}USERNAME")));
+        let password = password_stdin(&format!("{side}password-stdin"))?.or_else(|| env(&format!("OFFLINE_INSTALL_{env_side}PASSWORD")));
+        let credentials = match (user, password) {
+            (Some(username), Some(password)) => Some(Credentials { username, password }),
+            (None, None) => None,
+            _ => return Err(Failure::Usage(format!("{what}: give both a user name and a password, or neither"))),
+        };
+        Ok(Access {
+            plain_http: switches.contains(&format!("{side}plain-http")),
+            ca_file: flags.get(&format!("{side}ca-file")).map(PathBuf::from),
+            credentials,
+            auth_file: auth_file.clone(),
+        })
     };
     match command.as_deref() {
         Some("bundle") => {
@@ -164,15 +174,7 @@ fn run(argv: Vec<OsString>) -> Result<ExitCode, Failure> {
                     .map(PathBuf::from)
                     .unwrap_or(std::env::current_exe().map_err(|e| Failure::Usage(format!("cannot find this tool's own path: {e}")))?),
             };
-            let user = flags.get("source-username").cloned().or_else(|| env("OFFLINE_INSTALL_SOURCE_USERNAME"));
-            let pass = password_stdin("source-password-stdin")?.or_else(|| env("OFFLINE_INSTALL_SOURCE_PASSWORD"));
-            let access = Access {
-                plain_http: switches.contains("source-plain-http"),
-                ca_file: flags.get("source-ca-file").map(PathBuf::from),
-                credentials: credentials(user, pass, "source credentials")?,
-                auth_file,
-            };
-            let manifest = bundle::bundle(&sources, &access, &output)?;
+            let manifest = bundle::bundle(&sources, &access("source-", "SOURCE_", "source credentials")?, &output)?;
             println!("wrote {} ({} bytes)\n{manifest}", output.display(), std::fs::metadata(&output).map_or(0, |m| m.len()));
             Ok(ExitCode::SUCCESS)
         }
@@ -184,15 +186,7 @@ fn run(argv: Vec<OsString>) -> Result<ExitCode, Failure> {
         }
         Some("push") => {
             let path = file.ok_or_else(|| Failure::Usage("push needs the bundle file".into()))?;
-            let user = flags.get("username").cloned().or_else(|| env("OFFLINE_INSTALL_USERNAME"));
-            let pass = password_stdin("password-stdin")?.or_else(|| env("OFFLINE_INSTALL_PASSWORD"));
-            let access = Access {
-                plain_http: switches.contains("plain-http"),
-                ca_file: flags.get("ca-file").map(PathBuf::from),
-                credentials: credentials(user, pass, "registry credentials")?,
-                auth_file,
-            };
-            let target = Target { registry: need("registry")?, access, git_url: need("git-url")? };
+            let target = Target { registry: need("registry")?, access: access("", "", "registry credentials")?, git_url: need("git-url")? };
             print!("{}", bundle::push(&path, &target)?);
             Ok(ExitCode::SUCCESS)
         }
