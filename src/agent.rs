@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -42,20 +41,18 @@ pub const READY_WITHIN: Duration = Duration::from_secs(90);
 pub struct Stop {
     stopped: Mutex<bool>,
     wake: Condvar,
-    flag: AtomicBool,
 }
 
 impl Stop {
     /// Asks every thread to stop.
     pub fn stop(&self) {
         *self.stopped.lock().unwrap_or_else(|p| p.into_inner()) = true;
-        self.flag.store(true, Ordering::SeqCst);
         self.wake.notify_all();
     }
 
     /// True once [`Stop::stop`] was called.
     pub fn is_stopped(&self) -> bool {
-        self.flag.load(Ordering::SeqCst)
+        *self.stopped.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Sleeps for `d` or until stopped; returns true when stopped.
@@ -109,19 +106,16 @@ impl Context {
 pub struct Running {
     /// Shared state, for the listener and for shutdown.
     pub context: Arc<Context>,
-    workers: Vec<std::thread::JoinHandle<()>>,
 }
 
 /// Starts `polls` staggered pollers and the workers.
 pub fn start(context: Arc<Context>, polls: usize) -> Running {
     let (tx, rx) = mpsc::channel::<String>();
     let rx = Arc::new(Mutex::new(rx));
-    let workers = (0..WORKERS)
-        .map(|i| {
-            let (ctx, rx) = (context.clone(), rx.clone());
-            std::thread::Builder::new().name(format!("worker-{i}")).spawn(move || work(&ctx, &rx)).expect("spawn a worker thread")
-        })
-        .collect();
+    for i in 0..WORKERS {
+        let (ctx, rx) = (context.clone(), rx.clone());
+        std::thread::Builder::new().name(format!("worker-{i}")).spawn(move || work(&ctx, &rx)).expect("spawn a worker thread");
+    }
     for i in 0..polls {
         let (ctx, tx) = (context.clone(), tx.clone());
         let stagger = context.hold.mul_f64(i as f64 / polls as f64);
@@ -133,7 +127,7 @@ pub fn start(context: Arc<Context>, polls: usize) -> Running {
         context.policy.runner_id.as_deref().unwrap_or("?"),
         context.remote.kid()
     );
-    Running { context, workers }
+    Running { context }
 }
 
 impl Running {
@@ -145,9 +139,7 @@ impl Running {
         while self.context.metrics.in_flight() > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
-        let left = self.context.metrics.in_flight();
-        drop(self.workers);
-        left
+        self.context.metrics.in_flight()
     }
 }
 
