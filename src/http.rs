@@ -49,10 +49,12 @@ pub fn agent(settings: &AgentSettings) -> ureq::Agent {
         .timeout_connect(Some(settings.timeout.min(Duration::from_secs(10))))
         .proxy(settings.proxy.clone())
         .max_redirects(settings.redirects)
-        // ureq's 128 KiB per-connection buffers cost the agent more resident memory than all
-        // else; a poll reply, a Status body or a Job is read through far smaller ones.
-        .input_buffer_size(32 << 10)
-        .output_buffer_size(16 << 10)
+        // ureq keeps an input and an output buffer at each layer of a connection (TCP and
+        // TLS), so its 128 KiB defaults cost more resident memory than all else. Bodies
+        // stream through the buffers; only a response's header block (capped below) and a
+        // request's header block (a service-account token is a few KiB) must fit at once.
+        .input_buffer_size(16 << 10)
+        .output_buffer_size(8 << 10)
         .max_response_header_size(16 << 10)
         .user_agent(concat!("kubernetes-agent/", env!("CARGO_PKG_VERSION")))
         .tls_config(TlsConfig::builder().root_certs(roots).build())

@@ -60,10 +60,13 @@ pub fn verify(token: &str, public: &[u8; 32], now: u64) -> Result<Claims, String
         return Err("header alg is not EdDSA".into());
     }
     let signature = base64::decode(signature).ok_or("signature is not base64url")?;
-    let signature = ed25519_compact::Signature::from_slice(&signature).map_err(|_| "signature is not 64 bytes".to_string())?;
-    let pk = ed25519_compact::PublicKey::new(*public);
+    if signature.len() != 64 {
+        return Err("signature is not 64 bytes".into());
+    }
     let signing_input = &token[..header.len() + 1 + body.len()];
-    pk.verify(signing_input, &signature).map_err(|_| "signature does not verify with the registered public key".to_string())?;
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, public)
+        .verify(signing_input.as_bytes(), &signature)
+        .map_err(|_| "signature does not verify with the registered public key".to_string())?;
     let body_json = decode_segment(body, "claims")?;
     let Ok(Value::Object(claims)) = json::from_str::<Value>(&body_json) else {
         return Err("claims are not a JSON object".into());

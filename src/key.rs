@@ -5,8 +5,9 @@
 //! is never formatted: `Debug` on [`RunnerKey`] prints the `kid` only.
 
 use std::fmt;
+use std::sync::Arc;
 
-use ed25519_compact::{KeyPair, Seed};
+use ring::signature::{Ed25519KeyPair, KeyPair};
 
 use crate::base64;
 use crate::error::{Error, Result};
@@ -17,7 +18,8 @@ const ED25519_ALGORITHM: [u8; 7] = [0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70];
 /// A loaded signing key and the identifiers derived from it.
 #[derive(Clone)]
 pub struct RunnerKey {
-    pair: KeyPair,
+    seed: [u8; 32],
+    pair: Arc<Ed25519KeyPair>,
     kid: String,
 }
 
@@ -38,9 +40,10 @@ impl RunnerKey {
 
     /// Builds the key from 32 seed bytes (the private scalar's source, as PKCS#8 stores it).
     pub fn from_seed(seed: [u8; 32]) -> RunnerKey {
-        let pair = KeyPair::from_seed(Seed::new(seed));
-        let kid = kid_of(pair.pk.as_ref());
-        RunnerKey { pair, kid }
+        // ring refuses a seed only when it is not 32 bytes, which the type rules out.
+        let pair = Ed25519KeyPair::from_seed_unchecked(&seed).expect("a 32-byte Ed25519 seed");
+        let kid = kid_of(pair.public_key().as_ref());
+        RunnerKey { seed, pair: Arc::new(pair), kid }
     }
 
     /// A fresh key from the kernel's random source.
@@ -58,13 +61,13 @@ impl RunnerKey {
     /// Raw public-key bytes.
     pub fn public_bytes(&self) -> [u8; 32] {
         let mut out = [0u8; 32];
-        out.copy_from_slice(self.pair.pk.as_ref());
+        out.copy_from_slice(self.pair.public_key().as_ref());
         out
     }
 
     /// Ed25519 signature over `message`.
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
-        let sig = self.pair.sk.sign(message, None);
+        let sig = self.pair.sign(message);
         let mut out = [0u8; 64];
         out.copy_from_slice(sig.as_ref());
         out
@@ -75,7 +78,7 @@ impl RunnerKey {
         let mut der = vec![0x30, 0x2e, 0x02, 0x01, 0x00];
         der.extend_from_slice(&ED25519_ALGORITHM);
         der.extend_from_slice(&[0x04, 0x22, 0x04, 0x20]);
-        der.extend_from_slice(self.pair.sk.seed().as_ref());
+        der.extend_from_slice(&self.seed);
         to_pem(&der, "PRIVATE KEY")
     }
 
