@@ -1,5 +1,5 @@
-//! The running agent: staggered long polls that hand each message to a worker and poll
-//! again at once, the workers that act on messages, and shutdown. The stages of one
+//! The running agent: long polls kept a fraction of a hold apart that hand each message to
+//! a worker and poll again at once, the workers that act on messages, and shutdown. The stages of one
 //! message, in order: `dispatch` (dedupe, queue) → `handle` (decode) → `create_job` or
 //! `check_job_status` → `report_failure` when the deployment must be told.
 
@@ -75,7 +75,7 @@ pub struct Context {
     pub metrics: Metrics,
     /// Shutdown flag.
     pub stop: Stop,
-    /// The Orchestrator's hold, for staggering.
+    /// The Orchestrator's hold, for spacing the polls.
     pub hold: Duration,
     recent: Mutex<HashMap<u64, Instant>>,
 }
@@ -108,7 +108,7 @@ pub struct Running {
     pub context: Arc<Context>,
 }
 
-/// Starts `polls` staggered pollers and the workers.
+/// Starts `polls` long polls and the workers.
 pub fn start(context: Arc<Context>, polls: usize) -> Running {
     let (tx, rx) = mpsc::channel::<String>();
     let rx = Arc::new(Mutex::new(rx));
@@ -116,13 +116,13 @@ pub fn start(context: Arc<Context>, polls: usize) -> Running {
         let (ctx, rx) = (context.clone(), rx.clone());
         std::thread::Builder::new().name(format!("worker-{i}")).spawn(move || work(&ctx, &rx)).expect("spawn a worker thread");
     }
+    let spacing = Arc::new(Spacing::new(polls, context.hold));
     for i in 0..polls {
-        let (ctx, tx) = (context.clone(), tx.clone());
-        let stagger = context.hold.mul_f64(i as f64 / polls as f64);
-        std::thread::Builder::new().name(format!("poll-{i}")).spawn(move || poll_loop(&ctx, &tx, stagger)).expect("spawn a poll thread");
+        let (ctx, tx, spacing) = (context.clone(), tx.clone(), spacing.clone());
+        std::thread::Builder::new().name(format!("poll-{i}")).spawn(move || poll_loop(&ctx, &tx, &spacing, i)).expect("spawn a poll thread");
     }
     log::info!(
-        "polling {} with {polls} staggered long polls as runner {} (kid {})",
+        "polling {} with {polls} long polls kept apart as runner {} (kid {})",
         context.remote.poll_url(),
         context.policy.runner_id.as_deref().unwrap_or("?"),
         context.remote.kid()
@@ -143,16 +143,81 @@ impl Running {
     }
 }
 
-fn poll_loop(ctx: &Context, tx: &Sender<String>, stagger: Duration) {
-    if ctx.stop.sleep(stagger) {
-        return;
+/// When each of the agent's polls is open, to keep their holds apart. Every open poll
+/// receives each message (PROTOCOL §3), so after one, polls that all re-opened at once
+/// would all expire together a hold later, leaving a moment with none open; and every
+/// extra open poll is one more re-poll per message for both sides. So a poll finding none
+/// of the others open opens at once; one finding another open waits until `hold / n`
+/// after the latest of them opened (one more `hold / n` per lower-numbered poll already
+/// waiting), and opens at once when the open one closes. Messages are caught as before,
+/// since one open poll catches what two would.
+pub struct Spacing {
+    slots: Mutex<Vec<Slot>>,
+    changed: Condvar,
+    step: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Slot {
+    Closed,
+    Open(Instant),
+    Waiting,
+}
+
+impl Spacing {
+    /// Spacing for `n` polls and the Orchestrator's `hold`.
+    pub fn new(n: usize, hold: Duration) -> Spacing {
+        Spacing { slots: Mutex::new(vec![Slot::Closed; n.max(1)]), changed: Condvar::new(), step: hold / n.max(1) as u32 }
     }
+
+    /// When poll `i` should open, given the others: `None` = now.
+    fn due(&self, slots: &[Slot], i: usize) -> Option<Instant> {
+        let latest_open = slots.iter().enumerate().filter(|(j, _)| *j != i).filter_map(|(_, s)| if let Slot::Open(at) = s { Some(*at) } else { None }).max()?;
+        let waiting_before = slots[..i].iter().filter(|s| **s == Slot::Waiting).count() as u32;
+        Some(latest_open + self.step * (waiting_before + 1))
+    }
+
+    /// Blocks until poll `i` should open, then marks it open; false when stopping.
+    pub fn open(&self, i: usize, stop: &Stop) -> bool {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if stop.is_stopped() {
+                slots[i] = Slot::Closed;
+                self.changed.notify_all();
+                return false;
+            }
+            let now = Instant::now();
+            match self.due(&slots, i) {
+                Some(at) if at > now => {
+                    slots[i] = Slot::Waiting;
+                    // Re-checked at least every second, so a stop is seen promptly.
+                    let wait = (at - now).min(Duration::from_secs(1));
+                    slots = self.changed.wait_timeout(slots, wait).unwrap_or_else(|p| p.into_inner()).0;
+                }
+                _ => {
+                    slots[i] = Slot::Open(now);
+                    self.changed.notify_all();
+                    return true;
+                }
+            }
+        }
+    }
+
+    /// Marks poll `i` closed (answered, failed, or backing off).
+    pub fn close(&self, i: usize) {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())[i] = Slot::Closed;
+        self.changed.notify_all();
+    }
+}
+
+fn poll_loop(ctx: &Context, tx: &Sender<String>, spacing: &Spacing, i: usize) {
     let mut failures: u32 = 0;
-    while !ctx.stop.is_stopped() {
+    while spacing.open(i, &ctx.stop) {
         ctx.metrics.poll_opened();
         let sent = Instant::now();
         let outcome = ctx.remote.poll();
         ctx.metrics.poll_closed();
+        spacing.close(i);
         let delay = match outcome {
             PollOutcome::Message(body) => {
                 ctx.metrics.poll("message");
@@ -423,5 +488,39 @@ fn report_failure(ctx: &Context, deployment_id: &str, token: &Secret, message: &
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_poll_opens_at_once_unless_another_is_open_then_a_step_after_it() {
+        let spacing = Spacing::new(3, Duration::from_secs(30));
+        let t0 = Instant::now();
+        assert_eq!(spacing.due(&[Slot::Closed, Slot::Closed, Slot::Closed], 0), None);
+        assert_eq!(spacing.due(&[Slot::Closed, Slot::Waiting, Slot::Closed], 2), None, "a waiting poll is not an open one");
+        assert_eq!(spacing.due(&[Slot::Open(t0), Slot::Closed, Slot::Closed], 1), Some(t0 + Duration::from_secs(10)));
+        let later = t0 + Duration::from_secs(4);
+        assert_eq!(spacing.due(&[Slot::Open(t0), Slot::Waiting, Slot::Open(later)], 1), Some(later + Duration::from_secs(10)), "the latest open one counts");
+        assert_eq!(spacing.due(&[Slot::Open(t0), Slot::Waiting, Slot::Closed], 2), Some(t0 + Duration::from_secs(20)), "one step more per lower poll waiting");
+        assert_eq!(spacing.due(&[Slot::Open(t0), Slot::Closed, Slot::Closed], 0), None, "its own open slot does not count");
+    }
+
+    #[test]
+    fn a_stop_releases_a_waiting_poll_promptly() {
+        let spacing = Arc::new(Spacing::new(2, Duration::from_secs(60)));
+        let stop = Arc::new(Stop::default());
+        assert!(spacing.open(0, &stop));
+        let waiter = {
+            let (spacing, stop) = (spacing.clone(), stop.clone());
+            std::thread::spawn(move || spacing.open(1, &stop))
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        let asked = Instant::now();
+        stop.stop();
+        assert!(!waiter.join().unwrap(), "a stopped poll does not open");
+        assert!(asked.elapsed() < Duration::from_secs(3), "released in {:?}", asked.elapsed());
     }
 }

@@ -2,7 +2,7 @@
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kubernetes_agent::render::LABEL_DEPLOYMENT_ID;
 use support::agent::{check_message, create_job_message, eventually, World, RUNNER};
@@ -351,6 +351,25 @@ fn polls_reuse_kept_alive_connections() {
     let connections = world.orch.server.connections.load(std::sync::atomic::Ordering::SeqCst);
     println!("{polls} polls over {connections} connections");
     assert!(connections <= 4, "{polls} polls needed {connections} connections: keep-alive is not working");
+}
+
+/// Every open poll receives each message, so polls that all re-open after one would all
+/// expire together a hold later, with none open for a moment. The agent keeps them apart:
+/// after a message, the only moment with no poll open is the re-poll right after it.
+#[test]
+fn after_a_message_the_polls_stay_apart_so_no_hold_ends_with_none_open() {
+    let world = World::new(HOLD);
+    let agent = started(&world, &[]);
+    assert!(world.orch.wait_for_polls(RUNNER, 2, WAIT), "the second poll never opened: {:?}", agent.logs());
+    let pushed = Instant::now();
+    assert_eq!(world.orch.push(RUNNER, &check_message("d-apart", "jobs", "t", "2999-01-01T00:00:00Z")), 2, "both polls were open");
+    // Two and a half holds: each poll's hold ends at least once.
+    std::thread::sleep(HOLD * 5 / 2);
+    let after_repoll = world.orch.gaps_after(RUNNER, pushed + Duration::from_millis(300));
+    assert!(after_repoll.is_empty(), "no poll open for {after_repoll:?} after the message's re-poll");
+    let first = world.orch.gaps_after(RUNNER, pushed);
+    assert_eq!(first.len(), 1, "one gap, the re-poll right after the push: {first:?}");
+    assert!(world.orch.polls().iter().filter(|p| p.status == 204).count() >= 2, "the holds ended during the test");
 }
 
 #[test]

@@ -67,6 +67,10 @@ pub struct State {
     pub registered: Vec<Instant>,
     /// Every JWT that verified, in arrival order.
     pub tokens: Vec<String>,
+    /// Runner → since when none of its polls has been open (absent while one is).
+    none_open_since: BTreeMap<String, Instant>,
+    /// Each stretch with no poll of a runner open: (runner, when it ended, how long).
+    pub gaps: Vec<(String, Instant, Duration)>,
     /// While true, every poll fails with this status (a down Orchestrator that answers).
     pub down: Option<u16>,
     open: Vec<(String, Arc<Waiter>)>,
@@ -125,7 +129,11 @@ impl Orchestrator {
                 s.open.push((r, waiter));
             }
         }
-        s.pushes.push(PushRecord { delivered_to: delivered, at: Instant::now() });
+        let now = Instant::now();
+        if delivered > 0 {
+            s.none_open_since.insert(runner.to_string(), now);
+        }
+        s.pushes.push(PushRecord { delivered_to: delivered, at: now });
         delivered
     }
 
@@ -139,6 +147,20 @@ impl Orchestrator {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// A poll from inside this process: no connection, no TLS, no JWT, registered the
+    /// instant it is called. The benchmark's lower bound for how soon any poller can be
+    /// open again after a push.
+    pub fn hold_poll(&self, runner: &str, hold: Duration) -> Option<String> {
+        wait_for_message(&self.state, runner, hold)
+    }
+
+    /// The stretches with no poll of `runner` open that ended after `after`, longest first.
+    pub fn gaps_after(&self, runner: &str, after: Instant) -> Vec<Duration> {
+        let mut gaps: Vec<Duration> = self.state.lock().unwrap().gaps.iter().filter(|(r, end, _)| r == runner && *end > after).map(|(_, _, d)| *d).collect();
+        gaps.sort_by(|a, b| b.cmp(a));
+        gaps
     }
 
     /// Waits (bounded) until `runner` has at least `n` polls open.
@@ -244,16 +266,9 @@ fn poll(state: &Mutex<State>, hold: Duration, req: &Request, org: &str, runner: 
             return Reply::json(401, r#"{"error":"unauthorized"}"#);
         }
     };
-    let waiter = Arc::new(Waiter { slot: Mutex::new(None), ready: Condvar::new() });
-    s.open.push((runner.to_string(), waiter.clone()));
-    s.registered.push(Instant::now());
     drop(s);
-    let slot = waiter.slot.lock().unwrap();
-    let (mut slot, _) = waiter.ready.wait_timeout_while(slot, hold, |m| m.is_none()).unwrap();
-    let message = slot.take();
-    drop(slot);
+    let message = wait_for_message(state, runner, hold);
     let mut s = state.lock().unwrap();
-    s.open.retain(|(_, w)| !Arc::ptr_eq(w, &waiter));
     match message {
         Some(m) => {
             record(&mut s, 200, Some(claims));
@@ -264,6 +279,32 @@ fn poll(state: &Mutex<State>, hold: Duration, req: &Request, org: &str, runner: 
             Reply::empty(204)
         }
     }
+}
+
+/// Registers a poll of `runner` as open and waits up to `hold` for a push: the part of a
+/// poll after authentication, shared by the HTTP endpoint and [`Orchestrator::hold_poll`].
+fn wait_for_message(state: &Mutex<State>, runner: &str, hold: Duration) -> Option<String> {
+    let waiter = Arc::new(Waiter { slot: Mutex::new(None), ready: Condvar::new() });
+    {
+        let mut s = state.lock().unwrap();
+        let now = Instant::now();
+        if let Some(since) = s.none_open_since.remove(runner) {
+            s.gaps.push((runner.to_string(), now, now.duration_since(since)));
+        }
+        s.open.push((runner.to_string(), waiter.clone()));
+        s.registered.push(now);
+    }
+    let slot = waiter.slot.lock().unwrap();
+    let (mut slot, _) = waiter.ready.wait_timeout_while(slot, hold, |m| m.is_none()).unwrap();
+    let message = slot.take();
+    drop(slot);
+    let mut s = state.lock().unwrap();
+    let before = s.open.len();
+    s.open.retain(|(_, w)| !Arc::ptr_eq(w, &waiter));
+    if s.open.len() < before && !s.open.iter().any(|(r, _)| r == runner) {
+        s.none_open_since.insert(runner.to_string(), Instant::now());
+    }
+    message
 }
 
 fn result(state: &Mutex<State>, req: &Request, id: &str) -> Reply {
