@@ -143,14 +143,14 @@ impl Running {
     }
 }
 
-/// When each of the agent's polls is open, to keep their holds apart. Every open poll
-/// receives each message (PROTOCOL §3), so after one, polls that all re-opened at once
-/// would all expire together a hold later, leaving a moment with none open; and every
-/// extra open poll is one more re-poll per message for both sides. So a poll finding none
-/// of the others open opens at once; one finding another open waits until `hold / n`
-/// after the latest of them opened (one more `hold / n` per lower-numbered poll already
-/// waiting), and opens at once when the open one closes. Messages are caught as before,
-/// since one open poll catches what two would.
+/// When each of the agent's polls opens, so that their holds end apart. Every open poll
+/// receives each message (PROTOCOL §3), so after one every poll re-opens at once: in a
+/// burst, whichever is registered first catches the next message. But polls that re-opened
+/// together expire together a hold later, and while they all re-poll none is open. So a
+/// poll whose hold ended (204) re-opens at once only when none of the others is open;
+/// otherwise it waits until `hold / n` after the latest of them opened (one more `hold / n`
+/// per lower-numbered poll already waiting), or until the open one closes. After a burst
+/// the first hold's end pulls the polls apart, and from then on their holds end apart.
 pub struct Spacing {
     slots: Mutex<Vec<Slot>>,
     changed: Condvar,
@@ -177,8 +177,9 @@ impl Spacing {
         Some(latest_open + self.step * (waiting_before + 1))
     }
 
-    /// Blocks until poll `i` should open, then marks it open; false when stopping.
-    pub fn open(&self, i: usize, stop: &Stop) -> bool {
+    /// Blocks until poll `i` should open (at once when it just delivered a message), then
+    /// marks it open; false when stopping.
+    pub fn open(&self, i: usize, stop: &Stop, after_message: bool) -> bool {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             if stop.is_stopped() {
@@ -187,7 +188,7 @@ impl Spacing {
                 return false;
             }
             let now = Instant::now();
-            match self.due(&slots, i) {
+            match if after_message { None } else { self.due(&slots, i) } {
                 Some(at) if at > now => {
                     slots[i] = Slot::Waiting;
                     // Re-checked at least every second, so a stop is seen promptly.
@@ -195,29 +196,38 @@ impl Spacing {
                     slots = self.changed.wait_timeout(slots, wait).unwrap_or_else(|p| p.into_inner()).0;
                 }
                 _ => {
+                    // No wake-up: opening only moves the others' turns later, and a waiting
+                    // poll re-checks its turn when its wait ends.
                     slots[i] = Slot::Open(now);
-                    self.changed.notify_all();
                     return true;
                 }
             }
         }
     }
 
-    /// Marks poll `i` closed (answered, failed, or backing off).
+    /// Marks poll `i` closed before its thread sleeps (backing off, or after a 204 that
+    /// came too soon); a waiting poll may now be the only one that can open, so it is woken.
     pub fn close(&self, i: usize) {
-        self.slots.lock().unwrap_or_else(|p| p.into_inner())[i] = Slot::Closed;
-        self.changed.notify_all();
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots[i] = Slot::Closed;
+        if slots.contains(&Slot::Waiting) {
+            self.changed.notify_all();
+        }
     }
 }
 
 fn poll_loop(ctx: &Context, tx: &Sender<String>, spacing: &Spacing, i: usize) {
     let mut failures: u32 = 0;
-    while spacing.open(i, &ctx.stop) {
+    let mut after_message = false;
+    while spacing.open(i, &ctx.stop, after_message) {
         ctx.metrics.poll_opened();
         let sent = Instant::now();
         let outcome = ctx.remote.poll();
         ctx.metrics.poll_closed();
-        spacing.close(i);
+        after_message = matches!(outcome, PollOutcome::Message(_));
+        // The slot stays marked open while this thread hands a message over or re-polls
+        // after a full hold (microseconds), so no waiting poll is woken for nothing; it is
+        // closed only before this thread sleeps.
         let delay = match outcome {
             PollOutcome::Message(body) => {
                 ctx.metrics.poll("message");
@@ -227,8 +237,11 @@ fn poll_loop(ctx: &Context, tx: &Sender<String>, spacing: &Spacing, i: usize) {
             PollOutcome::Empty => {
                 ctx.metrics.poll("empty");
                 let held = sent.elapsed();
-                if held < MIN_EMPTY_POLL && ctx.stop.sleep(MIN_EMPTY_POLL - held) {
-                    return;
+                if held < MIN_EMPTY_POLL {
+                    spacing.close(i);
+                    if ctx.stop.sleep(MIN_EMPTY_POLL - held) {
+                        return;
+                    }
                 }
                 None
             }
@@ -268,6 +281,7 @@ fn poll_loop(ctx: &Context, tx: &Sender<String>, spacing: &Spacing, i: usize) {
         match delay {
             None => failures = 0,
             Some(first) => {
+                spacing.close(i);
                 failures += 1;
                 let base = first.saturating_mul(1 << (failures - 1).min(10)).min(MAX_POLL_BACKOFF);
                 let wait = base / 2 + Duration::from_millis(crate::random::below(base.as_millis() as u64 / 2 + 1));
@@ -299,7 +313,22 @@ fn dispatch(ctx: &Context, tx: &Sender<String>, body: String) {
     }
 }
 
+/// Puts the calling (worker) thread under SCHED_BATCH, which the kernel never lets preempt
+/// a running thread on wake-up: a worker woken by a message then does not take the CPU from
+/// the poll thread that woke it and is about to re-poll. Needs no privilege; should a
+/// seccomp profile refuse it, the worker just runs as before.
+fn batch_scheduling() {
+    // SAFETY: sched_param is plain data (all zero: priority 0, as SCHED_BATCH requires);
+    // the system call only reads it; pid 0 is the calling thread. (musl's wrapper always
+    // fails with ENOSYS, so the call is made directly.)
+    unsafe {
+        let param: libc::sched_param = std::mem::zeroed();
+        libc::syscall(libc::SYS_sched_setscheduler, 0, libc::SCHED_BATCH, &param);
+    }
+}
+
 fn work(ctx: &Context, rx: &Mutex<Receiver<String>>) {
+    batch_scheduling();
     loop {
         let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
         let Ok(body) = next else { return };
@@ -512,10 +541,10 @@ mod tests {
     fn a_stop_releases_a_waiting_poll_promptly() {
         let spacing = Arc::new(Spacing::new(2, Duration::from_secs(60)));
         let stop = Arc::new(Stop::default());
-        assert!(spacing.open(0, &stop));
+        assert!(spacing.open(0, &stop, false));
         let waiter = {
             let (spacing, stop) = (spacing.clone(), stop.clone());
-            std::thread::spawn(move || spacing.open(1, &stop))
+            std::thread::spawn(move || spacing.open(1, &stop, false))
         };
         std::thread::sleep(Duration::from_millis(50));
         let asked = Instant::now();
