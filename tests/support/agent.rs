@@ -204,6 +204,17 @@ impl AgentProcess {
         status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
     }
 
+    /// Resident memory split by what backs it, in KiB, from /proc/<pid>/smaps_rollup:
+    /// (file-backed: the binary's own mapped pages; anonymous: heap, stacks, statics).
+    pub fn rss_split_kib(&self) -> (u64, u64) {
+        let rollup = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", self.child.id())).unwrap_or_default();
+        let field = |name: &str| {
+            rollup.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        };
+        let (rss, anon) = (field("Rss:"), field("Anonymous:"));
+        (rss.saturating_sub(anon), anon)
+    }
+
     /// User + system CPU time consumed so far, in seconds, from /proc.
     pub fn cpu_seconds(&self) -> f64 {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
