@@ -236,6 +236,8 @@ fn poll_loop(ctx: &Context, tx: &Sender<String>, spacing: &Spacing, i: usize) {
             }
             PollOutcome::Empty => {
                 ctx.metrics.poll("empty");
+                // A quiet hold: give back the stack the last TLS handshake left resident.
+                crate::stack::trim();
                 let held = sent.elapsed();
                 if held < MIN_EMPTY_POLL {
                     spacing.close(i);
@@ -334,6 +336,7 @@ fn work(ctx: &Context, rx: &Mutex<Receiver<String>>) {
         let Ok(body) = next else { return };
         handle(ctx, &body);
         ctx.metrics.add_in_flight(-1);
+        crate::stack::trim();
     }
 }
 

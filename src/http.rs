@@ -51,11 +51,14 @@ pub fn agent(settings: &AgentSettings) -> ureq::Agent {
         .max_redirects(settings.redirects)
         // ureq keeps an input and an output buffer at each layer of a connection (TCP and
         // TLS), so its 128 KiB defaults cost more resident memory than all else. Bodies
-        // stream through the buffers; only a response's header block (capped below) and a
-        // request's header block (a service-account token is a few KiB) must fit at once.
-        .input_buffer_size(16 << 10)
+        // stream through the buffers; only a response's header block and a request's header
+        // block (a service-account token is a few KiB) must fit at once. Response headers
+        // are capped at 7 KiB, below the 8 KiB input buffer so that a larger block fails
+        // with an error that says so (at exactly the buffer's size ureq only reports a
+        // disconnect); nginx, in front of most APIs, passes 4-8 KiB by default.
+        .input_buffer_size(8 << 10)
         .output_buffer_size(8 << 10)
-        .max_response_header_size(16 << 10)
+        .max_response_header_size(7 << 10)
         .user_agent(concat!("kubernetes-agent/", env!("CARGO_PKG_VERSION")))
         .tls_config(TlsConfig::builder().root_certs(roots).build())
         .build()

@@ -31,6 +31,7 @@ pub mod random;
 pub mod remote;
 pub mod render;
 pub mod signals;
+pub mod stack;
 pub mod time;
 
 pub use error::{Error, Result};

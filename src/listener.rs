@@ -17,11 +17,13 @@ pub fn start(addr: SocketAddr, ctx: Arc<Context>) -> Result<SocketAddr> {
     std::thread::Builder::new()
         .name("listener".into())
         .spawn(move || {
+            crate::stack::trim();
             for stream in listener.incoming().flatten() {
                 if ctx.stop.is_stopped() {
                     return;
                 }
                 serve(stream, &ctx);
+                crate::stack::trim();
             }
         })
         .map_err(|e| Error::io("starting the listener thread", e))?;

@@ -170,3 +170,28 @@ fn access_review_reports_denied_verbs() {
     assert!(c.send(&request::self_subject_access_review("jobs", "create", "batch", "jobs")).unwrap().contains(r#""allowed":true"#));
     assert!(c.send(&request::self_subject_access_review("jobs", "list", "", "events")).unwrap().contains(r#""allowed":false"#));
 }
+
+/// The agent reads response headers through 8 KiB buffers and caps them at 7 KiB:
+/// a larger header block is an error that says so, after the client's retries, never a
+/// crash; a header block of 6 KiB passes.
+#[test]
+fn response_headers_over_7_kib_are_a_clear_error_and_6_kib_pass() {
+    use std::sync::Arc;
+    use support::server::{Reply, Request, Server};
+    let padded = |len: usize| -> Server {
+        let handler: support::server::Handler = Arc::new(move |_: &Request| Reply::json(200, "{}").with_header("X-Padding", &"x".repeat(len)));
+        Server::start(handler, true)
+    };
+    let dir = TempDir::new("kc");
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "t").unwrap();
+    let client = |server: &Server| {
+        let target = Target { base_url: server.url(), token_file: Some(token_file.clone()), ca_file: Some(certs_dir().join("ca.pem")) };
+        Client::new(target, settings()).unwrap()
+    };
+    let fits = padded(6 * 1024);
+    assert_eq!(client(&fits).send(&request::get_job("jobs", "d-1")).unwrap(), "{}");
+    let too_big = padded(9 * 1024);
+    let err = client(&too_big).send(&request::get_job("jobs", "d-1")).unwrap_err().to_string();
+    assert!(err.contains("response header is too big"), "{err}");
+}

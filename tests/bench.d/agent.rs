@@ -121,7 +121,8 @@ fn main() {
     let agent = world.spawn(&[("REMOTE_CA_FILE", ""), ("SSL_CERT_FILE", &ca)]);
     assert!(world.orch.wait_for_polls(RUNNER, 1, Duration::from_secs(20)), "no poll: {:?}", agent.logs());
     t.row("start-up to first open poll", format!("{:.1} ms", started.elapsed().as_secs_f64() * 1e3));
-    std::thread::sleep(Duration::from_secs(3));
+    // Idle: every poll has been held and answered empty at least once (2 s holds).
+    std::thread::sleep(Duration::from_secs(5));
     let resident = |agent: &AgentProcess| {
         let (file, anon) = agent.rss_split_kib();
         format!(
@@ -135,7 +136,7 @@ fn main() {
     {
         let with_private_ca = world.spawn(&[]);
         assert!(world.orch.wait_for_polls(RUNNER, 4, Duration::from_secs(20)), "no poll: {:?}", with_private_ca.logs());
-        std::thread::sleep(Duration::from_secs(3));
+        std::thread::sleep(Duration::from_secs(5));
         t.row("  the same, public roots plus REMOTE_CA_FILE", resident(&with_private_ca));
     }
     // The second agent's polls stay registered until the stand-in's hold ends; let them
