@@ -93,7 +93,8 @@ fn parse_octal(field: &[u8]) -> Option<u64> {
     u64::from_str_radix(text, 8).ok()
 }
 
-/// Reads the index of an archive: every regular file with its data offset.
+/// Reads the index of an archive: every regular file with its data offset (directory
+/// entries are skipped; any other kind of entry is refused).
 pub fn index(path: &Path) -> io::Result<Vec<Entry>> {
     let mut file = File::open(path)?;
     let len = file.metadata()?.len();
@@ -120,6 +121,11 @@ pub fn index(path: &Path) -> io::Result<Vec<Entry>> {
         let name: String = String::from_utf8_lossy(&header[..100]).trim_end_matches('\0').to_string();
         let size = parse_octal(&header[124..136]).ok_or_else(|| bad(format!("unreadable size of {name}")))?;
         let mode = parse_octal(&header[100..108]).unwrap_or(0o644) as u32;
+        // Directory entries (other tools write them, e.g. an OCI archive) carry no data.
+        if header[156] == b'5' && size == 0 {
+            at += BLOCK;
+            continue;
+        }
         if header[156] != b'0' && header[156] != 0 {
             return Err(bad(format!("{name} is not a regular file")));
         }
@@ -158,6 +164,20 @@ mod tests {
         assert_eq!(text, "hello");
         let listed = std::process::Command::new("tar").arg("-tf").arg(&path).output().unwrap();
         assert_eq!(String::from_utf8_lossy(&listed.stdout), "a.txt\ndir/b.bin\n");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn directory_entries_gnu_tar_writes_are_skipped() {
+        let dir = std::env::temp_dir().join(format!("ka-tar-dirs-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("in/blobs/sha256")).unwrap();
+        std::fs::write(dir.join("in/blobs/sha256/abc"), b"blob").unwrap();
+        std::fs::write(dir.join("in/index.json"), b"{}").unwrap();
+        let path = dir.join("a.tar");
+        let made = std::process::Command::new("tar").arg("-cf").arg(&path).arg("-C").arg(dir.join("in")).args(["blobs", "index.json"]).status().unwrap();
+        assert!(made.success());
+        let entries = index(&path).unwrap();
+        assert_eq!(entries.iter().map(|e| (e.name.as_str(), e.size)).collect::<Vec<_>>(), vec![("blobs/sha256/abc", 4), ("index.json", 2)]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

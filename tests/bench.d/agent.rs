@@ -111,6 +111,8 @@ fn main() {
         format!("{:.2} MiB ({} bytes)", std::fs::metadata(&bin).map_or(0, |m| m.len()) as f64 / 1048576.0, std::fs::metadata(&bin).map_or(0, |m| m.len())),
     );
 
+    t.row("image, compressed (amd64 / arm64)", image_sizes(&bin));
+
     let world = World::new(Duration::from_secs(2));
     // Trust as an agent of the public Orchestrator has it: one set of roots. SSL_CERT_FILE
     // naming the stand-ins' CA costs what the built-in public roots cost (a list of ~150
@@ -293,6 +295,48 @@ fn main() {
     t.row("upstream way, 200 pushes 1 ms apart: first-try misses", runs(&per_run, lost_up));
     stop.store(true, Ordering::SeqCst);
     let _ = upstream.join();
+}
+
+/// The image's compressed size per platform (config and layers), read from the OCI archive
+/// that tests/image_test.py builds with buildah; the benchmark itself needs no buildah, so
+/// it says when that archive is missing or older than the binary measured here.
+fn image_sizes(bin: &std::path::Path) -> String {
+    use kubernetes_agent::json::{get, text};
+    use kubernetes_agent::offline::tar;
+    use miniserde::json::Value;
+    let archive = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/image/kubernetes-agent.oci.tar");
+    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if modified(&archive).zip(modified(bin)).is_none_or(|(image, binary)| image < binary) {
+        return "not measured: no image built from this binary (tests/run builds one with tests/image_test.py)".into();
+    }
+    let read = |entries: &[tar::Entry], name: &str| -> Option<Value> {
+        let entry = entries.iter().find(|e| e.name.trim_start_matches("./") == name)?;
+        let mut body = String::new();
+        std::io::Read::read_to_string(&mut tar::open(&archive, entry).ok()?, &mut body).ok()?;
+        miniserde::json::from_str(&body).ok()
+    };
+    let blob = |digest: &str| format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"));
+    let size = |v: &Value| match v {
+        Value::Number(miniserde::json::Number::U64(n)) => Some(*n),
+        _ => None,
+    };
+    let sizes = (|| {
+        let entries = tar::index(&archive).ok()?;
+        let index = read(&entries, "index.json")?;
+        let Value::Array(manifests) = get(&index, &["manifests"])? else { return None };
+        let top = read(&entries, &blob(text(manifests.first()?, &["digest"])?))?;
+        let Value::Array(platforms) = get(&top, &["manifests"])? else { return None };
+        let mut out = Vec::new();
+        for arch in ["amd64", "arm64"] {
+            let entry = platforms.iter().find(|m| text(m, &["platform", "architecture"]) == Some(arch))?;
+            let manifest = read(&entries, &blob(text(entry, &["digest"])?))?;
+            let Value::Array(layers) = get(&manifest, &["layers"])? else { return None };
+            let total = size(get(&manifest, &["config", "size"])?)? + layers.iter().map(|l| get(l, &["size"]).and_then(size)).sum::<Option<u64>>()?;
+            out.push(format!("{:.2} MiB", total as f64 / 1048576.0));
+        }
+        Some(out.join(" / "))
+    })();
+    sizes.unwrap_or_else(|| format!("not measured: {} is not the multi-arch OCI archive expected", archive.display()))
 }
 
 /// Today's date from the system clock, without a date crate.
