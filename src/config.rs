@@ -84,7 +84,7 @@ pub const SETTINGS: &[Setting] = &[
     },
     Setting { env: "LISTEN_ADDRESS", flag: "listen", default: "0.0.0.0:8080", help: "address of /healthz, /readyz and /metrics; 'off' disables the listener" },
     Setting { env: "TOKEN_LIFETIME", flag: "token-lifetime", default: "0", help: "JWT lifetime (e.g. 15m); 0 = no iat/exp, exactly as upstream signs" },
-    Setting { env: "POLLS", flag: "polls", default: "2", help: "long polls, their holds kept 1/n of a hold apart (1-8)" },
+    Setting { env: "POLLS", flag: "polls", default: "2", help: "long polls; their holds end 1/n of a hold apart (1-8)" },
     Setting {
         env: "POLL_HOLD",
         flag: "poll-hold",
