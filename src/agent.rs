@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -332,11 +332,22 @@ fn batch_scheduling() {
 fn work(ctx: &Context, rx: &Mutex<Receiver<String>>) {
     batch_scheduling();
     loop {
-        let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+        let next = {
+            let rx = rx.lock().unwrap_or_else(|p| p.into_inner());
+            rx.try_recv().or_else(|e| match e {
+                // Going idle: give back the stack the last message's handling (a TLS
+                // handshake to the API server) left resident. Not between messages of a
+                // burst, where the next one would only fault the pages back in.
+                TryRecvError::Empty => {
+                    crate::stack::trim();
+                    rx.recv().map_err(|_| TryRecvError::Disconnected)
+                }
+                e => Err(e),
+            })
+        };
         let Ok(body) = next else { return };
         handle(ctx, &body);
         ctx.metrics.add_in_flight(-1);
-        crate::stack::trim();
     }
 }
 
