@@ -1,7 +1,13 @@
 //! The running agent: long polls kept a fraction of a hold apart that hand each message to
 //! a worker and poll again at once, the workers that act on messages, and shutdown. The stages of one
-//! message, in order: `dispatch` (dedupe, queue) → `handle` (decode) → `create_job` or
+//! message, in order: `dispatch` (dedupe, weigh, queue) → `handle` (decode) → `create_job` or
 //! `check_job_status` → `report_failure` when the deployment must be told.
+//!
+//! Memory is bounded by [`Budget`]: every message received is weighed (an upper bound on
+//! what its handling can hold, [`crate::json::Shape::weight`]) and counted until a worker
+//! is done with it; while the messages held weigh [`HELD_BUDGET`] or more, no poll opens.
+//! A message never received is retried by the Orchestrator; one dropped after receipt
+//! would be lost, so nothing received is ever dropped.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -17,6 +23,7 @@ use crate::json::{get, text};
 use crate::kube::{self, request, Reason};
 use crate::message::{self, CheckJobStatus, CreateJob, Message, Secret};
 use crate::metrics::Metrics;
+use crate::name::Name;
 use crate::remote::{PollOutcome, Remote, ReportOutcome};
 use crate::render::{self, JobPolicy};
 
@@ -35,6 +42,67 @@ pub const MAX_POLL_BACKOFF: Duration = Duration::from_secs(30);
 pub const MIN_EMPTY_POLL: Duration = Duration::from_secs(1);
 /// Not ready when no poll has succeeded for this long.
 pub const READY_WITHIN: Duration = Duration::from_secs(90);
+/// The weight of messages held (queued or being handled) at which polls pause. A poll
+/// already open may still bring one more each, so the most ever held is this plus
+/// `POLLS` times the weight of the largest message ([`crate::remote::MESSAGE_CAP`] of
+/// text within the parser's bounds).
+pub const HELD_BUDGET: usize = 8 << 20;
+/// Distinct message bodies remembered for de-duplication (more within the window are
+/// handled twice, which is harmless: the Job name is the idempotency key).
+pub const RECENT_CAP: usize = 4_096;
+
+/// The weight of the messages the agent holds, and the polls' wait for room.
+#[derive(Default)]
+pub struct Budget {
+    held: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Budget {
+    /// Adds a received message's weight.
+    fn take(&self, weight: usize) -> usize {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        *held += weight;
+        *held
+    }
+
+    /// Removes a handled message's weight and wakes the polls waiting for room.
+    fn give(&self, weight: usize) -> usize {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        *held = held.saturating_sub(weight);
+        self.freed.notify_all();
+        *held
+    }
+
+    /// The weight held now.
+    pub fn held(&self) -> usize {
+        *self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Blocks while the held weight is at or over `limit`; false when stopping. Returns
+    /// at once when there is room, which is always the case but under a flood.
+    fn wait_for_room(&self, limit: usize, stop: &Stop, metrics: &Metrics) -> bool {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if *held >= limit {
+            metrics.poll_paused();
+            log::info!("holding {} KiB of messages (budget {} KiB): polls pause until the workers catch up", *held >> 10, limit >> 10);
+        }
+        while *held >= limit {
+            if stop.is_stopped() {
+                return false;
+            }
+            // Re-checked at least every 200 ms, so a stop is seen promptly.
+            held = self.freed.wait_timeout(held, Duration::from_millis(200)).unwrap_or_else(|p| p.into_inner()).0;
+        }
+        !stop.is_stopped()
+    }
+}
+
+/// One received message and its weight, on its way to a worker.
+struct Held {
+    body: String,
+    weight: usize,
+}
 
 /// A flag with an interruptible sleep, shared by every thread.
 #[derive(Default)]
@@ -77,6 +145,10 @@ pub struct Context {
     pub stop: Stop,
     /// The Orchestrator's hold, for spacing the polls.
     pub hold: Duration,
+    /// The weight of messages held.
+    pub budget: Budget,
+    /// The weight at which polls pause ([`HELD_BUDGET`]; tests lower it).
+    pub held_limit: usize,
     recent: Mutex<HashMap<u64, Instant>>,
 }
 
@@ -92,6 +164,8 @@ impl Context {
             metrics: Metrics::new(),
             stop: Stop::default(),
             hold: config.poll_hold,
+            budget: Budget::default(),
+            held_limit: HELD_BUDGET,
             recent: Mutex::new(HashMap::new()),
         })
     }
@@ -110,7 +184,7 @@ pub struct Running {
 
 /// Starts `polls` long polls and the workers.
 pub fn start(context: Arc<Context>, polls: usize) -> Running {
-    let (tx, rx) = mpsc::channel::<String>();
+    let (tx, rx) = mpsc::channel::<Held>();
     let rx = Arc::new(Mutex::new(rx));
     for i in 0..WORKERS {
         let (ctx, rx) = (context.clone(), rx.clone());
@@ -123,7 +197,7 @@ pub fn start(context: Arc<Context>, polls: usize) -> Running {
     }
     log::info!(
         "polling {} with {polls} long polls kept apart as runner {} (kid {})",
-        context.remote.poll_url(),
+        context.remote.shown_poll_url(),
         context.policy.runner_id.as_deref().unwrap_or("?"),
         context.remote.kid()
     );
@@ -216,10 +290,10 @@ impl Spacing {
     }
 }
 
-fn poll_loop(ctx: &Context, tx: &Sender<String>, spacing: &Spacing, i: usize) {
+fn poll_loop(ctx: &Context, tx: &Sender<Held>, spacing: &Spacing, i: usize) {
     let mut failures: u32 = 0;
     let mut after_message = false;
-    while spacing.open(i, &ctx.stop, after_message) {
+    while ctx.budget.wait_for_room(ctx.held_limit, &ctx.stop, &ctx.metrics) && spacing.open(i, &ctx.stop, after_message) {
         ctx.metrics.poll_opened();
         let sent = Instant::now();
         let outcome = ctx.remote.poll();
@@ -264,19 +338,19 @@ fn poll_loop(ctx: &Context, tx: &Sender<String>, spacing: &Spacing, i: usize) {
                      ('hctl create runner') with the public key of kid {}. Retrying with backoff.",
                     ctx.policy.org_id.as_deref().unwrap_or("?"),
                     ctx.policy.runner_id.as_deref().unwrap_or("?"),
-                    ctx.remote.poll_url(),
+                    ctx.remote.shown_poll_url(),
                     ctx.remote.kid()
                 );
                 Some(Duration::from_secs(5))
             }
             PollOutcome::Status(code) => {
                 ctx.metrics.poll("server_error");
-                log::warn!("poll answered HTTP {code} by {}; retrying with backoff", ctx.remote.base_url());
+                log::warn!("poll answered HTTP {code} by {}; retrying with backoff", ctx.remote.shown_url());
                 Some(Duration::from_millis(500))
             }
             PollOutcome::Transport(why) => {
                 ctx.metrics.poll("transport_error");
-                log::warn!("poll to {} failed: {why}; retrying with backoff", ctx.remote.base_url());
+                log::warn!("poll to {} failed: {why}; retrying with backoff", ctx.remote.shown_url());
                 Some(Duration::from_millis(500))
             }
         };
@@ -295,8 +369,9 @@ fn poll_loop(ctx: &Context, tx: &Sender<String>, spacing: &Spacing, i: usize) {
     }
 }
 
-/// Queues a message for a worker unless the same body arrived moments ago on another poll.
-fn dispatch(ctx: &Context, tx: &Sender<String>, body: String) {
+/// Queues a message for a worker, weighed, unless the same body arrived moments ago on
+/// another poll.
+fn dispatch(ctx: &Context, tx: &Sender<Held>, body: String) {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     body.hash(&mut hasher);
     let key = hasher.finish();
@@ -304,14 +379,31 @@ fn dispatch(ctx: &Context, tx: &Sender<String>, body: String) {
         let mut recent = ctx.recent.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         recent.retain(|_, seen| now.duration_since(*seen) < DUPLICATE_WINDOW);
-        if recent.insert(key, now).is_some() {
+        if recent.contains_key(&key) {
             ctx.metrics.message("duplicate");
             return;
         }
+        if recent.len() < RECENT_CAP {
+            recent.insert(key, now);
+        }
     }
+    let weight = weight(&body);
+    ctx.metrics.set_held_bytes(ctx.budget.take(weight));
     ctx.metrics.add_in_flight(1);
-    if tx.send(body).is_err() {
+    if let Err(unsent) = tx.send(Held { body, weight }) {
+        ctx.metrics.set_held_bytes(ctx.budget.give(unsent.0.weight));
         ctx.metrics.add_in_flight(-1);
+    }
+}
+
+/// What handling `body` can hold at once: the weight of its shape, or just its text when
+/// the parser will refuse it before building anything.
+fn weight(body: &str) -> usize {
+    let shape = crate::json::Shape::of(body);
+    if shape.refusal().is_some() {
+        body.len()
+    } else {
+        shape.weight()
     }
 }
 
@@ -329,7 +421,7 @@ fn batch_scheduling() {
     }
 }
 
-fn work(ctx: &Context, rx: &Mutex<Receiver<String>>) {
+fn work(ctx: &Context, rx: &Mutex<Receiver<Held>>) {
     batch_scheduling();
     loop {
         let next = {
@@ -345,56 +437,70 @@ fn work(ctx: &Context, rx: &Mutex<Receiver<String>>) {
                 e => Err(e),
             })
         };
-        let Ok(body) = next else { return };
-        handle(ctx, &body);
+        let Ok(Held { body, weight }) = next else { return };
+        handle(ctx, body);
+        ctx.metrics.set_held_bytes(ctx.budget.give(weight));
         ctx.metrics.add_in_flight(-1);
     }
 }
 
-/// Acts on one message body. Never panics on input; every outcome is logged.
-pub fn handle(ctx: &Context, body: &str) {
-    match message::decode(body) {
+/// Acts on one message body. Never panics on input; every outcome is logged. While it
+/// runs, the message's deployment token and its Job's env values are known secrets
+/// ([`crate::redact`]), so no echo of them reaches the log.
+pub fn handle(ctx: &Context, body: String) {
+    match message::decode(&body) {
         Ok(Message::CreateJob(m)) => {
+            drop(body);
             ctx.metrics.message("create-job");
-            create_job(ctx, &m);
+            create_job(ctx, m);
         }
         Ok(Message::CheckJobStatus(m)) => {
             ctx.metrics.message("check-job-status");
+            let _secrets = crate::redact::hold([m.deployment_token.expose()]);
             check_job_status(ctx, &m);
         }
         Err(e) => {
             ctx.metrics.message("invalid");
-            log::warn!("skipping a message: {e}");
             // A create-job we cannot read would otherwise leave its deployment waiting.
-            if let Some((job_id, token)) = message::salvage_report_target(body) {
+            let target = message::salvage_report_target(&body);
+            let _secrets = crate::redact::hold(target.as_ref().map(|(_, token)| token.expose()));
+            log::warn!("skipping a message: {e}");
+            if let Some((job_id, token)) = target {
                 report_failure(ctx, &job_id, &token, &format!("the runner agent could not read the create-job message: {e}"));
             }
         }
     }
 }
 
-fn create_job(ctx: &Context, m: &CreateJob) {
-    let job = match render::render(m, &ctx.policy) {
+fn create_job(ctx: &Context, m: CreateJob) {
+    let CreateJob { job_id, namespace, configuration, deployment_token } = m;
+    let mut secrets = env_values(&configuration);
+    secrets.push(deployment_token.expose().to_string());
+    let _secrets = crate::redact::hold(secrets.iter().map(String::as_str));
+    let job = match render::render(&job_id, &namespace, configuration, &ctx.policy) {
         Ok(job) => job,
         Err(e) => {
             ctx.metrics.job("refused");
-            log::warn!("not creating Job {}/{}: {e}", m.namespace, m.job_id);
-            report_failure(ctx, &m.job_id, &m.deployment_token, &format!("the runner agent refused the Job: {e}"));
+            log::warn!("not creating Job {namespace}/{job_id}: {e}");
+            report_failure(ctx, job_id.as_str(), &deployment_token, &format!("the runner agent refused the Job: {e}"));
             return;
         }
     };
-    let req = request::create_job(&m.namespace, &m.job_id, json::to_string(&job));
+    // The policy file may add env values of its own.
+    let _policy_secrets = crate::redact::hold(env_values(&job).iter().filter(|v| !secrets.contains(v)).map(String::as_str).collect::<Vec<_>>());
+    let req = request::create_job(&namespace, &job_id, json::to_string(&job));
+    drop(job);
     let deadline = Instant::now() + CREATE_DEADLINE;
     loop {
         match ctx.kube.send(&req) {
             Ok(_) => {
                 ctx.metrics.job("created");
-                log::info!("created Job {}/{}", m.namespace, m.job_id);
+                log::info!("created Job {namespace}/{job_id}");
                 return;
             }
             Err(Error::Kube { ref status, .. }) if status.reason() == Reason::AlreadyExists => {
                 ctx.metrics.job("already_exists");
-                log::info!("Job {}/{} already exists (created by another replica or an earlier delivery)", m.namespace, m.job_id);
+                log::info!("Job {namespace}/{job_id} already exists (created by another replica or an earlier delivery)");
                 return;
             }
             Err(e) if e.is_transient() && Instant::now() < deadline && !ctx.stop.is_stopped() => {
@@ -404,35 +510,54 @@ fn create_job(ctx: &Context, m: &CreateJob) {
             Err(e) => {
                 ctx.metrics.job("failed");
                 log::error!("{e}");
-                report_failure(ctx, &m.job_id, &m.deployment_token, &format!("the runner agent could not create the Kubernetes Job: {e}"));
+                report_failure(ctx, job_id.as_str(), &deployment_token, &format!("the runner agent could not create the Kubernetes Job: {e}"));
                 return;
             }
         }
     }
 }
 
+/// Every `env[].value` of every container of a JobSpec or a Job (they carry credentials).
+fn env_values(v: &Value) -> Vec<String> {
+    let pod = get(v, &["template", "spec"]).or_else(|| get(v, &["spec", "template", "spec"]));
+    let mut out = Vec::new();
+    for list in ["containers", "initContainers", "ephemeralContainers"] {
+        let Some(Value::Array(containers)) = pod.and_then(|p| get(p, &[list])) else { continue };
+        for c in containers.iter() {
+            let Some(Value::Array(env)) = get(c, &["env"]) else { continue };
+            out.extend(env.iter().filter_map(|e| text(e, &["value"])).map(String::from));
+        }
+    }
+    out
+}
+
 fn check_job_status(ctx: &Context, m: &CheckJobStatus) {
+    let (ns, id) = (&m.namespace, &m.job_id);
+    if let Err(e) = render::namespace_allowed(ns, &ctx.policy.namespaces) {
+        log::warn!("status check of Job {ns}/{id} skipped: {e}");
+        return;
+    }
     let expired = crate::time::now() > m.expires_at;
-    let job = match ctx.kube.send(&request::get_job(&m.namespace, &m.job_id)) {
+    let job = match ctx.kube.send(&request::get_job(ns, id)) {
         Ok(body) => body,
         Err(Error::Kube { ref status, .. }) if status.reason() == Reason::NotFound => {
             if expired {
                 ctx.metrics.stuck();
-                report_failure(ctx, &m.job_id, &m.deployment_token, "job not found after the expiration time");
+                report_failure(ctx, id.as_str(), &m.deployment_token, "job not found after the expiration time");
             } else {
-                log::debug!("Job {}/{} not found yet; it is not expired", m.namespace, m.job_id);
+                log::debug!("Job {ns}/{id} not found yet; it is not expired");
             }
             return;
         }
         Err(e) => {
-            log::warn!("status check of Job {}/{} skipped: {e}; the next check will try again", m.namespace, m.job_id);
+            log::warn!("status check of Job {ns}/{id} skipped: {e}; the next check will try again");
             return;
         }
     };
-    let job: Value = match json::from_str(&job) {
+    let job = match crate::json::parse(&job, &format!("the Kubernetes reply to get Job {ns}/{id}")) {
         Ok(v) => v,
-        Err(_) => {
-            log::warn!("status check of Job {}/{}: the API returned a Job that is not JSON", m.namespace, m.job_id);
+        Err(e) => {
+            log::warn!("status check of Job {ns}/{id} skipped: {e}");
             return;
         }
     };
@@ -443,10 +568,10 @@ fn check_job_status(ctx: &Context, m: &CheckJobStatus) {
     if count("succeeded") > 0 || count("failed") > 0 || !expired {
         return;
     }
-    let pods = match ctx.kube.send(&request::list_pods(&m.namespace, &format!("job-name={}", m.job_id))) {
-        Ok(body) => items(&body),
+    let pods = match list_items(ctx, &request::list_job_pods(ns, id)) {
+        Ok(items) => items,
         Err(e) => {
-            log::warn!("status check of Job {}/{}: listing its pods failed: {e}", m.namespace, m.job_id);
+            log::warn!("status check of Job {ns}/{id} skipped: {e}");
             return;
         }
     };
@@ -455,32 +580,32 @@ fn check_job_status(ctx: &Context, m: &CheckJobStatus) {
         return;
     }
     ctx.metrics.stuck();
-    let mut names = vec![m.job_id.clone()];
-    names.extend(pods.iter().filter_map(|p| text(p, &["metadata", "name"]).map(String::from)));
-    let warnings = warning_events(ctx, &m.namespace, &names);
+    let mut names = vec![id.clone()];
+    names.extend(pods.iter().filter_map(|p| text(p, &["metadata", "name"]).and_then(Name::subdomain)));
+    let warnings = warning_events(ctx, ns, &names);
     let message = match warnings {
         Some(w) if !w.is_empty() => format!("job seems to be stuck: {}", w.join("; ")),
         _ => "job seems to be stuck: no pod of the Job started before the expiration time and no Warning events could be read \
               (check the Job's pods and events in the cluster: quota, image pull, scheduling)"
             .to_string(),
     };
-    log::warn!("Job {}/{}: {message}", m.namespace, m.job_id);
-    report_failure(ctx, &m.job_id, &m.deployment_token, &message);
+    log::warn!("Job {ns}/{id}: {message}");
+    report_failure(ctx, id.as_str(), &m.deployment_token, &message);
 }
 
 /// Warning events about `names`, newest first, as `<UTC time> - <reason> - <message>`.
 /// `None` when events cannot be listed (forbidden, unreachable).
-fn warning_events(ctx: &Context, namespace: &str, names: &[String]) -> Option<Vec<String>> {
+fn warning_events(ctx: &Context, namespace: &Name, names: &[Name]) -> Option<Vec<String>> {
     let mut events: Vec<(i64, String)> = Vec::new();
     for name in names {
-        let body = match ctx.kube.send(&request::list_events(namespace, &format!("involvedObject.name={name}"))) {
-            Ok(b) => b,
+        let items = match list_items(ctx, &request::list_events_about(namespace, name)) {
+            Ok(items) => items,
             Err(e) => {
                 log::warn!("listing events of {namespace}/{name}: {e}");
                 return None;
             }
         };
-        for ev in items(&body) {
+        for ev in items {
             if text(&ev, &["type"]) != Some("Warning") {
                 continue;
             }
@@ -496,21 +621,30 @@ fn warning_events(ctx: &Context, namespace: &str, names: &[String]) -> Option<Ve
     Some(events.into_iter().map(|(_, line)| line).collect())
 }
 
-fn items(list: &str) -> Vec<Value> {
-    match json::from_str::<Value>(list) {
-        Ok(v) => match get(&v, &["items"]) {
-            Some(Value::Array(a)) => a.to_vec(),
-            _ => Vec::new(),
+/// The `items` of a list reply. A reply that is not a JSON list is an error, never an
+/// empty list (which would read as "no pod started").
+fn list_items(ctx: &Context, req: &request::ApiRequest) -> Result<Vec<Value>> {
+    let body = ctx.kube.send(req)?;
+    let document = format!("the Kubernetes reply to {}", req.operation);
+    let mut list = crate::json::parse(&body, &document)?;
+    match &mut list {
+        Value::Object(o) => match o.remove("items") {
+            Some(Value::Array(mut a)) => Ok(std::mem::take(&mut *a)),
+            Some(Value::Null) => Ok(Vec::new()),
+            _ => Err(Error::decode(document, "it has no 'items' list")),
         },
-        Err(_) => Vec::new(),
+        _ => Err(Error::decode(document, "it is not a JSON object")),
     }
 }
 
 fn report_failure(ctx: &Context, deployment_id: &str, token: &Secret, message: &str) {
+    // What the deployment is told goes through the same scrubbing as the log: an API
+    // server's 422 may quote a Job's env value back.
+    let message = crate::redact::scrub(message);
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match ctx.remote.report_failure(deployment_id, token, message) {
+        match ctx.remote.report_failure(deployment_id, token, &message) {
             Ok(ReportOutcome::Accepted) => {
                 ctx.metrics.report("accepted");
                 log::info!("reported the failure of deployment {deployment_id} to the Orchestrator");

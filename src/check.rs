@@ -6,6 +6,7 @@ use crate::agent::Context;
 use crate::config::AgentConfig;
 use crate::key;
 use crate::kube::request;
+use crate::name::Name;
 
 /// The verbs the agent needs: (verb, API group, resource).
 pub const NEEDED: [(&str, &str, &str); 5] =
@@ -18,7 +19,8 @@ pub fn run(config: &AgentConfig, out: &mut dyn std::io::Write) -> bool {
         ok &= pass;
         let _ = if pass { writeln!(out, "PASS  {what}") } else { writeln!(out, "FAIL  {what}\n      fix: {fix}") };
     };
-    item(true, format!("configuration: org {}, runner {}, Orchestrator {}", config.org_id, config.runner_id, config.connection.base_url), "");
+    let orchestrator = crate::redact::url_without_userinfo(&config.connection.base_url);
+    item(true, format!("configuration: org {}, runner {}, Orchestrator {orchestrator}", config.org_id, config.runner_id), "");
     item(
         true,
         format!(
@@ -35,16 +37,17 @@ pub fn run(config: &AgentConfig, out: &mut dyn std::io::Write) -> bool {
             return ok;
         }
     };
-    let proxy = config.connection.proxy.as_deref().map_or("direct".to_string(), |p| format!("via proxy {}", redact(p)));
+    let proxy = config.connection.proxy.as_deref().map_or("direct".to_string(), |p| format!("via proxy {}", crate::redact::url_without_userinfo(p)));
     match ctx.remote.reach() {
-        Ok(code) => item(true, format!("Orchestrator reachable ({proxy}, TLS ok, HTTP {code} from {}/)", config.connection.base_url), ""),
+        Ok(code) => item(true, format!("Orchestrator reachable ({proxy}, TLS ok, HTTP {code} from {orchestrator}/)"), ""),
         Err(why) => item(
             false,
-            format!("Orchestrator {} not reachable ({proxy}): {why}", config.connection.base_url),
+            format!("Orchestrator {orchestrator} not reachable ({proxy}): {}", crate::redact::scrub(&why)),
             "check REMOTE_URL, HTTPS_PROXY / NO_PROXY, and REMOTE_CA_FILE for a private CA",
         ),
     }
-    let namespaces = if config.policy.namespaces.is_empty() { vec![own_namespace()] } else { config.policy.namespaces.clone() };
+    let namespaces: Vec<Name> =
+        if config.policy.namespaces.is_empty() { vec![own_namespace()] } else { config.policy.namespaces.iter().filter_map(|n| Name::label(n)).collect() };
     let mut authenticated = false;
     for ns in &namespaces {
         for (verb, group, resource) in NEEDED {
@@ -55,7 +58,9 @@ pub fn run(config: &AgentConfig, out: &mut dyn std::io::Write) -> bool {
                         item(true, format!("Kubernetes API {} authenticated the service account", ctx.kube.base_url()), "");
                         authenticated = true;
                     }
-                    let allowed = body.replace(' ', "").contains("\"allowed\":true");
+                    let review = crate::json::parse(&body, "the SelfSubjectAccessReview reply");
+                    let allowed =
+                        matches!(review.as_ref().ok().and_then(|r| crate::json::get(r, &["status", "allowed"])), Some(miniserde::json::Value::Bool(true)));
                     let full = if group.is_empty() { resource.to_string() } else { format!("{resource}.{group}") };
                     item(
                         allowed,
@@ -64,7 +69,11 @@ pub fn run(config: &AgentConfig, out: &mut dyn std::io::Write) -> bool {
                     );
                 }
                 Err(e) => {
-                    item(false, format!("Kubernetes API: {e}"), "check the API URL, the service-account token and the CA bundle");
+                    item(
+                        false,
+                        format!("Kubernetes API: {}", crate::redact::scrub(&e.to_string())),
+                        "check the API URL, the service-account token and the CA bundle",
+                    );
                     return ok;
                 }
             }
@@ -73,20 +82,13 @@ pub fn run(config: &AgentConfig, out: &mut dyn std::io::Write) -> bool {
     ok
 }
 
-/// The pod's own namespace (the upstream chart puts the agent's Role there by default).
-fn own_namespace() -> String {
-    std::fs::read_to_string(format!("{}/namespace", crate::kube::client::DEFAULT_SERVICE_ACCOUNT_DIR))
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "default".into())
-}
-
-/// A proxy URL without its credentials.
-fn redact(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.rsplit_once('@') {
-            Some((_, host)) => format!("{scheme}://***@{host}"),
-            None => url.to_string(),
-        },
-        None => url.to_string(),
-    }
+/// The pod's own namespace (the upstream chart puts the agent's Role there by default);
+/// `default` when the file is missing or does not hold a namespace name.
+fn own_namespace() -> Name {
+    let path = format!("{}/namespace", crate::kube::client::DEFAULT_SERVICE_ACCOUNT_DIR);
+    let read = std::fs::File::open(path).and_then(|f| {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::Read::take(f, 256), &mut s).map(|_| s)
+    });
+    read.ok().and_then(|s| Name::label(s.trim())).unwrap_or_else(|| Name::label("default").expect("a valid name"))
 }

@@ -41,7 +41,7 @@ pub fn render_message(text: &str, policy: &JobPolicy) -> Result<String> {
         Message::CreateJob(c) => c,
         other => return Err(Error::decode("message", format!("render takes a create-job message, this is {}", other.action()))),
     };
-    Ok(pretty(&render::render(&create, policy)?))
+    Ok(pretty(&render::render(&create.job_id, &create.namespace, create.configuration, policy)?))
 }
 
 /// Writes a key pair into `dir` and returns the text to print: the kid and the one-line

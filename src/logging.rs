@@ -1,7 +1,9 @@
 //! Log output: JSON lines by default (`time`, `level`, `msg`, `target`, and `runnerId` as
 //! upstream logs it) or plain text, on standard error. `LOG_LEVEL` sets our level while
 //! dependencies stay at `warn`; `RUST_LOG`, when set, replaces both with its own filter.
-//! Nothing here filters secrets: callers never log them in the first place.
+//! Callers never log a secret on purpose; every line is still passed through
+//! [`crate::redact::scrub`], which removes every secret the agent knows (a peer's echo
+//! of a token or a Job's env value), and so is a panic's message.
 
 use std::io::Write;
 
@@ -21,27 +23,28 @@ pub fn init(config: &LogConfig) {
     let runner_id = config.runner_id.clone();
     let format = config.format;
     builder.format(move |buf, record| {
+        let message = record.args().to_string();
+        let message = crate::redact::scrub(&message);
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let time = format!("{}.{:03}Z", crate::time::format_rfc3339(now.as_secs() as i64).trim_end_matches('Z'), now.subsec_millis());
         match format {
             LogFormat::Json => {
-                let quote = |s: &str| miniserde::json::to_string(&s.to_string());
-                let mut line = format!(
-                    r#"{{"time":"{time}","level":"{}","msg":{},"target":{}"#,
-                    record.level(),
-                    quote(&record.args().to_string()),
-                    quote(record.target())
-                );
+                let quote = crate::json::quote;
+                let mut line = format!(r#"{{"time":"{time}","level":"{}","msg":{},"target":{}"#, record.level(), quote(&message), quote(record.target()));
                 if let Some(id) = &runner_id {
                     line.push_str(&format!(r#","runnerId":{}"#, quote(id)));
                 }
                 line.push('}');
                 writeln!(buf, "{line}")
             }
-            LogFormat::Text => writeln!(buf, "{time} {:<5} {}", record.level(), record.args()),
+            LogFormat::Text => writeln!(buf, "{time} {:<5} {message}", record.level()),
         }
     });
     builder.target(env_logger::Target::Stderr);
+    std::panic::set_hook(Box::new(|info| {
+        let text = info.to_string();
+        eprintln!("kubernetes-agent: internal error (please report it): {}", crate::redact::scrub(&text).replace('\n', " "));
+    }));
     // A second init (tests) keeps the first logger.
     let _ = builder.try_init();
     if let Some(warning) = &config.level_warning {

@@ -18,44 +18,45 @@ use miniserde::json::{Array, Value};
 /// Array keys whose items are merged by `name` (rule 3).
 pub const MERGE_BY_NAME: [&str; 6] = ["containers", "initContainers", "ephemeralContainers", "env", "volumes", "volumeMounts"];
 
-/// Overlays `overlay` onto `base` in place.
-pub fn overlay(base: &mut Value, overlay: &Value) {
+/// Overlays `overlay` onto `base` in place. The overlay is consumed: its values are
+/// moved into `base`, never copied, so a large JobSpec exists once.
+pub fn overlay(base: &mut Value, overlay: Value) {
     merge_value(base, overlay, None);
 }
 
-fn merge_value(base: &mut Value, patch: &Value, key: Option<&str>) {
+fn merge_value(base: &mut Value, patch: Value, key: Option<&str>) {
     match (base, patch) {
-        (Value::Object(b), Value::Object(p)) => {
-            for (k, pv) in p.iter() {
+        (Value::Object(b), Value::Object(mut p)) => {
+            for (k, pv) in std::mem::take(&mut *p) {
                 if matches!(pv, Value::Null) {
-                    b.remove(k);
+                    b.remove(&k);
                     continue;
                 }
-                match b.get_mut(k) {
-                    Some(bv) => merge_value(bv, pv, Some(k)),
+                match b.get_mut(&k) {
+                    Some(bv) => merge_value(bv, pv, Some(&k)),
                     None => {
-                        let mut fresh = pv.clone();
+                        let mut fresh = pv;
                         strip_nulls(&mut fresh);
-                        b.insert(k.clone(), fresh);
+                        b.insert(k, fresh);
                     }
                 }
             }
         }
-        (Value::Array(b), Value::Array(p)) if key.is_some_and(|k| MERGE_BY_NAME.contains(&k)) => merge_by_name(b, p),
+        (Value::Array(b), Value::Array(mut p)) if key.is_some_and(|k| MERGE_BY_NAME.contains(&k)) => merge_by_name(b, std::mem::take(&mut *p)),
         (b, p) => {
-            *b = p.clone();
+            *b = p;
             strip_nulls(b);
         }
     }
 }
 
-fn merge_by_name(base: &mut Array, patch: &Array) {
-    for item in patch.iter() {
-        let name = name_of(item);
-        match name.and_then(|n| base.iter().position(|b| name_of(b) == Some(n))) {
+fn merge_by_name(base: &mut Array, patch: Vec<Value>) {
+    for item in patch {
+        let at = name_of(&item).and_then(|n| base.iter().position(|b| name_of(b) == Some(n)));
+        match at {
             Some(at) => merge_value(&mut base[at], item, None),
             None => {
-                let mut fresh = item.clone();
+                let mut fresh = item;
                 strip_nulls(&mut fresh);
                 base.push(fresh);
             }
@@ -93,7 +94,7 @@ mod tests {
 
     fn merged(base: &str, patch: &str) -> String {
         let mut b: Value = json::from_str(base).unwrap();
-        overlay(&mut b, &json::from_str(patch).unwrap());
+        overlay(&mut b, json::from_str(patch).unwrap());
         json::to_string(&b)
     }
 

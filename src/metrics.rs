@@ -29,6 +29,8 @@ pub struct Metrics {
     reports: [AtomicU64; 3],
     stuck: AtomicU64,
     in_flight: AtomicI64,
+    held_bytes: AtomicU64,
+    poll_pauses: AtomicU64,
     last_success_unix: AtomicI64,
     last_success: Mutex<Option<Instant>>,
     clock: Mutex<PollClock>,
@@ -54,6 +56,8 @@ impl Metrics {
             reports: Default::default(),
             stuck: AtomicU64::new(0),
             in_flight: AtomicI64::new(0),
+            held_bytes: AtomicU64::new(0),
+            poll_pauses: AtomicU64::new(0),
             last_success_unix: AtomicI64::new(0),
             last_success: Mutex::new(None),
             clock: Mutex::new(PollClock { open: 0, closed_since: Some(Instant::now()), closed_total: Duration::ZERO }),
@@ -96,6 +100,16 @@ impl Metrics {
 
     pub(crate) fn add_in_flight(&self, delta: i64) {
         self.in_flight.fetch_add(delta, Ordering::SeqCst);
+    }
+
+    /// The weight of the messages held now (see `agent::Budget`).
+    pub(crate) fn set_held_bytes(&self, bytes: usize) {
+        self.held_bytes.store(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// The polls paused because the messages held reached their budget.
+    pub(crate) fn poll_paused(&self) {
+        self.poll_pauses.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A poll request is about to be sent.
@@ -174,6 +188,18 @@ impl Metrics {
         );
         family("messages_in_flight", "gauge", "Messages accepted and not yet handled.", vec![(String::new(), self.in_flight().to_string())]);
         family(
+            "held_message_bytes",
+            "gauge",
+            "The weight of the messages held (queued or being handled); polls pause at the budget.",
+            vec![(String::new(), self.held_bytes.load(Ordering::Relaxed).to_string())],
+        );
+        family(
+            "poll_pauses_total",
+            "counter",
+            "Times the polls paused because the messages held reached their budget.",
+            vec![(String::new(), self.poll_pauses.load(Ordering::Relaxed).to_string())],
+        );
+        family(
             "kubernetes_requests_total",
             "counter",
             "HTTP requests sent to the Kubernetes API, retries included.",
@@ -208,6 +234,6 @@ mod tests {
         assert!(text.contains("kubernetes_agent_polls_total{outcome=\"message\"} 1\n"), "{text}");
         assert!(text.contains("kubernetes_agent_jobs_total{result=\"refused\"} 0\n"), "{text}");
         assert!(text.contains("kubernetes_agent_kubernetes_requests_total 7\n"), "{text}");
-        assert!(text.lines().filter(|l| l.starts_with("# TYPE")).count() == 10);
+        assert!(text.lines().filter(|l| l.starts_with("# TYPE")).count() == 12);
     }
 }

@@ -154,7 +154,15 @@ pub struct Remote {
 impl Remote {
     /// Builds the client and signs the first token.
     pub fn new(connection: Connection, org_id: &str, runner_id: &str, key: RunnerKey, token_lifetime: Option<Duration>, hold: Duration) -> Result<Remote> {
-        let proxy = connection.proxy.as_deref().map(ureq::Proxy::new).transpose().map_err(|e| Error::transport("configuring the proxy", e))?;
+        crate::redact::set(crate::redact::Slot::RemoteUserinfo, &crate::redact::userinfo(&connection.base_url).iter().map(String::as_str).collect::<Vec<_>>());
+        let proxy_userinfo = connection.proxy.as_deref().map(crate::redact::userinfo).unwrap_or_default();
+        crate::redact::set(crate::redact::Slot::ProxyUserinfo, &proxy_userinfo.iter().map(String::as_str).collect::<Vec<_>>());
+        let proxy = connection
+            .proxy
+            .as_deref()
+            .map(ureq::Proxy::new)
+            .transpose()
+            .map_err(|_| Error::transport("configuring the proxy", "the proxy URL is not understood"))?;
         let agent = http::agent(&AgentSettings { trust: connection.trust.clone(), proxy, timeout: hold + POLL_MARGIN, redirects: 0 });
         let remote =
             Remote { connection, org_id: org_id.into(), runner_id: runner_id.into(), key, token_lifetime, agent, token: Mutex::new((String::new(), None)) };
@@ -168,13 +176,18 @@ impl Remote {
     }
 
     /// The poll URL.
-    pub fn poll_url(&self) -> String {
+    fn poll_url(&self) -> String {
         format!("{}/orgs/{}/remote-runners/{}/actions/poll-requests", self.connection.base_url, self.org_id, self.runner_id)
     }
 
-    /// The Orchestrator base URL.
-    pub fn base_url(&self) -> &str {
-        &self.connection.base_url
+    /// The poll URL as logs show it: userinfo replaced by `***`.
+    pub fn shown_poll_url(&self) -> String {
+        crate::redact::url_without_userinfo(&self.poll_url())
+    }
+
+    /// The Orchestrator base URL as logs show it: userinfo replaced by `***`.
+    pub fn shown_url(&self) -> String {
+        crate::redact::url_without_userinfo(&self.connection.base_url)
     }
 
     fn sign(&self) -> String {
@@ -188,6 +201,7 @@ impl Remote {
             exp: lifetime.map(|l| now + l.as_secs()),
         };
         let token = jwt::sign(&self.key, &claims);
+        crate::redact::set(crate::redact::Slot::Jwt, &[&token]);
         // Re-sign when 80 % of the lifetime has passed.
         let renew_at = lifetime.map(|l| Instant::now() + l.mul_f32(0.8));
         *self.token.lock().unwrap_or_else(|p| p.into_inner()) = (token.clone(), renew_at);
@@ -220,7 +234,7 @@ impl Remote {
     pub fn report_failure(&self, deployment_id: &str, token: &Secret, message: &str) -> Result<ReportOutcome> {
         let url = format!("{}/orgs/{}/deployments/{}/results", self.connection.base_url, self.org_id, crate::kube::request::encode(deployment_id));
         let body = format!(r#"{{"status":"failure","error":{{"error":"REMOTE_RUNNER","message":{}}}}}"#, miniserde::json::to_string(&message.to_string()));
-        let operation = format!("reporting the failure of deployment {deployment_id} to {}", self.connection.base_url);
+        let operation = format!("reporting the failure of deployment {} to {}", crate::kube::request::encode(deployment_id), self.shown_url());
         let reply = http::call(
             &self.agent,
             "POST",
@@ -235,7 +249,7 @@ impl Remote {
             200..=299 => Ok(ReportOutcome::Accepted),
             409 => Ok(ReportOutcome::AlreadyFinal),
             code => {
-                let detail: String = reply.body.chars().filter(|c| !c.is_control()).take(200).collect();
+                let detail: String = crate::redact::scrub(&reply.body).chars().filter(|c| !c.is_control()).take(200).collect();
                 Err(Error::transport(operation, format!("the Orchestrator answered HTTP {code}: {detail}")))
             }
         }

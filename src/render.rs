@@ -2,14 +2,16 @@
 //! the `batch/v1` Job the agent will create. The stages run in this order, in
 //! [`render`] and nowhere else:
 //!
-//! 1. `validate_name`: `job_id` must be a DNS-1123 label (it becomes the Job name);
-//! 2. `validate_namespace`: a DNS-1123 label, and on the allow-list when there is one;
-//! 3. `place_jobspec`: the embedded template (`job-template.json`, the Orchestrator's
+//! 1. `namespace_allowed`: the namespace on the allow-list when there is one (the Job
+//!    name and the namespace are already valid [`Name`]s: `message::decode` made them);
+//! 2. `place_jobspec`: the embedded template (`job-template.json`, the Orchestrator's
 //!    defaults of PROTOCOL §5) with the message's JobSpec overlaid on `spec`;
-//! 4. `overlay_policy`: the local policy template overlaid on the whole Job;
-//! 5. `stamp_identity`: name, namespace, labels and annotations (set last, so neither the
+//! 3. `overlay_policy`: the local policy template overlaid on the whole Job;
+//! 4. `stamp_identity`: name, namespace, labels and annotations (set last, so neither the
 //!    JobSpec nor the policy can change them);
-//! 6. `apply_mirrors`: image references rewritten by registry prefix;
+//! 5. `apply_mirrors`: image references rewritten by registry prefix;
+//! 6. `settle_service_account`: the account the pod will run as, with the deprecated
+//!    `serviceAccount` field made to agree with `serviceAccountName` (or refused);
 //! 7. `enforce`: privileged containers, host namespaces, hostPath volumes and service
 //!    accounts checked on the final pod spec.
 //!
@@ -21,8 +23,10 @@ use miniserde::json::{self, Object, Value};
 use crate::error::{Error, Result};
 use crate::json::get;
 use crate::merge;
-use crate::message::CreateJob;
 use crate::mirror::{self, Mirror};
+use crate::name::Name;
+
+pub use crate::name::is_dns1123_label;
 
 /// The embedded template every Job starts from.
 pub const JOB_TEMPLATE: &str = include_str!("job-template.json");
@@ -69,44 +73,23 @@ pub struct JobPolicy {
     pub org_id: Option<String>,
 }
 
-/// Renders the Job for `message` under `policy`.
-pub fn render(message: &CreateJob, policy: &JobPolicy) -> Result<Value> {
-    validate_name(&message.job_id)?;
-    validate_namespace(&message.namespace, &policy.namespaces)?;
-    let mut job = place_jobspec(&message.configuration)?;
+/// Renders the Job named `job_id` in `namespace` from the message's `jobspec` under
+/// `policy`. Takes the JobSpec by value: it is moved into the Job, never copied.
+pub fn render(job_id: &Name, namespace: &Name, jobspec: Value, policy: &JobPolicy) -> Result<Value> {
+    namespace_allowed(namespace, &policy.namespaces)?;
+    let mut job = place_jobspec(jobspec)?;
     overlay_policy(&mut job, policy.overlay.as_ref());
-    stamp_identity(&mut job, message, policy);
+    stamp_identity(&mut job, job_id, namespace, policy);
     apply_mirrors(&mut job, &policy.mirrors);
+    settle_service_account(&mut job)?;
     enforce(&job, policy)?;
     Ok(job)
 }
 
-/// True for a DNS-1123 label: 1–63 of `[a-z0-9-]`, starting and ending alphanumeric.
-pub fn is_dns1123_label(s: &str) -> bool {
-    let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
-    let b = s.as_bytes();
-    !b.is_empty() && b.len() <= 63 && alnum(b[0]) && alnum(b[b.len() - 1]) && b.iter().all(|&c| alnum(c) || c == b'-')
-}
-
-fn validate_name(job_id: &str) -> Result<()> {
-    if is_dns1123_label(job_id) {
-        return Ok(());
-    }
-    let shown: String = job_id.chars().filter(|c| !c.is_control()).take(80).collect();
-    let why = if job_id.len() > 63 {
-        format!("is {} characters long; Job names are at most 63", job_id.len())
-    } else {
-        "is not a DNS-1123 label (lowercase letters, digits and '-', starting and ending with a letter or digit)".to_string()
-    };
-    Err(Error::Refused { rule: "job-name", detail: format!("job_id '{shown}' {why}") })
-}
-
-fn validate_namespace(namespace: &str, allowed: &[String]) -> Result<()> {
-    if !is_dns1123_label(namespace) {
-        let shown: String = namespace.chars().filter(|c| !c.is_control()).take(80).collect();
-        return Err(Error::Refused { rule: "namespace-allow-list", detail: format!("namespace '{shown}' is not a valid namespace name") });
-    }
-    if !allowed.is_empty() && !allowed.iter().any(|a| a == namespace) {
+/// Refuses a namespace that is not on the allow-list (`JOB_NAMESPACES`), when there is
+/// one. Applied to both actions: a status check never reads outside it either.
+pub fn namespace_allowed(namespace: &Name, allowed: &[String]) -> Result<()> {
+    if !allowed.is_empty() && !allowed.iter().any(|a| namespace == a.as_str()) {
         return Err(Error::Refused {
             rule: "namespace-allow-list",
             detail: format!(
@@ -118,31 +101,31 @@ fn validate_namespace(namespace: &str, allowed: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn place_jobspec(jobspec: &Value) -> Result<Value> {
+fn place_jobspec(jobspec: Value) -> Result<Value> {
     if !matches!(jobspec, Value::Object(_)) {
         return Err(Error::decode("create-job message", "field 'configuration' is not a JSON object (it must be a Kubernetes JobSpec)"));
     }
     let mut job: Value = json::from_str(JOB_TEMPLATE).expect("the embedded Job template is valid JSON (checked by a unit test)");
     let mut patch = Object::new();
-    patch.insert("spec".into(), jobspec.clone());
-    merge::overlay(&mut job, &Value::Object(patch));
+    patch.insert("spec".into(), jobspec);
+    merge::overlay(&mut job, Value::Object(patch));
     Ok(job)
 }
 
 fn overlay_policy(job: &mut Value, overlay: Option<&Value>) {
     if let Some(o) = overlay {
-        merge::overlay(job, o);
+        merge::overlay(job, o.clone());
     }
 }
 
-fn stamp_identity(job: &mut Value, message: &CreateJob, policy: &JobPolicy) {
+fn stamp_identity(job: &mut Value, job_id: &Name, namespace: &Name, policy: &JobPolicy) {
     let runner_label = policy.runner_id.as_deref().filter(|r| is_label_value(r));
     let meta = object_at(job, &["metadata"]);
-    meta.insert("name".into(), Value::String(message.job_id.clone()));
-    meta.insert("namespace".into(), Value::String(message.namespace.clone()));
+    meta.insert("name".into(), Value::String(job_id.to_string()));
+    meta.insert("namespace".into(), Value::String(namespace.to_string()));
     let labels = object_in(meta, "labels");
     labels.insert(LABEL_MANAGED_BY.into(), Value::String(MANAGED_BY.into()));
-    labels.insert(LABEL_DEPLOYMENT_ID.into(), Value::String(message.job_id.clone()));
+    labels.insert(LABEL_DEPLOYMENT_ID.into(), Value::String(job_id.to_string()));
     if let Some(r) = runner_label {
         labels.insert(LABEL_RUNNER_ID.into(), Value::String(r.into()));
     }
@@ -158,7 +141,7 @@ fn stamp_identity(job: &mut Value, message: &CreateJob, policy: &JobPolicy) {
     }
     let pod_labels = object_at(job, &["spec", "template", "metadata", "labels"]);
     pod_labels.insert(LABEL_MANAGED_BY.into(), Value::String(MANAGED_BY.into()));
-    pod_labels.insert(LABEL_DEPLOYMENT_ID.into(), Value::String(message.job_id.clone()));
+    pod_labels.insert(LABEL_DEPLOYMENT_ID.into(), Value::String(job_id.to_string()));
     if let Some(r) = runner_label {
         pod_labels.insert(LABEL_RUNNER_ID.into(), Value::String(r.into()));
     }
@@ -207,8 +190,8 @@ fn enforce(job: &Value, policy: &JobPolicy) -> Result<()> {
         }
     }
     if !policy.service_accounts.is_empty() {
-        let account = pod.and_then(|p| get(p, &["serviceAccountName"]).or_else(|| get(p, &["serviceAccount"])));
-        let account = match account {
+        // settle_service_account made serviceAccountName the account the pod runs as.
+        let account = match pod.and_then(|p| get(p, &["serviceAccountName"])) {
             Some(Value::String(s)) if !s.is_empty() => s.as_str(),
             _ => "default",
         };
@@ -218,6 +201,43 @@ fn enforce(job: &Value, policy: &JobPolicy) -> Result<()> {
                 detail: format!(
                     "service account '{account}' is not in JOB_SERVICE_ACCOUNTS ({}); set the runner's job service account to one of them (chart: jobsRbac.serviceAccountName)",
                     policy.service_accounts.join(", ")
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Makes `serviceAccountName` name the account the pod will run as, and refuses a pod
+/// whose two service-account fields disagree. Kubernetes runs a pod whose
+/// `serviceAccountName` is empty as the deprecated `serviceAccount` when that is set, so
+/// checking `serviceAccountName` alone would let `{"serviceAccountName": "",
+/// "serviceAccount": "admin"}` past an allow-list of `default`. After this stage both
+/// fields, when present, hold the same name, and that is the one `enforce` checks.
+fn settle_service_account(job: &mut Value) -> Result<()> {
+    let Some(Value::Object(pod)) = get_mut(job, &["spec", "template", "spec"]) else { return Ok(()) };
+    let field = |pod: &Object, key: &str| -> Result<String> {
+        match pod.get(key) {
+            None => Ok(String::new()),
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(_) => Err(Error::Refused { rule: "service-account-fields", detail: format!("the pod's {key} is not a string") }),
+        }
+    };
+    let (current, deprecated) = (field(pod, "serviceAccountName")?, field(pod, "serviceAccount")?);
+    match (current.is_empty(), deprecated.is_empty()) {
+        (_, true) => {}
+        (true, false) => {
+            pod.insert("serviceAccountName".into(), Value::String(deprecated));
+        }
+        (false, false) if current == deprecated => {}
+        (false, false) => {
+            let show = |s: &str| s.chars().filter(|c| !c.is_control()).take(63).collect::<String>();
+            return Err(Error::Refused {
+                rule: "service-account-fields",
+                detail: format!(
+                    "the pod sets serviceAccountName '{}' and the deprecated serviceAccount '{}'; they must agree (set serviceAccountName only)",
+                    show(&current),
+                    show(&deprecated)
                 ),
             });
         }
@@ -296,10 +316,10 @@ fn object_in<'a>(o: &'a mut Object, key: &str) -> &'a mut Object {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::Secret;
 
-    fn message(jobspec: &str) -> CreateJob {
-        CreateJob { job_id: "d-1".into(), namespace: "jobs".into(), configuration: json::from_str(jobspec).unwrap(), deployment_token: Secret::new("t".into()) }
+    /// Renders `jobspec` as Job `d-1` in namespace `jobs`.
+    fn render_spec(jobspec: &str, policy: &JobPolicy) -> Result<Value> {
+        render(&Name::label("d-1").unwrap(), &Name::label("jobs").unwrap(), json::from_str(jobspec).unwrap(), policy)
     }
 
     const POD: &str = r#"{"template":{"spec":{"serviceAccountName":"runner","containers":[{"name":"main","image":"ghcr.io/humanitec/runner:1"}]}}}"#;
@@ -311,7 +331,7 @@ mod tests {
 
     #[test]
     fn template_defaults_fill_what_the_jobspec_omits_and_jobspec_wins() {
-        let job = render(&message(r#"{"backoffLimit":2,"template":{"spec":{"containers":[{"name":"main","image":"x"}]}}}"#), &JobPolicy::default()).unwrap();
+        let job = render_spec(r#"{"backoffLimit":2,"template":{"spec":{"containers":[{"name":"main","image":"x"}]}}}"#, &JobPolicy::default()).unwrap();
         assert!(matches!(get(&job, &["spec", "backoffLimit"]), Some(Value::Number(json::Number::U64(2)))));
         assert!(matches!(get(&job, &["spec", "ttlSecondsAfterFinished"]), Some(Value::Number(json::Number::U64(3600)))));
         assert!(matches!(get(&job, &["spec", "template", "spec", "restartPolicy"]), Some(Value::String(s)) if s == "Never"));
@@ -323,38 +343,61 @@ mod tests {
             overlay: Some(json::from_str(r#"{"metadata":{"name":"evil","labels":{"humanitec.dev/deployment-id":"x"}}}"#).unwrap()),
             ..JobPolicy::default()
         };
-        let job = render(&message(POD), &policy).unwrap();
+        let job = render_spec(POD, &policy).unwrap();
         assert!(matches!(get(&job, &["metadata", "name"]), Some(Value::String(s)) if s == "d-1"));
         assert!(matches!(get(&job, &["metadata", "labels", LABEL_DEPLOYMENT_ID]), Some(Value::String(s)) if s == "d-1"));
         assert!(matches!(get(&job, &["spec", "template", "metadata", "labels", LABEL_MANAGED_BY]), Some(Value::String(s)) if s == MANAGED_BY));
     }
 
     #[test]
-    fn over_long_and_invalid_job_ids_are_refused_by_rule() {
-        for bad in ["A-1", "-a", "a_b", "", &"a".repeat(64)] {
-            let mut m = message(POD);
-            m.job_id = bad.to_string();
-            let e = render(&m, &JobPolicy::default()).unwrap_err();
-            assert!(matches!(e, Error::Refused { rule: "job-name", .. }), "{bad}: {e}");
-        }
-        let mut m = message(POD);
-        m.job_id = "a".repeat(63);
-        assert!(render(&m, &JobPolicy::default()).is_ok());
-    }
-
-    #[test]
     fn namespace_outside_the_allow_list_is_refused() {
         let policy = JobPolicy { namespaces: vec!["other".into()], ..JobPolicy::default() };
-        let e = render(&message(POD), &policy).unwrap_err().to_string();
+        let e = render_spec(POD, &policy).unwrap_err().to_string();
         assert!(e.contains("'namespace-allow-list'") && e.contains("JOB_NAMESPACES"), "{e}");
     }
 
     #[test]
     fn service_account_outside_the_allow_list_is_refused_and_default_counts() {
         let policy = JobPolicy { service_accounts: vec!["runner".into()], ..JobPolicy::default() };
-        assert!(render(&message(POD), &policy).is_ok());
-        let e = render(&message(r#"{"template":{"spec":{"containers":[]}}}"#), &policy).unwrap_err().to_string();
+        assert!(render_spec(POD, &policy).is_ok());
+        let e = render_spec(r#"{"template":{"spec":{"containers":[]}}}"#, &policy).unwrap_err().to_string();
         assert!(e.contains("'service-account-allow-list'") && e.contains("'default'"), "{e}");
+    }
+
+    #[test]
+    fn an_empty_service_account_name_with_the_deprecated_field_set_is_checked_as_the_account_the_pod_runs_as() {
+        let policy = JobPolicy { service_accounts: vec!["default".into()], ..JobPolicy::default() };
+        let e = render_spec(r#"{"template":{"spec":{"serviceAccountName":"","serviceAccount":"admin","containers":[]}}}"#, &policy).unwrap_err().to_string();
+        assert!(e.contains("'service-account-allow-list'") && e.contains("'admin'"), "{e}");
+        let e = render_spec(r#"{"template":{"spec":{"serviceAccount":"admin","containers":[]}}}"#, &policy).unwrap_err().to_string();
+        assert!(e.contains("'admin'"), "{e}");
+        // Allowed, the deprecated field alone is copied into serviceAccountName, so the two agree.
+        let admin = JobPolicy { service_accounts: vec!["admin".into()], ..JobPolicy::default() };
+        let job = render_spec(r#"{"template":{"spec":{"serviceAccount":"admin","containers":[]}}}"#, &admin).unwrap();
+        assert!(matches!(get(&job, &["spec", "template", "spec", "serviceAccountName"]), Some(Value::String(s)) if s == "admin"));
+    }
+
+    #[test]
+    fn a_pod_whose_two_service_account_fields_disagree_is_never_sent() {
+        for policy in [JobPolicy::default(), JobPolicy { service_accounts: vec!["runner".into(), "admin".into()], ..JobPolicy::default() }] {
+            let e = render_spec(r#"{"template":{"spec":{"serviceAccountName":"runner","serviceAccount":"admin","containers":[]}}}"#, &policy).unwrap_err();
+            assert!(matches!(e, Error::Refused { rule: "service-account-fields", .. }), "{e}");
+            let e = render_spec(r#"{"template":{"spec":{"serviceAccountName":"runner","serviceAccount":7,"containers":[]}}}"#, &policy).unwrap_err();
+            assert!(matches!(e, Error::Refused { rule: "service-account-fields", .. }), "{e}");
+        }
+        assert!(
+            render_spec(r#"{"template":{"spec":{"serviceAccountName":"runner","serviceAccount":"runner","containers":[]}}}"#, &JobPolicy::default()).is_ok()
+        );
+    }
+
+    #[test]
+    fn the_policy_overlay_cannot_switch_the_service_account_through_the_deprecated_field() {
+        let policy = JobPolicy {
+            service_accounts: vec!["runner".into()],
+            overlay: Some(json::from_str(r#"{"spec":{"template":{"spec":{"serviceAccount":"admin"}}}}"#).unwrap()),
+            ..JobPolicy::default()
+        };
+        assert!(matches!(render_spec(POD, &policy), Err(Error::Refused { rule: "service-account-fields", .. })));
     }
 
     #[test]
@@ -365,26 +408,26 @@ mod tests {
             (r#"{"template":{"spec":{"volumes":[{"name":"root","hostPath":{"path":"/"}}]}}}"#, "no-host-path"),
         ];
         for (spec, rule) in cases {
-            let e = render(&message(spec), &JobPolicy::default()).unwrap_err();
+            let e = render_spec(spec, &JobPolicy::default()).unwrap_err();
             assert!(matches!(e, Error::Refused { rule: r, .. } if r == rule), "{spec}: {e}");
         }
         let all = JobPolicy { allow: Allow { privileged: true, host_namespaces: true, host_path: true }, ..JobPolicy::default() };
         for (spec, _) in cases {
-            assert!(render(&message(spec), &all).is_ok(), "{spec}");
+            assert!(render_spec(spec, &all).is_ok(), "{spec}");
         }
     }
 
     #[test]
     fn policy_overlay_cannot_sneak_in_privilege() {
         let policy = JobPolicy { overlay: Some(json::from_str(r#"{"spec":{"template":{"spec":{"hostNetwork":true}}}}"#).unwrap()), ..JobPolicy::default() };
-        assert!(matches!(render(&message(POD), &policy), Err(Error::Refused { rule: "no-host-namespaces", .. })));
+        assert!(matches!(render_spec(POD, &policy), Err(Error::Refused { rule: "no-host-namespaces", .. })));
     }
 
     #[test]
     fn mirrors_rewrite_every_container_kind() {
         let policy = JobPolicy { mirrors: vec![Mirror::parse("ghcr.io/humanitec=registry.internal/m", "IMAGE_MIRRORS").unwrap()], ..JobPolicy::default() };
         let spec = r#"{"template":{"spec":{"initContainers":[{"name":"i","image":"ghcr.io/humanitec/init:2"}],"containers":[{"name":"main","image":"ghcr.io/humanitec/runner:1"},{"name":"s","image":"quay.io/x:1"}]}}}"#;
-        let job = json::to_string(&render(&message(spec), &policy).unwrap());
+        let job = json::to_string(&render_spec(spec, &policy).unwrap());
         assert!(job.contains(r#""image":"registry.internal/m/runner:1""#), "{job}");
         assert!(job.contains(r#""image":"registry.internal/m/init:2""#), "{job}");
         assert!(job.contains(r#""image":"quay.io/x:1""#), "{job}");

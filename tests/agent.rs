@@ -11,21 +11,11 @@ use support::kube::{get, text};
 const HOLD: Duration = Duration::from_secs(2);
 const WAIT: Duration = Duration::from_secs(20);
 
-fn started(world: &World, extra: &[(&str, &str)]) -> support::agent::AgentProcess {
-    let agent = world.spawn(extra);
-    assert!(world.orch.wait_for_polls(RUNNER, 1, WAIT), "the agent never opened a poll: {:?}", agent.logs());
-    agent
-}
-
-fn push(world: &World, message: &str) {
-    assert!(world.orch.push_retrying(RUNNER, message, Duration::from_secs(10)) > 0, "no poll took the message");
-}
-
 #[test]
 fn create_job_makes_one_labelled_job_with_mirrored_image() {
     let world = World::new(HOLD);
-    let agent = started(&world, &[("IMAGE_MIRRORS", "ghcr.io/humanitec=registry.internal/mirror")]);
-    push(&world, &world.create_job_message("d-100", "jobs"));
+    let agent = world.started(&[("IMAGE_MIRRORS", "ghcr.io/humanitec=registry.internal/mirror")]);
+    world.push(&world.create_job_message("d-100", "jobs"));
     assert!(eventually(WAIT, || world.kube.job("jobs", "d-100").is_some()), "{:?}", agent.logs());
     let job = world.kube.job("jobs", "d-100").unwrap();
     assert_eq!(get(&job, &["metadata", "labels", LABEL_DEPLOYMENT_ID]).and_then(text).as_deref(), Some("d-100"));
@@ -39,7 +29,7 @@ fn create_job_makes_one_labelled_job_with_mirrored_image() {
 #[test]
 fn duplicate_create_job_on_two_polls_makes_one_job() {
     let world = World::new(HOLD);
-    let agent = started(&world, &[]);
+    let agent = world.started(&[]);
     assert!(world.orch.wait_for_polls(RUNNER, 2, WAIT), "two staggered polls must be open");
     assert_eq!(world.orch.push(RUNNER, &world.create_job_message("d-101", "jobs")), 2);
     assert!(eventually(WAIT, || world.kube.job("jobs", "d-101").is_some()));
@@ -50,7 +40,7 @@ fn duplicate_create_job_on_two_polls_makes_one_job() {
 #[test]
 fn two_replicas_make_one_job_and_one_accepted_report() {
     let world = World::new(HOLD);
-    let a = started(&world, &[("JOB_NAMESPACES", "jobs")]);
+    let a = world.started(&[("JOB_NAMESPACES", "jobs")]);
     let b = world.spawn(&[("JOB_NAMESPACES", "jobs")]);
     assert!(world.orch.wait_for_polls(RUNNER, 4, WAIT), "both replicas keep two polls open");
     assert!(world.orch.push(RUNNER, &world.create_job_message("d-102", "jobs")) >= 2);
@@ -71,11 +61,11 @@ fn two_replicas_make_one_job_and_one_accepted_report() {
 #[test]
 fn policy_refusal_is_reported_with_the_rule_and_never_created() {
     let world = World::new(HOLD);
-    let agent = started(&world, &[]);
+    let agent = world.started(&[]);
     let token = "deploy-token-d-104";
     world.orch.expect_deployment("d-104", token);
     let privileged = create_job_message("d-104", "jobs", token).replace(r#""allowPrivilegeEscalation":false"#, r#""privileged":true"#);
-    push(&world, &privileged);
+    world.push(&privileged);
     assert!(eventually(WAIT, || !world.orch.results().is_empty()), "{:?}", agent.logs());
     let r = &world.orch.results()[0];
     assert_eq!((r.deployment.as_str(), r.token.as_str(), r.status), ("d-104", token, 204));
@@ -88,26 +78,26 @@ fn policy_refusal_is_reported_with_the_rule_and_never_created() {
 #[test]
 fn jobspec_kubernetes_rejects_is_reported_and_the_agent_keeps_serving() {
     let world = World::new(HOLD);
-    let agent = started(&world, &[]);
+    let agent = world.started(&[]);
     world.orch.expect_deployment("d-105", "t5");
     let no_image = create_job_message("d-105", "jobs", "t5").replace(r#""image":"ghcr.io/humanitec/platform-orchestrator-runner:1.4.0","#, "");
-    push(&world, &no_image);
+    world.push(&no_image);
     assert!(eventually(WAIT, || !world.orch.results().is_empty()), "{:?}", agent.logs());
     let body = &world.orch.results()[0].body;
     assert!(body.contains("422 Invalid") && body.contains("spec.template.spec.containers[0].image"), "{body}");
-    push(&world, &world.create_job_message("d-106", "jobs"));
+    world.push(&world.create_job_message("d-106", "jobs"));
     assert!(eventually(WAIT, || world.kube.job("jobs", "d-106").is_some()));
 }
 
 #[test]
 fn undecodable_and_unknown_messages_are_skipped_and_polling_continues() {
     let world = World::new(HOLD);
-    let agent = started(&world, &[]);
-    push(&world, "this is not json");
-    push(&world, r#"{"action":"delete-everything","job_id":"x"}"#);
+    let agent = world.started(&[]);
+    world.push("this is not json");
+    world.push(r#"{"action":"delete-everything","job_id":"x"}"#);
     world.orch.expect_deployment("d-107", "t7");
-    push(&world, r#"{"action":"create-job","job_id":"d-107","namespace":"jobs","configuration":"not a jobspec","deployment_token":"t7"}"#);
-    push(&world, &world.create_job_message("d-108", "jobs"));
+    world.push(r#"{"action":"create-job","job_id":"d-107","namespace":"jobs","configuration":"not a jobspec","deployment_token":"t7"}"#);
+    world.push(&world.create_job_message("d-108", "jobs"));
     assert!(eventually(WAIT, || world.kube.job("jobs", "d-108").is_some()), "{:?}", agent.logs());
     assert!(eventually(WAIT, || agent.metric("kubernetes_agent_messages_total{action=\"invalid\"}") == 3.0));
     assert!(eventually(WAIT, || world.orch.results().iter().any(|r| r.deployment == "d-107" && r.body.contains("configuration"))));
@@ -117,14 +107,14 @@ fn undecodable_and_unknown_messages_are_skipped_and_polling_continues() {
 #[test]
 fn check_job_status_reports_a_stuck_job_with_its_warning_events_newest_first() {
     let world = World::new(HOLD);
-    let agent = started(&world, &[]);
-    push(&world, &world.create_job_message("d-109", "jobs"));
+    let agent = world.started(&[]);
+    world.push(&world.create_job_message("d-109", "jobs"));
     assert!(eventually(WAIT, || world.kube.job("jobs", "d-109").is_some()));
     world.kube.add_pod("jobs", "d-109", "d-109-x1", "Pending");
     world.kube.add_event("jobs", ("Pod", "d-109-x1"), "Warning", "FailedScheduling", "0/3 nodes are available: insufficient memory", "2026-11-27T10:00:00Z");
     world.kube.add_event("jobs", ("Job", "d-109"), "Warning", "FailedCreate", "exceeded quota", "2026-11-27T10:05:00Z");
     world.kube.add_event("jobs", ("Pod", "d-109-x1"), "Normal", "Scheduled", "ignored", "2026-11-27T10:06:00Z");
-    push(&world, &check_message("d-109", "jobs", "deploy-token-d-109", "2020-01-01T00:00:00Z"));
+    world.push(&check_message("d-109", "jobs", "deploy-token-d-109", "2020-01-01T00:00:00Z"));
     assert!(eventually(WAIT, || !world.orch.results().is_empty()), "{:?}", agent.logs());
     let body = &world.orch.results()[0].body;
     let quota = body.find("2026-11-27T10:05:00Z - FailedCreate - exceeded quota").expect(body);
@@ -135,20 +125,20 @@ fn check_job_status_reports_a_stuck_job_with_its_warning_events_newest_first() {
 #[test]
 fn check_job_status_is_silent_before_expiry_and_for_finished_or_running_jobs() {
     let world = World::new(HOLD);
-    let agent = started(&world, &[]);
+    let agent = world.started(&[]);
     for (id, phase) in [("d-110", "Running"), ("d-111", "")] {
-        push(&world, &world.create_job_message(id, "jobs"));
+        world.push(&world.create_job_message(id, "jobs"));
         assert!(eventually(WAIT, || world.kube.job("jobs", id).is_some()));
         if !phase.is_empty() {
             world.kube.add_pod("jobs", id, &format!("{id}-p"), phase);
         }
     }
     world.kube.set_job_status("jobs", "d-111", "succeeded");
-    push(&world, &check_message("d-110", "jobs", "deploy-token-d-110", "2020-01-01T00:00:00Z"));
-    push(&world, &check_message("d-111", "jobs", "deploy-token-d-111", "2020-01-01T00:00:00Z"));
-    push(&world, &check_message("d-112", "jobs", "t", "2999-01-01T00:00:00Z"));
+    world.push(&check_message("d-110", "jobs", "deploy-token-d-110", "2020-01-01T00:00:00Z"));
+    world.push(&check_message("d-111", "jobs", "deploy-token-d-111", "2020-01-01T00:00:00Z"));
+    world.push(&check_message("d-112", "jobs", "t", "2999-01-01T00:00:00Z"));
     world.orch.expect_deployment("d-113", "t13");
-    push(&world, &check_message("d-113", "jobs", "t13", "2020-01-01T00:00:00Z"));
+    world.push(&check_message("d-113", "jobs", "t13", "2020-01-01T00:00:00Z"));
     assert!(eventually(WAIT, || !world.orch.results().is_empty()), "{:?}", agent.logs());
     assert!(eventually(WAIT, || agent.metric("kubernetes_agent_messages_total{action=\"check-job-status\"}") == 4.0));
     std::thread::sleep(Duration::from_millis(300));
@@ -171,7 +161,7 @@ fn orchestrator_down_then_back_loses_no_delivered_message_and_shows_backoff() {
     assert!(during < 40.0, "backoff must slow the retries down, saw {during} failed polls in ~2 s");
     world.orch.set_down(None);
     assert!(world.orch.wait_for_polls(RUNNER, 1, Duration::from_secs(40)), "{:?}", agent.logs());
-    push(&world, &world.create_job_message("d-114", "jobs"));
+    world.push(&world.create_job_message("d-114", "jobs"));
     assert!(eventually(WAIT, || world.kube.job("jobs", "d-114").is_some()));
     assert!(eventually(WAIT, || agent.get("/readyz").0 == 200));
 }
@@ -201,9 +191,9 @@ fn unknown_runner_is_a_loud_404_and_the_agent_stays_up() {
 #[test]
 fn sigterm_during_a_create_finishes_it_and_exits_zero() {
     let world = World::new(HOLD);
-    let mut agent = started(&world, &[]);
+    let mut agent = world.started(&[]);
     world.kube.fail_next("POST", "/jobs", 429, "TooManyRequests", Some(1), 1);
-    push(&world, &world.create_job_message("d-115", "jobs"));
+    world.push(&world.create_job_message("d-115", "jobs"));
     agent.wait_for_log("retrying in", WAIT).expect("the create is being retried");
     agent.signal(libc::SIGTERM);
     let status = agent.wait_exit(WAIT).expect("the agent exits after SIGTERM");
@@ -215,7 +205,7 @@ fn sigterm_during_a_create_finishes_it_and_exits_zero() {
 #[test]
 fn sigint_stops_an_idle_agent_promptly() {
     let world = World::new(HOLD);
-    let mut agent = started(&world, &[]);
+    let mut agent = world.started(&[]);
     agent.signal(libc::SIGINT);
     let status = agent.wait_exit(Duration::from_secs(5)).expect("exit within 5 s");
     assert!(status.success());
@@ -224,12 +214,12 @@ fn sigint_stops_an_idle_agent_promptly() {
 #[test]
 fn kubernetes_token_rotated_mid_run_is_picked_up() {
     let world = World::new(HOLD);
-    let agent = started(&world, &[]);
-    push(&world, &world.create_job_message("d-116", "jobs"));
+    let agent = world.started(&[]);
+    world.push(&world.create_job_message("d-116", "jobs"));
     assert!(eventually(WAIT, || world.kube.job("jobs", "d-116").is_some()));
     world.kube.rotate_token("kube-token-rotated");
     std::fs::write(&world.token_file, "kube-token-rotated\n").unwrap();
-    push(&world, &world.create_job_message("d-117", "jobs"));
+    world.push(&world.create_job_message("d-117", "jobs"));
     assert!(eventually(WAIT, || world.kube.job("jobs", "d-117").is_some()), "{:?}", agent.logs());
     assert!(world.orch.results().is_empty());
 }
@@ -237,7 +227,7 @@ fn kubernetes_token_rotated_mid_run_is_picked_up() {
 #[test]
 fn jwt_lifetime_option_adds_iat_and_exp_and_default_has_neither() {
     let world = World::new(HOLD);
-    let plain = started(&world, &[]);
+    let plain = world.started(&[]);
     assert!(eventually(WAIT, || world.orch.polls().iter().any(|p| p.claims.is_some())), "{:?}", plain.logs());
     drop(plain);
     let claims = world.orch.polls().into_iter().find_map(|p| p.claims).unwrap();
@@ -253,7 +243,7 @@ fn jwt_lifetime_option_adds_iat_and_exp_and_default_has_neither() {
 #[test]
 fn burst_of_200_create_jobs_creates_every_job_once() {
     let world = World::new(HOLD);
-    let agent = started(&world, &[]);
+    let agent = world.started(&[]);
     assert!(world.orch.wait_for_polls(RUNNER, 2, WAIT));
     let before = agent.metric("kubernetes_agent_no_poll_open_seconds_total");
     let mut first_try_misses = 0;
@@ -278,8 +268,8 @@ fn burst_of_200_create_jobs_creates_every_job_once() {
 fn https_proxy_carries_the_orchestrator_traffic_and_never_the_kubernetes_api() {
     let world = World::new(HOLD);
     let proxy = support::proxy::Proxy::start();
-    let agent = started(&world, &[("HTTPS_PROXY", &proxy.url()), ("NO_PROXY", "example.internal")]);
-    push(&world, &world.create_job_message("d-118", "jobs"));
+    let agent = world.started(&[("HTTPS_PROXY", &proxy.url()), ("NO_PROXY", "example.internal")]);
+    world.push(&world.create_job_message("d-118", "jobs"));
     assert!(eventually(WAIT, || world.kube.job("jobs", "d-118").is_some()), "{:?}", agent.logs());
     let tunnels = proxy.tunnels();
     let orch = world.orch.server.addr.to_string();
@@ -292,8 +282,8 @@ fn https_proxy_carries_the_orchestrator_traffic_and_never_the_kubernetes_api() {
 fn no_proxy_matching_the_orchestrator_bypasses_the_proxy() {
     let world = World::new(HOLD);
     let proxy = support::proxy::Proxy::start();
-    let _agent = started(&world, &[("HTTPS_PROXY", &proxy.url()), ("NO_PROXY", "localhost,127.0.0.1")]);
-    push(&world, &world.create_job_message("d-119", "jobs"));
+    let _agent = world.started(&[("HTTPS_PROXY", &proxy.url()), ("NO_PROXY", "localhost,127.0.0.1")]);
+    world.push(&world.create_job_message("d-119", "jobs"));
     assert!(eventually(WAIT, || world.kube.job("jobs", "d-119").is_some()));
     assert!(proxy.tunnels().is_empty(), "{:?}", proxy.tunnels());
 }
@@ -309,8 +299,8 @@ fn dropped_truncated_oversized_and_failed_polls_are_survived() {
         PollFault::Oversized(2 << 20),
         PollFault::Slow(Duration::from_millis(300)),
     ]);
-    let agent = started(&world, &[("POLLS", "1")]);
-    push(&world, &world.create_job_message("d-120", "jobs"));
+    let agent = world.started(&[("POLLS", "1")]);
+    world.push(&world.create_job_message("d-120", "jobs"));
     assert!(eventually(WAIT, || world.kube.job("jobs", "d-120").is_some()), "{:?}", agent.logs());
     assert!(agent.metric("kubernetes_agent_polls_total{outcome=\"transport_error\"}") >= 3.0);
     assert!(agent.metric("kubernetes_agent_polls_total{outcome=\"server_error\"}") >= 1.0);
@@ -321,7 +311,7 @@ fn dropped_truncated_oversized_and_failed_polls_are_survived() {
 #[test]
 fn logs_are_json_lines_with_runner_id_by_default() {
     let world = World::new(HOLD);
-    let agent = started(&world, &[("LOG_FORMAT", "")]);
+    let agent = world.started(&[("LOG_FORMAT", "")]);
     let line = agent.wait_for_log("polling", WAIT).expect("a start-up line");
     let value: miniserde::json::Value = miniserde::json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
     assert_eq!(get(&value, &["runnerId"]).and_then(text).as_deref(), Some(RUNNER));
@@ -331,8 +321,8 @@ fn logs_are_json_lines_with_runner_id_by_default() {
 #[test]
 fn rust_log_overrides_log_level() {
     let world = World::new(HOLD);
-    let agent = started(&world, &[("LOG_LEVEL", "debug"), ("RUST_LOG", "error")]);
-    push(&world, &world.create_job_message("d-121", "jobs"));
+    let agent = world.started(&[("LOG_LEVEL", "debug"), ("RUST_LOG", "error")]);
+    world.push(&world.create_job_message("d-121", "jobs"));
     assert!(eventually(WAIT, || world.kube.job("jobs", "d-121").is_some()));
     std::thread::sleep(Duration::from_millis(200));
     assert!(!agent.logs().iter().any(|l| l.contains("created Job")), "info lines must be filtered out: {:?}", agent.logs());
@@ -341,10 +331,10 @@ fn rust_log_overrides_log_level() {
 #[test]
 fn polls_reuse_kept_alive_connections() {
     let world = World::new(HOLD);
-    let _agent = started(&world, &[]);
+    let _agent = world.started(&[]);
     assert!(world.orch.wait_for_polls(RUNNER, 2, WAIT));
     for i in 0..20 {
-        push(&world, &world.create_job_message(&format!("d-ka-{i}"), "jobs"));
+        world.push(&world.create_job_message(&format!("d-ka-{i}"), "jobs"));
     }
     assert!(eventually(WAIT, || world.kube.job_names().len() == 20));
     let polls = world.orch.polls().len();
@@ -360,7 +350,7 @@ fn polls_reuse_kept_alive_connections() {
 #[test]
 fn after_a_message_the_polls_are_pulled_apart_so_later_holds_never_end_with_none_open() {
     let world = World::new(HOLD);
-    let agent = started(&world, &[]);
+    let agent = world.started(&[]);
     assert!(world.orch.wait_for_polls(RUNNER, 2, WAIT), "the second poll never opened: {:?}", agent.logs());
     let pushed = Instant::now();
     assert_eq!(world.orch.push(RUNNER, &check_message("d-apart", "jobs", "t", "2999-01-01T00:00:00Z")), 2, "both polls were open");
@@ -392,8 +382,8 @@ fn ssl_cert_file_is_honoured_like_go_and_openssl_and_a_wrong_ca_fails_loudly() {
     let world = World::new(HOLD);
     let ca = support::server::certs_dir().join("ca.pem").display().to_string();
     let other = support::server::certs_dir().join("other-ca.pem").display().to_string();
-    let _agent = started(&world, &[("REMOTE_CA_FILE", ""), ("SSL_CERT_FILE", &ca)]);
-    push(&world, &world.create_job_message("d-122", "jobs"));
+    let _agent = world.started(&[("REMOTE_CA_FILE", ""), ("SSL_CERT_FILE", &ca)]);
+    world.push(&world.create_job_message("d-122", "jobs"));
     assert!(eventually(WAIT, || world.kube.job("jobs", "d-122").is_some()));
     let wrong = world.spawn(&[("REMOTE_CA_FILE", ""), ("SSL_CERT_FILE", &other)]);
     let line = wrong.wait_for_log("TLS failed", WAIT).unwrap_or_else(|| panic!("{:?}", wrong.logs()));

@@ -11,6 +11,10 @@ use support::agent::TempDir;
 use support::kube::Kube;
 use support::server::certs_dir;
 
+fn n(s: &str) -> kubernetes_agent::name::Name {
+    kubernetes_agent::name::Name::subdomain(s).unwrap()
+}
+
 fn settings() -> kubernetes_agent::kube::client::Settings {
     kubernetes_agent::kube::client::Settings { first_backoff: Duration::from_millis(20), ..Default::default() }
 }
@@ -35,8 +39,8 @@ fn kube_error(e: Error) -> kubernetes_agent::kube::Status {
 fn create_then_duplicate_create_is_already_exists() {
     let (kube, dir) = (Kube::start("t"), TempDir::new("kc"));
     let c = client(&kube, &dir, "t");
-    c.send(&request::create_job("jobs", "d-1", JOB.into())).unwrap();
-    let status = kube_error(c.send(&request::create_job("jobs", "d-1", JOB.into())).unwrap_err());
+    c.send(&request::create_job(&n("jobs"), &n("d-1"), JOB.into())).unwrap();
+    let status = kube_error(c.send(&request::create_job(&n("jobs"), &n("d-1"), JOB.into())).unwrap_err());
     assert_eq!((status.code, status.reason()), (409, Reason::AlreadyExists));
     assert!(status.message.contains("already exists"));
     assert_eq!(kube.job_names(), vec!["d-1".to_string()]);
@@ -47,7 +51,7 @@ fn invalid_job_is_422_naming_the_field() {
     let (kube, dir) = (Kube::start("t"), TempDir::new("kc"));
     let c = client(&kube, &dir, "t");
     let bad = JOB.replace(r#""restartPolicy":"Never","#, r#""restartPolicy":"Always","#);
-    let status = kube_error(c.send(&request::create_job("jobs", "d-1", bad)).unwrap_err());
+    let status = kube_error(c.send(&request::create_job(&n("jobs"), &n("d-1"), bad)).unwrap_err());
     assert_eq!((status.code, status.reason()), (422, Reason::Invalid));
     assert!(status.message.contains("spec.template.spec.restartPolicy"), "{}", status.message);
     assert_eq!(kube.seen().len(), 1, "422 is permanent: no retry");
@@ -58,7 +62,7 @@ fn forbidden_is_not_retried() {
     let (kube, dir) = (Kube::start("t"), TempDir::new("kc"));
     kube.deny("create", "jobs");
     let c = client(&kube, &dir, "t");
-    let status = kube_error(c.send(&request::create_job("jobs", "d-1", JOB.into())).unwrap_err());
+    let status = kube_error(c.send(&request::create_job(&n("jobs"), &n("d-1"), JOB.into())).unwrap_err());
     assert_eq!(status.reason(), Reason::Forbidden);
     assert!(status.message.contains("cannot create resource \"jobs\""), "{}", status.message);
     assert_eq!(c.requests_sent(), 1);
@@ -70,7 +74,7 @@ fn too_many_requests_is_retried_after_the_servers_retry_after() {
     kube.fail_next("POST", "/jobs", 429, "TooManyRequests", Some(1), 1);
     let c = client(&kube, &dir, "t");
     let started = Instant::now();
-    c.send(&request::create_job("jobs", "d-1", JOB.into())).unwrap();
+    c.send(&request::create_job(&n("jobs"), &n("d-1"), JOB.into())).unwrap();
     assert!(started.elapsed() >= Duration::from_millis(950), "Retry-After: 1 must be honoured, waited {:?}", started.elapsed());
     assert_eq!(c.requests_sent(), 2);
     assert!(kube.job("jobs", "d-1").is_some());
@@ -81,7 +85,7 @@ fn server_errors_are_retried_a_bounded_number_of_times() {
     let (kube, dir) = (Kube::start("t"), TempDir::new("kc"));
     kube.fail_next("GET", "/jobs/d-1", 503, "ServiceUnavailable", None, 100);
     let c = client(&kube, &dir, "t");
-    let status = kube_error(c.send(&request::get_job("jobs", "d-1")).unwrap_err());
+    let status = kube_error(c.send(&request::get_job(&n("jobs"), &n("d-1"))).unwrap_err());
     assert_eq!(status.code, 503);
     assert_eq!(c.requests_sent(), u64::from(kubernetes_agent::kube::client::DEFAULT_MAX_ATTEMPTS));
 }
@@ -90,10 +94,10 @@ fn server_errors_are_retried_a_bounded_number_of_times() {
 fn rotated_token_is_picked_up_on_401_without_restart() {
     let (kube, dir) = (Kube::start("old"), TempDir::new("kc"));
     let c = client(&kube, &dir, "old");
-    c.send(&request::get_job("jobs", "none")).unwrap_err();
+    c.send(&request::get_job(&n("jobs"), &n("none"))).unwrap_err();
     kube.rotate_token("new");
     std::fs::write(dir.path().join("token"), "new\n").unwrap();
-    let status = kube_error(c.send(&request::get_job("jobs", "none")).unwrap_err());
+    let status = kube_error(c.send(&request::get_job(&n("jobs"), &n("none"))).unwrap_err());
     assert_eq!(status.reason(), Reason::NotFound, "after re-reading the token the request is authorised");
     let seen = kube.seen();
     assert!(!seen[seen.len() - 2].authorized && seen[seen.len() - 1].authorized);
@@ -106,7 +110,7 @@ fn unreadable_token_keeps_the_last_good_one() {
     std::fs::remove_file(dir.path().join("token")).unwrap();
     kube.rotate_token("t");
     // A 401 would force a re-read; the file is gone, so the old token must still be used.
-    let status = kube_error(c.send(&request::get_job("jobs", "none")).unwrap_err());
+    let status = kube_error(c.send(&request::get_job(&n("jobs"), &n("none"))).unwrap_err());
     assert_eq!(status.reason(), Reason::NotFound);
 }
 
@@ -115,7 +119,7 @@ fn revoked_token_without_a_new_file_is_unauthorized() {
     let (kube, dir) = (Kube::start("t"), TempDir::new("kc"));
     let c = client(&kube, &dir, "t");
     kube.rotate_token("someone-else");
-    let status = kube_error(c.send(&request::get_job("jobs", "none")).unwrap_err());
+    let status = kube_error(c.send(&request::get_job(&n("jobs"), &n("none"))).unwrap_err());
     assert_eq!(status.reason(), Reason::Unauthorized);
     assert_eq!(c.requests_sent(), 2, "one retry after re-reading the token, then the error");
 }
@@ -127,7 +131,7 @@ fn wrong_ca_is_a_transport_error_naming_tls() {
     std::fs::write(&token_file, "t").unwrap();
     let target = Target { base_url: kube.url(), token_file: Some(token_file), ca_file: Some(certs_dir().join("other-ca.pem")) };
     let c = Client::new(target, kubernetes_agent::kube::client::Settings { max_attempts: 1, ..settings() }).unwrap();
-    let e = c.send(&request::get_job("jobs", "x")).unwrap_err().to_string();
+    let e = c.send(&request::get_job(&n("jobs"), &n("x"))).unwrap_err().to_string();
     assert!(e.contains("TLS"), "{e}");
 }
 
@@ -140,10 +144,10 @@ fn rotated_ca_file_is_picked_up() {
     std::fs::copy(certs_dir().join("other-ca.pem"), &ca_file).unwrap();
     let settings = kubernetes_agent::kube::client::Settings { max_attempts: 1, reload_every: Duration::from_millis(50), ..settings() };
     let c = Client::new(Target { base_url: kube.url(), token_file: Some(token_file), ca_file: Some(ca_file.clone()) }, settings).unwrap();
-    assert!(c.send(&request::get_job("jobs", "x")).unwrap_err().to_string().contains("TLS"));
+    assert!(c.send(&request::get_job(&n("jobs"), &n("x"))).unwrap_err().to_string().contains("TLS"));
     std::fs::copy(certs_dir().join("ca.pem"), &ca_file).unwrap();
     std::thread::sleep(Duration::from_millis(80));
-    assert_eq!(kube_error(c.send(&request::get_job("jobs", "x")).unwrap_err()).reason(), Reason::NotFound);
+    assert_eq!(kube_error(c.send(&request::get_job(&n("jobs"), &n("x"))).unwrap_err()).reason(), Reason::NotFound);
 }
 
 #[test]
@@ -154,12 +158,12 @@ fn label_and_field_selectors_filter_lists() {
     kube.add_event("jobs", ("Pod", "d-1-abc"), "Warning", "FailedScheduling", "0/3 nodes are available", "2026-11-27T10:00:00Z");
     kube.add_event("jobs", ("Pod", "d-2-abc"), "Normal", "Started", "started", "2026-11-27T10:00:00Z");
     let c = client(&kube, &dir, "t");
-    let pods = c.send(&request::list_pods("jobs", "job-name=d-1")).unwrap();
+    let pods = c.send(&request::list_job_pods(&n("jobs"), &n("d-1"))).unwrap();
     assert!(pods.contains("d-1-abc") && !pods.contains("d-2-abc"), "{pods}");
     assert!(pods.contains(r#""resourceVersion""#));
-    let events = c.send(&request::list_events("jobs", "involvedObject.name=d-1-abc")).unwrap();
+    let events = c.send(&request::list_events_about(&n("jobs"), &n("d-1-abc"))).unwrap();
     assert!(events.contains("FailedScheduling") && !events.contains("Started"), "{events}");
-    assert!(c.send(&request::list_pods("other", "job-name=d-1")).unwrap().contains(r#""items":[]"#));
+    assert!(c.send(&request::list_job_pods(&n("other"), &n("d-1"))).unwrap().contains(r#""items":[]"#));
 }
 
 #[test]
@@ -167,8 +171,8 @@ fn access_review_reports_denied_verbs() {
     let (kube, dir) = (Kube::start("t"), TempDir::new("kc"));
     kube.deny("list", "events");
     let c = client(&kube, &dir, "t");
-    assert!(c.send(&request::self_subject_access_review("jobs", "create", "batch", "jobs")).unwrap().contains(r#""allowed":true"#));
-    assert!(c.send(&request::self_subject_access_review("jobs", "list", "", "events")).unwrap().contains(r#""allowed":false"#));
+    assert!(c.send(&request::self_subject_access_review(&n("jobs"), "create", "batch", "jobs")).unwrap().contains(r#""allowed":true"#));
+    assert!(c.send(&request::self_subject_access_review(&n("jobs"), "list", "", "events")).unwrap().contains(r#""allowed":false"#));
 }
 
 /// The agent reads response headers through 8 KiB buffers and caps them at 7 KiB:
@@ -190,8 +194,8 @@ fn response_headers_over_7_kib_are_a_clear_error_and_6_kib_pass() {
         Client::new(target, settings()).unwrap()
     };
     let fits = padded(6 * 1024);
-    assert_eq!(client(&fits).send(&request::get_job("jobs", "d-1")).unwrap(), "{}");
+    assert_eq!(client(&fits).send(&request::get_job(&n("jobs"), &n("d-1"))).unwrap(), "{}");
     let too_big = padded(9 * 1024);
-    let err = client(&too_big).send(&request::get_job("jobs", "d-1")).unwrap_err().to_string();
+    let err = client(&too_big).send(&request::get_job(&n("jobs"), &n("d-1"))).unwrap_err().to_string();
     assert!(err.contains("response header is too big"), "{err}");
 }

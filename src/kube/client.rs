@@ -195,6 +195,7 @@ fn read_token(path: &Path) -> Result<String> {
     if token.is_empty() {
         return Err(Error::decode(format!("Kubernetes token file {}", path.display()), "it is empty"));
     }
+    crate::redact::set(crate::redact::Slot::KubeToken, &[token]);
     Ok(token.to_string())
 }
 

@@ -1,6 +1,10 @@
 //! Pure request building: method, path and query for each operation the agent uses.
-//! Unit-tested apart from sending. Paths are built from validated names (DNS-1123), and
-//! query values are percent-encoded here.
+//! Unit-tested apart from sending. Every path segment and selector value is a [`Name`],
+//! which can only hold a valid DNS-1123 name, so no caller can steer a path (`..`, `/`)
+//! or a query (`?`, `&`); query values are percent-encoded here as well.
+
+use crate::json::quote;
+use crate::name::Name;
 
 /// One API request, ready to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,8 +19,12 @@ pub struct ApiRequest {
     pub operation: String,
 }
 
+/// Most Pods listed for one Job, and most Events for one object: a Job with
+/// `backoffLimit: 0` has one Pod; the list stays small whatever the namespace holds.
+pub const LIST_LIMIT: u32 = 100;
+
 /// `POST /apis/batch/v1/namespaces/{ns}/jobs`.
-pub fn create_job(namespace: &str, name: &str, job_json: String) -> ApiRequest {
+pub fn create_job(namespace: &Name, name: &Name, job_json: String) -> ApiRequest {
     ApiRequest {
         method: "POST",
         path_and_query: format!("/apis/batch/v1/namespaces/{namespace}/jobs"),
@@ -26,7 +34,7 @@ pub fn create_job(namespace: &str, name: &str, job_json: String) -> ApiRequest {
 }
 
 /// `GET /apis/batch/v1/namespaces/{ns}/jobs/{name}`.
-pub fn get_job(namespace: &str, name: &str) -> ApiRequest {
+pub fn get_job(namespace: &Name, name: &Name) -> ApiRequest {
     ApiRequest {
         method: "GET",
         path_and_query: format!("/apis/batch/v1/namespaces/{namespace}/jobs/{name}"),
@@ -35,31 +43,33 @@ pub fn get_job(namespace: &str, name: &str) -> ApiRequest {
     }
 }
 
-/// `GET /api/v1/namespaces/{ns}/pods?labelSelector=...`.
-pub fn list_pods(namespace: &str, label_selector: &str) -> ApiRequest {
+/// `GET /api/v1/namespaces/{ns}/pods?labelSelector=job-name%3D{job}&limit=...`: the Pods of one Job.
+pub fn list_job_pods(namespace: &Name, job: &Name) -> ApiRequest {
+    let selector = format!("job-name={job}");
     ApiRequest {
         method: "GET",
-        path_and_query: format!("/api/v1/namespaces/{namespace}/pods?labelSelector={}", encode(label_selector)),
+        path_and_query: format!("/api/v1/namespaces/{namespace}/pods?labelSelector={}&limit={LIST_LIMIT}", encode(&selector)),
         body: None,
-        operation: format!("list Pods in {namespace} with {label_selector}"),
+        operation: format!("list Pods in {namespace} with {selector}"),
     }
 }
 
-/// `GET /api/v1/namespaces/{ns}/events?fieldSelector=...`.
-pub fn list_events(namespace: &str, field_selector: &str) -> ApiRequest {
+/// `GET /api/v1/namespaces/{ns}/events?fieldSelector=involvedObject.name%3D{name}&limit=...`.
+pub fn list_events_about(namespace: &Name, involved: &Name) -> ApiRequest {
+    let selector = format!("involvedObject.name={involved}");
     ApiRequest {
         method: "GET",
-        path_and_query: format!("/api/v1/namespaces/{namespace}/events?fieldSelector={}", encode(field_selector)),
+        path_and_query: format!("/api/v1/namespaces/{namespace}/events?fieldSelector={}&limit={LIST_LIMIT}", encode(&selector)),
         body: None,
-        operation: format!("list Events in {namespace} with {field_selector}"),
+        operation: format!("list Events in {namespace} with {selector}"),
     }
 }
 
 /// `POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews` for one verb.
-pub fn self_subject_access_review(namespace: &str, verb: &str, group: &str, resource: &str) -> ApiRequest {
+pub fn self_subject_access_review(namespace: &Name, verb: &str, group: &str, resource: &str) -> ApiRequest {
     let body = format!(
         r#"{{"apiVersion":"authorization.k8s.io/v1","kind":"SelfSubjectAccessReview","spec":{{"resourceAttributes":{{"namespace":{},"verb":{},"group":{},"resource":{}}}}}}}"#,
-        quote(namespace),
+        quote(namespace.as_str()),
         quote(verb),
         quote(group),
         quote(resource)
@@ -70,10 +80,6 @@ pub fn self_subject_access_review(namespace: &str, verb: &str, group: &str, reso
         body: Some(body),
         operation: format!("SelfSubjectAccessReview {verb} {resource} in {namespace}"),
     }
-}
-
-fn quote(s: &str) -> String {
-    miniserde::json::to_string(&s.to_string())
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
@@ -93,25 +99,29 @@ pub fn encode(value: &str) -> String {
 mod tests {
     use super::*;
 
+    fn n(s: &str) -> Name {
+        Name::subdomain(s).unwrap()
+    }
+
     #[test]
-    fn selectors_are_percent_encoded() {
-        let r = list_pods("ns-1", "job-name=abc");
-        assert_eq!(r.path_and_query, "/api/v1/namespaces/ns-1/pods?labelSelector=job-name%3Dabc");
-        let r = list_events("ns-1", "involvedObject.name=abc,type=Warning");
-        assert_eq!(r.path_and_query, "/api/v1/namespaces/ns-1/events?fieldSelector=involvedObject.name%3Dabc%2Ctype%3DWarning");
+    fn selectors_are_percent_encoded_and_lists_are_limited() {
+        let r = list_job_pods(&n("ns-1"), &n("abc"));
+        assert_eq!(r.path_and_query, "/api/v1/namespaces/ns-1/pods?labelSelector=job-name%3Dabc&limit=100");
+        let r = list_events_about(&n("ns-1"), &n("abc-x1.y"));
+        assert_eq!(r.path_and_query, "/api/v1/namespaces/ns-1/events?fieldSelector=involvedObject.name%3Dabc-x1.y&limit=100");
     }
 
     #[test]
     fn create_and_get_use_batch_v1_paths() {
-        let r = create_job("ns", "j", "{}".into());
+        let r = create_job(&n("ns"), &n("j"), "{}".into());
         assert_eq!((r.method, r.path_and_query.as_str()), ("POST", "/apis/batch/v1/namespaces/ns/jobs"));
-        let r = get_job("ns", "j");
+        let r = get_job(&n("ns"), &n("j"));
         assert_eq!((r.method, r.path_and_query.as_str()), ("GET", "/apis/batch/v1/namespaces/ns/jobs/j"));
     }
 
     #[test]
     fn access_review_body_is_valid_json() {
-        let r = self_subject_access_review("ns", "create", "batch", "jobs");
+        let r = self_subject_access_review(&n("ns"), "create", "batch", "jobs");
         let v: miniserde::json::Value = miniserde::json::from_str(r.body.as_deref().unwrap()).unwrap();
         let text = miniserde::json::to_string(&v);
         assert!(text.contains(r#""verb":"create""#), "{text}");

@@ -98,6 +98,18 @@ impl World {
         AgentProcess::spawn(&["remote"], &env)
     }
 
+    /// Starts the agent like [`World::spawn`] and waits (bounded) for its first poll.
+    pub fn started(&self, extra: &[(&str, &str)]) -> AgentProcess {
+        let agent = self.spawn(extra);
+        assert!(self.orch.wait_for_polls(RUNNER, 1, Duration::from_secs(20)), "the agent never opened a poll: {:?}", agent.logs());
+        agent
+    }
+
+    /// Pushes `message` as the Orchestrator does (retrying for up to 10 s); one poll must take it.
+    pub fn push(&self, message: &str) {
+        assert!(self.orch.push_retrying(RUNNER, message, Duration::from_secs(10)) > 0, "no poll took the message");
+    }
+
     /// Pushes a create-job for `id` with a JobSpec the Orchestrator would send.
     pub fn create_job_message(&self, id: &str, namespace: &str) -> String {
         let token = format!("deploy-token-{id}");

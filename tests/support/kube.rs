@@ -52,12 +52,25 @@ pub struct State {
     pub down_until: Option<std::time::Instant>,
     /// When each Job was created, by name.
     pub created_at: BTreeMap<String, std::time::Instant>,
+    /// Added to every request before it is handled (a slow API server).
+    pub latency: std::time::Duration,
+    /// The next create is answered with this code and a `Status` whose message quotes
+    /// the request body back (a server that echoes what it was sent).
+    pub echo_next_create: Option<u16>,
+}
+
+/// While closed, creates wait (a stalled API server); opening releases them all.
+#[derive(Default)]
+pub struct Gate {
+    closed: Mutex<bool>,
+    opened: std::sync::Condvar,
 }
 
 /// The running stand-in.
 pub struct Kube {
     pub server: Server,
     pub state: Arc<Mutex<State>>,
+    pub gate: Arc<Gate>,
 }
 
 impl Kube {
@@ -65,9 +78,39 @@ impl Kube {
     pub fn start(token: &str) -> Kube {
         let state = Arc::new(Mutex::new(State::default()));
         state.lock().unwrap().tokens.insert(token.to_string());
-        let s = state.clone();
-        let handler: Handler = Arc::new(move |req: &Request| handle(&s, req));
-        Kube { server: Server::start(handler, true), state }
+        let gate = Arc::new(Gate::default());
+        let (s, g) = (state.clone(), gate.clone());
+        let handler: Handler = Arc::new(move |req: &Request| {
+            if req.method == "POST" && req.path.ends_with("/jobs") {
+                let closed = g.closed.lock().unwrap();
+                // Bounded: a test that forgets to open the gate still ends.
+                drop(g.opened.wait_timeout_while(closed, std::time::Duration::from_secs(60), |c| *c).unwrap());
+            }
+            let latency = s.lock().unwrap().latency;
+            std::thread::sleep(latency);
+            handle(&s, req)
+        });
+        Kube { server: Server::start(handler, true), state, gate }
+    }
+
+    /// Every request waits `d` before it is handled.
+    pub fn set_latency(&self, d: std::time::Duration) {
+        self.state.lock().unwrap().latency = d;
+    }
+
+    /// Creates wait until [`Kube::open_gate`].
+    pub fn close_gate(&self) {
+        *self.gate.closed.lock().unwrap() = true;
+    }
+
+    pub fn open_gate(&self) {
+        *self.gate.closed.lock().unwrap() = false;
+        self.gate.opened.notify_all();
+    }
+
+    /// The next create is refused with `code`, its body quoted back in the message.
+    pub fn echo_next_create(&self, code: u16) {
+        self.state.lock().unwrap().echo_next_create = Some(code);
     }
 
     pub fn url(&self) -> String {
@@ -257,6 +300,9 @@ fn forbidden(verb: &str, resource: &str, group: &str, ns: &str) -> Reply {
 fn create_job(s: &mut State, ns: &str, body: &str) -> Reply {
     if s.denied.contains(&("create".into(), "jobs".into())) {
         return forbidden("create", "jobs", "batch", ns);
+    }
+    if let Some(code) = s.echo_next_create.take() {
+        return status(code, "Invalid", &format!("Job.batch is invalid: the request was {body}"), None);
     }
     let Ok(Value::Object(mut job)) = json::from_str::<Value>(body) else {
         return status(400, "BadRequest", "the body of the request was in an unknown format", None);
