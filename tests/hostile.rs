@@ -7,7 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use miniserde::json::Value;
-use support::agent::{check_message, create_job_message, default_jobspec, eventually, World, RUNNER};
+use support::agent::{check_message, create_job_message, eventually, World, RUNNER};
 
 const HOLD: Duration = Duration::from_secs(2);
 const WAIT: Duration = Duration::from_secs(20);
@@ -18,27 +18,18 @@ fn peak_rss_kib(agent: &support::agent::AgentProcess) -> u64 {
     status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
-/// A create-job whose JobSpec carries `value` under an extra key.
-fn create_job_with(world: &World, id: &str, extra_field: &str) -> String {
-    let token = format!("deploy-token-{id}");
-    world.orch.expect_deployment(id, &token);
-    let spec = default_jobspec(id);
-    let spec = format!("{},\"x-extra\":{extra_field}}}", &spec[..spec.len() - 1]);
-    format!(r#"{{"action":"create-job","job_id":"{id}","namespace":"jobs","configuration":{spec},"deployment_token":"{token}"}}"#)
-}
-
 #[test]
 fn deep_nesting_in_a_create_job_is_reported_and_the_agent_keeps_serving() {
     let world = World::new(HOLD);
     let mut agent = world.started(&[]);
     // About 12 KB: 6,000 nested arrays aborted the agent (stack overflow) before.
-    world.push(&create_job_with(&world, "d-deep", &format!("{}{}", "[".repeat(6_000), "]".repeat(6_000))));
+    world.push(&world.create_job_message_with("d-deep", "jobs", &format!("{}{}", "[".repeat(6_000), "]".repeat(6_000))));
     assert!(eventually(WAIT, || world.orch.results().iter().any(|r| r.deployment == "d-deep")), "{:?}", agent.logs());
     let report = world.orch.results().into_iter().find(|r| r.deployment == "d-deep").unwrap();
     assert!(report.body.contains("nests deeper than 64 levels"), "{}", report.body);
     assert_eq!(report.token, "deploy-token-d-deep");
     // About 1 MB nested 500,000 deep: it survived before, but peaked at 100 MB.
-    world.push(&create_job_with(&world, "d-abyss", &format!("{}{}", "[".repeat(500_000), "]".repeat(500_000))));
+    world.push(&world.create_job_message_with("d-abyss", "jobs", &format!("{}{}", "[".repeat(500_000), "]".repeat(500_000))));
     assert!(eventually(WAIT, || world.orch.results().iter().any(|r| r.deployment == "d-abyss")), "{:?}", agent.logs());
     assert!(agent.wait_exit(Duration::from_millis(100)).is_none(), "the agent died: {:?}", agent.logs());
     assert!(peak_rss_kib(&agent) < 16 << 10, "peak RSS {} KiB", peak_rss_kib(&agent));
@@ -109,7 +100,8 @@ fn a_flood_of_large_messages_against_a_stalled_api_server_stays_bounded_and_ever
     let baseline = agent.rss_kib();
     world.kube.close_gate();
     // Distinct 60 KB create-jobs: before, every one was queued in memory (196 MB for 3,000).
-    let messages: Vec<String> = (0..N).map(|i| create_job_with(&world, &format!("d-flood-{i}"), &format!("\"{}\"", "p".repeat(60 << 10)))).collect();
+    let messages: Vec<String> =
+        (0..N).map(|i| world.create_job_message_with(&format!("d-flood-{i}"), "jobs", &format!("\"{}\"", "p".repeat(60 << 10)))).collect();
     let (paused, held, rss, jobs_while_stalled, delivered) = std::thread::scope(|scope| {
         let handle = scope.spawn(|| {
             let mut delivered = 0;

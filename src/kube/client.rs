@@ -20,8 +20,8 @@ pub const DEFAULT_RELOAD_EVERY: Duration = Duration::from_secs(60);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
 /// Attempts per request when the API says "try again" (429/500/503/504) or is unreachable.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
-/// Largest reply body read; a Pod or Event list of one Job is far below this.
-pub const BODY_CAP: u64 = 8 << 20;
+/// Largest reply body read; a Job, or a Pod or Event list of one Job, is far below this.
+pub const BODY_CAP: u64 = 2 << 20;
 /// Longest Retry-After we honour; longer ones are clamped.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 

@@ -19,9 +19,11 @@ pub struct ApiRequest {
     pub operation: String,
 }
 
-/// Most Pods listed for one Job, and most Events for one object: a Job with
-/// `backoffLimit: 0` has one Pod; the list stays small whatever the namespace holds.
-pub const LIST_LIMIT: u32 = 100;
+/// Most Pods listed for one Job: a Job with `backoffLimit: 0` has one; the reply stays well
+/// inside the parser's bounds (a Pod is a few hundred values) whatever the Job did.
+pub const POD_LIST_LIMIT: u32 = 20;
+/// Most Events listed for one object.
+pub const EVENT_LIST_LIMIT: u32 = 100;
 
 /// `POST /apis/batch/v1/namespaces/{ns}/jobs`.
 pub fn create_job(namespace: &Name, name: &Name, job_json: String) -> ApiRequest {
@@ -48,7 +50,7 @@ pub fn list_job_pods(namespace: &Name, job: &Name) -> ApiRequest {
     let selector = format!("job-name={job}");
     ApiRequest {
         method: "GET",
-        path_and_query: format!("/api/v1/namespaces/{namespace}/pods?labelSelector={}&limit={LIST_LIMIT}", encode(&selector)),
+        path_and_query: format!("/api/v1/namespaces/{namespace}/pods?labelSelector={}&limit={POD_LIST_LIMIT}", encode(&selector)),
         body: None,
         operation: format!("list Pods in {namespace} with {selector}"),
     }
@@ -59,7 +61,7 @@ pub fn list_events_about(namespace: &Name, involved: &Name) -> ApiRequest {
     let selector = format!("involvedObject.name={involved}");
     ApiRequest {
         method: "GET",
-        path_and_query: format!("/api/v1/namespaces/{namespace}/events?fieldSelector={}&limit={LIST_LIMIT}", encode(&selector)),
+        path_and_query: format!("/api/v1/namespaces/{namespace}/events?fieldSelector={}&limit={EVENT_LIST_LIMIT}", encode(&selector)),
         body: None,
         operation: format!("list Events in {namespace} with {selector}"),
     }
@@ -106,7 +108,7 @@ mod tests {
     #[test]
     fn selectors_are_percent_encoded_and_lists_are_limited() {
         let r = list_job_pods(&n("ns-1"), &n("abc"));
-        assert_eq!(r.path_and_query, "/api/v1/namespaces/ns-1/pods?labelSelector=job-name%3Dabc&limit=100");
+        assert_eq!(r.path_and_query, "/api/v1/namespaces/ns-1/pods?labelSelector=job-name%3Dabc&limit=20");
         let r = list_events_about(&n("ns-1"), &n("abc-x1.y"));
         assert_eq!(r.path_and_query, "/api/v1/namespaces/ns-1/events?fieldSelector=involvedObject.name%3Dabc-x1.y&limit=100");
     }

@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use miniserde::json::{self, Number, Value};
+use miniserde::json::{Number, Value};
 
 /// What happened, as the API server names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +47,7 @@ pub struct Status {
 impl Status {
     /// Parses `body` as a `Status`; falls back to one built from `code` when it is not.
     pub fn parse(code: u16, body: &str) -> Status {
-        let parsed = match json::from_str::<Value>(body) {
+        let parsed = match crate::json::parse(body, "a Kubernetes Status") {
             Ok(Value::Object(o)) if matches!(o.get("kind"), Some(Value::String(k)) if k == "Status") => Some(o),
             _ => None,
         };

@@ -3,7 +3,9 @@
 //! Every figure is measured in this one run against the stand-ins on loopback; compare
 //! ratios, not absolute times (shared machines are noisy).
 //!
-//! BENCH_STEADY_SECS (default 60) sets the length of the steady 20 messages/s run.
+//! BENCH_STEADY_SECS (default 60) sets the length of the steady 20 messages/s run;
+//! BENCH_FLOOD (default 1000) the number of 60 KB create-jobs in the flood against a slow
+//! API server.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -246,6 +248,8 @@ fn main() {
     t.row("resident memory after the steady run", format!("{:.2} MiB", agent.rss_kib() as f64 / 1024.0));
     drop(agent);
 
+    flood(&mut t);
+
     // The upstream way, in this process on the same stand-ins: one poll, each message
     // handled inline (create the Job) before polling again.
     let world = World::new(Duration::from_secs(2));
@@ -295,6 +299,49 @@ fn main() {
     t.row("upstream way, 200 pushes 1 ms apart: first-try misses", runs(&per_run, lost_up));
     stop.store(true, Ordering::SeqCst);
     let _ = upstream.join();
+}
+
+/// A flood of distinct 60 KB create-jobs (a large pod annotation's worth each) against an
+/// API server answering every request in 200 ms: the agent's memory budget pauses its
+/// polls, the pusher retries as the Orchestrator does (each message for up to 120 s from
+/// the start, as if every deployment had been created at once), and every message must
+/// still become its Job exactly once. Prints the peak resident set (VmHWM) over the run.
+fn flood(t: &mut Table) {
+    let count: usize = std::env::var("BENCH_FLOOD").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+    let world = World::new(Duration::from_secs(2));
+    world.kube.set_latency(Duration::from_millis(200));
+    let agent = world.spawn(&[]);
+    assert!(world.orch.wait_for_polls(RUNNER, 1, Duration::from_secs(20)), "{:?}", agent.logs());
+    let pad = format!("\"{}\"", "p".repeat(60 << 10));
+    let start = Instant::now();
+    let mut undelivered = 0;
+    for i in 0..count {
+        let message = world.create_job_message_with(&format!("flood-{i}"), NS, &pad);
+        let left = Duration::from_secs(120).saturating_sub(start.elapsed());
+        if world.orch.push_retrying(RUNNER, &message, left) == 0 {
+            undelivered += 1;
+        }
+    }
+    let delivered_in = start.elapsed();
+    let all = eventually(Duration::from_secs(180), || world.kube.job_names().len() == count);
+    let done_in = start.elapsed();
+    let creates = world.kube.seen().iter().filter(|s| s.method == "POST").count();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", agent.child.id())).unwrap_or_default();
+    let peak = status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok());
+    t.row(&format!("flood: {count} x 60 KB create-jobs, API answering in 200 ms: peak RSS"), format!("{:.2} MiB", peak.unwrap_or(f64::NAN) / 1024.0));
+    t.row(
+        "flood: all delivered / all Jobs created, after",
+        format!(
+            "{:.1} s / {:.1} s (undelivered within 120 s: {undelivered}; all Jobs: {})",
+            delivered_in.as_secs_f64(),
+            done_in.as_secs_f64(),
+            if all { "yes" } else { "NO" }
+        ),
+    );
+    t.row(
+        "flood: creates sent / Jobs / polls paused",
+        format!("{creates} / {} / {} times", world.kube.job_names().len(), agent.metric("kubernetes_agent_poll_pauses_total")),
+    );
 }
 
 /// The image's compressed size per platform (config and layers), read from the OCI archive

@@ -110,6 +110,16 @@ impl World {
         assert!(self.orch.push_retrying(RUNNER, message, Duration::from_secs(10)) > 0, "no poll took the message");
     }
 
+    /// Like [`World::create_job_message`], with `extra` (any JSON text) added to the
+    /// JobSpec under the key `x-extra` (large or deep on purpose).
+    pub fn create_job_message_with(&self, id: &str, namespace: &str, extra: &str) -> String {
+        let token = format!("deploy-token-{id}");
+        self.orch.expect_deployment(id, &token);
+        let spec = default_jobspec(id);
+        let spec = format!("{},\"x-extra\":{extra}}}", &spec[..spec.len() - 1]);
+        format!(r#"{{"action":"create-job","job_id":"{id}","namespace":"{namespace}","configuration":{spec},"deployment_token":"{token}"}}"#)
+    }
+
     /// Pushes a create-job for `id` with a JobSpec the Orchestrator would send.
     pub fn create_job_message(&self, id: &str, namespace: &str) -> String {
         let token = format!("deploy-token-{id}");
