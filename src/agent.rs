@@ -15,9 +15,10 @@ use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use miniserde::json::{self, Number, Value};
+use miniserde::json::{self, Value};
 
 use crate::config::AgentConfig;
+use crate::diagnose;
 use crate::error::{Error, Result};
 use crate::json::{get, text};
 use crate::kube::{self, request, Reason};
@@ -149,6 +150,8 @@ pub struct Context {
     pub budget: Budget,
     /// The weight at which polls pause ([`HELD_BUDGET`]; tests lower it).
     pub held_limit: usize,
+    /// How long a Job's pod may be blocked before a status check reports it.
+    pub startup_grace: Option<Duration>,
     recent: Mutex<HashMap<u64, Instant>>,
 }
 
@@ -166,6 +169,7 @@ impl Context {
             hold: config.poll_hold,
             budget: Budget::default(),
             held_limit: HELD_BUDGET,
+            startup_grace: config.startup_grace,
             recent: Mutex::new(HashMap::new()),
         })
     }
@@ -531,13 +535,20 @@ fn env_values(v: &Value) -> Vec<String> {
     out
 }
 
+/// PROTOCOL §4's status check, plus what upstream leaves to the deployment's one-hour
+/// timeout: a Job that failed without its runner reporting (OOM-killed, evicted, past its
+/// deadline) is reported with its cause, and, with `STARTUP_GRACE`, a pod blocked for
+/// longer than the grace by a cause that does not heal by itself is reported before
+/// `expires_at`. Stuck reports keep upstream's shape; a cause found comes first, as one
+/// more `<time> - <reason> - <sentence>` entry before the Warning events.
 fn check_job_status(ctx: &Context, m: &CheckJobStatus) {
     let (ns, id) = (&m.namespace, &m.job_id);
     if let Err(e) = render::namespace_allowed(ns, &ctx.policy.namespaces) {
         log::warn!("status check of Job {ns}/{id} skipped: {e}");
         return;
     }
-    let expired = crate::time::now() > m.expires_at;
+    let now = crate::time::now();
+    let expired = now > m.expires_at;
     let job = match ctx.kube.send(&request::get_job(ns, id)) {
         Ok(body) => body,
         Err(Error::Kube { ref status, .. }) if status.reason() == Reason::NotFound => {
@@ -561,11 +572,26 @@ fn check_job_status(ctx: &Context, m: &CheckJobStatus) {
             return;
         }
     };
-    let count = |field: &str| match get(&job, &["status", field]) {
-        Some(Value::Number(Number::U64(n))) => *n,
-        _ => 0,
-    };
-    if count("succeeded") > 0 || count("failed") > 0 || !expired {
+    if diagnose::job_succeeded(&job) {
+        return;
+    }
+    if diagnose::job_failed(&job) {
+        // The runner may have died before posting its result; if it did post, the
+        // Orchestrator answers 409 and nothing changes.
+        let pods = list_items(ctx, &request::list_job_pods(ns, id)).unwrap_or_else(|e| {
+            log::warn!("status check of Job {ns}/{id}: listing its pods failed: {e}; reporting the failure without their detail");
+            Vec::new()
+        });
+        let message = format!("the runner Job failed before reporting a result: {}", diagnose::failed_job(&job, &pods));
+        log::warn!("Job {ns}/{id}: {message}");
+        report_failure(ctx, id.as_str(), &m.deployment_token, &message);
+        return;
+    }
+    // Early causes are looked for only once a pod can be older than the grace, and not
+    // while the API server counts a ready pod: a running Job costs one request a check.
+    let grace = ctx.startup_grace.map(|g| g.as_secs() as i64);
+    let may_be_blocked = grace.is_some_and(|g| diagnose::created_at(&job).is_some_and(|t| now - t > g)) && diagnose::job_ready(&job).unwrap_or(0) == 0;
+    if !expired && !may_be_blocked {
         return;
     }
     let pods = match list_items(ctx, &request::list_job_pods(ns, id)) {
@@ -579,18 +605,47 @@ fn check_job_status(ctx: &Context, m: &CheckJobStatus) {
     if started {
         return;
     }
+    let cause = grace.and_then(|g| blocked_cause(ctx, ns, &pods, now, g));
+    if !expired && cause.is_none() {
+        return;
+    }
     ctx.metrics.stuck();
     let mut names = vec![id.clone()];
     names.extend(pods.iter().filter_map(|p| text(p, &["metadata", "name"]).and_then(Name::subdomain)));
-    let warnings = warning_events(ctx, ns, &names);
-    let message = match warnings {
-        Some(w) if !w.is_empty() => format!("job seems to be stuck: {}", w.join("; ")),
-        _ => "job seems to be stuck: no pod of the Job started before the expiration time and no Warning events could be read \
-              (check the Job's pods and events in the cluster: quota, image pull, scheduling)"
-            .to_string(),
+    let mut entries = warning_events(ctx, ns, &names).unwrap_or_default();
+    if let Some(c) = &cause {
+        entries.insert(0, format!("{} - {} - {}", crate::time::format_rfc3339(now), c.reason, c.sentence));
+    }
+    let message = if entries.is_empty() {
+        "job seems to be stuck: no pod of the Job started before the expiration time and no Warning events could be read \
+         (check the Job's pods and events in the cluster: quota, image pull, scheduling)"
+            .to_string()
+    } else {
+        format!("job seems to be stuck: {}", entries.join("; "))
     };
     log::warn!("Job {ns}/{id}: {message}");
     report_failure(ctx, id.as_str(), &m.deployment_token, &message);
+}
+
+/// The first cause that keeps a pod older than `grace` seconds from starting: its own
+/// status, or (for a pod still creating its containers) a `FailedMount` event.
+fn blocked_cause(ctx: &Context, ns: &Name, pods: &[Value], now: i64, grace: i64) -> Option<diagnose::Cause> {
+    let old = pods.iter().filter(|p| diagnose::created_at(p).is_some_and(|t| now - t > grace));
+    for pod in old {
+        if let Some(cause) = diagnose::blocked_pod(pod) {
+            return Some(cause);
+        }
+        let Some(name) = text(pod, &["metadata", "name"]).and_then(Name::subdomain) else { continue };
+        match list_items(ctx, &request::list_events_about(ns, &name)) {
+            Ok(events) => {
+                if let Some(cause) = diagnose::mount_failure(&events) {
+                    return Some(cause);
+                }
+            }
+            Err(e) => log::warn!("listing events of {ns}/{name}: {e}"),
+        }
+    }
+    None
 }
 
 /// Warning events about `names`, newest first, as `<UTC time> - <reason> - <message>`.

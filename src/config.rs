@@ -92,6 +92,13 @@ pub const SETTINGS: &[Setting] = &[
         help: "how long the Orchestrator holds a poll; polls are spaced by it and time out 15s after it",
     },
     Setting { env: "SHUTDOWN_TIMEOUT", flag: "shutdown-timeout", default: "20s", help: "on SIGTERM, how long in-flight messages may take before exit" },
+    Setting {
+        env: "STARTUP_GRACE",
+        flag: "startup-grace",
+        default: "2m",
+        help:
+            "a Job's pod blocked longer than this (image pull, missing Secret, mount, scheduling) is reported at once; off = only after expires_at, as upstream",
+    },
 ];
 
 /// Raw values: flags given on the command line and a snapshot of the environment.
@@ -300,6 +307,9 @@ pub struct AgentConfig {
     pub poll_hold: Duration,
     /// Bound on in-flight work at shutdown.
     pub shutdown_timeout: Duration,
+    /// How long a Job's pod may be blocked before it is reported; `None` = upstream
+    /// behaviour (only after `expires_at`).
+    pub startup_grace: Option<Duration>,
 }
 
 /// Resolves the agent's configuration.
@@ -379,7 +389,12 @@ pub fn agent_config(values: &Values) -> Result<AgentConfig> {
     if poll_hold.is_zero() || poll_hold > Duration::from_secs(600) {
         return Err(Error::config("POLL_HOLD", "must be between 1s and 10m", "leave it at 30s unless your Orchestrator holds polls for another time"));
     }
+    let startup_grace = match values.get_or_default("STARTUP_GRACE").trim() {
+        "off" => None,
+        _ => Some(duration(values, "STARTUP_GRACE")?).filter(|d| !d.is_zero()),
+    };
     Ok(AgentConfig {
+        startup_grace,
         org_id,
         runner_id,
         key,
@@ -448,6 +463,9 @@ mod tests {
         assert!(c.policy.namespaces.is_empty() && c.policy.service_accounts.is_empty());
         assert_eq!(c.kube.base_url, "https://10.0.0.1:443");
         assert_eq!((c.polls, c.token_lifetime), (2, None));
+        assert_eq!(c.startup_grace, Some(Duration::from_secs(120)));
+        let off = Values::from_env(upstream_env().into_iter().chain([("STARTUP_GRACE", "off".to_string())]));
+        assert_eq!(agent_config(&off).unwrap().startup_grace, None);
     }
 
     #[test]
@@ -475,6 +493,7 @@ mod tests {
             (&[("POLLS", "0")], "configuration POLLS:"),
             (&[("SHUTDOWN_TIMEOUT", "1d")], "configuration SHUTDOWN_TIMEOUT:"),
             (&[("POLL_HOLD", "0")], "configuration POLL_HOLD:"),
+            (&[("STARTUP_GRACE", "soon")], "configuration STARTUP_GRACE:"),
             (&[("JOB_NAMESPACES", "ok,Not_Ok")], "configuration JOB_NAMESPACES: 'Not_Ok'"),
             (&[("JOB_SERVICE_ACCOUNTS", "a b")], "configuration JOB_SERVICE_ACCOUNTS:"),
             (&[("IMAGE_MIRRORS", "ghcr.io")], "configuration IMAGE_MIRRORS:"),

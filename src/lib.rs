@@ -14,6 +14,7 @@ pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod diagnose;
 pub mod error;
 pub mod http;
 pub mod json;

@@ -151,12 +151,23 @@ fn apply_mirrors(job: &mut Value, mirrors: &[Mirror]) {
     if mirrors.is_empty() {
         return;
     }
+    let mut rewritten = Vec::new();
     for container in containers_mut(job) {
         if let Some(Value::String(image)) = container.get("image") {
-            if let Some(rewritten) = mirror::rewrite(image, mirrors) {
-                container.insert("image".into(), Value::String(rewritten));
+            if let Some(mirrored) = mirror::rewrite(image, mirrors) {
+                let name = match container.get("name") {
+                    Some(Value::String(n)) => n.clone(),
+                    _ => String::new(),
+                };
+                rewritten.push(format!("{name}={image}"));
+                container.insert("image".into(), Value::String(mirrored));
             }
         }
+    }
+    // Recorded on the pods, so that a status check can say what an image was before.
+    if !rewritten.is_empty() {
+        let annotations = object_at(job, &["spec", "template", "metadata", "annotations"]);
+        annotations.insert(crate::diagnose::ANNOTATION_MIRRORED.into(), Value::String(rewritten.join(",")));
     }
 }
 
@@ -431,5 +442,10 @@ mod tests {
         assert!(job.contains(r#""image":"registry.internal/m/runner:1""#), "{job}");
         assert!(job.contains(r#""image":"registry.internal/m/init:2""#), "{job}");
         assert!(job.contains(r#""image":"quay.io/x:1""#), "{job}");
+        assert!(
+            job.contains(r#""humanitec.dev/mirrored-images":"main=ghcr.io/humanitec/runner:1,i=ghcr.io/humanitec/init:2""#)
+                || job.contains(r#""humanitec.dev/mirrored-images":"i=ghcr.io/humanitec/init:2,main=ghcr.io/humanitec/runner:1""#),
+            "{job}"
+        );
     }
 }
