@@ -197,3 +197,51 @@ fn jwt_sample_is_written_for_independent_verification() {
     std::fs::write(dir.join("kid.txt"), world.key.kid()).unwrap();
     std::fs::write(dir.join("claims.txt"), format!("{}\n{}\n", support::agent::ORG, RUNNER)).unwrap();
 }
+
+/// Runs `cmd` with its output captured, killing it (and failing) if it is still running
+/// after `within`: the defects these tests guard against are hangs and endless reads.
+fn output_within(cmd: &mut Command, within: Duration) -> Output {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > within {
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            panic!("still running after {within:?}; stderr: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// The agent's settings with a valid key, for tests that break one setting.
+fn agent_env(extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let key = kubernetes_agent::key::RunnerKey::from_seed([9; 32]).private_pem();
+    let mut env = vec![("ORG_ID".to_string(), "o".to_string()), ("RUNNER_ID".into(), "r1".into()), ("PRIVATE_KEY".into(), key)];
+    for (k, v) in extra {
+        env.retain(|(name, _)| name != k && !(*k == "PRIVATE_KEY_FILE" && name == "PRIVATE_KEY"));
+        env.push((k.to_string(), v.to_string()));
+    }
+    env
+}
+
+#[test]
+fn configuration_values_with_line_breaks_make_one_line_errors() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("REMOTE_URL", "https://a\nb", "configuration REMOTE_URL: 'https://a\\nb' is not an http(s) URL"),
+        ("REMOTE_URL", "https://user:s3cret@a\r\nb", "configuration REMOTE_URL: 'https://***@a\\r\\nb' is not an http(s) URL"),
+        ("ORG_ID", "my\norg", "configuration ORG_ID: 'my\\norg' contains characters"),
+        ("RUNNER_ID", "r\nx", "configuration RUNNER_ID: 'r\\nx' does not match"),
+        ("LOG_FORMAT", "json\n\u{1b}[2J", "configuration LOG_FORMAT: 'json\\n\\u{1b}[2J' is not a log format"),
+        ("JOB_NAMESPACES", "a,b\nc", "configuration JOB_NAMESPACES: 'b\\nc' is not a valid namespace name"),
+    ];
+    for (name, value, expected) in cases {
+        let out = output_within(bin().arg("remote").envs(agent_env(&[(name, value)])), Duration::from_secs(20));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+        assert_eq!(err.lines().count(), 1, "{name}: {err}");
+        assert!(err.starts_with(&format!("kubernetes-agent: {expected}")), "{name}: {err}");
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+}
+
