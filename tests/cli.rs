@@ -245,3 +245,60 @@ fn configuration_values_with_line_breaks_make_one_line_errors() {
     }
 }
 
+fn os(bytes: &[u8]) -> std::ffi::OsString {
+    std::os::unix::ffi::OsStringExt::from_vec(bytes.to_vec())
+}
+
+const EVERY_COMMAND: &[&[&str]] = &[&["remote"], &["check"], &["render", "MESSAGE"], &["version"], &["--help"]];
+
+fn command_line(args: &[&str]) -> Vec<String> {
+    let msg = golden("default-jobspec.message.json");
+    args.iter().map(|a| if *a == "MESSAGE" { msg.display().to_string() } else { a.to_string() }).collect()
+}
+
+#[test]
+fn a_non_utf8_lang_crashes_no_command() {
+    for args in EVERY_COMMAND {
+        let out = output_within(bin().args(command_line(args)).env("LANG", os(b"de_DE.\xff\xfe")), Duration::from_secs(20));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        let expected = if matches!(args[0], "remote" | "check") { 2 } else { 0 };
+        assert_eq!(out.status.code(), Some(expected), "{args:?}: {err}");
+        if expected == 2 {
+            assert!(err.starts_with("kubernetes-agent: configuration ORG_ID: not set"), "{args:?}: {err}");
+        }
+    }
+}
+
+#[test]
+fn a_non_utf8_private_key_is_a_one_line_error_naming_it_that_never_shows_the_key() {
+    let key = kubernetes_agent::key::RunnerKey::from_seed([7; 32]).private_pem();
+    let body = key.lines().nth(1).unwrap().to_string();
+    let mut value = key.clone().into_bytes();
+    value.insert(40, 0xff);
+    for args in EVERY_COMMAND {
+        let out =
+            output_within(bin().args(command_line(args)).envs([("ORG_ID", "o"), ("RUNNER_ID", "r1")]).env("PRIVATE_KEY", os(&value)), Duration::from_secs(20));
+        let (stdout, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        for part in [&body[..20], &body[24..]] {
+            assert!(!stdout.contains(part) && !err.contains(part), "{args:?}: the key leaked: {stdout}{err}");
+        }
+        if matches!(args[0], "version" | "--help") {
+            assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+            continue;
+        }
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.starts_with("kubernetes-agent: configuration PRIVATE_KEY: the value is not valid UTF-8"), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}
+
+#[test]
+fn a_non_utf8_flag_value_is_a_one_line_usage_error_naming_the_flag() {
+    let out = output_within(bin().arg("remote").arg("--org-id").arg(os(b"o\xff")), Duration::from_secs(20));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.starts_with("kubernetes-agent: --org-id: value is not UTF-8"), "{err}");
+}
+
