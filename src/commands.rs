@@ -7,6 +7,7 @@ use std::path::Path;
 use miniserde::json::{self, Value};
 
 use crate::error::{Error, Result};
+use crate::file;
 use crate::key::{self, RunnerKey};
 use crate::message::{self, Message};
 use crate::render::{self, JobPolicy};
@@ -24,14 +25,15 @@ runner's job image (pod_template container 'main') pointing at it, or at its mir
 /// Reads a create-job message from `input` (a file, or standard input when `None`) and
 /// renders its Job.
 pub fn render_input(input: Option<&Path>, policy: &JobPolicy) -> Result<String> {
-    let text = match input {
-        Some(path) => std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?,
-        None => {
-            let mut s = String::new();
-            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map_err(|e| Error::io("reading the message from standard input", e))?;
-            s
-        }
+    let (bytes, source) = match input {
+        Some(path) => (file::read_capped(path, file::RENDER_INPUT_CAP, "a message file"), path.display().to_string()),
+        None => (file::read_capped_from(std::io::stdin().lock(), file::RENDER_INPUT_CAP, "a message"), "standard input".to_string()),
     };
+    let bytes = bytes.map_err(|e| match e.kind() {
+        std::io::ErrorKind::FileTooLarge => Error::decode(format!("message from {source}"), e.to_string()),
+        _ => Error::io(format!("reading the message from {source}"), e),
+    })?;
+    let text = String::from_utf8(bytes).map_err(|_| Error::decode(format!("message from {source}"), "it is not UTF-8 text"))?;
     render_message(&text, policy)
 }
 

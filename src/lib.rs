@@ -15,6 +15,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod file;
 pub mod http;
 pub mod json;
 pub mod jwt;

@@ -302,3 +302,60 @@ fn a_non_utf8_flag_value_is_a_one_line_usage_error_naming_the_flag() {
     assert!(err.starts_with("kubernetes-agent: --org-id: value is not UTF-8"), "{err}");
 }
 
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "{}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn every_file_setting_pointed_at_dev_zero_is_refused_at_its_cap_within_seconds() {
+    let msg = golden("default-jobspec.message.json");
+    let msg = msg.to_str().unwrap();
+    let cases: &[(&[&str], &str, &str)] = &[
+        (&["remote"], "PRIVATE_KEY_FILE", "configuration PRIVATE_KEY_FILE: cannot read /dev/zero: larger than 16 KiB"),
+        (&["remote"], "SSL_CERT_FILE", "configuration SSL_CERT_FILE: cannot read /dev/zero: larger than 4 MiB"),
+        (&["remote"], "REMOTE_CA_FILE", "configuration REMOTE_CA_FILE: cannot read /dev/zero: larger than 4 MiB"),
+        (&["render", msg], "JOB_POLICY_FILE", "configuration JOB_POLICY_FILE: cannot read /dev/zero: larger than 1 MiB"),
+        (&["render", "/dev/zero"], "", "could not decode message from /dev/zero: larger than 1 MiB"),
+    ];
+    for (args, name, expected) in cases {
+        let env = if name.is_empty() { agent_env(&[]) } else { agent_env(&[(name, "/dev/zero")]) };
+        let out = output_within(bin().args(*args).envs(env), Duration::from_secs(20));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+        assert!(err.starts_with(&format!("kubernetes-agent: {expected}")), "{name}: {err}");
+    }
+    let out = output_within(bin().args(["render", "-"]).stdin(std::fs::File::open("/dev/zero").unwrap()), Duration::from_secs(20));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.starts_with("kubernetes-agent: could not decode message from standard input: larger than 1 MiB"), "{err}");
+}
+
+#[test]
+fn every_file_setting_pointed_at_a_fifo_fails_at_once_instead_of_hanging() {
+    let dir = TempDir::new("fifo");
+    let fifo = dir.path().join("fifo");
+    mkfifo(&fifo);
+    let certs = dir.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    mkfifo(&certs.join("ca.pem"));
+    let fifo = fifo.to_str().unwrap();
+    let msg = golden("default-jobspec.message.json");
+    let msg = msg.to_str().unwrap();
+    let cases: &[(&[&str], &str, &str, &str)] = &[
+        (&["remote"], "PRIVATE_KEY_FILE", fifo, "configuration PRIVATE_KEY_FILE:"),
+        (&["remote"], "SSL_CERT_FILE", fifo, "configuration SSL_CERT_FILE: SSL_CERT_FILE / SSL_CERT_DIR hold no PEM certificate"),
+        (&["remote"], "SSL_CERT_DIR", certs.to_str().unwrap(), "configuration SSL_CERT_FILE: SSL_CERT_FILE / SSL_CERT_DIR hold no PEM certificate"),
+        (&["remote"], "REMOTE_CA_FILE", fifo, "configuration REMOTE_CA_FILE:"),
+        (&["render", msg], "JOB_POLICY_FILE", fifo, "configuration JOB_POLICY_FILE:"),
+        (&["render", fifo], "", "", "could not decode"),
+    ];
+    for (args, name, value, expected) in cases {
+        let env = if name.is_empty() { agent_env(&[]) } else { agent_env(&[(name, value)]) };
+        let out = output_within(bin().args(*args).envs(env), Duration::from_secs(20));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+        assert!(err.starts_with(&format!("kubernetes-agent: {expected}")), "{name}: {err}");
+    }
+}
