@@ -208,6 +208,23 @@ def test_network_policy_limits_egress():
     assert np["policyTypes"] == ["Ingress", "Egress"]
 
 
+def test_network_policy_admits_to_the_listener_only_the_probes_and_metrics_sources():
+    # Default: no ingress rule at all, so nothing but the pod's own node (the kubelet's
+    # probes, which no NetworkPolicy can block) reaches the listener.
+    docs = render(deep_merge(values_from_flags(GENERIC), {"networkPolicy": {"enabled": True}}))
+    validate(docs)
+    np = find(docs, "NetworkPolicy")[0]["spec"]
+    assert np["ingress"] == [], np["ingress"]
+    monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}, "podSelector": {"matchLabels": {"app": "prometheus"}}}
+    extra = {"agent": {"port": 9090}, "networkPolicy": {"enabled": True, "probeCIDRs": ["10.128.0.0/16"], "metricsFrom": [monitoring]}}
+    docs = render(deep_merge(values_from_flags(GENERIC), extra))
+    validate(docs)
+    ingress = find(docs, "NetworkPolicy")[0]["spec"]["ingress"]
+    assert ingress == [{"from": [{"ipBlock": {"cidr": "10.128.0.0/16"}}, monitoring], "ports": [{"port": 9090, "protocol": "TCP"}]}], ingress
+    # Every rule names its sources: none admits the whole world to the port.
+    assert all(rule.get("from") for rule in ingress), ingress
+
+
 def test_agent_options_reach_the_agent():
     extra = {"agent": {"imageMirrors": ["ghcr.io/humanitec=registry.internal/mirror"], "jobAllow": ["host-path"],
                        "jobPolicy": {"spec": {"template": {"spec": {"nodeSelector": {"pool": "runners"}}}}},
@@ -333,6 +350,7 @@ for scenario, flags in SCENARIOS.items():
 check("humanitec.privateKey makes a Secret with key private_key feeding PRIVATE_KEY", test_private_key_value_makes_the_secret)
 check("replicaCount 2 brings a PodDisruptionBudget and spreading", test_replicas_bring_a_pdb_and_spreading)
 check("networkPolicy limits egress to DNS, the API server and the Orchestrator", test_network_policy_limits_egress)
+check("networkPolicy admits to the listener only probeCIDRs and metricsFrom (default: none but the node)", test_network_policy_admits_to_the_listener_only_the_probes_and_metrics_sources)
 check("agent options reach the agent's environment and files", test_agent_options_reach_the_agent)
 check("values.schema.json rejects typos", test_schema_rejects_typos)
 check("plain manifests match the chart's defaults", test_plain_manifests_are_in_sync)
