@@ -55,30 +55,44 @@ pub fn read_capped_from(reader: impl Read, cap: u64, what: &str) -> io::Result<V
     Ok(bytes)
 }
 
-/// The contents of the regular files of a certificate directory (`SSL_CERT_DIR`), each
+/// The contents of the regular files of certificate directories (`SSL_CERT_DIR`), each
 /// file once (the hash-named links of `c_rehash` point at files read already). Anything
-/// that is not a regular file (a FIFO, a device, a socket, a subdirectory) is skipped,
-/// entries beyond [`CERT_DIR_ENTRIES_CAP`] are an error, and all files together are read
-/// within `budget` bytes, which is decreased by what was read.
-pub fn read_cert_dir(dir: &Path, budget: &mut u64) -> io::Result<Vec<Vec<u8>>> {
+/// that is not a regular file (a FIFO, a device, a socket, a subdirectory) is skipped, a
+/// directory of more than [`CERT_DIR_ENTRIES_CAP`] entries is an error, and all files of
+/// all directories together are read within [`CA_BUNDLE_CAP`]; an unreadable file is
+/// skipped. Errors name the directory or file.
+pub fn read_cert_dirs<'a>(dirs: impl IntoIterator<Item = &'a Path>) -> io::Result<Vec<Vec<u8>>> {
+    let mut budget = CA_BUNDLE_CAP;
     let mut seen: BTreeSet<PathBuf> = BTreeSet::new();
     let mut out = Vec::new();
-    for (index, entry) in std::fs::read_dir(dir)?.enumerate() {
-        if index >= CERT_DIR_ENTRIES_CAP {
-            return Err(io::Error::new(io::ErrorKind::FileTooLarge, format!("more than {CERT_DIR_ENTRIES_CAP} entries; refusing to read them all")));
+    for dir in dirs {
+        let entries = std::fs::read_dir(dir).map_err(|e| io::Error::new(e.kind(), format!("cannot read {}: {e}", dir.display())))?;
+        for (index, entry) in entries.enumerate() {
+            if index >= CERT_DIR_ENTRIES_CAP {
+                let why = format!("{} has more than {CERT_DIR_ENTRIES_CAP} entries; refusing to read them all", dir.display());
+                return Err(io::Error::new(io::ErrorKind::FileTooLarge, why));
+            }
+            let Ok(entry) = entry else { continue };
+            // Follows links (such a directory is mostly links) and reads what they reach
+            // only when it is a regular file.
+            let path = entry.path();
+            let Ok(real) = std::fs::canonicalize(&path) else { continue };
+            if !std::fs::metadata(&real).is_ok_and(|m| m.is_file()) || !seen.insert(real.clone()) {
+                continue;
+            }
+            // An unreadable file is skipped, as OpenSSL skips it.
+            match read_capped(&real, budget, "the rest") {
+                Ok(bytes) => {
+                    budget -= bytes.len() as u64;
+                    out.push(bytes);
+                }
+                Err(e) if e.kind() == io::ErrorKind::FileTooLarge => {
+                    let why = format!("with {} the certificate directories hold more than {} in all; refusing them", path.display(), size(CA_BUNDLE_CAP));
+                    return Err(io::Error::new(io::ErrorKind::FileTooLarge, why));
+                }
+                Err(_) => {}
+            }
         }
-        let Ok(entry) = entry else { continue };
-        // Follows links (the directory is mostly links), and reads only what they reach
-        // when it is a regular file.
-        let path = entry.path();
-        let Ok(real) = std::fs::canonicalize(&path) else { continue };
-        if !std::fs::metadata(&real).is_ok_and(|m| m.is_file()) || !seen.insert(real.clone()) {
-            continue;
-        }
-        let bytes = read_capped(&real, *budget, "a certificate directory (all files together)")
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-        *budget -= bytes.len() as u64;
-        out.push(bytes);
     }
     Ok(out)
 }
@@ -147,31 +161,30 @@ mod tests {
         std::os::unix::fs::symlink("/dev/zero", dir.join("zero.pem")).unwrap();
         mkfifo(&dir.join("fifo.pem"));
         std::fs::create_dir(dir.join("sub")).unwrap();
-        let mut budget = 100;
         let (tx, rx) = std::sync::mpsc::channel();
         let d = dir.clone();
-        std::thread::spawn(move || tx.send(read_cert_dir(&d, &mut budget).map(|f| (f, budget))).unwrap());
-        let (files, budget) = rx.recv_timeout(std::time::Duration::from_secs(5)).expect("no hang on the FIFO").unwrap();
+        std::thread::spawn(move || tx.send(read_cert_dirs([d.as_path(), d.as_path()])).unwrap());
+        let files = rx.recv_timeout(std::time::Duration::from_secs(5)).expect("no hang on the FIFO").unwrap();
         assert_eq!(files, vec![b"A".to_vec()]);
-        assert_eq!(budget, 99);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
-    fn a_cert_dir_is_read_within_one_budget_and_a_bounded_number_of_entries() {
+    fn cert_dirs_are_read_within_one_budget_and_a_bounded_number_of_entries() {
         let dir = temp_dir("budget");
-        for i in 0..3 {
-            std::fs::write(dir.join(format!("{i}.pem")), [b'x'; 40]).unwrap();
+        let big = vec![b'x'; (CA_BUNDLE_CAP / 2) as usize + 1];
+        for i in 0..2 {
+            std::fs::write(dir.join(format!("{i}.pem")), &big).unwrap();
         }
-        let mut budget = 100;
-        let e = read_cert_dir(&dir, &mut budget).unwrap_err();
+        let e = read_cert_dirs([dir.as_path()]).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::FileTooLarge, "{e}");
-        for i in 3..=CERT_DIR_ENTRIES_CAP {
+        assert!(e.to_string().contains("the certificate directories hold more than 4 MiB in all"), "{e}");
+        std::fs::remove_file(dir.join("1.pem")).unwrap();
+        for i in 1..=CERT_DIR_ENTRIES_CAP {
             std::fs::write(dir.join(format!("{i}.pem")), "").unwrap();
         }
-        let mut budget = u64::MAX;
-        let e = read_cert_dir(&dir, &mut budget).unwrap_err();
-        assert!(e.to_string().contains("more than 4096 entries"), "{e}");
+        let e = read_cert_dirs([dir.as_path()]).unwrap_err();
+        assert!(e.to_string().ends_with("has more than 4096 entries; refusing to read them all"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -73,14 +73,11 @@ impl Connection {
             system.get_or_insert_with(Vec::new).extend(http::pem_certificates(&pem).unwrap_or_default());
         }
         if let Some(dirs) = values.get("SSL_CERT_DIR") {
-            let mut budget = crate::file::CA_BUNDLE_CAP;
-            for dir in dirs.split(':').filter(|d| !d.is_empty()) {
-                let files = crate::file::read_cert_dir(std::path::Path::new(dir), &mut budget)
-                    .map_err(|e| Error::config("SSL_CERT_DIR", format!("cannot read {dir}: {e}"), "point it at a directory of PEM files, or unset it"))?;
-                let certs = system.get_or_insert_with(Vec::new);
-                for pem in files {
-                    certs.extend(http::pem_certificates(&pem).unwrap_or_default());
-                }
+            let files = crate::file::read_cert_dirs(dirs.split(':').filter(|d| !d.is_empty()).map(std::path::Path::new))
+                .map_err(|e| Error::config("SSL_CERT_DIR", e.to_string(), "point it at a directory of PEM files, or unset it"))?;
+            let certs = system.get_or_insert_with(Vec::new);
+            for pem in files {
+                certs.extend(http::pem_certificates(&pem).unwrap_or_default());
             }
         }
         if system.as_ref().is_some_and(Vec::is_empty) {
