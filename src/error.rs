@@ -102,10 +102,18 @@ impl fmt::Display for Error {
     }
 }
 
-/// A writer that passes text on with each control character escaped (`\n`, `\u{1b}`).
-struct OneLine<'a, 'b>(&'a mut fmt::Formatter<'b>);
+/// `text` on one line, each control character escaped as in [`Error`]'s `Display`: for
+/// the messages that are not an [`Error`] (command-line usage errors).
+pub fn one_line(text: &str) -> String {
+    let mut out = String::new();
+    let _ = fmt::Write::write_str(&mut OneLine(&mut out), text);
+    out
+}
 
-impl fmt::Write for OneLine<'_, '_> {
+/// A writer that passes text on with each control character escaped (`\n`, `\u{1b}`).
+struct OneLine<W>(W);
+
+impl<W: fmt::Write> fmt::Write for OneLine<W> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         for part in s.split_inclusive(char::is_control) {
             match part.chars().next_back() {

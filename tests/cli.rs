@@ -245,6 +245,17 @@ fn configuration_values_with_line_breaks_make_one_line_errors() {
     }
 }
 
+#[test]
+fn a_usage_error_quoting_an_argument_with_a_line_break_stays_on_one_line() {
+    let out = output_within(bin().arg("ser\nve"), Duration::from_secs(20));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(
+        err.lines().collect::<Vec<_>>(),
+        ["kubernetes-agent: unknown command 'ser\\nve'; run with --help for the list", "run 'kubernetes-agent --help' for usage"]
+    );
+}
+
 fn os(bytes: &[u8]) -> std::ffi::OsString {
     std::os::unix::ffi::OsStringExt::from_vec(bytes.to_vec())
 }
