@@ -86,6 +86,6 @@ pub fn run(config: &AgentConfig, out: &mut dyn std::io::Write) -> bool {
 /// `default` when the file is missing or does not hold a namespace name.
 fn own_namespace() -> Name {
     let path = std::path::Path::new(crate::kube::client::DEFAULT_SERVICE_ACCOUNT_DIR).join("namespace");
-    let read = crate::file::read_capped(&path, crate::file::NAME_FILE_CAP, "the namespace file").ok().and_then(|bytes| String::from_utf8(bytes).ok());
+    let read = crate::file::read_capped_text(&path, crate::file::NAME_FILE_CAP, "the namespace file").ok();
     read.and_then(|s| Name::label(s.trim())).unwrap_or_else(|| Name::label("default").expect("a valid name"))
 }

@@ -289,8 +289,7 @@ pub fn job_policy(values: &Values) -> Result<JobPolicy> {
 
 fn load_policy_file(path: &Path) -> Result<Value> {
     let name = "JOB_POLICY_FILE";
-    let text = crate::file::read_capped(path, crate::file::POLICY_CAP, "a policy file")
-        .and_then(|bytes| String::from_utf8(bytes).map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "it is not UTF-8 text")))
+    let text = crate::file::read_capped_text(path, crate::file::POLICY_CAP, "a policy file")
         .map_err(|e| Error::config(name, format!("cannot read {}: {e}", path.display()), "point it at a readable JSON file (in the chart: jobPolicy)"))?;
     let value: Value = json::from_str(&text)
         .map_err(|_| Error::config(name, format!("{} is not valid JSON", path.display()), "write the policy as a JSON object shaped like a Job"))?;
@@ -414,8 +413,7 @@ pub fn agent_config(values: &Values) -> Result<AgentConfig> {
             Error::config("PRIVATE_KEY", e.to_string(), "set it to the PEM that 'openssl genpkey -algorithm ed25519' or 'kubernetes-agent keygen' wrote")
         })?,
         (None, Some(path)) => {
-            let pem = crate::file::read_capped(Path::new(path), crate::file::PRIVATE_KEY_CAP, "a private key file")
-                .and_then(|bytes| String::from_utf8(bytes).map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "it is not PEM text")))
+            let pem = crate::file::read_capped_text(Path::new(path), crate::file::PRIVATE_KEY_CAP, "a private key file")
                 .map_err(|e| Error::config("PRIVATE_KEY_FILE", format!("cannot read {path}: {e}"), "point it at the private key PEM file"))?;
             RunnerKey::from_pkcs8_pem(&pem, path).map_err(|e| {
                 Error::config(

@@ -45,6 +45,11 @@ pub fn read_capped(path: &Path, cap: u64, what: &str) -> io::Result<Vec<u8>> {
     read_capped_from(file, cap, what)
 }
 
+/// [`read_capped`] for a text file: bytes that are not UTF-8 are an `InvalidData` error.
+pub fn read_capped_text(path: &Path, cap: u64, what: &str) -> io::Result<String> {
+    String::from_utf8(read_capped(path, cap, what)?).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "it is not UTF-8 text"))
+}
+
 /// [`read_capped`] for an open reader, e.g. standard input.
 pub fn read_capped_from(reader: impl Read, cap: u64, what: &str) -> io::Result<Vec<u8>> {
     let mut bytes = Vec::new();

@@ -190,8 +190,7 @@ impl Client {
 }
 
 fn read_token(path: &Path) -> Result<String> {
-    let raw = crate::file::read_capped(path, crate::file::TOKEN_CAP, "a token file")
-        .and_then(|bytes| String::from_utf8(bytes).map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "it is not UTF-8 text")))
+    let raw = crate::file::read_capped_text(path, crate::file::TOKEN_CAP, "a token file")
         .map_err(|e| Error::io(format!("reading the Kubernetes token file {}", path.display()), e))?;
     let token = raw.trim();
     if token.is_empty() {
