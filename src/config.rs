@@ -337,17 +337,11 @@ fn checked_url(url: &str, name: &str) -> Result<String> {
     let rest = trimmed.strip_prefix("https://").or_else(|| trimmed.strip_prefix("http://"));
     match rest {
         Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) && !host.contains(['?', '#']) => Ok(trimmed.to_string()),
-        _ => Err(Error::config(name, format!("'{}' is not an http(s) URL", without_userinfo(url)), "use a URL like https://host[:port][/path]")),
-    }
-}
-
-/// `url` with any `user:password@` replaced by `***@`, for error messages.
-fn without_userinfo(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..end].rsplit_once('@') {
-        Some((_, host)) => format!("{}***@{host}{}", if scheme.is_empty() { String::new() } else { format!("{scheme}://") }, &rest[end..]),
-        None => url.to_string(),
+        _ => Err(Error::config(
+            name,
+            format!("'{}' is not an http(s) URL", crate::redact::url_without_userinfo(url)),
+            "use a URL like https://host[:port][/path]",
+        )),
     }
 }
 

@@ -230,6 +230,7 @@ fn configuration_values_with_line_breaks_make_one_line_errors() {
     let cases: &[(&str, &str, &str)] = &[
         ("REMOTE_URL", "https://a\nb", "configuration REMOTE_URL: 'https://a\\nb' is not an http(s) URL"),
         ("REMOTE_URL", "https://user:s3cret@a\r\nb", "configuration REMOTE_URL: 'https://***@a\\r\\nb' is not an http(s) URL"),
+        ("REMOTE_URL", "user:s3cret@a\nb", "configuration REMOTE_URL: '***@a\\nb' is not an http(s) URL"),
         ("ORG_ID", "my\norg", "configuration ORG_ID: 'my\\norg' contains characters"),
         ("RUNNER_ID", "r\nx", "configuration RUNNER_ID: 'r\\nx' does not match"),
         ("LOG_FORMAT", "json\n\u{1b}[2J", "configuration LOG_FORMAT: 'json\\n\\u{1b}[2J' is not a log format"),
