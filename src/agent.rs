@@ -478,7 +478,8 @@ pub fn handle(ctx: &Context, body: String) {
 
 fn create_job(ctx: &Context, m: CreateJob) {
     let CreateJob { job_id, namespace, configuration, deployment_token } = m;
-    let mut secrets = env_values(&configuration);
+    let identifiers = identifiers(ctx, &job_id, &namespace);
+    let mut secrets: Vec<String> = env_values(&configuration).into_iter().filter(|v| !identifiers.contains(&v.as_str())).collect();
     secrets.push(deployment_token.expose().to_string());
     let _secrets = crate::redact::hold(secrets.iter().map(String::as_str));
     let job = match render::render(&job_id, &namespace, configuration, &ctx.policy) {
@@ -491,7 +492,8 @@ fn create_job(ctx: &Context, m: CreateJob) {
         }
     };
     // The policy file may add env values of its own.
-    let _policy_secrets = crate::redact::hold(env_values(&job).iter().filter(|v| !secrets.contains(v)).map(String::as_str).collect::<Vec<_>>());
+    let policy_secrets: Vec<String> = env_values(&job).into_iter().filter(|v| !secrets.contains(v) && !identifiers.contains(&v.as_str())).collect();
+    let _policy_secrets = crate::redact::hold(policy_secrets.iter().map(String::as_str));
     let req = request::create_job(&namespace, &job_id, json::to_string(&job));
     drop(job);
     let deadline = Instant::now() + CREATE_DEADLINE;
@@ -519,6 +521,16 @@ fn create_job(ctx: &Context, m: CreateJob) {
             }
         }
     }
+}
+
+/// Values that identify rather than authorise: the deployment (which the Orchestrator also
+/// passes to the Job as `DEPLOYMENT_ID`), its namespace, the organisation and the runner.
+/// The logs name them, so an env value equal to one is not scrubbed.
+fn identifiers<'a>(ctx: &'a Context, job_id: &'a Name, namespace: &'a Name) -> Vec<&'a str> {
+    let mut out = vec![job_id.as_str(), namespace.as_str()];
+    out.extend(ctx.policy.org_id.as_deref());
+    out.extend(ctx.policy.runner_id.as_deref());
+    out
 }
 
 /// Every `env[].value` of every container of a JobSpec or a Job (they carry credentials).

@@ -85,10 +85,7 @@ pub fn run(config: &AgentConfig, out: &mut dyn std::io::Write) -> bool {
 /// The pod's own namespace (the upstream chart puts the agent's Role there by default);
 /// `default` when the file is missing or does not hold a namespace name.
 fn own_namespace() -> Name {
-    let path = format!("{}/namespace", crate::kube::client::DEFAULT_SERVICE_ACCOUNT_DIR);
-    let read = std::fs::File::open(path).and_then(|f| {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut std::io::Read::take(f, 256), &mut s).map(|_| s)
-    });
-    read.ok().and_then(|s| Name::label(s.trim())).unwrap_or_else(|| Name::label("default").expect("a valid name"))
+    let path = std::path::Path::new(crate::kube::client::DEFAULT_SERVICE_ACCOUNT_DIR).join("namespace");
+    let read = crate::file::read_capped_text(&path, crate::file::NAME_FILE_CAP, "the namespace file").ok();
+    read.and_then(|s| Name::label(s.trim())).unwrap_or_else(|| Name::label("default").expect("a valid name"))
 }

@@ -7,6 +7,7 @@ use std::path::Path;
 use miniserde::json::{self, Value};
 
 use crate::error::{Error, Result};
+use crate::file;
 use crate::key::{self, RunnerKey};
 use crate::message::{self, Message};
 use crate::render::{self, JobPolicy};
@@ -24,14 +25,15 @@ runner's job image (pod_template container 'main') pointing at it, or at its mir
 /// Reads a create-job message from `input` (a file, or standard input when `None`) and
 /// renders its Job.
 pub fn render_input(input: Option<&Path>, policy: &JobPolicy) -> Result<String> {
-    let text = match input {
-        Some(path) => std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?,
-        None => {
-            let mut s = String::new();
-            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map_err(|e| Error::io("reading the message from standard input", e))?;
-            s
-        }
+    let (bytes, source) = match input {
+        Some(path) => (file::read_capped(path, file::RENDER_INPUT_CAP, "a message file"), path.display().to_string()),
+        None => (file::read_capped_from(std::io::stdin().lock(), file::RENDER_INPUT_CAP, "a message"), "standard input".to_string()),
     };
+    let bytes = bytes.map_err(|e| match e.kind() {
+        std::io::ErrorKind::FileTooLarge => Error::decode(format!("message from {source}"), e.to_string()),
+        _ => Error::io(format!("reading the message from {source}"), e),
+    })?;
+    let text = String::from_utf8(bytes).map_err(|_| Error::decode(format!("message from {source}"), "it is not UTF-8 text"))?;
     render_message(&text, policy)
 }
 
@@ -45,21 +47,23 @@ pub fn render_message(text: &str, policy: &JobPolicy) -> Result<String> {
 }
 
 /// Writes a key pair into `dir` and returns the text to print: the kid and the one-line
-/// public key for `runner_configuration.key`. Existing files are kept unless `force`.
+/// public key for `runner_configuration.key`. Existing files (a symlink counts, even a
+/// dangling one) are kept unless `force`; with `force` they are replaced, never written
+/// through: see [`write_new`].
 pub fn keygen(dir: &Path, force: bool) -> Result<String> {
     let key = RunnerKey::generate()?;
     let private = dir.join("runner_private_key.pem");
     let public = dir.join("runner_public_key.pem");
     for path in [&private, &public] {
-        if path.exists() && !force {
+        if std::fs::symlink_metadata(path).is_ok() && !force {
             return Err(Error::io(
                 format!("{} exists; refusing to replace a key (use --force, or another --out-dir)", path.display()),
                 std::io::ErrorKind::AlreadyExists.into(),
             ));
         }
     }
-    write_private(&private, key.private_pem().as_bytes())?;
-    std::fs::write(&public, key.public_pem()).map_err(|e| Error::io(format!("writing {}", public.display()), e))?;
+    write_new(&private, key.private_pem().as_bytes(), 0o600)?;
+    write_new(&public, key.public_pem().as_bytes(), 0o644)?;
     Ok(format!(
         "wrote {} (mode 0600) and {}\nkid: {}\npublic key for runner_configuration.key (one line):\n{}\n",
         private.display(),
@@ -69,12 +73,31 @@ pub fn keygen(dir: &Path, force: bool) -> Result<String> {
     ))
 }
 
-fn write_private(path: &Path, pem: &[u8]) -> Result<()> {
+/// Puts `bytes` at `path` as a new file of `mode`: written under a temporary name in the
+/// same directory (created with O_EXCL and O_NOFOLLOW, so nothing planted there is
+/// followed), synced, then renamed over `path`. A rename replaces whatever `path` is,
+/// a symlink included, and never writes through it; until the rename the old file is
+/// intact, so a failure loses nothing.
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let _ = std::fs::remove_file(path);
-    let mut file =
-        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-    file.write_all(pem).and_then(|()| file.sync_all()).map_err(|e| Error::io(format!("writing {}", path.display()), e))
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map_or_else(|| "key".into(), |n| n.to_string_lossy().into_owned());
+    let temp = dir.join(format!(".{name}.{}.{:08x}.tmp", std::process::id(), crate::random::below(u64::from(u32::MAX))));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&temp)
+        .map_err(|e| Error::io(format!("creating {}", temp.display()), e))
+        .and_then(|mut file| file.write_all(bytes).and_then(|()| file.sync_all()).map_err(|e| Error::io(format!("writing {}", temp.display()), e)))
+        .and_then(|()| std::fs::rename(&temp, path).map_err(|e| Error::io(format!("renaming {} to {}", temp.display(), path.display()), e)));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+        return written;
+    }
+    // The rename itself is durable once the directory is synced.
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(format!("syncing the directory {}", dir.display()), e))
 }
 
 /// Pretty-prints a JSON value with two-space indentation (miniserde only writes compact).
@@ -133,6 +156,45 @@ mod tests {
         assert!(keygen(&dir, false).unwrap_err().to_string().contains("refusing to replace"));
         assert_eq!(std::fs::read(dir.join("runner_private_key.pem")).unwrap(), before);
         assert!(keygen(&dir, true).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn fresh_dir(label: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("ka-keygen-{label}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn keygen_force_replaces_symlinks_at_the_key_paths_instead_of_writing_through_them() {
+        let dir = fresh_dir("link");
+        for name in ["runner_private_key.pem", "runner_public_key.pem"] {
+            let victim = dir.join(format!("{name}.victim"));
+            std::fs::write(&victim, "precious\n").unwrap();
+            std::os::unix::fs::symlink(&victim, dir.join(name)).unwrap();
+        }
+        keygen(&dir, true).unwrap();
+        for name in ["runner_private_key.pem", "runner_public_key.pem"] {
+            assert_eq!(std::fs::read_to_string(dir.join(format!("{name}.victim"))).unwrap(), "precious\n", "{name} was written through its symlink");
+            let meta = std::fs::symlink_metadata(dir.join(name)).unwrap();
+            assert!(meta.file_type().is_file(), "{name} is now a regular file");
+        }
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(dir.join("runner_private_key.pem")).unwrap().permissions().mode() & 0o777, 0o600);
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name()).filter(|n| n.to_string_lossy().ends_with(".tmp")).collect();
+        assert!(left.is_empty(), "temporary files left: {left:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn keygen_without_force_refuses_a_dangling_symlink_and_creates_nothing_through_it() {
+        let dir = fresh_dir("dangling");
+        let target = dir.join("planted");
+        std::os::unix::fs::symlink(&target, dir.join("runner_public_key.pem")).unwrap();
+        assert!(keygen(&dir, false).unwrap_err().to_string().contains("refusing to replace"));
+        assert!(!target.exists(), "a file was created through the dangling symlink");
+        assert!(!dir.join("runner_private_key.pem").exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

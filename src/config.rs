@@ -7,12 +7,13 @@
 //! [`Error::Config`] naming the variable, the problem and the fix. The private key's text
 //! never appears in an error.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use miniserde::json::{self, Value};
+use miniserde::json::Value;
 
 use crate::error::{Error, Result};
 use crate::json::get;
@@ -101,23 +102,85 @@ pub const SETTINGS: &[Setting] = &[
     },
 ];
 
+/// Variables the agent reads besides [`SETTINGS`]: the proxy and trust conventions of Go
+/// and OpenSSL, in-cluster discovery, and env_logger's filter. With `SETTINGS` these are
+/// all the variables that are ours; [`Values::get`] reads no other.
+pub const ALSO_READ: &[&str] = &[
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "KUBERNETES_SERVICE_HOST",
+    "KUBERNETES_SERVICE_PORT",
+    "RUST_LOG",
+];
+
+/// True for the variables the agent reads: [`SETTINGS`] and [`ALSO_READ`].
+pub fn is_ours(env: &str) -> bool {
+    SETTINGS.iter().any(|s| s.env == env) || ALSO_READ.contains(&env)
+}
+
 /// Raw values: flags given on the command line and a snapshot of the environment.
 /// Tests build one in-process instead of touching the process environment.
+///
+/// The environment is taken as the OS gives it (bytes): a variable that is not UTF-8 and
+/// not ours (a `LANG` in Latin-1, say) is left out silently; one of ours that is not
+/// UTF-8 is remembered by name only, never by value, and makes every resolution below
+/// fail with a configuration error naming it (see [`Values::check_encoding`]).
 #[derive(Debug, Clone, Default)]
 pub struct Values {
     flags: BTreeMap<&'static str, String>,
     env: BTreeMap<String, String>,
+    not_utf8: BTreeSet<String>,
 }
 
 impl Values {
     /// Values from this process's environment.
     pub fn from_process_env() -> Values {
-        Values { flags: BTreeMap::new(), env: std::env::vars().collect() }
+        Values::from_os_env(std::env::vars_os())
+    }
+
+    /// Values from environment pairs as the OS holds them.
+    pub fn from_os_env<I: IntoIterator<Item = (OsString, OsString)>>(pairs: I) -> Values {
+        let mut values = Values::default();
+        for (name, value) in pairs {
+            // A name that is not UTF-8 cannot be one of ours.
+            let Ok(name) = name.into_string() else { continue };
+            match value.into_string() {
+                Ok(value) => {
+                    values.env.insert(name, value);
+                }
+                Err(_) if is_ours(&name) => {
+                    values.not_utf8.insert(name);
+                }
+                Err(_) => {}
+            }
+        }
+        values
     }
 
     /// Values from the given environment pairs.
     pub fn from_env<I: IntoIterator<Item = (K, V)>, K: Into<String>, V: Into<String>>(pairs: I) -> Values {
-        Values { flags: BTreeMap::new(), env: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect() }
+        Values { env: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect(), ..Values::default() }
+    }
+
+    /// Fails when one of our variables is not UTF-8, naming it (never showing its value,
+    /// which may be the private key). Every resolution function calls this first.
+    pub fn check_encoding(&self) -> Result<()> {
+        match self.not_utf8.iter().next() {
+            None => Ok(()),
+            Some(name) => Err(Error::config(
+                name,
+                "the value is not valid UTF-8 text (it is not shown, as it may be secret)",
+                format!("set {name} to UTF-8 text, or unset it; check the Secret, ConfigMap or shell that sets it"),
+            )),
+        }
     }
 
     /// Records a flag's value under its setting's env name.
@@ -127,6 +190,7 @@ impl Values {
 
     /// The flag's value, else the env var's; empty strings count as unset.
     pub fn get(&self, env: &str) -> Option<&str> {
+        debug_assert!(is_ours(env), "{env} is read but listed neither in SETTINGS nor in ALSO_READ");
         self.flags.get(env).or_else(|| self.env.get(env)).map(|s| s.as_str()).filter(|s| !s.trim().is_empty())
     }
 
@@ -166,6 +230,7 @@ pub struct LogConfig {
 /// Resolves logging. `LOG_LEVEL` is lenient as upstream is: an unknown level warns and
 /// falls back to info. `LOG_FORMAT` is ours and strict.
 pub fn log_config(values: &Values) -> Result<LogConfig> {
+    values.check_encoding()?;
     let raw = values.get_or_default("LOG_LEVEL");
     let (level, level_warning) = match raw.trim().to_ascii_lowercase().as_str() {
         "debug" => (log::LevelFilter::Debug, None),
@@ -184,6 +249,7 @@ pub fn log_config(values: &Values) -> Result<LogConfig> {
 
 /// Resolves the local Job policy (used by `remote`, `check` and `render`).
 pub fn job_policy(values: &Values) -> Result<JobPolicy> {
+    values.check_encoding()?;
     let namespaces = values.list("JOB_NAMESPACES");
     for ns in &namespaces {
         if !crate::render::is_dns1123_label(ns) {
@@ -230,10 +296,15 @@ pub fn job_policy(values: &Values) -> Result<JobPolicy> {
 
 fn load_policy_file(path: &Path) -> Result<Value> {
     let name = "JOB_POLICY_FILE";
-    let text = std::fs::read_to_string(path)
+    let text = crate::file::read_capped_text(path, crate::file::POLICY_CAP, "a policy file")
         .map_err(|e| Error::config(name, format!("cannot read {}: {e}", path.display()), "point it at a readable JSON file (in the chart: jobPolicy)"))?;
-    let value: Value = json::from_str(&text)
-        .map_err(|_| Error::config(name, format!("{} is not valid JSON", path.display()), "write the policy as a JSON object shaped like a Job"))?;
+    let value: Value = crate::json::parse(&text, "the policy").map_err(|e| {
+        let why = match e {
+            Error::Decode { why, .. } => why,
+            other => other.to_string(),
+        };
+        Error::config(name, format!("{} is not usable JSON: {why}", path.display()), "write the policy as a JSON object shaped like a Job")
+    })?;
     if !matches!(value, Value::Object(_)) {
         return Err(Error::config(name, format!("{} is not a JSON object", path.display()), "write the policy as a JSON object shaped like a Job"));
     }
@@ -278,7 +349,11 @@ fn checked_url(url: &str, name: &str) -> Result<String> {
     let rest = trimmed.strip_prefix("https://").or_else(|| trimmed.strip_prefix("http://"));
     match rest {
         Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) && !host.contains(['?', '#']) => Ok(trimmed.to_string()),
-        _ => Err(Error::config(name, format!("'{url}' is not an http(s) URL"), "use a URL like https://host[:port][/path]")),
+        _ => Err(Error::config(
+            name,
+            format!("'{}' is not an http(s) URL", crate::redact::url_without_userinfo(url)),
+            "use a URL like https://host[:port][/path]",
+        )),
     }
 }
 
@@ -314,6 +389,7 @@ pub struct AgentConfig {
 
 /// Resolves the agent's configuration.
 pub fn agent_config(values: &Values) -> Result<AgentConfig> {
+    values.check_encoding()?;
     let org_id = values
         .get("ORG_ID")
         .ok_or_else(|| Error::config("ORG_ID", "not set", "set ORG_ID to your Orchestrator organisation id (chart: humanitec.orgId)"))?
@@ -346,7 +422,7 @@ pub fn agent_config(values: &Values) -> Result<AgentConfig> {
             Error::config("PRIVATE_KEY", e.to_string(), "set it to the PEM that 'openssl genpkey -algorithm ed25519' or 'kubernetes-agent keygen' wrote")
         })?,
         (None, Some(path)) => {
-            let pem = std::fs::read_to_string(path)
+            let pem = crate::file::read_capped_text(Path::new(path), crate::file::PRIVATE_KEY_CAP, "a private key file")
                 .map_err(|e| Error::config("PRIVATE_KEY_FILE", format!("cannot read {path}: {e}"), "point it at the private key PEM file"))?;
             RunnerKey::from_pkcs8_pem(&pem, path).map_err(|e| {
                 Error::config(
@@ -538,7 +614,9 @@ mod tests {
         };
         assert!(check(r#"{"spec":{"template":{"spec":{"nodeSelector":{"pool":"jobs"}}}}}"#).unwrap().overlay.is_some());
         assert!(check("[1]").unwrap_err().to_string().contains("not a JSON object"));
-        assert!(check("{").unwrap_err().to_string().contains("not valid JSON"));
+        assert!(check("{").unwrap_err().to_string().contains("not usable JSON: not valid JSON"));
+        let deep = format!("{{\"spec\":{}1{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(check(&deep).unwrap_err().to_string().contains("nests deeper than 64 levels"), "a deep policy file is refused, not a stack overflow");
         assert!(check(r#"{"metadata":{"namespace":"x"}}"#).unwrap_err().to_string().contains("metadata.namespace"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -551,6 +629,24 @@ mod tests {
         assert_eq!(c.level, log::LevelFilter::Info);
         assert!(c.level_warning.unwrap().contains("verbose"));
         assert!(log_config(&Values::from_env([("LOG_FORMAT", "xml")])).unwrap_err().to_string().contains("LOG_FORMAT"));
+    }
+
+    #[test]
+    fn a_non_utf8_value_of_ours_is_named_without_its_value_and_others_are_ignored() {
+        use std::os::unix::ffi::OsStringExt;
+        let os = |s: &[u8]| OsString::from_vec(s.to_vec());
+        let env = || upstream_env().into_iter().map(|(k, v)| (OsString::from(k), OsString::from(v)));
+        let others = [(os(b"LANG"), os(b"de_DE.\xff")), (os(b"\xfe"), os(b"x"))];
+        let c = agent_config(&Values::from_os_env(env().chain(others.clone()))).unwrap();
+        assert_eq!(c.org_id, "my-org");
+        for name in ["PRIVATE_KEY", "HTTPS_PROXY", "RUST_LOG"] {
+            let bad = Values::from_os_env(env().chain(others.clone()).chain([(os(name.as_bytes()), os(b"MC4CAQAw\xff"))]));
+            for e in [agent_config(&bad).err(), log_config(&bad).err(), job_policy(&bad).err()] {
+                let e = e.expect("refused").to_string();
+                assert!(e.starts_with(&format!("configuration {name}: the value is not valid UTF-8")), "{e}");
+                assert!(!e.contains("MC4CAQAw"), "{e}");
+            }
+        }
     }
 
     #[test]

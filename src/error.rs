@@ -84,8 +84,13 @@ impl Error {
     }
 }
 
+/// Every error is one line, whatever the values in it hold: a `REMOTE_URL` with a line
+/// break, a peer's message with a carriage return or an escape sequence cannot start a
+/// second line (a forged log line) nor drive the terminal.
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use fmt::Write as _;
+        let mut f = OneLine(f);
         match self {
             Error::Config { name, problem, fix } => write!(f, "configuration {name}: {problem}; fix: {fix}"),
             Error::Decode { document, why } => write!(f, "could not decode {document}: {why}"),
@@ -94,6 +99,32 @@ impl fmt::Display for Error {
             Error::Transport { operation, why } => write!(f, "{operation}: {why}"),
             Error::Io { what, source } => write!(f, "{what}: {source}"),
         }
+    }
+}
+
+/// `text` on one line, each control character escaped as in [`Error`]'s `Display`: for
+/// the messages that are not an [`Error`] (command-line usage errors).
+pub fn one_line(text: &str) -> String {
+    let mut out = String::new();
+    let _ = fmt::Write::write_str(&mut OneLine(&mut out), text);
+    out
+}
+
+/// A writer that passes text on with each control character escaped (`\n`, `\u{1b}`).
+struct OneLine<W>(W);
+
+impl<W: fmt::Write> fmt::Write for OneLine<W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for part in s.split_inclusive(char::is_control) {
+            match part.chars().next_back() {
+                Some(c) if c.is_control() => {
+                    self.0.write_str(&part[..part.len() - c.len_utf8()])?;
+                    write!(self.0, "{}", c.escape_default())?;
+                }
+                _ => self.0.write_str(part)?,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -108,3 +139,16 @@ impl std::error::Error for Error {
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_configuration_value_with_line_breaks_makes_a_one_line_error() {
+        let e = Error::config("REMOTE_URL", "'https://a\nb\r\u{1b}[2J' is not an http(s) URL", "use a URL\n");
+        assert_eq!(e.to_string(), r"configuration REMOTE_URL: 'https://a\nb\r\u{1b}[2J' is not an http(s) URL; fix: use a URL\n");
+        let e = Error::decode("message\u{85}", "caf\u{e9}\tbad");
+        assert_eq!(e.to_string(), r"could not decode message\u{85}: café\tbad");
+    }
+}

@@ -111,7 +111,7 @@ fn der(tag: u8, value: &[u8]) -> Vec<u8> {
 /// Reads a PEM CA bundle file; `Err` says why it is unusable (unreadable, or no
 /// certificate in it), for the caller to wrap with the setting that named the file.
 pub fn read_certificates(path: &std::path::Path) -> Result<Vec<Vec<u8>>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let pem = crate::file::read_capped(path, crate::file::CA_BUNDLE_CAP, "a CA bundle").map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     pem_certificates(&pem).ok_or_else(|| format!("{} holds no PEM certificate", path.display()))
 }
 

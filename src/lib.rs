@@ -16,6 +16,7 @@ pub mod commands;
 pub mod config;
 pub mod diagnose;
 pub mod error;
+pub mod file;
 pub mod http;
 pub mod json;
 pub mod jwt;

@@ -10,7 +10,7 @@ fn main() -> ExitCode {
     let args = match cli::parse(std::env::args_os().skip(1)) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("kubernetes-agent: {e}\nrun 'kubernetes-agent --help' for usage");
+            eprintln!("kubernetes-agent: {}\nrun 'kubernetes-agent --help' for usage", kubernetes_agent::error::one_line(&e.to_string()));
             return ExitCode::from(2);
         }
     };

@@ -134,12 +134,15 @@ pub fn userinfo(url: &str) -> Vec<String> {
     }
 }
 
-/// `url` with its userinfo shown as `***`, for logs and `check`.
+/// `url` with its userinfo shown as `***`, for logs, `check` and configuration errors
+/// (which quote values that are not URLs yet, such as `user:password@host` without a
+/// scheme: that userinfo is hidden too).
 pub fn url_without_userinfo(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let separator = if url.contains("://") { "://" } else { "" };
     match rest[..end].rsplit_once('@') {
-        Some((_, host)) => format!("{scheme}://***@{host}{}", &rest[end..]),
+        Some((_, host)) => format!("{scheme}{separator}***@{host}{}", &rest[end..]),
         None => url.to_string(),
     }
 }
@@ -176,5 +179,6 @@ mod tests {
         assert!(userinfo("https://orch.internal/a@b").is_empty());
         assert_eq!(url_without_userinfo("https://user:pa55word@orch.internal:8443/api"), "https://***@orch.internal:8443/api");
         assert_eq!(url_without_userinfo("https://orch.internal/x@y"), "https://orch.internal/x@y");
+        assert_eq!(url_without_userinfo("user:pa55word@orch.internal/api"), "***@orch.internal/api");
     }
 }

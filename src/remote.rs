@@ -67,21 +67,17 @@ impl Connection {
     pub fn resolve(base_url: &str, values: &Values) -> Result<Connection> {
         let mut system: Option<Vec<Vec<u8>>> = None;
         if let Some(file) = values.get("SSL_CERT_FILE") {
-            let pem = std::fs::read(file).map_err(|e| {
+            let pem = crate::file::read_capped(std::path::Path::new(file), crate::file::CA_BUNDLE_CAP, "a CA bundle").map_err(|e| {
                 Error::config("SSL_CERT_FILE", format!("cannot read {file}: {e}"), "point it at a PEM bundle, or unset it to use the built-in public roots")
             })?;
             system.get_or_insert_with(Vec::new).extend(http::pem_certificates(&pem).unwrap_or_default());
         }
         if let Some(dirs) = values.get("SSL_CERT_DIR") {
-            for dir in dirs.split(':').filter(|d| !d.is_empty()) {
-                let entries = std::fs::read_dir(dir)
-                    .map_err(|e| Error::config("SSL_CERT_DIR", format!("cannot read {dir}: {e}"), "point it at a directory of PEM files, or unset it"))?;
-                let certs = system.get_or_insert_with(Vec::new);
-                for entry in entries.flatten() {
-                    if let Ok(pem) = std::fs::read(entry.path()) {
-                        certs.extend(http::pem_certificates(&pem).unwrap_or_default());
-                    }
-                }
+            let files = crate::file::read_cert_dirs(dirs.split(':').filter(|d| !d.is_empty()).map(std::path::Path::new))
+                .map_err(|e| Error::config("SSL_CERT_DIR", e.to_string(), "point it at a directory of PEM files, or unset it"))?;
+            let certs = system.get_or_insert_with(Vec::new);
+            for pem in files {
+                certs.extend(http::pem_certificates(&pem).unwrap_or_default());
             }
         }
         if system.as_ref().is_some_and(Vec::is_empty) {

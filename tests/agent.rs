@@ -389,3 +389,79 @@ fn ssl_cert_file_is_honoured_like_go_and_openssl_and_a_wrong_ca_fails_loudly() {
     let line = wrong.wait_for_log("TLS failed", WAIT).unwrap_or_else(|| panic!("{:?}", wrong.logs()));
     assert!(line.contains("UnknownIssuer") || line.contains("certificate"), "{line}");
 }
+
+/// Times one GET /healthz with a client that gives up after 1 s (the kubelet's default
+/// probe timeout); `None` when it got no 200 in that time.
+fn healthz_within_one_second(addr: std::net::SocketAddr) -> Option<Duration> {
+    use std::io::{Read, Write};
+    let start = Instant::now();
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    (text.starts_with("HTTP/1.1 200") && start.elapsed() < Duration::from_secs(1)).then(|| start.elapsed())
+}
+
+fn connections(addr: std::net::SocketAddr, n: usize) -> Vec<std::net::TcpStream> {
+    (0..n).map(|_| std::net::TcpStream::connect(addr).unwrap()).collect()
+}
+
+#[test]
+fn idle_and_trickling_clients_do_not_keep_healthz_from_answering() {
+    use std::io::Write;
+    let world = World::new(HOLD);
+    let agent = world.spawn(&[]);
+    let addr = agent.listen_addr();
+    let idle = connections(addr, 8);
+    let mut tricklers = connections(addr, 2);
+    let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n";
+    let start = Instant::now();
+    // Six rounds over 9 s: each trickler sends a byte every 1.5 s, and /healthz is asked each time.
+    for round in 0..6 {
+        for t in &mut tricklers {
+            let _ = t.write_all(&request[round..=round]);
+        }
+        let took = healthz_within_one_second(addr);
+        assert!(took.is_some(), "round {round} ({:?} in): /healthz did not answer within 1 s", start.elapsed());
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    drop((idle, tricklers));
+}
+
+#[test]
+fn more_idle_connections_than_the_listener_serves_do_not_keep_healthz_from_answering() {
+    let world = World::new(HOLD);
+    let agent = world.spawn(&[]);
+    let addr = agent.listen_addr();
+    let idle = connections(addr, 40);
+    std::thread::sleep(Duration::from_millis(200));
+    for round in 0..3 {
+        assert!(healthz_within_one_second(addr).is_some(), "round {round}: /healthz did not answer within 1 s behind 40 idle connections");
+    }
+    assert!(agent.metric("kubernetes_agent_open_polls") >= 0.0, "the listener still serves /metrics");
+    drop(idle);
+}
+
+#[test]
+fn a_client_trickling_its_request_is_closed_at_the_deadline_however_often_it_sends() {
+    use std::io::{Read, Write};
+    let world = World::new(HOLD);
+    let agent = world.spawn(&[]);
+    let mut s = std::net::TcpStream::connect(agent.listen_addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let start = Instant::now();
+    let mut closed = None;
+    for byte in b"GET /healthz HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaa".iter() {
+        let _ = s.write_all(&[*byte]);
+        match s.read(&mut [0u8; 64]) {
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            _ => {
+                closed = Some(start.elapsed());
+                break;
+            }
+        }
+    }
+    let closed = closed.expect("still open after a byte every 500 ms for the whole request");
+    assert!(closed < Duration::from_secs(4), "closed only after {closed:?}");
+}

@@ -124,6 +124,29 @@ def container(docs):
     return find(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
 
 
+def pod_env(docs):
+    """The agent container's environment as the kubelet builds it: envFrom in order (later
+    sources win), then env (secretKeyRef resolved from the rendered Secrets)."""
+    c = container(docs)
+    secrets = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Secret"}
+    env = {}
+    for source in c.get("envFrom", []):
+        if "configMapRef" in source:
+            env.update(find(docs, "ConfigMap", source["configMapRef"]["name"])[0]["data"])
+        else:
+            name = source["secretRef"]["name"]
+            if name in secrets:  # an existing Secret of the operator's is not rendered
+                env.update({k: base64.b64decode(v).decode() for k, v in secrets[name]["data"].items()})
+    for e in c["env"]:
+        if "value" in e:
+            env[e["name"]] = e["value"]
+        else:
+            ref = e["valueFrom"]["secretKeyRef"]
+            if ref["name"] in secrets:
+                env[e["name"]] = base64.b64decode(secrets[ref["name"]]["data"][ref["key"]]).decode()
+    return env
+
+
 def test_lint():
     report = helm_chart.lint(CHART, values_from_flags(GENERIC), strict=True)
     assert not report["errors"], report
@@ -208,6 +231,55 @@ def test_network_policy_limits_egress():
     assert np["policyTypes"] == ["Ingress", "Egress"]
 
 
+def test_network_policy_admits_to_the_listener_only_the_probes_and_metrics_sources():
+    # Default: no ingress rule at all, so nothing but the pod's own node (the kubelet's
+    # probes, which no NetworkPolicy can block) reaches the listener.
+    docs = render(deep_merge(values_from_flags(GENERIC), {"networkPolicy": {"enabled": True}}))
+    validate(docs)
+    np = find(docs, "NetworkPolicy")[0]["spec"]
+    assert np["ingress"] == [], np["ingress"]
+    monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}, "podSelector": {"matchLabels": {"app": "prometheus"}}}
+    extra = {"agent": {"port": 9090}, "networkPolicy": {"enabled": True, "probeCIDRs": ["10.128.0.0/16"], "metricsFrom": [monitoring]}}
+    docs = render(deep_merge(values_from_flags(GENERIC), extra))
+    validate(docs)
+    ingress = find(docs, "NetworkPolicy")[0]["spec"]["ingress"]
+    assert ingress == [{"from": [{"ipBlock": {"cidr": "10.128.0.0/16"}}, monitoring], "ports": [{"port": 9090, "protocol": "TCP"}]}], ingress
+    # Every rule names its sources: none admits the whole world to the port.
+    assert all(rule.get("from") for rule in ingress), ingress
+
+
+PROXY = "http://proxy-user:s3cr3t-pw@proxy.internal:3128"
+
+
+def test_proxy_credentials_are_in_no_configmap_and_still_reach_the_agent():
+    extra = {"agent": {"proxy": {"httpsProxy": PROXY, "httpProxy": PROXY, "noProxy": ".internal"}, "remoteUrl": "https://gw-user:s3cr3t-pw@orchestrator.internal"}}
+    docs = render(deep_merge(values_from_flags(GENERIC), extra))
+    validate(docs)
+    for cm in find(docs, "ConfigMap"):
+        assert "s3cr3t-pw" not in yaml.safe_dump(cm), cm
+    for d in docs:
+        if d["kind"] != "Secret":
+            assert "s3cr3t-pw" not in yaml.safe_dump(d), f"the password is in the {d['kind']} {d['metadata']['name']}"
+    env = pod_env(docs)
+    assert env["HTTPS_PROXY"] == PROXY and env["HTTP_PROXY"] == PROXY, env
+    assert env["REMOTE_URL"] == "https://gw-user:s3cr3t-pw@orchestrator.internal" and env["NO_PROXY"] == ".internal", env
+    secret = find(docs, "Secret", "humanitec-kubernetes-agent-runner-env")[0]
+    assert secret["metadata"]["namespace"] == "humanitec-kubernetes-agent-runner", secret["metadata"]
+    # Without any URL value the chart makes no such Secret and refers to none.
+    docs = render(values_from_flags(GENERIC))
+    assert not [d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"].endswith("-env")]
+    assert [s for s in container(docs)["envFrom"] if "secretRef" in s] == []
+
+
+def test_an_existing_env_secret_is_loaded_after_the_charts_own():
+    docs = render(deep_merge(values_from_flags(GENERIC), {"agent": {"existingEnvSecret": "agent-proxy", "proxy": {"httpsProxy": "http://proxy:3128"}}}))
+    validate(docs)
+    sources = container(docs)["envFrom"]
+    assert sources == [{"configMapRef": {"name": "humanitec-kubernetes-agent-runner"}},
+                       {"secretRef": {"name": "humanitec-kubernetes-agent-runner-env"}},
+                       {"secretRef": {"name": "agent-proxy"}}], sources
+
+
 def test_agent_options_reach_the_agent():
     extra = {"agent": {"imageMirrors": ["ghcr.io/humanitec=registry.internal/mirror"], "jobAllow": ["host-path"],
                        "jobPolicy": {"spec": {"template": {"spec": {"nodeSelector": {"pool": "runners"}}}}},
@@ -217,7 +289,7 @@ def test_agent_options_reach_the_agent():
     validate(docs)
     data = find(docs, "ConfigMap", "humanitec-kubernetes-agent-runner")[0]["data"]
     assert data["IMAGE_MIRRORS"] == "ghcr.io/humanitec=registry.internal/mirror" and data["JOB_ALLOW"] == "host-path", data
-    assert data["HTTPS_PROXY"] == "http://proxy:3128" and data["NO_PROXY"] == ".internal", data
+    assert pod_env(docs)["HTTPS_PROXY"] == "http://proxy:3128" and data["NO_PROXY"] == ".internal", data
     files = find(docs, "ConfigMap", "humanitec-kubernetes-agent-runner-files")[0]["data"]
     assert json.loads(files["job-policy.json"]) == extra["agent"]["jobPolicy"]
     env = {e["name"]: e.get("value") for e in container(docs)["env"]}
@@ -279,16 +351,7 @@ def test_upstream_shaped_deployment_runs_our_binary():
     docs = render(deep_merge(values_from_flags(flags), {"humanitec": {"privateKey": pem}}))
     c = container(docs)
     data = find(docs, "ConfigMap")[0]["data"]
-    secrets = {d["metadata"]["name"]: d for d in find(docs, "Secret")}
-    env = {}
-    for source in c.get("envFrom", []):
-        env.update(find(docs, "ConfigMap", source["configMapRef"]["name"])[0]["data"])
-    for e in c["env"]:
-        if "value" in e:
-            env[e["name"]] = e["value"]
-        else:
-            ref = e["valueFrom"]["secretKeyRef"]
-            env[e["name"]] = base64.b64decode(secrets[ref["name"]]["data"][ref["key"]]).decode()
+    env = pod_env(docs)
     env["LISTEN_ADDRESS"] = "127.0.0.1:0"  # the pod's 0.0.0.0:8080 may be taken on a shared machine
     # What the kubelet adds to every pod: the API server address and the service-account files.
     env.update({"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": "1"})
@@ -333,6 +396,9 @@ for scenario, flags in SCENARIOS.items():
 check("humanitec.privateKey makes a Secret with key private_key feeding PRIVATE_KEY", test_private_key_value_makes_the_secret)
 check("replicaCount 2 brings a PodDisruptionBudget and spreading", test_replicas_bring_a_pdb_and_spreading)
 check("networkPolicy limits egress to DNS, the API server and the Orchestrator", test_network_policy_limits_egress)
+check("networkPolicy admits to the listener only probeCIDRs and metricsFrom (default: none but the node)", test_network_policy_admits_to_the_listener_only_the_probes_and_metrics_sources)
+check("proxy and URL credentials are in no ConfigMap and still reach the agent", test_proxy_credentials_are_in_no_configmap_and_still_reach_the_agent)
+check("agent.existingEnvSecret is loaded after the chart's own Secret", test_an_existing_env_secret_is_loaded_after_the_charts_own)
 check("agent options reach the agent's environment and files", test_agent_options_reach_the_agent)
 check("values.schema.json rejects typos", test_schema_rejects_typos)
 check("plain manifests match the chart's defaults", test_plain_manifests_are_in_sync)

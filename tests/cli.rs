@@ -197,3 +197,177 @@ fn jwt_sample_is_written_for_independent_verification() {
     std::fs::write(dir.join("kid.txt"), world.key.kid()).unwrap();
     std::fs::write(dir.join("claims.txt"), format!("{}\n{}\n", support::agent::ORG, RUNNER)).unwrap();
 }
+
+/// Runs `cmd` with its output captured, killing it (and failing) if it is still running
+/// after `within`: the defects these tests guard against are hangs and endless reads.
+fn output_within(cmd: &mut Command, within: Duration) -> Output {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > within {
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            panic!("still running after {within:?}; stderr: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// The agent's settings with a valid key, for tests that break one setting.
+fn agent_env(extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let key = kubernetes_agent::key::RunnerKey::from_seed([9; 32]).private_pem();
+    let mut env = vec![("ORG_ID".to_string(), "o".to_string()), ("RUNNER_ID".into(), "r1".into()), ("PRIVATE_KEY".into(), key)];
+    for (k, v) in extra {
+        env.retain(|(name, _)| name != k && !(*k == "PRIVATE_KEY_FILE" && name == "PRIVATE_KEY"));
+        env.push((k.to_string(), v.to_string()));
+    }
+    env
+}
+
+#[test]
+fn configuration_values_with_line_breaks_make_one_line_errors() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("REMOTE_URL", "https://a\nb", "configuration REMOTE_URL: 'https://a\\nb' is not an http(s) URL"),
+        ("REMOTE_URL", "https://user:s3cret@a\r\nb", "configuration REMOTE_URL: 'https://***@a\\r\\nb' is not an http(s) URL"),
+        ("REMOTE_URL", "user:s3cret@a\nb", "configuration REMOTE_URL: '***@a\\nb' is not an http(s) URL"),
+        ("ORG_ID", "my\norg", "configuration ORG_ID: 'my\\norg' contains characters"),
+        ("RUNNER_ID", "r\nx", "configuration RUNNER_ID: 'r\\nx' does not match"),
+        ("LOG_FORMAT", "json\n\u{1b}[2J", "configuration LOG_FORMAT: 'json\\n\\u{1b}[2J' is not a log format"),
+        ("JOB_NAMESPACES", "a,b\nc", "configuration JOB_NAMESPACES: 'b\\nc' is not a valid namespace name"),
+    ];
+    for (name, value, expected) in cases {
+        let out = output_within(bin().arg("remote").envs(agent_env(&[(name, value)])), Duration::from_secs(20));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+        assert_eq!(err.lines().count(), 1, "{name}: {err}");
+        assert!(err.starts_with(&format!("kubernetes-agent: {expected}")), "{name}: {err}");
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+}
+
+#[test]
+fn a_usage_error_quoting_an_argument_with_a_line_break_stays_on_one_line() {
+    let out = output_within(bin().arg("ser\nve"), Duration::from_secs(20));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(
+        err.lines().collect::<Vec<_>>(),
+        ["kubernetes-agent: unknown command 'ser\\nve'; run with --help for the list", "run 'kubernetes-agent --help' for usage"]
+    );
+}
+
+fn os(bytes: &[u8]) -> std::ffi::OsString {
+    std::os::unix::ffi::OsStringExt::from_vec(bytes.to_vec())
+}
+
+const EVERY_COMMAND: &[&[&str]] = &[&["remote"], &["check"], &["render", "MESSAGE"], &["version"], &["--help"]];
+
+fn command_line(args: &[&str]) -> Vec<String> {
+    let msg = golden("default-jobspec.message.json");
+    args.iter().map(|a| if *a == "MESSAGE" { msg.display().to_string() } else { a.to_string() }).collect()
+}
+
+#[test]
+fn a_non_utf8_lang_crashes_no_command() {
+    for args in EVERY_COMMAND {
+        let out = output_within(bin().args(command_line(args)).env("LANG", os(b"de_DE.\xff\xfe")), Duration::from_secs(20));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        let expected = if matches!(args[0], "remote" | "check") { 2 } else { 0 };
+        assert_eq!(out.status.code(), Some(expected), "{args:?}: {err}");
+        if expected == 2 {
+            assert!(err.starts_with("kubernetes-agent: configuration ORG_ID: not set"), "{args:?}: {err}");
+        }
+    }
+}
+
+#[test]
+fn a_non_utf8_private_key_is_a_one_line_error_naming_it_that_never_shows_the_key() {
+    let key = kubernetes_agent::key::RunnerKey::from_seed([7; 32]).private_pem();
+    let body = key.lines().nth(1).unwrap().to_string();
+    let mut value = key.clone().into_bytes();
+    value.insert(40, 0xff);
+    for args in EVERY_COMMAND {
+        let out =
+            output_within(bin().args(command_line(args)).envs([("ORG_ID", "o"), ("RUNNER_ID", "r1")]).env("PRIVATE_KEY", os(&value)), Duration::from_secs(20));
+        let (stdout, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        for part in [&body[..20], &body[24..]] {
+            assert!(!stdout.contains(part) && !err.contains(part), "{args:?}: the key leaked: {stdout}{err}");
+        }
+        if matches!(args[0], "version" | "--help") {
+            assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+            continue;
+        }
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.starts_with("kubernetes-agent: configuration PRIVATE_KEY: the value is not valid UTF-8"), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}
+
+#[test]
+fn a_non_utf8_flag_value_is_a_one_line_usage_error_naming_the_flag() {
+    let out = output_within(bin().arg("remote").arg("--org-id").arg(os(b"o\xff")), Duration::from_secs(20));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.starts_with("kubernetes-agent: --org-id: value is not UTF-8"), "{err}");
+}
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "{}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn every_file_setting_pointed_at_dev_zero_is_refused_at_its_cap_within_seconds() {
+    let msg = golden("default-jobspec.message.json");
+    let msg = msg.to_str().unwrap();
+    let cases: &[(&[&str], &str, &str)] = &[
+        (&["remote"], "PRIVATE_KEY_FILE", "configuration PRIVATE_KEY_FILE: cannot read /dev/zero: larger than 16 KiB"),
+        (&["remote"], "SSL_CERT_FILE", "configuration SSL_CERT_FILE: cannot read /dev/zero: larger than 4 MiB"),
+        (&["remote"], "REMOTE_CA_FILE", "configuration REMOTE_CA_FILE: cannot read /dev/zero: larger than 4 MiB"),
+        (&["render", msg], "JOB_POLICY_FILE", "configuration JOB_POLICY_FILE: cannot read /dev/zero: larger than 1 MiB"),
+        (&["render", "/dev/zero"], "", "could not decode message from /dev/zero: larger than 1 MiB"),
+    ];
+    for (args, name, expected) in cases {
+        let env = if name.is_empty() { agent_env(&[]) } else { agent_env(&[(name, "/dev/zero")]) };
+        let out = output_within(bin().args(*args).envs(env), Duration::from_secs(20));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+        assert!(err.starts_with(&format!("kubernetes-agent: {expected}")), "{name}: {err}");
+    }
+    let out = output_within(bin().args(["render", "-"]).stdin(std::fs::File::open("/dev/zero").unwrap()), Duration::from_secs(20));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.starts_with("kubernetes-agent: could not decode message from standard input: larger than 1 MiB"), "{err}");
+}
+
+#[test]
+fn every_file_setting_pointed_at_a_fifo_fails_at_once_instead_of_hanging() {
+    let dir = TempDir::new("fifo");
+    let fifo = dir.path().join("fifo");
+    mkfifo(&fifo);
+    let certs = dir.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    mkfifo(&certs.join("ca.pem"));
+    let fifo = fifo.to_str().unwrap();
+    let msg = golden("default-jobspec.message.json");
+    let msg = msg.to_str().unwrap();
+    let cases: &[(&[&str], &str, &str, &str)] = &[
+        (&["remote"], "PRIVATE_KEY_FILE", fifo, "configuration PRIVATE_KEY_FILE:"),
+        (&["remote"], "SSL_CERT_FILE", fifo, "configuration SSL_CERT_FILE: SSL_CERT_FILE / SSL_CERT_DIR hold no PEM certificate"),
+        (&["remote"], "SSL_CERT_DIR", certs.to_str().unwrap(), "configuration SSL_CERT_FILE: SSL_CERT_FILE / SSL_CERT_DIR hold no PEM certificate"),
+        (&["remote"], "REMOTE_CA_FILE", fifo, "configuration REMOTE_CA_FILE:"),
+        (&["render", msg], "JOB_POLICY_FILE", fifo, "configuration JOB_POLICY_FILE:"),
+        (&["render", fifo], "", "", "could not decode"),
+    ];
+    for (args, name, value, expected) in cases {
+        let env = if name.is_empty() { agent_env(&[]) } else { agent_env(&[(name, value)]) };
+        let out = output_within(bin().args(*args).envs(env), Duration::from_secs(20));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+        assert!(err.starts_with(&format!("kubernetes-agent: {expected}")), "{name}: {err}");
+    }
+}

@@ -157,6 +157,8 @@ fn secrets_a_peer_echoes_never_reach_the_log_or_the_report_and_remote_url_userin
         assert!(!report.contains(secret), "{secret} leaked into the report: {report}");
     }
     assert!(logs.contains("https://***@127.0.0.1"), "{logs}");
+    // The deployment id is also an env value of the Job (DEPLOYMENT_ID): an identifier, not a secret.
+    assert!(logs.contains("Job jobs/d-echo"), "the deployment id must stay readable: {logs}");
 }
 
 #[test]

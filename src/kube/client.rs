@@ -97,7 +97,7 @@ impl Client {
             None => None,
         };
         let ca_pem = match &target.ca_file {
-            Some(path) => Some(std::fs::read(path).map_err(|e| Error::io(format!("reading the Kubernetes CA file {}", path.display()), e))?),
+            Some(path) => Some(read_ca(path).map_err(|e| Error::io(format!("reading the Kubernetes CA file {}", path.display()), e))?),
             None => None,
         };
         let agent = build_agent(ca_pem.as_deref(), &settings, target.ca_file.as_deref())?;
@@ -173,7 +173,7 @@ impl Client {
             }
         }
         if let Some(path) = &self.target.ca_file {
-            match std::fs::read(path) {
+            match read_ca(path) {
                 Ok(pem) if Some(&pem) != c.ca_pem.as_ref() => match build_agent(Some(&pem), &self.settings, Some(path)) {
                     Ok(agent) => {
                         log::info!("Kubernetes CA file {} changed; using the new bundle", path.display());
@@ -190,13 +190,18 @@ impl Client {
 }
 
 fn read_token(path: &Path) -> Result<String> {
-    let raw = std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading the Kubernetes token file {}", path.display()), e))?;
+    let raw = crate::file::read_capped_text(path, crate::file::TOKEN_CAP, "a token file")
+        .map_err(|e| Error::io(format!("reading the Kubernetes token file {}", path.display()), e))?;
     let token = raw.trim();
     if token.is_empty() {
         return Err(Error::decode(format!("Kubernetes token file {}", path.display()), "it is empty"));
     }
     crate::redact::set(crate::redact::Slot::KubeToken, &[token]);
     Ok(token.to_string())
+}
+
+fn read_ca(path: &Path) -> std::io::Result<Vec<u8>> {
+    crate::file::read_capped(path, crate::file::CA_BUNDLE_CAP, "a CA bundle")
 }
 
 fn build_agent(ca_pem: Option<&[u8]>, settings: &Settings, ca_path: Option<&Path>) -> Result<ureq::Agent> {
@@ -237,6 +242,15 @@ mod tests {
         assert!(e.contains("KUBERNETES_SERVICE_HOST") && e.contains("KUBE_API_URL"), "{e}");
         let e = Target::in_cluster(Some("h"), Some("https"), Path::new("/sa")).unwrap_err().to_string();
         assert!(e.contains("KUBERNETES_SERVICE_PORT"), "{e}");
+    }
+
+    #[test]
+    fn a_token_or_ca_file_that_never_ends_is_refused_at_its_cap() {
+        let e = read_token(Path::new("/dev/zero")).unwrap_err().to_string();
+        assert_eq!(e, "reading the Kubernetes token file /dev/zero: larger than 64 KiB, the most the agent reads from a token file; refusing it");
+        let target = Target { base_url: "https://127.0.0.1:1".into(), token_file: None, ca_file: Some(PathBuf::from("/dev/zero")) };
+        let e = Client::new(target, Settings::default()).err().expect("refused").to_string();
+        assert!(e.starts_with("reading the Kubernetes CA file /dev/zero: larger than 4 MiB"), "{e}");
     }
 
     #[test]

@@ -35,6 +35,11 @@
 {{- default (include "agent.fullname" .) .Values.humanitec.existingSecret -}}
 {{- end -}}
 
+{{- /* Non-empty when the chart makes the -env Secret (env-secret.yaml). */ -}}
+{{- define "agent.envSecret" -}}
+{{- if or .Values.agent.remoteUrl .Values.agent.proxy.httpsProxy .Values.agent.proxy.httpProxy -}}true{{- end -}}
+{{- end -}}
+
 {{- define "agent.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "agent.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
