@@ -17,13 +17,14 @@ use std::time::{Duration, Instant};
 
 use miniserde::json::{self, Value};
 
+use crate::backoff::{Backoff, Until};
 use crate::config::AgentConfig;
 use crate::diagnose;
 use crate::error::{Error, Result};
 use crate::json::{get, text};
 use crate::kube::{self, request, Reason};
 use crate::message::{self, CheckJobStatus, CreateJob, Message, Secret};
-use crate::metrics::Metrics;
+use crate::metrics::{self, Metrics};
 use crate::name::Name;
 use crate::remote::{PollOutcome, Remote, ReportOutcome};
 use crate::render::{self, JobPolicy};
@@ -36,6 +37,11 @@ pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(10);
 /// How long a create-job keeps retrying while the Kubernetes API is unreachable or
 /// overloaded, before the deployment is reported failed.
 pub const CREATE_DEADLINE: Duration = Duration::from_secs(120);
+/// How long one request of a status check keeps retrying a busy API server (the next
+/// check comes 30 s later).
+pub const CHECK_RETRY_FOR: Duration = Duration::from_secs(15);
+/// How long a failure report keeps retrying a busy or unreachable Orchestrator.
+pub const REPORT_RETRY_FOR: Duration = Duration::from_secs(60);
 /// Backoff cap after failed polls.
 pub const MAX_POLL_BACKOFF: Duration = Duration::from_secs(30);
 /// A poll answered 204 sooner than this was not held by the server (a misbehaving proxy
@@ -105,32 +111,7 @@ struct Held {
     weight: usize,
 }
 
-/// A flag with an interruptible sleep, shared by every thread.
-#[derive(Default)]
-pub struct Stop {
-    stopped: Mutex<bool>,
-    wake: Condvar,
-}
-
-impl Stop {
-    /// Asks every thread to stop.
-    pub fn stop(&self) {
-        *self.stopped.lock().unwrap_or_else(|p| p.into_inner()) = true;
-        self.wake.notify_all();
-    }
-
-    /// True once [`Stop::stop`] was called.
-    pub fn is_stopped(&self) -> bool {
-        *self.stopped.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Sleeps for `d` or until stopped; returns true when stopped.
-    pub fn sleep(&self, d: Duration) -> bool {
-        let guard = self.stopped.lock().unwrap_or_else(|p| p.into_inner());
-        let (guard, _) = self.wake.wait_timeout_while(guard, d, |s| !*s).unwrap_or_else(|p| p.into_inner());
-        *guard
-    }
-}
+pub use crate::backoff::Stop;
 
 /// What a message handler needs; shared by the workers.
 pub struct Context {
@@ -212,7 +193,7 @@ impl Running {
     /// Stops polling, waits up to `grace` for accepted messages to be handled, and
     /// returns how many were still unhandled (0 on a clean stop).
     pub fn shutdown(self, grace: Duration) -> i64 {
-        self.context.stop.stop();
+        self.context.stop.stop_within(grace);
         let deadline = Instant::now() + grace;
         while self.context.metrics.in_flight() > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
@@ -308,12 +289,12 @@ fn poll_loop(ctx: &Context, tx: &Sender<Held>, spacing: &Spacing, i: usize) {
         // closed only before this thread sleeps.
         let delay = match outcome {
             PollOutcome::Message(body) => {
-                ctx.metrics.poll("message");
+                ctx.metrics.poll(metrics::Poll::Message);
                 dispatch(ctx, tx, body);
                 None
             }
             PollOutcome::Empty => {
-                ctx.metrics.poll("empty");
+                ctx.metrics.poll(metrics::Poll::Empty);
                 // A quiet hold: give back the stack the last TLS handshake left resident.
                 crate::stack::trim();
                 let held = sent.elapsed();
@@ -326,7 +307,7 @@ fn poll_loop(ctx: &Context, tx: &Sender<Held>, spacing: &Spacing, i: usize) {
                 None
             }
             PollOutcome::Unauthorized => {
-                ctx.metrics.poll("unauthorized");
+                ctx.metrics.poll(metrics::Poll::Unauthorized);
                 log::error!(
                     "the Orchestrator rejected this runner's token (401): the public key registered for runner '{}' does not match PRIVATE_KEY (kid {}). \
                      Register the public key that 'kubernetes-agent check' prints, or mount the matching private key. Retrying with backoff.",
@@ -336,7 +317,7 @@ fn poll_loop(ctx: &Context, tx: &Sender<Held>, spacing: &Spacing, i: usize) {
                 Some(Duration::from_secs(5))
             }
             PollOutcome::NotFound => {
-                ctx.metrics.poll("not_found");
+                ctx.metrics.poll(metrics::Poll::NotFound);
                 log::error!(
                     "the Orchestrator does not know organisation '{}' or runner '{}' (404 from {}): check ORG_ID and RUNNER_ID, and that the runner was created \
                      ('hctl create runner') with the public key of kid {}. Retrying with backoff.",
@@ -348,12 +329,16 @@ fn poll_loop(ctx: &Context, tx: &Sender<Held>, spacing: &Spacing, i: usize) {
                 Some(Duration::from_secs(5))
             }
             PollOutcome::Status(code) => {
-                ctx.metrics.poll("server_error");
+                ctx.metrics.poll(if (400..500).contains(&code) && !crate::error::is_transient_code(code) {
+                    metrics::Poll::ClientError
+                } else {
+                    metrics::Poll::ServerError
+                });
                 log::warn!("poll answered HTTP {code} by {}; retrying with backoff", ctx.remote.shown_url());
                 Some(Duration::from_millis(500))
             }
             PollOutcome::Transport(why) => {
-                ctx.metrics.poll("transport_error");
+                ctx.metrics.poll(metrics::Poll::TransportError);
                 log::warn!("poll to {} failed: {why}; retrying with backoff", ctx.remote.shown_url());
                 Some(Duration::from_millis(500))
             }
@@ -384,7 +369,7 @@ fn dispatch(ctx: &Context, tx: &Sender<Held>, body: String) {
         let now = Instant::now();
         recent.retain(|_, seen| now.duration_since(*seen) < DUPLICATE_WINDOW);
         if recent.contains_key(&key) {
-            ctx.metrics.message("duplicate");
+            ctx.metrics.message(metrics::Kind::Duplicate);
             return;
         }
         if recent.len() < RECENT_CAP {
@@ -455,16 +440,16 @@ pub fn handle(ctx: &Context, body: String) {
     match message::decode(&body) {
         Ok(Message::CreateJob(m)) => {
             drop(body);
-            ctx.metrics.message("create-job");
+            ctx.metrics.message(metrics::Kind::CreateJob);
             create_job(ctx, m);
         }
         Ok(Message::CheckJobStatus(m)) => {
-            ctx.metrics.message("check-job-status");
+            ctx.metrics.message(metrics::Kind::CheckJobStatus);
             let _secrets = crate::redact::hold([m.deployment_token.expose()]);
             check_job_status(ctx, &m);
         }
         Err(e) => {
-            ctx.metrics.message("invalid");
+            ctx.metrics.message(metrics::Kind::Invalid);
             // A create-job we cannot read would otherwise leave its deployment waiting.
             let target = message::salvage_report_target(&body);
             let _secrets = crate::redact::hold(target.as_ref().map(|(_, token)| token.expose()));
@@ -485,7 +470,7 @@ fn create_job(ctx: &Context, m: CreateJob) {
     let job = match render::render(&job_id, &namespace, configuration, &ctx.policy) {
         Ok(job) => job,
         Err(e) => {
-            ctx.metrics.job("refused");
+            ctx.metrics.job(metrics::JobResult::Refused);
             log::warn!("not creating Job {namespace}/{job_id}: {e}");
             report_failure(ctx, job_id.as_str(), &deployment_token, &format!("the runner agent refused the Job: {e}"));
             return;
@@ -496,29 +481,27 @@ fn create_job(ctx: &Context, m: CreateJob) {
     let _policy_secrets = crate::redact::hold(policy_secrets.iter().map(String::as_str));
     let req = request::create_job(&namespace, &job_id, json::to_string(&job));
     drop(job);
-    let deadline = Instant::now() + CREATE_DEADLINE;
-    loop {
-        match ctx.kube.send(&req) {
-            Ok(_) => {
-                ctx.metrics.job("created");
-                log::info!("created Job {namespace}/{job_id}");
-                return;
-            }
-            Err(Error::Kube { ref status, .. }) if status.reason() == Reason::AlreadyExists => {
-                ctx.metrics.job("already_exists");
-                log::info!("Job {namespace}/{job_id} already exists (created by another replica or an earlier delivery)");
-                return;
-            }
-            Err(e) if e.is_transient() && Instant::now() < deadline && !ctx.stop.is_stopped() => {
-                log::warn!("{e}; will keep trying until {} s after the message", CREATE_DEADLINE.as_secs());
-                ctx.stop.sleep(Duration::from_secs(2));
-            }
-            Err(e) => {
-                ctx.metrics.job("failed");
-                log::error!("{e}");
-                report_failure(ctx, job_id.as_str(), &deployment_token, &format!("the runner agent could not create the Kubernetes Job: {e}"));
-                return;
-            }
+    // One bounded call: the client retries a busy or unreachable API server until the
+    // deadline, and a stop ends its waiting at once.
+    match ctx.kube.send_until(&req, Until::within(CREATE_DEADLINE, &ctx.stop)) {
+        Ok(_) => {
+            ctx.metrics.job(metrics::JobResult::Created);
+            log::info!("created Job {namespace}/{job_id}");
+        }
+        Err(Error::Kube { ref status, .. }) if status.reason() == Reason::AlreadyExists => {
+            ctx.metrics.job(metrics::JobResult::AlreadyExists);
+            log::info!("Job {namespace}/{job_id} already exists (created by another replica or an earlier delivery)");
+        }
+        Err(e) if e.is_transient() && ctx.stop.is_stopped() => {
+            // Not this replica's failure to report: another may have created it, and the
+            // Orchestrator's status check reports a Job that never appeared.
+            ctx.metrics.job(metrics::JobResult::Failed);
+            log::error!("{e}; not retried further: the agent is stopping and SHUTDOWN_TIMEOUT has passed");
+        }
+        Err(e) => {
+            ctx.metrics.job(metrics::JobResult::Failed);
+            log::error!("{e}");
+            report_failure(ctx, job_id.as_str(), &deployment_token, &format!("the runner agent could not create the Kubernetes Job: {e}"));
         }
     }
 }
@@ -561,7 +544,7 @@ fn check_job_status(ctx: &Context, m: &CheckJobStatus) {
     }
     let now = crate::time::now();
     let expired = now > m.expires_at;
-    let job = match ctx.kube.send(&request::get_job(ns, id)) {
+    let job = match ctx.kube.send_until(&request::get_job(ns, id), Until::within(CHECK_RETRY_FOR, &ctx.stop)) {
         Ok(body) => body,
         Err(Error::Kube { ref status, .. }) if status.reason() == Reason::NotFound => {
             if expired {
@@ -691,7 +674,7 @@ fn warning_events(ctx: &Context, namespace: &Name, names: &[Name]) -> Option<Vec
 /// The `items` of a list reply. A reply that is not a JSON list is an error, never an
 /// empty list (which would read as "no pod started").
 fn list_items(ctx: &Context, req: &request::ApiRequest) -> Result<Vec<Value>> {
-    let body = ctx.kube.send(req)?;
+    let body = ctx.kube.send_until(req, Until::within(CHECK_RETRY_FOR, &ctx.stop))?;
     let document = format!("the Kubernetes reply to {}", req.operation);
     let mut list = crate::json::parse(&body, &document)?;
     match &mut list {
@@ -708,30 +691,34 @@ fn report_failure(ctx: &Context, deployment_id: &str, token: &Secret, message: &
     // What the deployment is told goes through the same scrubbing as the log: an API
     // server's 422 may quote a Job's env value back.
     let message = crate::redact::scrub(message);
-    let mut attempt = 0;
+    let until = Until::within(REPORT_RETRY_FOR, &ctx.stop);
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(15));
     loop {
-        attempt += 1;
-        match ctx.remote.report_failure(deployment_id, token, &message) {
+        let error = match ctx.remote.report_failure(deployment_id, token, &message) {
             Ok(ReportOutcome::Accepted) => {
-                ctx.metrics.report("accepted");
+                ctx.metrics.report(metrics::Report::Accepted);
                 log::info!("reported the failure of deployment {deployment_id} to the Orchestrator");
                 return;
             }
             Ok(ReportOutcome::AlreadyFinal) => {
-                ctx.metrics.report("already_final");
+                ctx.metrics.report(metrics::Report::AlreadyFinal);
                 log::info!("deployment {deployment_id} is already final (409); nothing more to report");
                 return;
             }
-            Err(e) if attempt < 4 && !ctx.stop.is_stopped() => {
-                log::warn!("{e}; retrying");
-                ctx.stop.sleep(Duration::from_secs(1 << attempt));
-            }
-            Err(e) => {
-                ctx.metrics.report("failed");
-                log::error!("{e}; giving up: the deployment will fail when the Orchestrator's own timeout expires");
-                return;
-            }
+            Err(e) => e,
+        };
+        let retry_after = match &error {
+            Error::Orchestrator { retry_after, .. } => retry_after.map(Duration::from_secs),
+            _ => None,
+        };
+        if error.is_transient() && until.wait(backoff.next(retry_after)) {
+            log::warn!("{error}; retrying");
+            continue;
         }
+        ctx.metrics.report(metrics::Report::Failed);
+        let why = if error.is_transient() { "giving up" } else { "not retried: the answer will not change by itself" };
+        log::error!("{error}; {why}: the deployment will fail when the Orchestrator's own timeout expires");
+        return;
     }
 }
 

@@ -2,15 +2,29 @@
 //! fix. It never polls (a poll would take a message away from a running replica), so
 //! authentication with the Orchestrator is shown by the kid to compare, not proven.
 
-use crate::agent::Context;
+use std::time::Duration;
+
 use crate::config::AgentConfig;
+use crate::error::Error;
 use crate::key;
+use crate::kube;
 use crate::kube::request;
 use crate::name::Name;
+use crate::remote::Remote;
 
 /// The verbs the agent needs: (verb, API group, resource).
 pub const NEEDED: [(&str, &str, &str); 5] =
     [("create", "batch", "jobs"), ("get", "batch", "jobs"), ("list", "", "pods"), ("list", "", "events"), ("list", "batch", "jobs")];
+
+/// Prints every configuration problem at once, as FAIL items with their fixes.
+pub fn configuration_problems(problems: &[Error], out: &mut dyn std::io::Write) {
+    for p in problems {
+        let text = p.to_string();
+        let (what, fix) = text.split_once("; fix: ").unwrap_or((&text, "see --help"));
+        let _ = writeln!(out, "FAIL  {what}\n      fix: {fix}");
+    }
+    let _ = writeln!(out, "{} configuration problem(s); the remaining checks need a usable configuration", problems.len());
+}
 
 /// Runs every check, prints them, and returns true when all passed.
 pub fn run(config: &AgentConfig, out: &mut dyn std::io::Write) -> bool {
@@ -30,15 +44,11 @@ pub fn run(config: &AgentConfig, out: &mut dyn std::io::Write) -> bool {
         ),
         "",
     );
-    let ctx = match Context::new(config) {
-        Ok(c) => c,
-        Err(e) => {
-            item(false, format!("credentials: {e}"), "mount the service-account token and CA, or fix KUBE_TOKEN_FILE / KUBE_CA_FILE");
-            return ok;
-        }
-    };
+    // The Orchestrator and Kubernetes are checked apart, so one failing never hides the other.
+    let remote = Remote::new(config.connection.clone(), &config.org_id, &config.runner_id, config.key.clone(), config.token_lifetime, config.poll_hold);
+    let kube = kube::Client::new(config.kube.clone(), kube::client::Settings { retry_for: Duration::from_secs(10), ..Default::default() });
     let proxy = config.connection.proxy.as_deref().map_or("direct".to_string(), |p| format!("via proxy {}", crate::redact::url_without_userinfo(p)));
-    match ctx.remote.reach() {
+    match remote.as_ref().map_err(|e| e.to_string()).and_then(|r| r.reach()) {
         Ok(code) => item(true, format!("Orchestrator reachable ({proxy}, TLS ok, HTTP {code} from {orchestrator}/)"), ""),
         Err(why) => item(
             false,
@@ -46,16 +56,23 @@ pub fn run(config: &AgentConfig, out: &mut dyn std::io::Write) -> bool {
             "check REMOTE_URL, HTTPS_PROXY / NO_PROXY, and REMOTE_CA_FILE for a private CA",
         ),
     }
+    let kube = match kube {
+        Ok(k) => k,
+        Err(e) => {
+            item(false, format!("credentials: {e}"), "mount the service-account token and CA, or fix KUBE_TOKEN_FILE / KUBE_CA_FILE");
+            return ok;
+        }
+    };
     let namespaces: Vec<Name> =
         if config.policy.namespaces.is_empty() { vec![own_namespace()] } else { config.policy.namespaces.iter().filter_map(|n| Name::label(n)).collect() };
     let mut authenticated = false;
     for ns in &namespaces {
         for (verb, group, resource) in NEEDED {
             let review = request::self_subject_access_review(ns, verb, group, resource);
-            match ctx.kube.send(&review) {
+            match kube.send(&review) {
                 Ok(body) => {
                     if !authenticated {
-                        item(true, format!("Kubernetes API {} authenticated the service account", ctx.kube.base_url()), "");
+                        item(true, format!("Kubernetes API {} authenticated the service account", kube.base_url()), "");
                         authenticated = true;
                     }
                     let review = crate::json::parse(&body, "the SelfSubjectAccessReview reply");

@@ -387,9 +387,62 @@ pub struct AgentConfig {
     pub startup_grace: Option<Duration>,
 }
 
-/// Resolves the agent's configuration.
+/// Resolves the agent's configuration; the first problem found is the error.
 pub fn agent_config(values: &Values) -> Result<AgentConfig> {
-    values.check_encoding()?;
+    agent_config_all(values).map_err(|mut problems| problems.remove(0))
+}
+
+/// Resolves the agent's configuration and, when it is not usable, returns every problem
+/// at once (never an empty list), so an operator fixes them in one pass.
+pub fn agent_config_all(values: &Values) -> Result<AgentConfig, Vec<Error>> {
+    values.check_encoding().map_err(|e| vec![e])?;
+    let mut problems = Vec::new();
+    let mut take = |r: Result<()>| {
+        if let Err(e) = r {
+            problems.push(e);
+        }
+    };
+    let (mut org_id, mut runner_id, mut key, mut connection, mut listen) = (None, None, None, None, None);
+    let (mut token_lifetime, mut polls, mut shutdown_timeout, mut poll_hold, mut startup_grace, mut policy, mut kube) =
+        (None, None, None, None, None, None, None);
+    take(resolve_org_id(values).map(|v| org_id = Some(v)));
+    take(resolve_runner_id(values).map(|v| runner_id = Some(v)));
+    take(resolve_key(values).map(|v| key = Some(v)));
+    take(
+        checked_url(values.get_or_default("REMOTE_URL"), "REMOTE_URL")
+            .and_then(|url| crate::remote::Connection::resolve(&url, values))
+            .map(|v| connection = Some(v)),
+    );
+    take(resolve_listen(values).map(|v| listen = Some(v)));
+    take(resolve_token_lifetime(values).map(|v| token_lifetime = Some(v)));
+    take(resolve_polls(values).map(|v| polls = Some(v)));
+    take(duration(values, "SHUTDOWN_TIMEOUT").map(|v| shutdown_timeout = Some(v)));
+    take(resolve_poll_hold(values).map(|v| poll_hold = Some(v)));
+    take(resolve_startup_grace(values).map(|v| startup_grace = Some(v)));
+    take(job_policy(values).map(|v| policy = Some(v)));
+    take(kube_target(values).map(|v| kube = Some(v)));
+    match (org_id, runner_id, key, connection, listen, token_lifetime, polls, shutdown_timeout, poll_hold, startup_grace, policy, kube) {
+        (
+            Some(org_id),
+            Some(runner_id),
+            Some(key),
+            Some(connection),
+            Some(listen),
+            Some(token_lifetime),
+            Some(polls),
+            Some(shutdown_timeout),
+            Some(poll_hold),
+            Some(startup_grace),
+            Some(policy),
+            Some(kube),
+        ) if problems.is_empty() => {
+            Ok(AgentConfig { org_id, runner_id, key, connection, policy, kube, listen, token_lifetime, polls, poll_hold, shutdown_timeout, startup_grace })
+        }
+        _ => Err(problems),
+    }
+}
+
+fn resolve_org_id(values: &Values) -> Result<String> {
     let org_id = values
         .get("ORG_ID")
         .ok_or_else(|| Error::config("ORG_ID", "not set", "set ORG_ID to your Orchestrator organisation id (chart: humanitec.orgId)"))?
@@ -402,6 +455,10 @@ pub fn agent_config(values: &Values) -> Result<AgentConfig> {
             "copy the organisation id from the Orchestrator",
         ));
     }
+    Ok(org_id)
+}
+
+fn resolve_runner_id(values: &Values) -> Result<String> {
     let runner_id = values
         .get("RUNNER_ID")
         .ok_or_else(|| Error::config("RUNNER_ID", "not set", "set RUNNER_ID to the id given to 'hctl create runner' (chart: humanitec.runnerId)"))?
@@ -414,13 +471,15 @@ pub fn agent_config(values: &Values) -> Result<AgentConfig> {
             "use the runner id exactly as registered with the Orchestrator",
         ));
     }
-    let key = match (values.get("PRIVATE_KEY"), values.get("PRIVATE_KEY_FILE")) {
-        (Some(_), Some(_)) => {
-            return Err(Error::config("PRIVATE_KEY_FILE", "set together with PRIVATE_KEY", "set only one of PRIVATE_KEY and PRIVATE_KEY_FILE"))
-        }
+    Ok(runner_id)
+}
+
+fn resolve_key(values: &Values) -> Result<RunnerKey> {
+    match (values.get("PRIVATE_KEY"), values.get("PRIVATE_KEY_FILE")) {
+        (Some(_), Some(_)) => Err(Error::config("PRIVATE_KEY_FILE", "set together with PRIVATE_KEY", "set only one of PRIVATE_KEY and PRIVATE_KEY_FILE")),
         (Some(pem), None) => RunnerKey::from_pkcs8_pem(pem, "PRIVATE_KEY").map_err(|e| {
             Error::config("PRIVATE_KEY", e.to_string(), "set it to the PEM that 'openssl genpkey -algorithm ed25519' or 'kubernetes-agent keygen' wrote")
-        })?,
+        }),
         (None, Some(path)) => {
             let pem = crate::file::read_capped_text(Path::new(path), crate::file::PRIVATE_KEY_CAP, "a private key file")
                 .map_err(|e| Error::config("PRIVATE_KEY_FILE", format!("cannot read {path}: {e}"), "point it at the private key PEM file"))?;
@@ -430,59 +489,57 @@ pub fn agent_config(values: &Values) -> Result<AgentConfig> {
                     e.to_string(),
                     "point it at the PEM that 'openssl genpkey -algorithm ed25519' or 'kubernetes-agent keygen' wrote",
                 )
-            })?
+            })
         }
-        (None, None) => {
-            return Err(Error::config(
-                "PRIVATE_KEY",
-                "not set",
-                "set PRIVATE_KEY to the runner's private key PEM (chart: humanitec.existingSecret) or PRIVATE_KEY_FILE to its path",
-            ))
-        }
-    };
-    let remote_url = checked_url(values.get_or_default("REMOTE_URL"), "REMOTE_URL")?;
-    let connection = crate::remote::Connection::resolve(&remote_url, values)?;
-    let listen = match values.get_or_default("LISTEN_ADDRESS") {
-        "off" | "none" | "false" => None,
-        addr => Some(
-            addr.parse::<SocketAddr>()
-                .map_err(|_| Error::config("LISTEN_ADDRESS", format!("'{addr}' is not an address:port"), "use e.g. 0.0.0.0:8080, [::]:8080, or off"))?,
-        ),
-    };
+        (None, None) => Err(Error::config(
+            "PRIVATE_KEY",
+            "not set",
+            "set PRIVATE_KEY to the runner's private key PEM (chart: humanitec.existingSecret) or PRIVATE_KEY_FILE to its path",
+        )),
+    }
+}
+
+fn resolve_listen(values: &Values) -> Result<Option<SocketAddr>> {
+    match values.get_or_default("LISTEN_ADDRESS") {
+        "off" | "none" | "false" => Ok(None),
+        addr => addr
+            .parse::<SocketAddr>()
+            .map(Some)
+            .map_err(|_| Error::config("LISTEN_ADDRESS", format!("'{addr}' is not an address:port"), "use e.g. 0.0.0.0:8080, [::]:8080, or off")),
+    }
+}
+
+fn resolve_token_lifetime(values: &Values) -> Result<Option<Duration>> {
     let token_lifetime = duration(values, "TOKEN_LIFETIME")?;
     let token_lifetime = (!token_lifetime.is_zero()).then_some(token_lifetime);
     if token_lifetime.is_some_and(|d| d < Duration::from_secs(120)) {
         return Err(Error::config("TOKEN_LIFETIME", "shorter than 2m", "use 0 (no expiry, as upstream) or a lifetime of at least 2m, e.g. 15m"));
     }
+    Ok(token_lifetime)
+}
+
+fn resolve_polls(values: &Values) -> Result<usize> {
     let polls = values.get_or_default("POLLS");
-    let polls = polls
+    polls
         .parse::<usize>()
         .ok()
         .filter(|n| (1..=8).contains(n))
-        .ok_or_else(|| Error::config("POLLS", format!("'{polls}' is not a number from 1 to 8"), "use 2 (the default) unless you measured a reason"))?;
-    let shutdown_timeout = duration(values, "SHUTDOWN_TIMEOUT")?;
+        .ok_or_else(|| Error::config("POLLS", format!("'{polls}' is not a number from 1 to 8"), "use 2 (the default) unless you measured a reason"))
+}
+
+fn resolve_poll_hold(values: &Values) -> Result<Duration> {
     let poll_hold = duration(values, "POLL_HOLD")?;
     if poll_hold.is_zero() || poll_hold > Duration::from_secs(600) {
         return Err(Error::config("POLL_HOLD", "must be between 1s and 10m", "leave it at 30s unless your Orchestrator holds polls for another time"));
     }
-    let startup_grace = match values.get_or_default("STARTUP_GRACE").trim() {
-        "off" => None,
-        _ => Some(duration(values, "STARTUP_GRACE")?).filter(|d| !d.is_zero()),
-    };
-    Ok(AgentConfig {
-        startup_grace,
-        org_id,
-        runner_id,
-        key,
-        connection,
-        policy: job_policy(values)?,
-        kube: kube_target(values)?,
-        listen,
-        token_lifetime,
-        polls,
-        poll_hold,
-        shutdown_timeout,
-    })
+    Ok(poll_hold)
+}
+
+fn resolve_startup_grace(values: &Values) -> Result<Option<Duration>> {
+    match values.get_or_default("STARTUP_GRACE").trim() {
+        "off" => Ok(None),
+        _ => Ok(Some(duration(values, "STARTUP_GRACE")?).filter(|d| !d.is_zero())),
+    }
 }
 
 fn is_runner_id(s: &str) -> bool {
@@ -586,6 +643,23 @@ mod tests {
             assert!(e.contains("; fix: "), "{extra:?}: {e}");
             assert_eq!(e.lines().count(), 1, "{e}");
         }
+    }
+
+    #[test]
+    fn every_bad_setting_is_reported_at_once() {
+        let env = upstream_env().into_iter().filter(|(k, _)| *k != "ORG_ID").chain([
+            ("POLLS", "99".to_string()),
+            ("LISTEN_ADDRESS", "8080".to_string()),
+            ("STARTUP_GRACE", "soon".to_string()),
+            ("JOB_ALLOW", "root".to_string()),
+        ]);
+        let problems = agent_config_all(&Values::from_env(env)).expect_err("refused");
+        let names: Vec<String> = problems.iter().map(|e| e.to_string().split(':').next().unwrap_or("").to_string()).collect();
+        assert_eq!(
+            names,
+            ["configuration ORG_ID", "configuration LISTEN_ADDRESS", "configuration POLLS", "configuration STARTUP_GRACE", "configuration JOB_ALLOW"],
+            "{problems:?}"
+        );
     }
 
     #[test]

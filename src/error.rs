@@ -47,6 +47,18 @@ pub enum Error {
         /// Why it failed.
         why: String,
     },
+    /// The Orchestrator answered a request with an error status (not a poll's: those are
+    /// outcomes). Transient for 408, 429 and 5xx; any other 4xx will not change by itself.
+    Orchestrator {
+        /// What we asked, e.g. `reporting the failure of deployment d-1 to https://…`.
+        operation: String,
+        /// The HTTP status code.
+        code: u16,
+        /// `Retry-After` in seconds, when sent.
+        retry_after: Option<u64>,
+        /// The start of the reply body, control characters removed.
+        detail: String,
+    },
     /// A local file could not be read or written.
     Io {
         /// The path and what we were doing with it.
@@ -79,6 +91,7 @@ impl Error {
         match self {
             Error::Transport { .. } => true,
             Error::Kube { status, .. } => status.is_transient(),
+            Error::Orchestrator { code, .. } => is_transient_code(*code),
             _ => false,
         }
     }
@@ -87,6 +100,11 @@ impl Error {
 /// Every error is one line, whatever the values in it hold: a `REMOTE_URL` with a line
 /// break, a peer's message with a carriage return or an escape sequence cannot start a
 /// second line (a forged log line) nor drive the terminal.
+/// The HTTP codes that mean "the same request may succeed later": 408, 429 and 5xx.
+pub fn is_transient_code(code: u16) -> bool {
+    matches!(code, 408 | 429 | 500..=599)
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use fmt::Write as _;
@@ -97,6 +115,7 @@ impl fmt::Display for Error {
             Error::Refused { rule, detail } => write!(f, "refused by local policy rule '{rule}': {detail}"),
             Error::Kube { operation, status } => write!(f, "{operation}: kubernetes answered {status}"),
             Error::Transport { operation, why } => write!(f, "{operation}: {why}"),
+            Error::Orchestrator { operation, code, detail, .. } => write!(f, "{operation}: the Orchestrator answered HTTP {code}: {detail}"),
             Error::Io { what, source } => write!(f, "{what}: {source}"),
         }
     }

@@ -39,14 +39,21 @@ fn main() -> ExitCode {
                 Err(e) => return report(Err(e)),
             };
             logging::init(&log_config);
+            if args.command == Command::Check {
+                let config = match config::agent_config_all(&values) {
+                    Ok(c) => c,
+                    Err(problems) => {
+                        check::configuration_problems(&problems, &mut std::io::stdout());
+                        return ExitCode::from(2);
+                    }
+                };
+                let passed = check::run(&config, &mut std::io::stdout());
+                return if passed { ExitCode::SUCCESS } else { ExitCode::from(1) };
+            }
             let config = match config::agent_config(&values) {
                 Ok(c) => c,
                 Err(e) => return report(Err(e)),
             };
-            if args.command == Command::Check {
-                let passed = check::run(&config, &mut std::io::stdout());
-                return if passed { ExitCode::SUCCESS } else { ExitCode::from(1) };
-            }
             report(run_agent(&config))
         }
     }

@@ -6,14 +6,120 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Poll outcomes, in the order they are rendered.
-pub const POLL_OUTCOMES: [&str; 6] = ["message", "empty", "unauthorized", "not_found", "server_error", "transport_error"];
-/// Message kinds.
-pub const MESSAGE_KINDS: [&str; 4] = ["create-job", "check-job-status", "invalid", "duplicate"];
-/// What a create-job ended as.
-pub const JOB_RESULTS: [&str; 4] = ["created", "already_exists", "refused", "failed"];
-/// What a failure report ended as.
-pub const REPORT_RESULTS: [&str; 3] = ["accepted", "already_final", "failed"];
+/// A metric label's values as a type, so no label can be misspelt or unknown: each
+/// variant's position is its counter's index, and `ALL` is the order they are rendered.
+pub trait Label: Copy + 'static {
+    /// Every value, in rendering order (the variants' declaration order).
+    const ALL: &'static [Self];
+    /// The label value as rendered.
+    fn label(self) -> &'static str;
+}
+
+/// How a poll ended (`polls_total{outcome}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Poll {
+    /// 200 with a message.
+    Message,
+    /// 204: the hold ended with nothing.
+    Empty,
+    /// 401.
+    Unauthorized,
+    /// 404.
+    NotFound,
+    /// Another 4xx: the request is wrong and will stay wrong.
+    ClientError,
+    /// 5xx (and 408/429: the server is busy).
+    ServerError,
+    /// No HTTP answer: connect, TLS, timeout, reset.
+    TransportError,
+}
+
+impl Label for Poll {
+    const ALL: &'static [Poll] = &[Poll::Message, Poll::Empty, Poll::Unauthorized, Poll::NotFound, Poll::ClientError, Poll::ServerError, Poll::TransportError];
+    fn label(self) -> &'static str {
+        match self {
+            Poll::Message => "message",
+            Poll::Empty => "empty",
+            Poll::Unauthorized => "unauthorized",
+            Poll::NotFound => "not_found",
+            Poll::ClientError => "client_error",
+            Poll::ServerError => "server_error",
+            Poll::TransportError => "transport_error",
+        }
+    }
+}
+
+/// What a received message was (`messages_total{action}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A decoded create-job.
+    CreateJob,
+    /// A decoded check-job-status.
+    CheckJobStatus,
+    /// Undecodable.
+    Invalid,
+    /// The same body on another poll moments ago.
+    Duplicate,
+}
+
+impl Label for Kind {
+    const ALL: &'static [Kind] = &[Kind::CreateJob, Kind::CheckJobStatus, Kind::Invalid, Kind::Duplicate];
+    fn label(self) -> &'static str {
+        match self {
+            Kind::CreateJob => "create-job",
+            Kind::CheckJobStatus => "check-job-status",
+            Kind::Invalid => "invalid",
+            Kind::Duplicate => "duplicate",
+        }
+    }
+}
+
+/// What a create-job ended as (`jobs_total{result}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobResult {
+    /// 201.
+    Created,
+    /// 409 AlreadyExists: success.
+    AlreadyExists,
+    /// Refused by local policy; never sent.
+    Refused,
+    /// Kubernetes said no, or could not be reached in time.
+    Failed,
+}
+
+impl Label for JobResult {
+    const ALL: &'static [JobResult] = &[JobResult::Created, JobResult::AlreadyExists, JobResult::Refused, JobResult::Failed];
+    fn label(self) -> &'static str {
+        match self {
+            JobResult::Created => "created",
+            JobResult::AlreadyExists => "already_exists",
+            JobResult::Refused => "refused",
+            JobResult::Failed => "failed",
+        }
+    }
+}
+
+/// What a failure report ended as (`failure_reports_total{result}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report {
+    /// 2xx.
+    Accepted,
+    /// 409: already final.
+    AlreadyFinal,
+    /// Not delivered.
+    Failed,
+}
+
+impl Label for Report {
+    const ALL: &'static [Report] = &[Report::Accepted, Report::AlreadyFinal, Report::Failed];
+    fn label(self) -> &'static str {
+        match self {
+            Report::Accepted => "accepted",
+            Report::AlreadyFinal => "already_final",
+            Report::Failed => "failed",
+        }
+    }
+}
 
 struct PollClock {
     open: u32,
@@ -23,7 +129,7 @@ struct PollClock {
 
 /// All metrics of one agent.
 pub struct Metrics {
-    polls: [AtomicU64; 6],
+    polls: [AtomicU64; 7],
     messages: [AtomicU64; 4],
     jobs: [AtomicU64; 4],
     reports: [AtomicU64; 3],
@@ -36,8 +142,8 @@ pub struct Metrics {
     clock: Mutex<PollClock>,
 }
 
-fn index(list: &[&str], name: &str) -> usize {
-    list.iter().position(|n| *n == name).unwrap_or_else(|| panic!("unknown metric label {name}"))
+fn index<L: Label + PartialEq>(value: L) -> usize {
+    L::ALL.iter().position(|v| *v == value).unwrap_or(0)
 }
 
 impl Default for Metrics {
@@ -65,27 +171,27 @@ impl Metrics {
     }
 
     /// Counts a poll outcome; 200 and 204 also mark the last successful poll.
-    pub fn poll(&self, outcome: &str) {
-        self.polls[index(&POLL_OUTCOMES, outcome)].fetch_add(1, Ordering::Relaxed);
-        if outcome == "message" || outcome == "empty" {
+    pub fn poll(&self, outcome: Poll) {
+        self.polls[index(outcome)].fetch_add(1, Ordering::Relaxed);
+        if matches!(outcome, Poll::Message | Poll::Empty) {
             self.last_success_unix.store(crate::time::now(), Ordering::Relaxed);
             *self.last_success.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
         }
     }
 
     /// Counts a message by kind.
-    pub fn message(&self, kind: &str) {
-        self.messages[index(&MESSAGE_KINDS, kind)].fetch_add(1, Ordering::Relaxed);
+    pub fn message(&self, kind: Kind) {
+        self.messages[index(kind)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a create-job result.
-    pub fn job(&self, result: &str) {
-        self.jobs[index(&JOB_RESULTS, result)].fetch_add(1, Ordering::Relaxed);
+    pub fn job(&self, result: JobResult) {
+        self.jobs[index(result)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a failure-report result.
-    pub fn report(&self, result: &str) {
-        self.reports[index(&REPORT_RESULTS, result)].fetch_add(1, Ordering::Relaxed);
+    pub fn report(&self, result: Report) {
+        self.reports[index(result)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a Job found stuck by a status check.
@@ -147,8 +253,8 @@ impl Metrics {
     }
 
     /// Count of one poll outcome.
-    pub fn polls(&self, outcome: &str) -> u64 {
-        self.polls[index(&POLL_OUTCOMES, outcome)].load(Ordering::Relaxed)
+    pub fn polls(&self, outcome: Poll) -> u64 {
+        self.polls[index(outcome)].load(Ordering::Relaxed)
     }
 
     /// The Prometheus text exposition. `kube_requests` comes from the Kubernetes client.
@@ -160,18 +266,18 @@ impl Metrics {
                 out.push_str(&format!("kubernetes_agent_{name}{labels} {value}\n"));
             }
         };
-        let labelled = |label: &str, names: &[&str], values: &[AtomicU64]| -> Vec<(String, String)> {
-            names.iter().zip(values).map(|(n, v)| (format!("{{{label}=\"{n}\"}}"), v.load(Ordering::Relaxed).to_string())).collect()
-        };
-        family("polls_total", "counter", "Long polls by outcome.", labelled("outcome", &POLL_OUTCOMES, &self.polls));
+        fn labelled<L: Label>(label: &str, values: &[AtomicU64]) -> Vec<(String, String)> {
+            L::ALL.iter().zip(values).map(|(n, v)| (format!("{{{label}=\"{}\"}}", n.label()), v.load(Ordering::Relaxed).to_string())).collect()
+        }
+        family("polls_total", "counter", "Long polls by outcome.", labelled::<Poll>("outcome", &self.polls));
         family(
             "messages_total",
             "counter",
             "Messages received, by action; invalid = undecodable, duplicate = the same message on another poll.",
-            labelled("action", &MESSAGE_KINDS, &self.messages),
+            labelled::<Kind>("action", &self.messages),
         );
-        family("jobs_total", "counter", "create-job results.", labelled("result", &JOB_RESULTS, &self.jobs));
-        family("failure_reports_total", "counter", "Failure reports sent to the Orchestrator, by result.", labelled("result", &REPORT_RESULTS, &self.reports));
+        family("jobs_total", "counter", "create-job results.", labelled::<JobResult>("result", &self.jobs));
+        family("failure_reports_total", "counter", "Failure reports sent to the Orchestrator, by result.", labelled::<Report>("result", &self.reports));
         family("stuck_jobs_total", "counter", "Status checks that found a Job stuck.", vec![(String::new(), self.stuck.load(Ordering::Relaxed).to_string())]);
         family("open_polls", "gauge", "Long polls open now.", vec![(String::new(), self.open_polls().to_string())]);
         family(
@@ -228,8 +334,8 @@ mod tests {
     #[test]
     fn exposition_has_help_type_and_every_label() {
         let m = Metrics::new();
-        m.poll("message");
-        m.job("created");
+        m.poll(Poll::Message);
+        m.job(JobResult::Created);
         let text = m.render(7);
         assert!(text.contains("kubernetes_agent_polls_total{outcome=\"message\"} 1\n"), "{text}");
         assert!(text.contains("kubernetes_agent_jobs_total{result=\"refused\"} 0\n"), "{text}");

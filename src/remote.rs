@@ -246,7 +246,7 @@ impl Remote {
             409 => Ok(ReportOutcome::AlreadyFinal),
             code => {
                 let detail: String = crate::redact::scrub(&reply.body).chars().filter(|c| !c.is_control()).take(200).collect();
-                Err(Error::transport(operation, format!("the Orchestrator answered HTTP {code}: {detail}")))
+                Err(Error::Orchestrator { operation, code, retry_after: reply.retry_after, detail })
             }
         }
     }

@@ -194,6 +194,7 @@ fn sigterm_during_a_create_finishes_it_and_exits_zero() {
     let mut agent = world.started(&[]);
     world.kube.fail_next("POST", "/jobs", 429, "TooManyRequests", Some(1), 1);
     world.push(&world.create_job_message("d-115", "jobs"));
+    world.kube.fail_next("POST", "/jobs", 429, "TooManyRequests", Some(1), 1);
     agent.wait_for_log("retrying in", WAIT).expect("the create is being retried");
     agent.signal(libc::SIGTERM);
     let status = agent.wait_exit(WAIT).expect("the agent exits after SIGTERM");

@@ -276,8 +276,12 @@ fn a_non_utf8_lang_crashes_no_command() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
         let expected = if matches!(args[0], "remote" | "check") { 2 } else { 0 };
         assert_eq!(out.status.code(), Some(expected), "{args:?}: {err}");
-        if expected == 2 {
+        if args[0] == "remote" {
             assert!(err.starts_with("kubernetes-agent: configuration ORG_ID: not set"), "{args:?}: {err}");
+        }
+        if args[0] == "check" {
+            let out = String::from_utf8_lossy(&out.stdout);
+            assert!(out.starts_with("FAIL  configuration ORG_ID: not set"), "{args:?}: {out}");
         }
     }
 }
@@ -370,4 +374,15 @@ fn every_file_setting_pointed_at_a_fifo_fails_at_once_instead_of_hanging() {
         assert_eq!(out.status.code(), Some(2), "{name}: {err}");
         assert!(err.starts_with(&format!("kubernetes-agent: {expected}")), "{name}: {err}");
     }
+}
+
+#[test]
+fn check_reports_every_bad_setting_at_once() {
+    let out = run(&["check"], &[("RUNNER_ID", "Not-Valid"), ("POLLS", "99"), ("LISTEN_ADDRESS", "8080"), ("STARTUP_GRACE", "soon")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    for name in ["ORG_ID", "RUNNER_ID", "PRIVATE_KEY", "LISTEN_ADDRESS", "POLLS", "STARTUP_GRACE", "KUBERNETES_SERVICE_HOST"] {
+        assert!(stdout.contains(&format!("FAIL  configuration {name}:")), "{name} missing from:\n{stdout}");
+    }
+    assert!(stdout.contains("7 configuration problem(s)"), "{stdout}");
 }

@@ -61,7 +61,7 @@ fn kubernetes_api_unreachable_for_a_while_then_back_creates_the_job_without_repo
     assert!(world.orch.wait_for_polls(RUNNER, 1, WAIT));
     world.kube.go_down_for(Duration::from_secs(8));
     push(&world, &world.create_job_message("u-1", "jobs"));
-    assert!(agent.wait_for_log("will keep trying", WAIT).is_some(), "{:?}", agent.logs());
+    assert!(agent.wait_for_log("retrying in", WAIT).is_some(), "{:?}", agent.logs());
     assert!(world.kube.job("jobs", "u-1").is_none());
     assert!(eventually(WAIT, || world.kube.job("jobs", "u-1").is_some()), "{:?}", agent.logs());
     assert!(world.orch.results().is_empty(), "a transient outage is not the deployment's failure");

@@ -16,7 +16,7 @@ fn n(s: &str) -> kubernetes_agent::name::Name {
 }
 
 fn settings() -> kubernetes_agent::kube::client::Settings {
-    kubernetes_agent::kube::client::Settings { first_backoff: Duration::from_millis(20), ..Default::default() }
+    kubernetes_agent::kube::client::Settings { first_backoff: Duration::from_millis(20), retry_for: Duration::from_secs(3), ..Default::default() }
 }
 
 fn client(kube: &Kube, dir: &TempDir, token: &str) -> Client {
@@ -81,13 +81,28 @@ fn too_many_requests_is_retried_after_the_servers_retry_after() {
 }
 
 #[test]
-fn server_errors_are_retried_a_bounded_number_of_times() {
+fn server_errors_are_retried_until_the_callers_deadline_and_a_stop_ends_the_wait_at_once() {
+    use kubernetes_agent::backoff::{Stop, Until};
     let (kube, dir) = (Kube::start("t"), TempDir::new("kc"));
-    kube.fail_next("GET", "/jobs/d-1", 503, "ServiceUnavailable", None, 100);
+    kube.fail_next("GET", "/jobs/d-1", 502, "BadGateway", None, 1_000);
     let c = client(&kube, &dir, "t");
-    let status = kube_error(c.send(&request::get_job(&n("jobs"), &n("d-1"))).unwrap_err());
-    assert_eq!(status.code, 503);
-    assert_eq!(c.requests_sent(), u64::from(kubernetes_agent::kube::client::DEFAULT_MAX_ATTEMPTS));
+    let stop = Stop::new();
+    let started = Instant::now();
+    let status = kube_error(c.send_until(&request::get_job(&n("jobs"), &n("d-1")), Until::within(Duration::from_millis(600), &stop)).unwrap_err());
+    assert_eq!(status.code, 502, "502 is transient too");
+    assert!(c.requests_sent() >= 3, "retried: {}", c.requests_sent());
+    assert!(started.elapsed() < Duration::from_secs(2), "bounded by the deadline: {:?}", started.elapsed());
+    let sent = c.requests_sent();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(Duration::from_millis(150));
+            stop.stop();
+        });
+        let started = Instant::now();
+        let _ = c.send_until(&request::get_job(&n("jobs"), &n("d-1")), Until::within(Duration::from_secs(60), &stop));
+        assert!(started.elapsed() < Duration::from_secs(2), "a stop ends the retries: {:?}", started.elapsed());
+    });
+    assert!(c.requests_sent() > sent);
 }
 
 #[test]
@@ -130,7 +145,7 @@ fn wrong_ca_is_a_transport_error_naming_tls() {
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "t").unwrap();
     let target = Target { base_url: kube.url(), token_file: Some(token_file), ca_file: Some(certs_dir().join("other-ca.pem")) };
-    let c = Client::new(target, kubernetes_agent::kube::client::Settings { max_attempts: 1, ..settings() }).unwrap();
+    let c = Client::new(target, kubernetes_agent::kube::client::Settings { retry_for: Duration::ZERO, ..settings() }).unwrap();
     let e = c.send(&request::get_job(&n("jobs"), &n("x"))).unwrap_err().to_string();
     assert!(e.contains("TLS"), "{e}");
 }
@@ -142,7 +157,7 @@ fn rotated_ca_file_is_picked_up() {
     std::fs::write(&token_file, "t").unwrap();
     let ca_file = dir.path().join("ca.crt");
     std::fs::copy(certs_dir().join("other-ca.pem"), &ca_file).unwrap();
-    let settings = kubernetes_agent::kube::client::Settings { max_attempts: 1, reload_every: Duration::from_millis(50), ..settings() };
+    let settings = kubernetes_agent::kube::client::Settings { retry_for: Duration::ZERO, reload_every: Duration::from_millis(50), ..settings() };
     let c = Client::new(Target { base_url: kube.url(), token_file: Some(token_file), ca_file: Some(ca_file.clone()) }, settings).unwrap();
     assert!(c.send(&request::get_job(&n("jobs"), &n("x"))).unwrap_err().to_string().contains("TLS"));
     std::fs::copy(certs_dir().join("ca.pem"), &ca_file).unwrap();

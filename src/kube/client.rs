@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::backoff::{Backoff, Stop, Until};
 use crate::error::{Error, Result};
 use crate::http::{self, AgentSettings, Trust};
 use crate::kube::{ApiRequest, Status};
@@ -18,12 +19,15 @@ pub const DEFAULT_SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/se
 pub const DEFAULT_RELOAD_EVERY: Duration = Duration::from_secs(60);
 /// Upper bound on one API call.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
-/// Attempts per request when the API says "try again" (429/500/503/504) or is unreachable.
-pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+/// How long [`Client::send`] keeps retrying when the API says "try again" (429/500/502/
+/// 503/504) or is unreachable; callers with their own bound use [`Client::send_until`].
+pub const DEFAULT_RETRY_FOR: Duration = Duration::from_secs(20);
 /// Largest reply body read; a Job, or a Pod or Event list of one Job, is far below this.
 pub const BODY_CAP: u64 = 2 << 20;
 /// Longest Retry-After we honour; longer ones are clamped.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+/// Longest delay between two attempts of one request.
+const MAX_BACKOFF: Duration = Duration::from_secs(8);
 
 /// The API server and the credentials to reach it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,15 +66,15 @@ pub struct Settings {
     pub reload_every: Duration,
     /// See [`DEFAULT_TIMEOUT`].
     pub timeout: Duration,
-    /// See [`DEFAULT_MAX_ATTEMPTS`].
-    pub max_attempts: u32,
+    /// See [`DEFAULT_RETRY_FOR`].
+    pub retry_for: Duration,
     /// First backoff delay; doubled per attempt, capped at 8 s, with jitter.
     pub first_backoff: Duration,
 }
 
 impl Default for Settings {
     fn default() -> Settings {
-        Settings { reload_every: DEFAULT_RELOAD_EVERY, timeout: DEFAULT_TIMEOUT, max_attempts: DEFAULT_MAX_ATTEMPTS, first_backoff: Duration::from_millis(250) }
+        Settings { reload_every: DEFAULT_RELOAD_EVERY, timeout: DEFAULT_TIMEOUT, retry_for: DEFAULT_RETRY_FOR, first_backoff: Duration::from_millis(250) }
     }
 }
 
@@ -115,13 +119,19 @@ impl Client {
     }
 
     /// Sends `request` and returns the body of a 2xx reply. Retries transient failures;
-    /// on 401 re-reads the token once and tries again.
+    /// on 401 re-reads the token once and tries again. Retries for [`Settings::retry_for`].
     pub fn send(&self, request: &ApiRequest) -> Result<String> {
+        static NEVER: Stop = Stop::new();
+        self.send_until(request, Until::within(self.settings.retry_for, &NEVER))
+    }
+
+    /// [`Client::send`], retrying transient failures only while `until` allows: no
+    /// attempt starts after its deadline, and a stop ends the waiting at once.
+    pub fn send_until(&self, request: &ApiRequest, until: Until<'_>) -> Result<String> {
         let url = format!("{}{}", self.target.base_url, request.path_and_query);
         let mut reloaded_after_401 = false;
-        let mut attempt = 0;
+        let mut backoff = Backoff::new(self.settings.first_backoff, MAX_BACKOFF);
         loop {
-            attempt += 1;
             self.refresh(false);
             let (agent, token) = {
                 let c = self.credentials.lock().unwrap_or_else(|p| p.into_inner());
@@ -149,12 +159,14 @@ impl Client {
                 }
                 Err(why) => (Error::transport(format!("{} at {}", request.operation, self.target.base_url), why), None),
             };
-            if !error.is_transient() || attempt >= self.settings.max_attempts {
+            if !error.is_transient() {
                 return Err(error);
             }
-            let delay = retry_after.map_or_else(|| backoff(self.settings.first_backoff, attempt), |d| d.min(MAX_RETRY_AFTER));
-            log::warn!("{error}; retrying in {} ms (attempt {attempt} of {})", delay.as_millis(), self.settings.max_attempts);
-            std::thread::sleep(delay);
+            let delay = backoff.next(retry_after.map(|d| d.min(MAX_RETRY_AFTER)));
+            log::warn!("{error}; retrying in {} ms (attempt {}) unless the caller's deadline comes first", delay.as_millis(), backoff.attempts() + 1);
+            if !until.wait(delay) {
+                return Err(error);
+            }
         }
     }
 
@@ -216,13 +228,6 @@ fn build_agent(ca_pem: Option<&[u8]>, settings: &Settings, ca_path: Option<&Path
     Ok(http::agent(&AgentSettings { trust, proxy: None, timeout: settings.timeout, redirects: 0 }))
 }
 
-/// Exponential backoff from `first`, doubled per attempt, capped at 8 s, with up to 50 % jitter.
-pub fn backoff(first: Duration, attempt: u32) -> Duration {
-    let base = first.saturating_mul(1 << attempt.saturating_sub(1).min(16)).min(Duration::from_secs(8));
-    let jitter = crate::random::below(base.as_millis() as u64 / 2 + 1);
-    base + Duration::from_millis(jitter)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,13 +256,5 @@ mod tests {
         let target = Target { base_url: "https://127.0.0.1:1".into(), token_file: None, ca_file: Some(PathBuf::from("/dev/zero")) };
         let e = Client::new(target, Settings::default()).err().expect("refused").to_string();
         assert!(e.starts_with("reading the Kubernetes CA file /dev/zero: larger than 4 MiB"), "{e}");
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let first = Duration::from_millis(100);
-        assert!(backoff(first, 1) >= first && backoff(first, 1) <= first * 3 / 2);
-        assert!(backoff(first, 3) >= first * 4);
-        assert!(backoff(first, 30) <= Duration::from_secs(12));
     }
 }

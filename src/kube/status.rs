@@ -101,7 +101,7 @@ impl Status {
 
     /// 429, 500, 503 and 504 are retried; the rest need someone to change something.
     pub fn is_transient(&self) -> bool {
-        matches!(self.code, 429 | 500 | 503 | 504)
+        matches!(self.code, 429 | 500 | 502 | 503 | 504)
     }
 }
 

@@ -73,6 +73,8 @@ pub struct State {
     pub gaps: Vec<(String, Instant, Duration)>,
     /// While true, every poll fails with this status (a down Orchestrator that answers).
     pub down: Option<u16>,
+    /// The next results are answered with these codes (and `Retry-After` seconds), in order.
+    pub result_faults: std::collections::VecDeque<(u16, Option<u64>)>,
     open: Vec<(String, Arc<Waiter>)>,
 }
 
@@ -181,6 +183,14 @@ impl Orchestrator {
 
     pub fn set_down(&self, status: Option<u16>) {
         self.state.lock().unwrap().down = status;
+    }
+
+    /// Answers the next failure results with `code` (and `Retry-After`), `times` times.
+    pub fn fail_next_results(&self, code: u16, retry_after: Option<u64>, times: usize) {
+        let mut s = self.state.lock().unwrap();
+        for _ in 0..times {
+            s.result_faults.push_back((code, retry_after));
+        }
     }
 
     pub fn results(&self) -> Vec<ResultRecord> {
@@ -310,6 +320,14 @@ fn wait_for_message(state: &Mutex<State>, runner: &str, hold: Duration) -> Optio
 fn result(state: &Mutex<State>, req: &Request, id: &str) -> Reply {
     let mut s = state.lock().unwrap();
     let token = req.header("x-deployment-token").unwrap_or("").to_string();
+    if let Some((code, retry_after)) = s.result_faults.pop_front() {
+        s.results.push(ResultRecord { deployment: id.into(), token, body: req.body.clone(), status: code });
+        let reply = Reply::json(code, r#"{"error":"injected"}"#);
+        return match retry_after {
+            Some(r) => reply.with_header("Retry-After", &r.to_string()),
+            None => reply,
+        };
+    }
     let status = match s.deployment_tokens.get(id) {
         Some(expected) if *expected != token => 401,
         _ if s.finals.contains_key(id) => 409,
