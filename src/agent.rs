@@ -516,7 +516,11 @@ fn identifiers<'a>(ctx: &'a Context, job_id: &'a Name, namespace: &'a Name) -> V
     out
 }
 
-/// Every `env[].value` of every container of a JobSpec or a Job (they carry credentials).
+/// Env variables the Orchestrator sets that carry no credential (PROTOCOL §5).
+const NOT_SECRET_ENV: [&str; 4] = ["ORG_ID", "DEPLOYMENT_ID", "MODE", "LOG_LEVEL"];
+
+/// Every `env[].value` of every container of a JobSpec or a Job (they carry credentials),
+/// but for [`NOT_SECRET_ENV`].
 fn env_values(v: &Value) -> Vec<String> {
     let pod = get(v, &["template", "spec"]).or_else(|| get(v, &["spec", "template", "spec"]));
     let mut out = Vec::new();
@@ -524,7 +528,8 @@ fn env_values(v: &Value) -> Vec<String> {
         let Some(Value::Array(containers)) = pod.and_then(|p| get(p, &[list])) else { continue };
         for c in containers.iter() {
             let Some(Value::Array(env)) = get(c, &["env"]) else { continue };
-            out.extend(env.iter().filter_map(|e| text(e, &["value"])).map(String::from));
+            let secret = |e: &&Value| !text(e, &["name"]).is_some_and(|n| NOT_SECRET_ENV.contains(&n));
+            out.extend(env.iter().filter(secret).filter_map(|e| text(e, &["value"])).map(String::from));
         }
     }
     out
@@ -690,7 +695,7 @@ fn list_items(ctx: &Context, req: &request::ApiRequest) -> Result<Vec<Value>> {
 fn report_failure(ctx: &Context, deployment_id: &str, token: &Secret, message: &str) {
     // What the deployment is told goes through the same scrubbing as the log: an API
     // server's 422 may quote a Job's env value back.
-    let message = crate::redact::scrub(message);
+    let message = crate::redact::scrub_to(message, crate::logging::MAX_LINE);
     let until = Until::within(REPORT_RETRY_FOR, &ctx.stop);
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(15));
     loop {

@@ -347,13 +347,29 @@ pub fn kube_target(values: &Values) -> Result<Target> {
 fn checked_url(url: &str, name: &str) -> Result<String> {
     let trimmed = url.trim().trim_end_matches('/');
     let rest = trimmed.strip_prefix("https://").or_else(|| trimmed.strip_prefix("http://"));
+    let shown = crate::redact::url_without_userinfo(url);
     match rest {
-        Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) && !host.contains(['?', '#']) => Ok(trimmed.to_string()),
-        _ => Err(Error::config(
-            name,
-            format!("'{}' is not an http(s) URL", crate::redact::url_without_userinfo(url)),
-            "use a URL like https://host[:port][/path]",
-        )),
+        Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) && !host.contains(['?', '#']) => {
+            // An '@' past the authority means a user or password with an unencoded '/':
+            // the URL would not reach the host it names, and the password could show.
+            let authority = host.split('/').next().unwrap_or(host);
+            if host.contains('@') && !authority.contains('@') || authority.matches('@').count() > 1 {
+                return Err(Error::config(
+                    name,
+                    "holds an '@' that is not the end of a user:password@ part",
+                    "percent-encode '/', '@', '?' and '#' in the user and password",
+                ));
+            }
+            if authority.contains('@') && name != "REMOTE_URL" {
+                return Err(Error::config(
+                    name,
+                    "carries user:password@, which the agent never sends there",
+                    "remove it: the agent authenticates with the service-account token (KUBE_TOKEN_FILE)",
+                ));
+            }
+            Ok(trimmed.to_string())
+        }
+        _ => Err(Error::config(name, format!("'{shown}' is not an http(s) URL"), "use a URL like https://host[:port][/path]")),
     }
 }
 
@@ -448,7 +464,7 @@ fn resolve_org_id(values: &Values) -> Result<String> {
         .ok_or_else(|| Error::config("ORG_ID", "not set", "set ORG_ID to your Orchestrator organisation id (chart: humanitec.orgId)"))?
         .trim()
         .to_string();
-    if org_id.contains(|c: char| c.is_whitespace() || c.is_control() || matches!(c, '/' | '?' | '#' | '%')) {
+    if org_id == "." || org_id == ".." || !org_id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
         return Err(Error::config(
             "ORG_ID",
             format!("'{org_id}' contains characters an organisation id cannot have"),
@@ -635,6 +651,10 @@ mod tests {
             (&[("KUBERNETES_SERVICE_HOST", "")], "configuration KUBERNETES_SERVICE_HOST:"),
             (&[("KUBE_TOKEN_FILE", "/etc/hostname")], "configuration KUBE_API_URL: not set"),
             (&[("KUBE_API_URL", "ftp://x")], "configuration KUBE_API_URL:"),
+            (&[("KUBE_API_URL", "https://admin:kube-Passw0rd-xyz@127.0.0.1:9")], "configuration KUBE_API_URL: carries user:password@"),
+            (&[("REMOTE_URL", "https://runner:pa/ss-w0rd-long@127.0.0.1:9")], "configuration REMOTE_URL: holds an '@'"),
+            (&[("REMOTE_URL", "https://runner:Sup3r-s3cret-pw@orch.example/api?x=1")], "configuration REMOTE_URL: 'https://***@orch.example/api?x=1'"),
+            (&[("ORG_ID", "..")], "configuration ORG_ID:"),
             (&[("KUBE_API_URL", "https://x"), ("KUBE_CA_FILE", "/nonexistent")], "configuration KUBE_CA_FILE:"),
         ];
         for (extra, expected) in cases {

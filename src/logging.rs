@@ -9,6 +9,9 @@ use std::io::Write;
 
 use crate::config::{LogConfig, LogFormat};
 
+/// Longest message a log line carries; the rest is cut (a peer's reply can be megabytes).
+pub const MAX_LINE: usize = 8 << 10;
+
 /// Installs the global logger. Call once, before anything logs.
 pub fn init(config: &LogConfig) {
     let mut builder = env_logger::Builder::new();
@@ -23,8 +26,7 @@ pub fn init(config: &LogConfig) {
     let runner_id = config.runner_id.clone();
     let format = config.format;
     builder.format(move |buf, record| {
-        let message = record.args().to_string();
-        let message = crate::redact::scrub(&message);
+        let message = crate::redact::scrub_to(&record.args().to_string(), MAX_LINE);
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let time = format!("{}.{:03}Z", crate::time::format_rfc3339(now.as_secs() as i64).trim_end_matches('Z'), now.subsec_millis());
         match format {
@@ -37,7 +39,8 @@ pub fn init(config: &LogConfig) {
                 line.push('}');
                 writeln!(buf, "{line}")
             }
-            LogFormat::Text => writeln!(buf, "{time} {:<5} {message}", record.level()),
+            // One record, one line: a line break a peer put in a value cannot forge another.
+            LogFormat::Text => writeln!(buf, "{time} {:<5} {}", record.level(), message.replace('\n', "\\n").replace('\r', "\\r")),
         }
     });
     builder.target(env_logger::Target::Stderr);

@@ -128,9 +128,16 @@ pub fn decode(body: &str) -> Result<Message> {
 pub fn salvage_report_target(body: &str) -> Option<(String, Secret)> {
     let fields = crate::json::top_level_strings(body, &["action", "job_id", "deployment_token"])?;
     match <[Option<String>; 3]>::try_from(fields).ok()? {
-        [Some(action), Some(id), Some(token)] if action == "create-job" && !id.is_empty() && !token.is_empty() => Some((id, Secret(token))),
+        [Some(action), Some(id), Some(token)] if action == "create-job" && is_deployment_id(&id) && !token.is_empty() => Some((id, Secret(token))),
         _ => None,
     }
+}
+
+/// True for what may name a deployment in the Orchestrator's results URL: 1–253 bytes of
+/// ASCII letters, digits, `-` and `_` (deployment ids are UUIDs). No `.`, so no `..`; no
+/// `/`, `%`, `?`, `#`, space or control character, so nothing can steer the URL or a log line.
+pub fn is_deployment_id(s: &str) -> bool {
+    (1..=253).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn string(o: &Object, field: &str, doc: &str) -> Result<String> {
@@ -229,6 +236,10 @@ mod tests {
         let (id, token) = salvage_report_target(r#"{"action":"create-job","job_id":"d-9","deployment_token":"t","configuration":7}"#).unwrap();
         assert_eq!((id.as_str(), token.expose()), ("d-9", "t"));
         assert!(salvage_report_target(r#"{"job_id":"d-9"}"#).is_none());
+        for steering in ["..", "x\nERROR forged", "a/b", &" ".repeat(300_000), "a%2Fb"] {
+            let body = format!(r#"{{"action":"create-job","job_id":{},"deployment_token":"t","configuration":7}}"#, crate::json::quote(steering));
+            assert!(salvage_report_target(&body).is_none(), "{steering:?}");
+        }
         assert!(salvage_report_target(r#"{"action":"check-job-status","job_id":"d-9","deployment_token":"t"}"#).is_none());
     }
 }

@@ -172,3 +172,20 @@ fn a_create_job_refused_by_decode_names_the_field_and_is_reported() {
     assert!(body.contains("field 'job_id'") && body.contains("DNS-1123"), "{body}");
     assert!(world.kube.seen().is_empty());
 }
+
+#[test]
+fn an_unreadable_create_job_whose_id_could_steer_the_results_url_or_forge_a_log_line_is_not_reported() {
+    let world = World::new(HOLD);
+    let agent = world.started(&[]);
+    for id in ["..", "x\nERROR forged: the agent was compromised", "a/../../results"] {
+        let body = format!(
+            r#"{{"action":"create-job","job_id":{},"namespace":"jobs","deployment_token":"deploy-token-x","configuration":7}}"#,
+            kubernetes_agent::json::quote(id)
+        );
+        world.push(&body);
+    }
+    assert!(eventually(WAIT, || agent.metric("kubernetes_agent_messages_total{action=\"invalid\"}") == 3.0), "{:?}", agent.logs());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(world.orch.results().is_empty(), "{:?}", world.orch.results());
+    assert!(!agent.logs().iter().any(|l| l.starts_with("ERROR forged")), "{:?}", agent.logs());
+}

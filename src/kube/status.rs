@@ -52,7 +52,8 @@ impl Status {
             _ => None,
         };
         let Some(o) = parsed else {
-            let snippet: String = body.chars().filter(|c| !c.is_control()).take(200).collect();
+            // Scrubbed before it is cut, so no secret is left half-shown at the cut.
+            let snippet: String = crate::redact::scrub(body).chars().filter(|c| !c.is_control()).take(200).collect();
             let message = if snippet.trim().is_empty() { format!("HTTP {code} with no Status body") } else { format!("HTTP {code}: {snippet}") };
             return Status { code, reason: String::new(), message, retry_after_seconds: None };
         };

@@ -21,7 +21,10 @@ fuzz_target!(|data: &[u8]| {
         Ok(m) => format!("{m:?}"),
         Err(e) => e.to_string(),
     };
-    let _ = message::salvage_report_target(text);
+    if let Some((id, _)) = message::salvage_report_target(text) {
+        // The id goes into the Orchestrator's results URL and into log lines.
+        assert!(message::is_deployment_id(&id), "{id:?}");
+    }
     // The token must not show, unless the same text is also in a field that may be shown.
     if let Ok(Value::Object(o)) = kubernetes_agent::json::parse(text, "fuzz input") {
         if let Some(Value::String(token)) = o.get("deployment_token") {
