@@ -186,7 +186,8 @@ fn run(argv: Vec<OsString>) -> Result<ExitCode, Failure> {
         }
         Some("push") => {
             let path = file.ok_or_else(|| Failure::Usage("push needs the bundle file".into()))?;
-            let target = Target { registry: need("registry")?, access: access("", "", "registry credentials")?, git_url: need("git-url")? };
+            let registry = bundle::RegistryAddress::parse(&need("registry")?).map_err(Failure::Usage)?;
+            let target = Target { registry, access: access("", "", "registry credentials")?, git_url: need("git-url")? };
             print!("{}", bundle::push(&path, &target)?);
             Ok(ExitCode::SUCCESS)
         }
