@@ -678,7 +678,8 @@ fn registry_error(status: u16, body: &[u8]) -> String {
                             Some(Value::String(s)) => s.clone(),
                             _ => String::new(),
                         };
-                        Some(format!("{}: {}", field("code"), field("message")))
+                        // A hostile registry's words reach the terminal: no control characters.
+                        Some(format!("{}: {}", field("code"), field("message")).chars().filter(|c| !c.is_control()).take(300).collect::<String>())
                     }
                     _ => None,
                 })
@@ -830,6 +831,8 @@ mod tests {
     fn registry_errors_carry_code_message_and_hint() {
         let e = registry_error(403, br#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#);
         assert!(e.contains("HTTP 403") && e.contains("DENIED: requested access") && e.contains("push/pull rights"), "{e}");
+        let e = registry_error(500, "{\"errors\":[{\"code\":\"X\",\"message\":\"\\u001b[2Jgone\"}]}".as_bytes());
+        assert!(!e.contains('\u{1b}') && e.contains("X: [2Jgone"), "{e}");
     }
 
     #[test]
