@@ -25,6 +25,9 @@ application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docke
 
 /// Redirects followed for one GET or HEAD (each one checked against [`Origin`]'s rule).
 const MAX_REDIRECTS: usize = 5;
+/// How long a registry may take to start answering a request once it is sent (a blob
+/// body may then take as long as the whole-call bound of an hour).
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A repository path as the distribution spec allows it (`a/b-c/d.e`), checked once:
 /// components of lowercase letters and digits joined by `.`, `_`, `__` or dashes, at
@@ -356,6 +359,7 @@ pub struct Registry {
     agent: ureq::Agent,
     tokens: Mutex<HashMap<String, String>>,
     basic: Mutex<bool>,
+    response_timeout: Duration,
     /// Transfer counters.
     pub counters: Counters,
 }
@@ -384,7 +388,28 @@ impl Registry {
         // Redirects are followed here, not by ureq, so that each hop passes the origin rule.
         let agent =
             http::agent(&AgentSettings { trust: endpoint.trust.clone(), proxy: ureq::Proxy::try_from_env(), timeout: Duration::from_secs(3600), redirects: 0 });
-        Ok(Registry { endpoint, home, agent, tokens: Mutex::new(HashMap::new()), basic: Mutex::new(false), counters: Counters::default() })
+        Ok(Registry {
+            endpoint,
+            home,
+            agent,
+            tokens: Mutex::new(HashMap::new()),
+            basic: Mutex::new(false),
+            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            counters: Counters::default(),
+        })
+    }
+
+    /// The same client with another bound on the wait for an answer (default:
+    /// [`DEFAULT_RESPONSE_TIMEOUT`]).
+    pub fn with_response_timeout(mut self, timeout: Duration) -> Registry {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// Runs one request under the response bound: a registry that accepts a connection and
+    /// never answers holds us for `response_timeout`, not for an hour.
+    fn run<S: ureq::AsSendBody>(&self, req: ureq::http::Request<S>) -> std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+        self.agent.run(self.agent.configure_request(req).timeout_recv_response(Some(self.response_timeout)).build())
     }
 
     fn url(&self, path: &str) -> String {
@@ -473,16 +498,16 @@ impl Registry {
                 req = req.header("Authorization", a.as_str());
             }
             let result = match body {
-                Body::Empty => self.agent.run(req.body(()).map_err(|e| Error::transport(operation, e))?),
+                Body::Empty => self.run(req.body(()).map_err(|e| Error::transport(operation, e))?),
                 Body::Bytes(b, content_type) => {
                     let req = req.header("Content-Type", *content_type).header("Content-Length", b.len().to_string());
-                    self.agent.run(req.body(b.to_vec()).map_err(|e| Error::transport(operation, e))?)
+                    self.run(req.body(b.to_vec()).map_err(|e| Error::transport(operation, e))?)
                 }
                 Body::Stream(open, len) => {
                     let reader = open().map_err(|e| Error::io(format!("reading the blob for {operation}"), e))?;
                     let req = req.header("Content-Type", "application/octet-stream").header("Content-Length", len.to_string());
                     let req = req.body(ureq::SendBody::from_owned_reader(reader)).map_err(|e| Error::transport(operation, e))?;
-                    self.agent.run(req)
+                    self.run(req)
                 }
             };
             let response = result.map_err(|e| Error::transport(operation, format!("{e} (is the registry reachable, and the CA right?)")))?;
@@ -806,6 +831,17 @@ mod tests {
         assert_eq!(plain.credentials_allowed("http://127.0.0.1:5000/token", Destination::Realm), Ok(true));
         assert!(plain.credentials_allowed("http://127.0.0.1:5001/token", Destination::Realm).is_err());
         assert_eq!(plain.credentials_allowed("https://127.0.0.1:5000/v2/x", Destination::Registry), Ok(false));
+    }
+
+    #[test]
+    fn a_registry_that_accepts_and_never_answers_is_given_up_on() {
+        // The kernel completes the handshake into the backlog; nobody ever reads or answers.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let r = registry(&silent.local_addr().unwrap().to_string(), true).with_response_timeout(Duration::from_millis(500));
+        let started = std::time::Instant::now();
+        let e = r.manifest(&Repository::parse("a/b").unwrap(), &Selector::Tag("1".into())).unwrap_err().to_string();
+        assert!(started.elapsed() < Duration::from_secs(10), "waited {:?}", started.elapsed());
+        assert!(e.contains("timed out") || e.contains("timeout"), "{e}");
     }
 
     #[test]
