@@ -667,3 +667,26 @@ fn an_upload_location_on_another_host_gets_no_credentials() {
     assert!(puts.iter().all(|s| s.authorization.is_none()), "credentials went to the upload location on another origin: {puts:?}");
     assert!(target.seen().iter().any(|s| s.authorization.as_deref() == Some(basic.as_str())), "the registry itself got the credentials");
 }
+
+#[test]
+fn bundle_of_a_deep_index_chain_stops_at_the_depth_bound() {
+    let dir = Dir::new("srcchain");
+    let out = dir.path("bundle.tar");
+    let module = module_repo(&dir);
+    let source = Registry::start(false);
+    let (image_manifest, blobs) = image("chain-layer");
+    let mut chain = vec![image_manifest];
+    for _ in 0..200 {
+        let above = index(&[chain.last().unwrap()]);
+        chain.push(above);
+    }
+    let top = chain.pop().unwrap();
+    let children: Vec<(&str, &str)> = chain.iter().map(|m| (INDEX, m.as_str())).collect();
+    serve(&source, (INDEX, &top), &children, &blobs);
+    let run = run_bundle(&dir, &out, &source.host(), module.to_str().unwrap());
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("nested deeper than 8"), "{}", run.stderr);
+    assert!(!out.exists() && !dir.path("bundle.partial").exists() && !dir.path("bundle.scratch").exists());
+    let fetched = source.seen().iter().filter(|s| s.path.contains("/manifests/sha256:")).count();
+    assert!(fetched <= 8, "{fetched} manifests fetched");
+}
