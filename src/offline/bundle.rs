@@ -182,6 +182,9 @@ fn stage_artifact(staged: &mut Staged, access: &Access, role: &str, reference: &
     if is_index {
         let wanted = |d: &Descriptor| platforms.is_empty() || d.platform.as_ref().is_some_and(|p| platforms.contains(p));
         kept_platforms = parsed.children.iter().filter(|d| wanted(d)).map(|d| d.platform.clone().unwrap_or_default()).collect();
+        if parsed.children.is_empty() {
+            return Err(Error::decode(format!("index of {r}"), "it lists no manifests"));
+        }
         if kept_platforms.is_empty() {
             return Err(Error::config("--platform", format!("{r} has none of {}", platforms.join(", ")), "ask for platforms the image has, or none for all"));
         }

@@ -374,11 +374,6 @@ pub enum Body<'a> {
     Stream(&'a dyn Fn() -> std::io::Result<Box<dyn Read>>, u64),
 }
 
-/// Lowercase hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl Registry {
     /// A client for `endpoint` (whose host must pass [`host_ok`]).
     pub fn new(endpoint: Endpoint) -> Result<Registry> {
