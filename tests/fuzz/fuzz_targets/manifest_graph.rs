@@ -2,9 +2,8 @@
 //! and blobs per node, with knobs for a wrong size, a bad digest string and deep JSON),
 //! built into real documents with real digests; or (first byte odd) is one raw manifest
 //! document. The walk must end without panic; visit each digest at most once and fetch
-//! each child at most once; visit bottom-up (everything a manifest names before it);
-//! stay within its bounds (its stack never deeper than MAX_DEPTH); and walk every manifest
-//! of an honest graph whose longest path is within MAX_DEPTH.
+//! each child at most once; visit bottom-up (everything a manifest names before it); and
+//! walk every manifest of an honest graph whose longest path is within MAX_DEPTH.
 #![no_main]
 use std::collections::{HashMap, HashSet};
 
