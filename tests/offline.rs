@@ -690,3 +690,24 @@ fn bundle_of_a_deep_index_chain_stops_at_the_depth_bound() {
     let fetched = source.seen().iter().filter(|s| s.path.contains("/manifests/sha256:")).count();
     assert!(fetched <= 8, "{fetched} manifests fetched");
 }
+
+#[test]
+fn source_credentials_from_the_options_are_not_offered_to_a_second_source_registry() {
+    let dir = Dir::new("twosources");
+    let out = dir.path("bundle.tar");
+    let module = module_repo(&dir);
+    let (first, second) = (Registry::start(false), Registry::start(false));
+    let (child, blobs) = image("layer");
+    serve(&first, (MANIFEST, &child), &[], &blobs);
+    serve(&second, (MANIFEST, &child), &[], &blobs);
+    second.with(|s| s.auth = Auth::Basic("Basic never-matches".into()));
+    let mut args = bundle_args(out.to_str().unwrap(), &first.host(), module.to_str().unwrap());
+    let chart = args.iter().position(|a| a == "--chart").unwrap() + 1;
+    args[chart] = format!("{}/charts/agent:0.1.0", second.host());
+    args.extend(["--source-username".into(), "puller".into(), "--source-password-stdin".into()]);
+    let run = tool(&dir, &args.iter().map(String::as_str).collect::<Vec<_>>(), Some("hunter2\n"), QUICK);
+    assert!(second.seen().iter().all(|s| s.authorization.is_none()), "the first registry's credentials went to the second: {:?}", second.seen());
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("auth file"), "{}", run.stderr);
+    assert!(!out.exists() && !dir.path("bundle.partial").exists() && !dir.path("bundle.scratch").exists());
+}

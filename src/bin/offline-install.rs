@@ -40,7 +40,8 @@ OFFLINE_INSTALL_PASSWORD (source side: OFFLINE_INSTALL_SOURCE_USERNAME / _PASSWO
 Docker-style auth file (--auth-file, else $REGISTRY_AUTH_FILE, else
 $DOCKER_CONFIG/config.json or ~/.docker/config.json). They are never printed, and go
 only to the registry's own origin (a token service elsewhere: over https only); a
---registry or image reference holding user:password@ is refused.
+--registry or image reference holding user:password@ is refused; sources on several
+registries take their credentials from an auth file (per host), not the options.
 HTTPS is the default; --plain-http only when asked. --ca-file adds a private CA.
 bundle writes FILE's .partial (and .scratch/) next to it and refuses to start when one
 exists; it keeps FILE only when its own verify passes.

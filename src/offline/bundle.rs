@@ -253,6 +253,24 @@ fn claim(output: &Path, extension: &str, dir: bool) -> Result<PathBuf> {
 /// renamed, so an interrupted or failed run never leaves a file that looks complete.
 /// Both names must not exist before; whatever this run created is removed on error.
 pub fn bundle(sources: &Sources, access: &Access, output: &Path) -> Result<String> {
+    // Credentials from the options or the environment name no host: they are for one
+    // registry, never offered to a second one (an auth file binds each to its host).
+    let hosts: BTreeSet<String> = [&sources.agent_image, &sources.runner_image, &sources.chart]
+        .iter()
+        .filter_map(|r| Reference::parse(r).ok())
+        .map(|r| r.api_host().to_string())
+        .collect();
+    if access.credentials.is_some() && hosts.len() > 1 {
+        return Err(Error::config(
+            "--source-username / OFFLINE_INSTALL_SOURCE_USERNAME",
+            format!(
+                "the sources are on {} registries ({}), and credentials given this way would be offered to each of them",
+                hosts.len(),
+                hosts.into_iter().collect::<Vec<_>>().join(", ")
+            ),
+            "put each registry's credentials in a Docker-style auth file (--auth-file), which binds them to their host",
+        ));
+    }
     let scratch = claim(output, "scratch", true)?;
     let partial = match claim(output, "partial", false) {
         Ok(p) => p,
