@@ -711,3 +711,23 @@ fn source_credentials_from_the_options_are_not_offered_to_a_second_source_regist
     assert!(run.stderr.contains("auth file"), "{}", run.stderr);
     assert!(!out.exists() && !dir.path("bundle.partial").exists() && !dir.path("bundle.scratch").exists());
 }
+
+#[test]
+fn bundle_exits_non_zero_and_keeps_nothing_when_its_own_verify_fails() {
+    let dir = Dir::new("ownverify");
+    let out = dir.path("bundle.tar");
+    let module = module_repo(&dir);
+    // A ref git takes but verify refuses (over 255 characters): staging succeeds, the
+    // final verify does not.
+    let long_ref = format!("v/{}", vec!["x".repeat(100); 3].join("/"));
+    assert!(Command::new("git").arg("-C").arg(&module).args(["tag", &long_ref]).status().unwrap().success());
+    let source = Registry::start(false);
+    let (child, blobs) = image("layer");
+    serve(&source, (MANIFEST, &child), &[], &blobs);
+    let mut args = bundle_args(out.to_str().unwrap(), &source.host(), module.to_str().unwrap());
+    *args.last_mut().unwrap() = long_ref;
+    let run = tool(&dir, &args.iter().map(String::as_str).collect::<Vec<_>>(), None, QUICK);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("fails its own verify"), "{}", run.stderr);
+    assert!(!out.exists() && !dir.path("bundle.partial").exists() && !dir.path("bundle.scratch").exists());
+}
