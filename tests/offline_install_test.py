@@ -61,8 +61,9 @@ def wait_for(url, ctx=None, within=20):
 
 
 class TokenServer:
-    """A Docker token service: Basic credentials in, an ES256 JWT with an x5c header out,
-    granting the scope asked for. The registry trusts the signing certificate."""
+    """A Docker token service over HTTPS (the test CA): Basic credentials in, an ES256 JWT
+    with an x5c header out, granting the scope asked for. The registry trusts the signing
+    certificate."""
 
     def __init__(self, root):
         import base64 as b64
@@ -117,8 +118,14 @@ class TokenServer:
                 pass
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        # HTTPS: the realm is another origin than the registry, and offline-install sends
+        # credentials to a realm on another origin only over https.
+        import ssl
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(os.path.join(CERTS, "server.pem"), os.path.join(CERTS, "server-key.pem"))
+        self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.realm = f"http://127.0.0.1:{self.server.server_address[1]}/token"
+        self.realm = f"https://127.0.0.1:{self.server.server_address[1]}/token"
 
 
 def registry(name, tls=False, auth=False, token=None):

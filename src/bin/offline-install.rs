@@ -38,8 +38,13 @@ push     (air-gapped side) verifies first, then pushes images and chart under
 Credentials: --username with --password-stdin, or OFFLINE_INSTALL_USERNAME /
 OFFLINE_INSTALL_PASSWORD (source side: OFFLINE_INSTALL_SOURCE_USERNAME / _PASSWORD), or a
 Docker-style auth file (--auth-file, else $REGISTRY_AUTH_FILE, else
-$DOCKER_CONFIG/config.json or ~/.docker/config.json). They are never printed.
+$DOCKER_CONFIG/config.json or ~/.docker/config.json). They are never printed, and go
+only to the registry's own origin (a token service elsewhere: over https only); a
+--registry or image reference holding user:password@ is refused; sources on several
+registries take their credentials from an auth file (per host), not the options.
 HTTPS is the default; --plain-http only when asked. --ca-file adds a private CA.
+bundle writes FILE's .partial (and .scratch/) next to it and refuses to start when one
+exists; it keeps FILE only when its own verify passes.
 There are no default sources: name each one (the seed's public locations or your own).
 Exit codes: 0 done, 1 failed (nothing half-done is reported as done), 2 bad usage.
 ";
@@ -186,7 +191,8 @@ fn run(argv: Vec<OsString>) -> Result<ExitCode, Failure> {
         }
         Some("push") => {
             let path = file.ok_or_else(|| Failure::Usage("push needs the bundle file".into()))?;
-            let target = Target { registry: need("registry")?, access: access("", "", "registry credentials")?, git_url: need("git-url")? };
+            let registry = bundle::RegistryAddress::parse(&need("registry")?).map_err(Failure::Usage)?;
+            let target = Target { registry, access: access("", "", "registry credentials")?, git_url: need("git-url")? };
             print!("{}", bundle::push(&path, &target)?);
             Ok(ExitCode::SUCCESS)
         }

@@ -10,5 +10,8 @@
 //! cross-repository mounts, signatures and referrers (they are not copied).
 
 pub mod bundle;
+pub mod digest;
+pub mod document;
+pub mod graph;
 pub mod registry;
 pub mod tar;

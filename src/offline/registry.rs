@@ -11,8 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use miniserde::json::{self, Value};
+use miniserde::json::Value;
 
+use super::digest::{shown, Digest, Hasher};
+use super::document;
 use crate::base64;
 use crate::error::{Error, Result};
 use crate::http::{self, AgentSettings, Trust};
@@ -21,49 +23,195 @@ use crate::http::{self, AgentSettings, Trust};
 pub const MANIFEST_TYPES: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, \
 application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
 
+/// Redirects followed for one GET or HEAD (each one checked against [`Origin`]'s rule).
+const MAX_REDIRECTS: usize = 5;
+/// How long a registry may take to start answering a request once it is sent (a blob
+/// body may then take as long as the whole-call bound of an hour).
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A repository path as the distribution spec allows it (`a/b-c/d.e`), checked once:
+/// components of lowercase letters and digits joined by `.`, `_`, `__` or dashes, at
+/// most 255 bytes. It is spliced into URLs, so nothing else gets in.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Repository(String);
+
+impl Repository {
+    /// Parses a repository path.
+    pub fn parse(text: &str) -> std::result::Result<Repository, String> {
+        let ok = !text.is_empty() && text.len() <= 255 && text.split('/').all(component_ok);
+        if ok {
+            Ok(Repository(text.to_string()))
+        } else {
+            Err(format!("{} is not a repository path (lowercase letters, digits and . _ - between them, / between components)", shown(text)))
+        }
+    }
+
+    /// The path.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The last component (the mirrored name).
+    pub fn name(&self) -> &str {
+        self.0.rsplit('/').next().unwrap_or(&self.0)
+    }
+
+    /// `prefix/self.name()`, or the name alone.
+    pub fn under(&self, prefix: Option<&Repository>) -> Repository {
+        match prefix {
+            Some(p) => Repository(format!("{}/{}", p.0, self.name())),
+            None => Repository(self.name().to_string()),
+        }
+    }
+}
+
+impl fmt::Display for Repository {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn component_ok(c: &str) -> bool {
+    let b = c.as_bytes();
+    let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
+    if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
+        return false;
+    }
+    // Separator runs: ".", "_", "__" or any number of "-".
+    let mut run = String::new();
+    for &x in b {
+        if alnum(x) {
+            if !(run.is_empty() || run == "." || run == "_" || run == "__" || run.bytes().all(|y| y == b'-')) {
+                return false;
+            }
+            run.clear();
+        } else if matches!(x, b'.' | b'_' | b'-') {
+            run.push(x as char);
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+/// A tag as the distribution spec allows it: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
+fn tag_ok(t: &str) -> bool {
+    let b = t.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b.iter().all(|&x| x.is_ascii_alphanumeric() || matches!(x, b'.' | b'_' | b'-'))
+}
+
+/// `host[:port]` of a registry: a DNS name or IPv4 address, or a bracketed IPv6 address,
+/// and a port of digits. No user info, no path.
+pub fn host_ok(h: &str) -> bool {
+    // (host, port after its ':' if there is one)
+    let (host, port) = match h.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((ip, "")) => (ip, None),
+            Some((ip, port)) => match port.strip_prefix(':') {
+                Some(p) => (ip, Some(p)),
+                None => return false,
+            },
+            None => return false,
+        },
+        None => match h.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (h, None),
+        },
+    };
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u32>().is_ok_and(|n| n > 0 && n < 65536));
+    let host_ok = if h.starts_with('[') {
+        !host.is_empty() && host.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+    } else {
+        !host.is_empty() && host.len() <= 253 && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') && !host.starts_with(['.', '-'])
+    };
+    port_ok && host_ok
+}
+
+/// What to fetch or push a manifest under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    /// A tag (checked when parsed).
+    Tag(String),
+    /// A digest: what is fetched is checked against it.
+    Digest(Digest),
+}
+
+impl fmt::Display for Selector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Selector::Tag(t) => f.write_str(t),
+            Selector::Digest(d) => write!(f, "{d}"),
+        }
+    }
+}
+
 /// `registry/repository[:tag][@digest]`, as `docker` and `helm` write them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reference {
     /// Registry host (and port).
     pub registry: String,
     /// Repository path.
-    pub repository: String,
+    pub repository: Repository,
     /// Tag, when given.
     pub tag: Option<String>,
     /// Digest, when given.
-    pub digest: Option<String>,
+    pub digest: Option<Digest>,
 }
 
 impl Reference {
-    /// Parses a reference; `oci://` (Helm's form) is accepted and dropped.
+    /// Parses a reference; `oci://` (Helm's form) is accepted and dropped. A reference
+    /// with user info (`user:password@host/...`) is refused, and errors never echo a
+    /// reference holding an `@` other than a digest's.
     pub fn parse(text: &str) -> std::result::Result<Reference, String> {
         let s = text.trim().strip_prefix("oci://").unwrap_or(text.trim());
-        let (rest, digest) = match s.split_once('@') {
-            Some((r, d)) if d.starts_with("sha256:") && d.len() == 71 => (r, Some(d.to_string())),
-            Some(_) => return Err(format!("'{text}': only sha256 digests are supported")),
+        let quoted = if s.contains('@') { "the reference".to_string() } else { shown(s) };
+        let (rest, digest) = match s.rsplit_once('@') {
             None => (s, None),
+            Some((r, d)) => match Digest::parse(d) {
+                Ok(d) if !r.contains('@') => (r, Some(d)),
+                _ => {
+                    return Err(format!(
+                        "{quoted} has an '@' that is not '@sha256:<digest>' (user info such as user:password@ does not belong in a \
+reference and is not echoed; give credentials with the options, the environment or an auth file)"
+                    ))
+                }
+            },
         };
         let (name, tag) = match rest.rfind(':') {
             Some(i) if !rest[i + 1..].contains('/') => (&rest[..i], Some(rest[i + 1..].to_string())),
             _ => (rest, None),
         };
         let first = name.split('/').next().unwrap_or("");
-        let (registry, repository) = if name.contains('/') && (first.contains(['.', ':']) || first == "localhost") {
+        let (registry, repository) = if name.contains('/') && (first.contains(['.', ':', '[']) || first == "localhost") {
             (first.to_string(), name[first.len() + 1..].to_string())
         } else if name.contains('/') {
             ("docker.io".to_string(), name.to_string())
         } else {
             ("docker.io".to_string(), format!("library/{name}"))
         };
-        if repository.is_empty() || repository.contains(|c: char| c.is_ascii_uppercase() || c.is_whitespace()) {
-            return Err(format!("'{text}' is not an image reference (registry/repository:tag)"));
+        let repository = Repository::parse(&repository).map_err(|why| format!("{quoted} is not an image reference (registry/repository:tag): {why}"))?;
+        if !host_ok(&registry) {
+            return Err(format!("{quoted} is not an image reference: {} is not a registry host[:port]", shown(&registry)));
+        }
+        if let Some(t) = &tag {
+            if !tag_ok(t) {
+                return Err(format!("{quoted} is not an image reference: {} is not a tag", shown(t)));
+            }
         }
         Ok(Reference { registry, repository, tag, digest })
     }
 
-    /// The tag or digest to fetch (`latest` when neither is given).
-    pub fn target(&self) -> &str {
-        self.digest.as_deref().or(self.tag.as_deref()).unwrap_or("latest")
+    /// The digest, else the tag, else `latest`.
+    pub fn selector(&self) -> Selector {
+        match (&self.digest, &self.tag) {
+            (Some(d), _) => Selector::Digest(d.clone()),
+            (None, Some(t)) => Selector::Tag(t.clone()),
+            (None, None) => Selector::Tag("latest".into()),
+        }
     }
 
     /// The host the API is served on (Docker Hub's differs from its name).
@@ -89,6 +237,64 @@ impl fmt::Display for Reference {
     }
 }
 
+/// Scheme, host and port: what credentials are bound to. THE rule of this module, in
+/// [`Registry::credentials_allowed`]: credentials (Basic, or a Bearer token) go only to
+/// the registry's own origin; a Bearer realm on another origin gets the Basic credentials
+/// only over https; a redirect or an upload `Location` on another origin is followed over
+/// https without any credentials; plain http is used only for the registry `--plain-http`
+/// was given for, never for anything it points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// `https` (else `http`).
+    pub https: bool,
+    /// Lowercase host (an IPv6 address keeps its brackets).
+    pub host: String,
+    /// Port, defaulted from the scheme.
+    pub port: u16,
+}
+
+impl Origin {
+    /// The origin of an absolute `http(s)://` URL; URLs with user info are refused.
+    pub fn of(url: &str) -> std::result::Result<Origin, String> {
+        let (https, rest) = if let Some(r) = url.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("http://") {
+            (false, r)
+        } else {
+            return Err(format!("{} is not an http(s) URL", shown(url)));
+        };
+        let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+        if authority.contains('@') {
+            return Err("a URL with user info (user:password@) is refused".into());
+        }
+        if !host_ok(authority) {
+            return Err(format!("{} has no usable host[:port]", shown(url)));
+        }
+        let (host, port) = match authority.rfind(':') {
+            Some(i) if !authority[i..].contains(']') => {
+                (&authority[..i], authority[i + 1..].parse::<u16>().map_err(|_| format!("{} has a bad port", shown(url)))?)
+            }
+            _ => (authority, if https { 443 } else { 80 }),
+        };
+        Ok(Origin { https, host: host.to_ascii_lowercase(), port })
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}:{}", if self.https { "https" } else { "http" }, self.host, self.port)
+    }
+}
+
+/// Where a request goes, for the credential rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+    /// The registry's API, a redirect it sends, or an upload location it names.
+    Registry,
+    /// The token service a Bearer challenge names.
+    Realm,
+}
+
 /// A user name and password; `Debug` shows the user only.
 #[derive(Clone)]
 pub struct Credentials {
@@ -107,7 +313,7 @@ impl fmt::Debug for Credentials {
 /// How to reach one registry.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
-    /// Host and port.
+    /// Host and port (checked with [`host_ok`]).
     pub host: String,
     /// Plain HTTP; only when asked for explicitly.
     pub plain_http: bool,
@@ -117,15 +323,22 @@ pub struct Endpoint {
     pub credentials: Option<Credentials>,
 }
 
-/// A fetched manifest.
+/// A manifest (or index) and its digest.
 #[derive(Debug, Clone)]
 pub struct Manifest {
     /// Its media type.
     pub media_type: String,
     /// The exact bytes (their sha256 is the digest).
     pub bytes: Vec<u8>,
-    /// `sha256:<hex>` of `bytes`.
-    pub digest: String,
+    /// The digest of `bytes`.
+    pub digest: Digest,
+}
+
+impl Manifest {
+    /// `bytes` with their digest.
+    pub fn new(media_type: String, bytes: Vec<u8>) -> Manifest {
+        Manifest { digest: Digest::of(&bytes), media_type, bytes }
+    }
 }
 
 /// Transfer counters, for progress and for "nothing was sent twice".
@@ -142,9 +355,11 @@ pub struct Counters {
 /// A client for one registry.
 pub struct Registry {
     endpoint: Endpoint,
+    home: Origin,
     agent: ureq::Agent,
     tokens: Mutex<HashMap<String, String>>,
     basic: Mutex<bool>,
+    response_timeout: Duration,
     /// Transfer counters.
     pub counters: Counters,
 }
@@ -159,22 +374,37 @@ pub enum Body<'a> {
     Stream(&'a dyn Fn() -> std::io::Result<Box<dyn Read>>, u64),
 }
 
-/// sha256 digest string of `bytes`.
-pub fn digest_of(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref()))
-}
-
-/// Lowercase hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl Registry {
-    /// A client for `endpoint`.
-    pub fn new(endpoint: Endpoint) -> Registry {
+    /// A client for `endpoint` (whose host must pass [`host_ok`]).
+    pub fn new(endpoint: Endpoint) -> Result<Registry> {
+        let scheme = if endpoint.plain_http { "http" } else { "https" };
+        let home = Origin::of(&format!("{scheme}://{}/", endpoint.host))
+            .map_err(|why| Error::config("registry", why, "give the registry as HOST[:PORT] (no user info, no scheme)"))?;
+        // Redirects are followed here, not by ureq, so that each hop passes the origin rule.
         let agent =
-            http::agent(&AgentSettings { trust: endpoint.trust.clone(), proxy: ureq::Proxy::try_from_env(), timeout: Duration::from_secs(3600), redirects: 5 });
-        Registry { endpoint, agent, tokens: Mutex::new(HashMap::new()), basic: Mutex::new(false), counters: Counters::default() }
+            http::agent(&AgentSettings { trust: endpoint.trust.clone(), proxy: ureq::Proxy::try_from_env(), timeout: Duration::from_secs(3600), redirects: 0 });
+        Ok(Registry {
+            endpoint,
+            home,
+            agent,
+            tokens: Mutex::new(HashMap::new()),
+            basic: Mutex::new(false),
+            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            counters: Counters::default(),
+        })
+    }
+
+    /// The same client with another bound on the wait for an answer (default:
+    /// [`DEFAULT_RESPONSE_TIMEOUT`]).
+    pub fn with_response_timeout(mut self, timeout: Duration) -> Registry {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// Runs one request under the response bound: a registry that accepts a connection and
+    /// never answers holds us for `response_timeout`, not for an hour.
+    fn run<S: ureq::AsSendBody>(&self, req: ureq::http::Request<S>) -> std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+        self.agent.run(self.agent.configure_request(req).timeout_recv_response(Some(self.response_timeout)).build())
     }
 
     fn url(&self, path: &str) -> String {
@@ -185,13 +415,72 @@ impl Registry {
         self.endpoint.credentials.as_ref().map(|c| format!("Basic {}", base64::encode(format!("{}:{}", c.username, c.password).as_bytes())))
     }
 
-    /// Sends one request, answering an auth challenge once. `scope` is the token scope
-    /// (`repository:<name>:pull,push`).
+    /// THE credential rule (see [`Origin`]): `Ok(true)` when a request to `url` may
+    /// carry credentials, `Ok(false)` when it must go without, `Err` when it must not go.
+    pub fn credentials_allowed(&self, url: &str, to: Destination) -> std::result::Result<bool, String> {
+        let origin = Origin::of(url)?;
+        if origin == self.home {
+            return Ok(true);
+        }
+        if !origin.https {
+            return Err(format!(
+                "the registry {} points at {origin}, another origin over plain HTTP; refused (plain HTTP is used only for the registry --plain-http was given for, and credentials only go to its own origin or over https)",
+                self.home
+            ));
+        }
+        Ok(to == Destination::Realm)
+    }
+
+    /// An absolute URL for a `Location` header relative to `base`.
+    fn resolve(base: &str, location: &str) -> std::result::Result<String, String> {
+        if location.starts_with("https://") || location.starts_with("http://") {
+            return Ok(location.to_string());
+        }
+        let origin = Origin::of(base)?;
+        let scheme = if origin.https { "https" } else { "http" };
+        if let Some(rest) = location.strip_prefix("//") {
+            return Ok(format!("{scheme}://{rest}"));
+        }
+        if location.starts_with('/') {
+            let authority = base.split_once("://").map_or("", |(_, r)| &r[..r.find(['/', '?', '#']).unwrap_or(r.len())]);
+            return Ok(format!("{scheme}://{authority}{location}"));
+        }
+        Err(format!("the registry sent a location {} that is neither absolute nor a path", shown(location)))
+    }
+
+    /// Sends one request (answering an auth challenge once, following redirects of a GET
+    /// or HEAD), each hop under the credential rule. `scope` is the token scope.
     fn send(&self, method: &str, url: &str, scope: &str, headers: &[(&str, &str)], body: &Body) -> Result<ureq::http::Response<ureq::Body>> {
-        let operation = format!("{method} {url}");
+        let mut url = url.to_string();
+        for _ in 0..=MAX_REDIRECTS {
+            let operation = format!("{method} {}", url.split('?').next().unwrap_or(&url));
+            let credentials = self.credentials_allowed(&url, Destination::Registry).map_err(|why| Error::transport(&operation, why))?;
+            let response = self.send_once(&operation, method, &url, scope, headers, body, credentials)?;
+            let status = response.status().as_u16();
+            if !(matches!(status, 301 | 302 | 303 | 307 | 308) && matches!(method, "GET" | "HEAD")) {
+                return Ok(response);
+            }
+            let location = response.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or("");
+            url = Registry::resolve(&url, location).map_err(|why| Error::transport(&operation, why))?;
+        }
+        Err(Error::transport(format!("{method} {url}"), format!("more than {MAX_REDIRECTS} redirects")))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn send_once(
+        &self,
+        operation: &str,
+        method: &str,
+        url: &str,
+        scope: &str,
+        headers: &[(&str, &str)],
+        body: &Body,
+        credentials: bool,
+    ) -> Result<ureq::http::Response<ureq::Body>> {
         let mut challenged = false;
         loop {
             let auth = match self.tokens.lock().unwrap_or_else(|p| p.into_inner()).get(scope) {
+                _ if !credentials => None,
                 Some(t) => Some(format!("Bearer {t}")),
                 None if *self.basic.lock().unwrap_or_else(|p| p.into_inner()) => self.basic_header(),
                 None => None,
@@ -204,21 +493,22 @@ impl Registry {
                 req = req.header("Authorization", a.as_str());
             }
             let result = match body {
-                Body::Empty => self.agent.run(req.body(()).map_err(|e| Error::transport(&operation, e))?),
+                Body::Empty => self.run(req.body(()).map_err(|e| Error::transport(operation, e))?),
                 Body::Bytes(b, content_type) => {
                     let req = req.header("Content-Type", *content_type).header("Content-Length", b.len().to_string());
-                    self.agent.run(req.body(b.to_vec()).map_err(|e| Error::transport(&operation, e))?)
+                    self.run(req.body(b.to_vec()).map_err(|e| Error::transport(operation, e))?)
                 }
                 Body::Stream(open, len) => {
                     let reader = open().map_err(|e| Error::io(format!("reading the blob for {operation}"), e))?;
                     let req = req.header("Content-Type", "application/octet-stream").header("Content-Length", len.to_string());
-                    let req = req.body(ureq::SendBody::from_owned_reader(reader)).map_err(|e| Error::transport(&operation, e))?;
-                    self.agent.run(req)
+                    let req = req.body(ureq::SendBody::from_owned_reader(reader)).map_err(|e| Error::transport(operation, e))?;
+                    self.run(req)
                 }
             };
-            let response = result.map_err(|e| Error::transport(&operation, format!("{e} (is the registry reachable, and the CA right?)")))?;
-            if response.status().as_u16() != 401 || challenged {
-                if response.status().as_u16() == 401 {
+            let response = result.map_err(|e| Error::transport(operation, format!("{e} (is the registry reachable, and the CA right?)")))?;
+            // Another origin's 401 is its own business: no credentials are offered to it.
+            if response.status().as_u16() != 401 || !credentials || challenged {
+                if response.status().as_u16() == 401 && credentials {
                     let who = self.endpoint.credentials.as_ref().map_or("no credentials were given".to_string(), |c| format!("user '{}'", c.username));
                     return Err(Error::transport(
                         operation,
@@ -253,7 +543,10 @@ impl Registry {
     fn fetch_token(&self, challenge: &str, scope: &str) -> Result<String> {
         let params = parse_challenge(challenge);
         let realm = params.get("realm").ok_or_else(|| Error::transport("registry authentication", "a Bearer challenge without a realm"))?;
-        let mut url = format!("{realm}?scope={}", crate::kube::request::encode(scope));
+        let operation = format!("getting a token from {}", realm.split('?').next().unwrap_or(realm));
+        self.credentials_allowed(realm, Destination::Realm).map_err(|why| Error::transport(&operation, why))?;
+        let separator = if realm.contains('?') { '&' } else { '?' };
+        let mut url = format!("{realm}{separator}scope={}", crate::kube::request::encode(scope));
         if let Some(service) = params.get("service") {
             url.push_str(&format!("&service={}", crate::kube::request::encode(service)));
         }
@@ -262,42 +555,45 @@ impl Registry {
         if let Some(b) = &basic {
             headers.push(("Authorization", b.as_str()));
         }
-        let reply = http::call(&self.agent, "GET", &url, &headers, None, 1 << 20, Some(Duration::from_secs(30)))
-            .map_err(|why| Error::transport(format!("getting a token from {realm}"), why))?;
+        let reply = http::call(&self.agent, "GET", &url, &headers, None, document::MAX_SMALL as u64, Some(Duration::from_secs(30)))
+            .map_err(|why| Error::transport(&operation, why))?;
         if reply.status == 401 || reply.status == 403 {
-            return Err(Error::transport(
-                format!("getting a token from {realm}"),
-                format!("HTTP {}: the registry refused the credentials; fix the user name and password", reply.status),
-            ));
+            return Err(Error::transport(&operation, format!("HTTP {}: the registry refused the credentials; fix the user name and password", reply.status)));
         }
-        let Ok(Value::Object(o)) = json::from_str::<Value>(&reply.body) else {
-            return Err(Error::transport(format!("getting a token from {realm}"), format!("HTTP {}: the answer is not a token", reply.status)));
+        let Ok(Value::Object(o)) = document::parse(reply.body.as_bytes(), "the token answer", document::MAX_SMALL) else {
+            return Err(Error::transport(&operation, format!("HTTP {}: the answer is not a token", reply.status)));
         };
         match o.get("token").or_else(|| o.get("access_token")) {
             Some(Value::String(t)) => Ok(t.clone()),
-            _ => Err(Error::transport(format!("getting a token from {realm}"), "the answer holds no token")),
+            _ => Err(Error::transport(&operation, "the answer holds no token")),
         }
     }
 
-    /// Fetches a manifest (or index) by tag or digest, verifying a requested digest.
-    pub fn manifest(&self, repository: &str, target: &str) -> Result<Manifest> {
-        let url = self.url(&format!("/v2/{repository}/manifests/{target}"));
+    /// Fetches a manifest (or index) by tag or digest; one fetched by digest is checked against it.
+    pub fn manifest(&self, repository: &Repository, selector: &Selector) -> Result<Manifest> {
+        let url = self.url(&format!("/v2/{repository}/manifests/{selector}"));
         let mut response = self.send("GET", &url, &format!("repository:{repository}:pull"), &[("Accept", MANIFEST_TYPES)], &Body::Empty)?;
         let status = response.status().as_u16();
         let media_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").split(';').next().unwrap_or("").trim().to_string();
-        let bytes = response.body_mut().with_config().limit(4 << 20).read_to_vec().map_err(|e| Error::transport(format!("reading {url}"), e))?;
+        let bytes =
+            response.body_mut().with_config().limit(document::MAX_MANIFEST as u64).read_to_vec().map_err(|e| Error::transport(format!("reading {url}"), e))?;
         if status != 200 {
             return Err(Error::transport(format!("GET {url}"), registry_error(status, &bytes)));
         }
-        let digest = digest_of(&bytes);
-        if target.starts_with("sha256:") && target != digest {
-            return Err(Error::transport(format!("GET {url}"), format!("the registry served a manifest whose digest is {digest}, not the {target} asked for")));
+        let manifest = Manifest::new(media_type, bytes);
+        if let Selector::Digest(d) = selector {
+            if *d != manifest.digest {
+                return Err(Error::transport(
+                    format!("GET {url}"),
+                    format!("the registry served a manifest whose digest is {}, not the {d} asked for", manifest.digest),
+                ));
+            }
         }
-        Ok(Manifest { media_type, bytes, digest })
+        Ok(manifest)
     }
 
     /// Streams a blob into `out`, verifying its digest and size.
-    pub fn blob(&self, repository: &str, digest: &str, size: u64, out: &mut dyn Write) -> Result<()> {
+    pub fn blob(&self, repository: &Repository, digest: &Digest, size: u64, out: &mut dyn Write) -> Result<()> {
         let url = self.url(&format!("/v2/{repository}/blobs/{digest}"));
         let mut response = self.send("GET", &url, &format!("repository:{repository}:pull"), &[], &Body::Empty)?;
         let status = response.status().as_u16();
@@ -305,29 +601,29 @@ impl Registry {
             return Err(refused(&mut response, format!("GET {url}")));
         }
         let mut reader = response.body_mut().with_config().limit(size + 1).reader();
-        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut hasher = Hasher::new();
         let mut buf = vec![0u8; 64 << 10];
         let mut total = 0u64;
-        let mut progress = Progress::new(format!("pulling {}", short(digest)), size);
+        let mut progress = Progress::new(format!("pulling {}", digest.short()), size);
         loop {
             let n = reader.read(&mut buf).map_err(|e| Error::transport(format!("reading {url}"), e))?;
             if n == 0 {
                 break;
             }
-            ctx.update(&buf[..n]);
+            hasher.update(&buf[..n]);
             out.write_all(&buf[..n]).map_err(|e| Error::io(format!("writing {digest}"), e))?;
             total += n as u64;
             progress.at(total);
         }
-        let got = format!("sha256:{}", hex(ctx.finish().as_ref()));
-        if got != digest || total != size {
+        let got = hasher.finish();
+        if got != *digest || total != size {
             return Err(Error::transport(format!("GET {url}"), format!("the blob's content is {got} ({total} bytes), not {digest} ({size} bytes)")));
         }
         Ok(())
     }
 
     /// True when the registry already holds the blob.
-    pub fn has_blob(&self, repository: &str, digest: &str) -> Result<bool> {
+    pub fn has_blob(&self, repository: &Repository, digest: &Digest) -> Result<bool> {
         let url = self.url(&format!("/v2/{repository}/blobs/{digest}"));
         let response = self.send("HEAD", &url, &format!("repository:{repository}:pull,push"), &[], &Body::Empty)?;
         match response.status().as_u16() {
@@ -338,7 +634,7 @@ impl Registry {
     }
 
     /// Uploads a blob unless the registry has it (monolithic: POST, then PUT with the digest).
-    pub fn push_blob(&self, repository: &str, digest: &str, size: u64, open: &dyn Fn() -> std::io::Result<Box<dyn Read>>) -> Result<bool> {
+    pub fn push_blob(&self, repository: &Repository, digest: &Digest, size: u64, open: &dyn Fn() -> std::io::Result<Box<dyn Read>>) -> Result<bool> {
         if self.has_blob(repository, digest)? {
             self.counters.blobs_skipped.fetch_add(1, Ordering::Relaxed);
             return Ok(false);
@@ -354,10 +650,10 @@ impl Registry {
         if location.is_empty() {
             return Err(Error::transport(format!("POST {start}"), "the registry gave no upload location"));
         }
-        let location = if location.starts_with("http://") || location.starts_with("https://") { location } else { self.url(&location) };
+        let location = Registry::resolve(&start, &location).map_err(|why| Error::transport(format!("POST {start}"), why))?;
         let separator = if location.contains('?') { '&' } else { '?' };
-        let put = format!("{location}{separator}digest={}", crate::kube::request::encode(digest));
-        let label = format!("pushing {}", short(digest));
+        let put = format!("{location}{separator}digest={}", crate::kube::request::encode(&digest.to_string()));
+        let label = format!("pushing {}", digest.short());
         let counted =
             move || -> std::io::Result<Box<dyn Read>> { Ok(Box::new(Counting { inner: open()?, progress: Progress::new(label.clone(), size), done: 0 })) };
         let mut response = self.send("PUT", &put, &scope, &[], &Body::Stream(&counted, size))?;
@@ -371,8 +667,8 @@ impl Registry {
     }
 
     /// Uploads a manifest under a tag or its digest.
-    pub fn push_manifest(&self, repository: &str, target: &str, manifest: &Manifest) -> Result<()> {
-        let url = self.url(&format!("/v2/{repository}/manifests/{target}"));
+    pub fn push_manifest(&self, repository: &Repository, selector: &Selector, manifest: &Manifest) -> Result<()> {
+        let url = self.url(&format!("/v2/{repository}/manifests/{selector}"));
         let mut response = self.send("PUT", &url, &format!("repository:{repository}:pull,push"), &[], &Body::Bytes(&manifest.bytes, &manifest.media_type))?;
         let status = response.status().as_u16();
         if status != 201 {
@@ -392,7 +688,7 @@ fn refused(response: &mut ureq::http::Response<ureq::Body>, operation: String) -
 /// The registry's own words from an OCI error body, with the status.
 fn registry_error(status: u16, body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
-    let detail = match json::from_str::<Value>(&text) {
+    let detail = match document::parse(body, "the error body", document::MAX_SMALL) {
         Ok(Value::Object(o)) => match o.get("errors") {
             Some(Value::Array(errors)) => errors
                 .iter()
@@ -402,7 +698,8 @@ fn registry_error(status: u16, body: &[u8]) -> String {
                             Some(Value::String(s)) => s.clone(),
                             _ => String::new(),
                         };
-                        Some(format!("{}: {}", field("code"), field("message")))
+                        // A hostile registry's words reach the terminal: no control characters.
+                        Some(format!("{}: {}", field("code"), field("message")).chars().filter(|c| !c.is_control()).take(300).collect::<String>())
                     }
                     _ => None,
                 })
@@ -439,10 +736,6 @@ pub fn parse_challenge(header: &str) -> HashMap<String, String> {
         };
         out.insert(key.trim().to_ascii_lowercase(), value);
     }
-}
-
-fn short(digest: &str) -> String {
-    digest.chars().take(19).collect()
 }
 
 /// Progress lines on standard error for transfers over 4 MiB, every 10 %.
@@ -487,15 +780,74 @@ mod tests {
     #[test]
     fn references_parse_like_docker_and_helm() {
         let r = Reference::parse("ghcr.io/humanitec/runner:1.2").unwrap();
-        assert_eq!((r.registry.as_str(), r.repository.as_str(), r.target()), ("ghcr.io", "humanitec/runner", "1.2"));
+        assert_eq!((r.registry.as_str(), r.repository.as_str(), r.selector().to_string()), ("ghcr.io", "humanitec/runner", "1.2".into()));
         let r = Reference::parse("oci://127.0.0.1:5000/charts/agent:0.1.0").unwrap();
-        assert_eq!((r.registry.as_str(), r.repository.as_str(), r.target()), ("127.0.0.1:5000", "charts/agent", "0.1.0"));
+        assert_eq!((r.registry.as_str(), r.repository.as_str(), r.selector().to_string()), ("127.0.0.1:5000", "charts/agent", "0.1.0".into()));
         let d = format!("sha256:{}", "a".repeat(64));
         let r = Reference::parse(&format!("alpine@{d}")).unwrap();
-        assert_eq!((r.registry.as_str(), r.repository.as_str(), r.target(), r.api_host()), ("docker.io", "library/alpine", d.as_str(), "registry-1.docker.io"));
-        assert_eq!(Reference::parse("localhost/x").unwrap().target(), "latest");
-        assert!(Reference::parse("Bad/Name").is_err());
-        assert!(Reference::parse("x@md5:abc").is_err());
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str(), r.selector().to_string(), r.api_host()),
+            ("docker.io", "library/alpine", d.clone(), "registry-1.docker.io")
+        );
+        assert_eq!(Reference::parse("localhost/x").unwrap().selector(), Selector::Tag("latest".into()));
+        assert_eq!(Reference::parse("[::1]:5000/a/b-c__d.e:v1").unwrap().registry, "[::1]:5000");
+        for bad in ["Bad/Name", "x@md5:abc", "host.example/a/../b:1", "host.example/a//b", "host.example/a:../x", "host.example/a_/b", "host.example/a:-x"] {
+            assert!(Reference::parse(bad).is_err(), "{bad} parsed");
+        }
+    }
+
+    #[test]
+    fn a_reference_with_user_info_is_refused_without_echoing_the_password() {
+        for text in ["mirror:hunter2@registry.example/a/b:1", "mirror:hunter2@registry.example/a/b@sha256:", "oci://u:hunter2@host:5000/x"] {
+            let e = Reference::parse(text).unwrap_err();
+            assert!(!e.contains("hunter2") && e.contains("user info"), "{e}");
+        }
+        let d = format!("sha256:{}", "a".repeat(64));
+        let e = Reference::parse(&format!("mirror:hunter2@registry.example/a/b@{d}")).unwrap_err();
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    fn registry(host: &str, plain_http: bool) -> Registry {
+        Registry::new(Endpoint { host: host.into(), plain_http, trust: Trust::WebPki, credentials: None }).unwrap()
+    }
+
+    #[test]
+    fn credentials_go_only_to_the_registry_origin_and_to_an_https_realm() {
+        let r = registry("registry.example:5000", false);
+        assert_eq!(r.credentials_allowed("https://registry.example:5000/v2/x", Destination::Registry), Ok(true));
+        assert_eq!(r.credentials_allowed("https://REGISTRY.example:5000/token", Destination::Realm), Ok(true));
+        assert_eq!(r.credentials_allowed("https://auth.example/token", Destination::Realm), Ok(true));
+        assert_eq!(r.credentials_allowed("https://cdn.example/blob", Destination::Registry), Ok(false));
+        assert_eq!(r.credentials_allowed("https://registry.example:5001/upload", Destination::Registry), Ok(false));
+        assert!(r.credentials_allowed("http://auth.example/token", Destination::Realm).is_err());
+        assert!(r.credentials_allowed("http://registry.example:5000/v2/x", Destination::Registry).is_err());
+        assert!(r.credentials_allowed("https://u:p@registry.example:5000/v2/x", Destination::Registry).is_err());
+        let plain = registry("127.0.0.1:5000", true);
+        assert_eq!(plain.credentials_allowed("http://127.0.0.1:5000/token", Destination::Realm), Ok(true));
+        assert!(plain.credentials_allowed("http://127.0.0.1:5001/token", Destination::Realm).is_err());
+        assert_eq!(plain.credentials_allowed("https://127.0.0.1:5000/v2/x", Destination::Registry), Ok(false));
+    }
+
+    #[test]
+    fn a_registry_that_accepts_and_never_answers_is_given_up_on() {
+        // The kernel completes the handshake into the backlog; nobody ever reads or answers.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let r = registry(&silent.local_addr().unwrap().to_string(), true).with_response_timeout(Duration::from_millis(500));
+        let started = std::time::Instant::now();
+        let e = r.manifest(&Repository::parse("a/b").unwrap(), &Selector::Tag("1".into())).unwrap_err().to_string();
+        assert!(started.elapsed() < Duration::from_secs(10), "waited {:?}", started.elapsed());
+        assert!(e.contains("timed out") || e.contains("timeout"), "{e}");
+    }
+
+    #[test]
+    fn locations_resolve_against_the_request_origin() {
+        assert_eq!(
+            Registry::resolve("https://r.example:5000/v2/x/blobs/uploads/", "/v2/x/blobs/uploads/1?s=2").unwrap(),
+            "https://r.example:5000/v2/x/blobs/uploads/1?s=2"
+        );
+        assert_eq!(Registry::resolve("http://r.example/v2/", "//cdn.example/b").unwrap(), "http://cdn.example/b");
+        assert_eq!(Registry::resolve("http://r.example/v2/", "https://cdn.example/b").unwrap(), "https://cdn.example/b");
+        assert!(Registry::resolve("http://r.example/v2/", "uploads/1").is_err());
     }
 
     #[test]
@@ -510,6 +862,8 @@ mod tests {
     fn registry_errors_carry_code_message_and_hint() {
         let e = registry_error(403, br#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#);
         assert!(e.contains("HTTP 403") && e.contains("DENIED: requested access") && e.contains("push/pull rights"), "{e}");
+        let e = registry_error(500, "{\"errors\":[{\"code\":\"X\",\"message\":\"\\u001b[2Jgone\"}]}".as_bytes());
+        assert!(!e.contains('\u{1b}') && e.contains("X: [2Jgone"), "{e}");
     }
 
     #[test]

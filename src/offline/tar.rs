@@ -1,13 +1,31 @@
-//! Just enough ustar for the bundle: regular files with paths of at most 100 bytes,
-//! written once, then read by random access (an index of entry offsets), so a blob is
-//! streamed straight from the bundle file without unpacking it. Not supported: links,
-//! long names, pax headers, sparse files; a header with a bad checksum is an error.
+//! Just enough ustar for the bundle: regular files, written once, then read by random
+//! access (an index of entry offsets), so a blob is streamed straight from the bundle
+//! file without unpacking it.
+//!
+//! The reader is strict, so that what it sees is what GNU tar extracts: an entry's full
+//! name is the pax `path` when one precedes it, else the ustar `prefix` + `/` + `name`
+//! (GNU tar joins them exactly so when the magic is `ustar\0`). Refused: duplicate
+//! names, a file that is also another entry's directory, NULs inside a name field,
+//! absolute paths, empty, `.` and `..` components, control characters, links, devices,
+//! sparse and GNU long-name entries, global pax headers and any pax key that would change
+//! what GNU tar extracts (`size`, `linkpath`, ...), numeric fields that are not plain
+//! octal, and a header with a bad checksum. Directory entries are allowed (other tools
+//! write them) and carry no data.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 const BLOCK: u64 = 512;
+/// Entries one archive may hold.
+pub const MAX_ENTRIES: usize = 200_000;
+/// Size bound of one pax extended header.
+const MAX_PAX: u64 = 64 << 10;
+/// Length bound of a full name.
+const MAX_NAME: usize = 4096;
+/// pax keys that do not change which bytes land under which name.
+const HARMLESS_PAX_KEYS: [&str; 8] = ["mtime", "atime", "ctime", "uid", "gid", "uname", "gname", "comment"];
 
 /// One entry of a tar file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,11 +52,12 @@ impl<W: Write> Writer<W> {
         Writer { out, written: 0 }
     }
 
-    /// Appends `size` bytes read from `data` under `name`.
+    /// Appends `size` bytes read from `data` under `name` (at most 100 bytes, a name the reader accepts).
     pub fn append(&mut self, name: &str, mode: u32, size: u64, data: &mut dyn Read) -> io::Result<()> {
-        if name.len() > 100 || name.is_empty() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("tar path '{name}' is empty or longer than 100 bytes")));
+        if name.len() > 100 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("tar path '{name}' is longer than 100 bytes")));
         }
+        check_name(name).map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, format!("tar path {name:?}: {why}")))?;
         let mut header = [0u8; 512];
         header[..name.len()].copy_from_slice(name.as_bytes());
         octal(&mut header[100..108], u64::from(mode));
@@ -84,31 +103,111 @@ fn octal(field: &mut [u8], value: u64) {
     field[digits] = 0;
 }
 
+/// A numeric field: optional leading spaces, octal digits, then only NULs and spaces.
+/// Anything else (a sign, base-256, digits after a terminator) is refused.
 fn parse_octal(field: &[u8]) -> Option<u64> {
-    let text: String = field.iter().take_while(|&&b| b != 0).map(|&b| b as char).collect();
-    let text = text.trim();
-    if text.is_empty() {
-        return Some(0);
+    let start = field.iter().position(|&b| b != b' ').unwrap_or(field.len());
+    let digits = field[start..].iter().take_while(|b| (b'0'..=b'7').contains(b)).count();
+    if !field[start + digits..].iter().all(|&b| b == 0 || b == b' ') {
+        return None;
     }
-    u64::from_str_radix(text, 8).ok()
+    field[start..start + digits].iter().try_fold(0u64, |n, &b| n.checked_mul(8)?.checked_add(u64::from(b - b'0')))
 }
 
-/// Reads the index of an archive: every regular file with its data offset (directory
-/// entries are skipped; any other kind of entry is refused).
+/// A name field up to its first NUL; bytes after that NUL must be NUL too.
+fn name_field(field: &[u8]) -> Result<&[u8], String> {
+    let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+    if field[end..].iter().any(|&b| b != 0) {
+        return Err("a NUL inside a name field".into());
+    }
+    Ok(&field[..end])
+}
+
+/// A full name this reader accepts: relative, UTF-8, no NUL or control character, no
+/// empty, `.` or `..` component, at most 4096 bytes.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_NAME {
+        return Err("an empty or over-long name".into());
+    }
+    if name.chars().any(char::is_control) {
+        return Err("a NUL or control character in a name".into());
+    }
+    if name.starts_with('/') {
+        return Err("an absolute path".into());
+    }
+    if name.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+        return Err("an empty, '.' or '..' path component".into());
+    }
+    Ok(())
+}
+
+/// Reads the pax records of an extended header; returns its `path`, if any.
+fn pax_path(data: &[u8]) -> Result<Option<String>, String> {
+    let mut path = None;
+    let mut rest = data;
+    while !rest.is_empty() {
+        let space = rest.iter().position(|&b| b == b' ').ok_or("a pax record without a length")?;
+        let len: usize = std::str::from_utf8(&rest[..space])
+            .ok()
+            .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|t| t.parse().ok())
+            .ok_or("a pax record with a bad length")?;
+        if len <= space + 1 || len > rest.len() || rest[len - 1] != b'\n' {
+            return Err("a pax record whose length is wrong".into());
+        }
+        let record = &rest[space + 1..len - 1];
+        let eq = record.iter().position(|&b| b == b'=').ok_or("a pax record without '='")?;
+        let key = std::str::from_utf8(&record[..eq]).map_err(|_| "a pax key that is not UTF-8")?;
+        let value = &record[eq + 1..];
+        match key {
+            "path" => {
+                if path.is_some() {
+                    return Err("two pax paths for one entry".into());
+                }
+                path = Some(String::from_utf8(value.to_vec()).map_err(|_| "a pax path that is not UTF-8")?);
+            }
+            k if HARMLESS_PAX_KEYS.contains(&k) => {}
+            k => return Err(format!("the pax key {k:?}, which this reader does not honour")),
+        }
+        rest = &rest[len..];
+    }
+    Ok(path)
+}
+
+/// Reads the index of an archive file: every regular file with its data offset.
 pub fn index(path: &Path) -> io::Result<Vec<Entry>> {
     let mut file = File::open(path)?;
     let len = file.metadata()?.len();
-    let bad = |why: String| io::Error::new(io::ErrorKind::InvalidData, format!("{} is not a bundle this tool wrote: {why}", path.display()));
+    index_of(&mut file, len).map_err(|e| match e.kind() {
+        io::ErrorKind::InvalidData => io::Error::new(io::ErrorKind::InvalidData, format!("{} is not a bundle this tool wrote: {e}", path.display())),
+        _ => e,
+    })
+}
+
+/// Reads the index of an archive of `len` bytes from `input` (see the module docs for
+/// what is refused).
+pub fn index_of<R: Read + Seek>(input: &mut R, len: u64) -> io::Result<Vec<Entry>> {
+    let bad = |why: String| io::Error::new(io::ErrorKind::InvalidData, why);
     let mut entries = Vec::new();
+    let mut names: HashSet<String> = HashSet::new();
+    let mut files: HashSet<String> = HashSet::new();
+    let mut parents: HashSet<String> = HashSet::new();
+    let mut pending_path: Option<String> = None;
     let mut at = 0u64;
     loop {
-        if at + BLOCK > len {
+        if at.checked_add(BLOCK).is_none_or(|end| end > len) {
             return Err(bad("it ends without the end-of-archive marker (truncated?)".into()));
         }
+        if names.len() + usize::from(pending_path.is_some()) > MAX_ENTRIES {
+            return Err(bad(format!("it holds more than {MAX_ENTRIES} entries")));
+        }
         let mut header = [0u8; 512];
-        file.seek(SeekFrom::Start(at))?;
-        file.read_exact(&mut header)?;
+        input.seek(SeekFrom::Start(at))?;
+        input.read_exact(&mut header)?;
         if header.iter().all(|&b| b == 0) {
+            if pending_path.is_some() {
+                return Err(bad("a pax header at the end of the archive".into()));
+            }
             return Ok(entries);
         }
         let stored = parse_octal(&header[148..156]).ok_or_else(|| bad(format!("unreadable header checksum at offset {at}")))?;
@@ -118,22 +217,65 @@ pub fn index(path: &Path) -> io::Result<Vec<Entry>> {
         if sum != stored {
             return Err(bad(format!("the tar header at offset {at} is corrupt (checksum)")));
         }
-        let name: String = String::from_utf8_lossy(&header[..100]).trim_end_matches('\0').to_string();
-        let size = parse_octal(&header[124..136]).ok_or_else(|| bad(format!("unreadable size of {name}")))?;
-        let mode = parse_octal(&header[100..108]).unwrap_or(0o644) as u32;
-        // Directory entries (other tools write them, e.g. an OCI archive) carry no data.
-        if header[156] == b'5' && size == 0 {
-            at += BLOCK;
+        let at_what = |why: String| bad(format!("the entry at offset {at}: {why}"));
+        let size = parse_octal(&header[124..136]).ok_or_else(|| at_what("an unreadable size".into()))?;
+        let mode = parse_octal(&header[100..108]).ok_or_else(|| at_what("an unreadable mode".into()))? as u32;
+        let data = at + BLOCK;
+        let end = data.checked_add(size.div_ceil(BLOCK) * BLOCK).filter(|&e| e <= len);
+        let Some(next) = end.filter(|_| data + size <= len) else {
+            return Err(at_what("it runs past the end of the file (truncated?)".into()));
+        };
+        let kind = header[156];
+        if kind == b'x' {
+            if pending_path.is_some() {
+                return Err(at_what("two pax headers in a row".into()));
+            }
+            if size > MAX_PAX {
+                return Err(at_what(format!("a pax header over {MAX_PAX} bytes")));
+            }
+            let mut pax = vec![0u8; size as usize];
+            input.seek(SeekFrom::Start(data))?;
+            input.read_exact(&mut pax)?;
+            pending_path = Some(pax_path(&pax).map_err(at_what)?.unwrap_or_default());
+            at = next;
             continue;
         }
-        if header[156] != b'0' && header[156] != 0 {
-            return Err(bad(format!("{name} is not a regular file")));
+        let name_raw = name_field(&header[..100]).map_err(at_what)?;
+        let prefix_raw = name_field(&header[345..500]).map_err(at_what)?;
+        let full = match &header[257..263] {
+            b"ustar\0" if !prefix_raw.is_empty() => [prefix_raw, b"/", name_raw].concat(),
+            b"ustar\0" => name_raw.to_vec(),
+            // GNU's old format: GNU tar ignores the prefix field, so it must be empty.
+            b"ustar " if &header[263..265] == b" \0" && prefix_raw.is_empty() => name_raw.to_vec(),
+            _ => return Err(at_what("not a ustar header (or a GNU header with a prefix)".into())),
+        };
+        let header_name = String::from_utf8(full).map_err(|_| at_what("a name that is not UTF-8".into()))?;
+        let name = match pending_path.take() {
+            Some(p) if !p.is_empty() => p,
+            Some(_) => header_name,
+            None => header_name,
+        };
+        let is_dir = match kind {
+            b'0' | 0 => false,
+            b'5' => true,
+            other => return Err(at_what(format!("{name:?} is not a regular file or directory (type {:?})", other as char))),
+        };
+        let name = if is_dir { name.strip_suffix('/').unwrap_or(&name).to_string() } else { name };
+        check_name(&name).map_err(|why| at_what(format!("{name:?}: {why}")))?;
+        if is_dir && size != 0 {
+            return Err(at_what(format!("the directory {name:?} carries data")));
         }
-        if at + BLOCK + size > len {
-            return Err(bad(format!("{name} runs past the end of the file (truncated?)")));
+        let ancestors: Vec<&str> = name.match_indices('/').map(|(i, _)| &name[..i]).collect();
+        if names.contains(&name) || (!is_dir && parents.contains(&name)) || ancestors.iter().any(|a| files.contains(*a)) {
+            return Err(at_what(format!("{name:?} appears twice (or is both a file and a directory)")));
         }
-        entries.push(Entry { name, offset: at + BLOCK, size, mode });
-        at += BLOCK + size.div_ceil(BLOCK) * BLOCK;
+        parents.extend(ancestors.iter().map(|a| a.to_string()));
+        names.insert(name.clone());
+        if !is_dir {
+            files.insert(name.clone());
+            entries.push(Entry { name, offset: data, size, mode });
+        }
+        at = next;
     }
 }
 
@@ -179,6 +321,125 @@ mod tests {
         let entries = index(&path).unwrap();
         assert_eq!(entries.iter().map(|e| (e.name.as_str(), e.size)).collect::<Vec<_>>(), vec![("blobs/sha256/abc", 4), ("index.json", 2)]);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A raw header with any name, prefix, type and magic, and its padded data.
+    pub(crate) fn raw(name: &[u8], prefix: &[u8], kind: u8, data: &[u8], magic: &[u8; 8]) -> Vec<u8> {
+        let mut h = [0u8; 512];
+        h[..name.len()].copy_from_slice(name);
+        h[100..107].copy_from_slice(b"0000644");
+        h[108..115].copy_from_slice(b"0000000");
+        h[116..123].copy_from_slice(b"0000000");
+        h[124..135].copy_from_slice(format!("{:011o}", data.len()).as_bytes());
+        h[136..147].copy_from_slice(b"00000000000");
+        h[156] = kind;
+        h[257..265].copy_from_slice(magic);
+        h[345..345 + prefix.len()].copy_from_slice(prefix);
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+        h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        let mut out = h.to_vec();
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+        out
+    }
+
+    pub(crate) const USTAR: &[u8; 8] = b"ustar\x0000";
+
+    pub(crate) fn pax(records: &[(&str, &str)]) -> Vec<u8> {
+        let mut data = Vec::new();
+        for (k, v) in records {
+            let body = format!(" {k}={v}\n");
+            let mut n = body.len() + 1;
+            while format!("{n}{body}").len() != n {
+                n += 1;
+            }
+            data.extend(format!("{n}{body}").bytes());
+        }
+        raw(b"PaxHeaders/x", b"", b'x', &data, USTAR)
+    }
+
+    fn archive(parts: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = parts.concat();
+        out.extend_from_slice(&[0u8; 1024]);
+        out
+    }
+
+    fn read(bytes: &[u8]) -> io::Result<Vec<Entry>> {
+        index_of(&mut io::Cursor::new(bytes), bytes.len() as u64)
+    }
+
+    #[test]
+    fn what_the_reader_sees_is_what_gnu_tar_lists_and_extracts() {
+        let long = format!("{}/{}", "d".repeat(120), "f".repeat(90));
+        let cases: Vec<Vec<u8>> = vec![
+            archive(&[raw(b"offline-install", b"zz", b'0', b"from the prefix", USTAR), raw(b"plain", b"", b'0', b"plain", USTAR)]),
+            archive(&[pax(&[("path", &long), ("mtime", "1")]), raw(b"ignored-ustar-name", b"", b'0', b"from the pax path", USTAR)]),
+            archive(&[raw(b"dir/", b"", b'5', b"", USTAR), raw(b"dir/a", b"", 0, b"old regular type", b"ustar  \0")]),
+        ];
+        for (i, bytes) in cases.iter().enumerate() {
+            let dir = std::env::temp_dir().join(format!("ka-tar-agree-{}-{i}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(dir.join("x")).unwrap();
+            let path = dir.join("a.tar");
+            std::fs::write(&path, bytes).unwrap();
+            let entries = index(&path).unwrap();
+            let listed = std::process::Command::new("tar").arg("-tf").arg(&path).output().unwrap();
+            let tar_files: Vec<String> = String::from_utf8_lossy(&listed.stdout).lines().filter(|l| !l.ends_with('/')).map(String::from).collect();
+            assert_eq!(entries.iter().map(|e| e.name.clone()).collect::<Vec<_>>(), tar_files, "case {i}");
+            assert!(std::process::Command::new("tar").arg("-xf").arg(&path).arg("-C").arg(dir.join("x")).status().unwrap().success());
+            for e in &entries {
+                let mut ours = Vec::new();
+                open(&path, e).unwrap().read_to_end(&mut ours).unwrap();
+                assert_eq!(std::fs::read(dir.join("x").join(&e.name)).unwrap(), ours, "case {i}: {}", e.name);
+            }
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+
+    #[test]
+    fn duplicate_names_nuls_paths_links_and_unknown_pax_keys_are_refused() {
+        let file = |name: &[u8]| raw(name, b"", b'0', b"x", USTAR);
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("twice", archive(&[file(b"offline-install"), file(b"offline-install")])),
+            ("twice", archive(&[file(b"zz/offline-install"), raw(b"offline-install", b"zz", b'0', b"x", USTAR)])),
+            ("twice", archive(&[pax(&[("path", "a")]), file(b"b"), file(b"a")])),
+            ("file and a directory", archive(&[file(b"offline-install"), file(b"offline-install/x")])),
+            ("file and a directory", archive(&[file(b"a/b"), file(b"a")])),
+            ("NUL inside", archive(&[file(b"offline-install\0evil")])),
+            ("NUL inside", archive(&[raw(b"f", b"p\0q", b'0', b"x", USTAR)])),
+            ("absolute", archive(&[file(b"/etc/passwd")])),
+            ("'..'", archive(&[file(b"a/../offline-install")])),
+            ("'..'", archive(&[raw(b"x", b"..", b'0', b"x", USTAR)])),
+            ("'..'", archive(&[file(b"./offline-install")])),
+            ("'..'", archive(&[file(b"a//b")])),
+            ("not a regular file", archive(&[raw(b"l", b"", b'2', b"", USTAR)])),
+            ("not a regular file", archive(&[raw(b"l", b"", b'1', b"", USTAR)])),
+            ("not a regular file", archive(&[raw(b"././@LongLink", b"", b'L', b"offline-install", b"ustar  \0"), file(b"x")])),
+            ("not a regular file", archive(&[raw(b"g", b"", b'g', b"", USTAR), file(b"x")])),
+            ("does not honour", archive(&[pax(&[("size", "0")]), file(b"x")])),
+            ("does not honour", archive(&[pax(&[("linkpath", "y")]), file(b"x")])),
+            ("does not honour", archive(&[pax(&[("GNU.sparse.name", "y")]), file(b"x")])),
+            ("two pax paths", archive(&[pax(&[("path", "a"), ("path", "b")]), file(b"x")])),
+            ("control character", archive(&[pax(&[("path", "a\u{1b}[2J")]), file(b"x")])),
+            ("GNU header with a prefix", archive(&[raw(b"x", b"zz", b'0', b"x", b"ustar  \0")])),
+            ("not a ustar header", archive(&[raw(b"x", b"", b'0', b"x", b"\0\0\0\0\0\0\0\0")])),
+            ("pax header at the end", archive(&[pax(&[("path", "a")])])),
+            ("carries data", archive(&[raw(b"d/", b"", b'5', b"data", USTAR)])),
+        ];
+        for (why, bytes) in cases {
+            let e = read(&bytes).expect_err(why).to_string();
+            assert!(e.contains(why), "{why}: {e}");
+        }
+    }
+
+    #[test]
+    fn numeric_fields_must_be_plain_octal() {
+        assert_eq!(parse_octal(b"0000644\0"), Some(0o644));
+        assert_eq!(parse_octal(b"  644 \0"), Some(0o644));
+        for bad in [&b"+000644\0"[..], b"0006 44\0", b"00008\0\0\0", &[0x80, 0, 0, 0, 0, 0, 0, 1]] {
+            assert_eq!(parse_octal(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

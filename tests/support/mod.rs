@@ -7,4 +7,5 @@ pub mod agent;
 pub mod kube;
 pub mod orchestrator;
 pub mod proxy;
+pub mod registry;
 pub mod server;

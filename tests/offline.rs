@@ -1,0 +1,733 @@
+//! offline-install against a hostile registry stand-in (tests/support/registry.rs) and
+//! crafted bundles, each test named after the defect it closes. The tool runs as a child
+//! process (bounded in time), so a hang or a stack overflow fails the test instead of
+//! taking the test run down. Everything talks to 127.0.0.1 only.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::registry::{Auth, Recorder, Registry};
+
+const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+fn sha(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", sha(bytes))
+}
+
+/// A temporary directory, removed on drop.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Dir {
+        let d = std::env::temp_dir().join(format!("ka-offline-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Dir(d)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    timed_out: bool,
+}
+
+impl Run {
+    fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// Runs offline-install with `args`, killed after `within`.
+fn tool(dir: &Dir, args: &[&str], stdin: Option<&str>, within: Duration) -> Run {
+    let (out, err) = (dir.path("stdout.txt"), dir.path("stderr.txt"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_offline-install"))
+        .args(args)
+        .env_remove("HTTPS_PROXY")
+        .env_remove("https_proxy")
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .env_remove("ALL_PROXY")
+        .env_remove("OFFLINE_INSTALL_USERNAME")
+        .env_remove("OFFLINE_INSTALL_PASSWORD")
+        .env("REGISTRY_AUTH_FILE", dir.path("no-auth-file.json"))
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    if let Some(text) = stdin {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    }
+    let deadline = Instant::now() + within;
+    let (code, timed_out) = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break (status.code(), false);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break (None, true);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Run { code, stdout: std::fs::read_to_string(out).unwrap_or_default(), stderr: std::fs::read_to_string(err).unwrap_or_default(), timed_out }
+}
+
+const QUICK: Duration = Duration::from_secs(60);
+
+// ---- crafted bundles -------------------------------------------------------------
+
+/// One tar entry: the raw name and prefix fields, the data, and the name SHA256SUMS lists it under.
+struct Chunk {
+    name: Vec<u8>,
+    prefix: Vec<u8>,
+    data: Vec<u8>,
+    listed: Option<String>,
+}
+
+fn file(name: &str, data: &[u8]) -> Chunk {
+    Chunk { name: name.as_bytes().to_vec(), prefix: Vec::new(), data: data.to_vec(), listed: Some(name.to_string()) }
+}
+
+fn header(c: &Chunk) -> Vec<u8> {
+    let mut h = [0u8; 512];
+    h[..c.name.len()].copy_from_slice(&c.name);
+    h[100..107].copy_from_slice(b"0000755");
+    h[108..115].copy_from_slice(b"0000000");
+    h[116..123].copy_from_slice(b"0000000");
+    h[124..135].copy_from_slice(format!("{:011o}", c.data.len()).as_bytes());
+    h[136..147].copy_from_slice(b"00000000000");
+    h[156] = b'0';
+    h[257..265].copy_from_slice(b"ustar\x0000");
+    h[345..345 + c.prefix.len()].copy_from_slice(&c.prefix);
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+    h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+    let mut out = h.to_vec();
+    out.extend_from_slice(&c.data);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+    out
+}
+
+/// Writes the chunks, then SHA256SUMS of every listed chunk, then the end marker.
+fn write_tar(path: &Path, chunks: &[Chunk]) {
+    let mut out = Vec::new();
+    let mut sums = String::new();
+    for c in chunks {
+        out.extend(header(c));
+        if let Some(name) = &c.listed {
+            sums.push_str(&format!("{}  {name}\n", sha(&c.data)));
+        }
+    }
+    out.extend(header(&file("SHA256SUMS", sums.as_bytes())));
+    out.extend_from_slice(&[0u8; 1024]);
+    std::fs::write(path, out).unwrap();
+}
+
+fn image(layer: &str) -> (String, Vec<String>) {
+    let config = format!(r#"{{"layer":"{layer}"}}"#);
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{}","size":{}}}]}}"#,
+        digest(config.as_bytes()),
+        config.len(),
+        digest(layer.as_bytes()),
+        layer.len()
+    );
+    (manifest, vec![config, layer.to_string()])
+}
+
+fn index(children: &[&str]) -> String {
+    let list: Vec<String> = children.iter().map(|c| format!(r#"{{"mediaType":"{INDEX}","digest":"{}","size":{}}}"#, digest(c.as_bytes()), c.len())).collect();
+    format!(r#"{{"schemaVersion":2,"mediaType":"{INDEX}","manifests":[{}]}}"#, list.join(","))
+}
+
+fn manifest_json(top: &str, media: &str) -> String {
+    format!(
+        r#"{{"format":"kubernetes-agent-offline-bundle/1","created":"2026-12-01T00:00:00Z","artifacts":[{{"role":"agent-image","source":"127.0.0.1:1/humanitec/kubernetes-agent:0.1.0","digest":"{}","mediaType":"{media}","platforms":[]}}],"module":{{"source":"m","ref":"v1.0.0","commit":"{}","file":"module/module.bundle"}}}}"#,
+        digest(top.as_bytes()),
+        "a".repeat(40)
+    )
+}
+
+/// The chunks of a bundle holding `documents` (manifests and blobs) whose top is `top`.
+fn bundle_chunks(documents: &[String], top: &str, media: &str, manifest: Option<String>) -> Vec<Chunk> {
+    let mut chunks = vec![file("offline-install", b"#!/bin/sh\necho the real tool\n")];
+    let mut seen = std::collections::BTreeSet::new();
+    for d in documents {
+        if seen.insert(sha(d.as_bytes())) {
+            chunks.push(file(&format!("oci/blobs/sha256/{}", sha(d.as_bytes())), d.as_bytes()));
+        }
+    }
+    chunks.push(file("module/module.bundle", b"not a git bundle"));
+    chunks.push(file("oci/oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#));
+    let idx = format!(r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{media}","digest":"{}","size":{}}}]}}"#, digest(top.as_bytes()), top.len());
+    chunks.push(file("oci/index.json", idx.as_bytes()));
+    chunks.push(file("manifest.json", manifest.unwrap_or_else(|| manifest_json(top, media)).as_bytes()));
+    chunks
+}
+
+/// A small valid bundle: one image (config + layer) as the agent image.
+fn valid_chunks() -> Vec<Chunk> {
+    let (m, blobs) = image("layer-bytes");
+    let mut docs = blobs;
+    docs.push(m.clone());
+    bundle_chunks(&docs, &m, MANIFEST, None)
+}
+
+#[test]
+fn a_crafted_valid_bundle_passes_verify_so_the_refusals_below_are_about_their_defect() {
+    let dir = Dir::new("valid");
+    let path = dir.path("b.tar");
+    write_tar(&path, &valid_chunks());
+    let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+}
+
+// ---- 2. smuggling past verify ------------------------------------------------------
+
+const EVIL: &[u8] = b"#!/bin/sh\necho EVIL\n";
+
+/// Writes `chunks`, proves that `tar -xf bundle offline-install` extracts the EVIL tool
+/// from them, then runs verify, which must refuse the bundle.
+fn smuggled_then_verified(dir: &Dir, path: &Path, chunks: &[Chunk]) -> Run {
+    write_tar(path, chunks);
+    let x = dir.path("x");
+    std::fs::create_dir_all(&x).unwrap();
+    assert!(Command::new("tar").arg("-xf").arg(path).arg("-C").arg(&x).arg("offline-install").status().unwrap().success());
+    assert_eq!(std::fs::read(x.join("offline-install")).unwrap(), EVIL, "the attack is real: GNU tar extracts the evil bytes");
+    let run = tool(dir, &["verify", path.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    run
+}
+
+#[test]
+fn a_second_tool_hidden_by_the_ustar_prefix_field_fails_verify() {
+    let dir = Dir::new("prefix");
+    let path = dir.path("b.tar");
+    let mut chunks = valid_chunks();
+    let good = chunks.remove(0);
+    // First the evil tool (unlisted), then the good one under prefix "zz": a reader that
+    // ignores the prefix hashes the good bytes, while `tar -xf b.tar offline-install` extracts the evil ones.
+    chunks.insert(0, Chunk { name: b"offline-install".to_vec(), prefix: Vec::new(), data: EVIL.to_vec(), listed: None });
+    chunks.insert(1, Chunk { name: b"offline-install".to_vec(), prefix: b"zz".to_vec(), data: good.data.clone(), listed: Some("offline-install".into()) });
+    let run = smuggled_then_verified(&dir, &path, &chunks);
+    assert!(run.stderr.contains("zz/offline-install"), "{}", run.stderr);
+}
+
+#[test]
+fn a_duplicate_entry_name_fails_verify() {
+    let dir = Dir::new("dup");
+    let path = dir.path("b.tar");
+    let mut chunks = valid_chunks();
+    let good = chunks.remove(0);
+    chunks.insert(0, Chunk { listed: None, ..file("offline-install", b"evil") });
+    chunks.insert(1, good);
+    write_tar(&path, &chunks);
+    let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("appears twice"), "{}", run.stderr);
+}
+
+#[test]
+fn a_second_tool_behind_a_nul_inside_its_name_fails_verify() {
+    let dir = Dir::new("nul");
+    let path = dir.path("b.tar");
+    let mut chunks = valid_chunks();
+    // Listed and hashed under "offline-install\0x" by a reader that keeps what follows a
+    // NUL, extracted by GNU tar as "offline-install" (after the real one, so it wins).
+    chunks.insert(1, Chunk { name: b"offline-install\0x".to_vec(), prefix: Vec::new(), data: EVIL.to_vec(), listed: Some("offline-install\0x".into()) });
+    let run = smuggled_then_verified(&dir, &path, &chunks);
+    assert!(run.stderr.contains("NUL"), "{}", run.stderr);
+}
+
+// ---- 3. hangs and crashes ----------------------------------------------------------
+
+/// A chain of `depth` indexes, each listing the next one twice, over one image.
+fn shared_dag(depth: usize) -> (Vec<String>, String) {
+    let (image_manifest, blobs) = image("shared-layer");
+    let mut docs = blobs;
+    docs.push(image_manifest.clone());
+    let mut below = image_manifest;
+    for _ in 0..depth {
+        let above = index(&[&below, &below]);
+        docs.push(above.clone());
+        below = above;
+    }
+    (docs, below)
+}
+
+#[test]
+fn verify_of_a_deep_manifest_dag_with_shared_children_ends_at_once() {
+    let dir = Dir::new("dag40");
+    let path = dir.path("b.tar");
+    let (docs, top) = shared_dag(40);
+    write_tar(&path, &bundle_chunks(&docs, &top, INDEX, None));
+    let started = Instant::now();
+    let run = tool(&dir, &["verify", path.to_str().unwrap()], None, Duration::from_secs(30));
+    assert!(!run.timed_out, "verify did not finish within 30 s");
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("nested deeper than 8"), "{}", run.stderr);
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn an_index_chain_20000_deep_fails_verify_without_overflowing_the_stack() {
+    let dir = Dir::new("chain");
+    let path = dir.path("b.tar");
+    let (image_manifest, blobs) = image("chain-layer");
+    let mut docs = blobs;
+    docs.push(image_manifest.clone());
+    let mut below = image_manifest;
+    for _ in 0..20_000 {
+        let above = index(&[&below]);
+        docs.push(above.clone());
+        below = above;
+    }
+    write_tar(&path, &bundle_chunks(&docs, &below, INDEX, None));
+    let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
+    assert!(!run.timed_out);
+    assert_eq!(run.code, Some(1), "crashed? {}", run.all());
+    assert!(run.stderr.contains("nested deeper than 8"), "{}", run.stderr);
+}
+
+#[test]
+fn a_manifest_json_nested_50000_deep_fails_verify_without_overflowing_the_stack() {
+    let dir = Dir::new("deepjson");
+    let path = dir.path("b.tar");
+    let (m, blobs) = image("layer-bytes");
+    let mut docs = blobs;
+    docs.push(m.clone());
+    let deep = format!(r#"{{"format":"kubernetes-agent-offline-bundle/1","x":{}{}}}"#, "[".repeat(50_000), "]".repeat(50_000));
+    write_tar(&path, &bundle_chunks(&docs, &m, MANIFEST, Some(deep)));
+    let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(1), "crashed? {}", run.all());
+    assert!(run.stderr.contains("manifest.json") && run.stderr.contains("nested deeper"), "{}", run.stderr);
+}
+
+#[test]
+fn push_of_a_manifest_dag_with_shared_children_sends_each_manifest_once() {
+    let dir = Dir::new("dagpush");
+    let path = dir.path("b.tar");
+    let (docs, top) = shared_dag(6);
+    write_tar(&path, &bundle_chunks(&docs, &top, INDEX, None));
+    let target = Registry::start(false);
+    let run = tool(
+        &dir,
+        &[
+            "push",
+            path.to_str().unwrap(),
+            "--registry",
+            &format!("{}/mirror", target.host()),
+            "--plain-http",
+            "--git-url",
+            dir.path("none.git").to_str().unwrap(),
+        ],
+        None,
+        QUICK,
+    );
+    // The module is not a git bundle, so push ends with an error after the registry part.
+    assert!(run.stderr.contains("module"), "{}", run.all());
+    let seen = target.seen();
+    let manifest_puts: Vec<&String> = seen.iter().filter(|s| s.method == "PUT" && s.path.contains("/manifests/")).map(|s| &s.path).collect();
+    let unique: std::collections::BTreeSet<&String> = manifest_puts.iter().copied().collect();
+    assert_eq!(manifest_puts.len(), unique.len(), "a manifest was sent twice: {manifest_puts:?}");
+    assert_eq!(manifest_puts.len(), 7, "{manifest_puts:?}");
+    assert!(seen.len() < 40, "{} requests for 7 manifests and 2 blobs", seen.len());
+}
+
+// ---- 5. manifest.json records -------------------------------------------------------
+
+#[test]
+fn verify_refuses_a_manifest_json_record_without_a_digest() {
+    let dir = Dir::new("nodigest");
+    let path = dir.path("b.tar");
+    let (m, blobs) = image("layer-bytes");
+    let mut docs = blobs;
+    docs.push(m.clone());
+    let manifest = manifest_json(&m, MANIFEST).replace(&format!(r#""digest":"{}","#, digest(m.as_bytes())), "");
+    assert!(!manifest.contains(&digest(m.as_bytes())));
+    write_tar(&path, &bundle_chunks(&docs, &m, MANIFEST, Some(manifest)));
+    let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("has no digest"), "{}", run.stderr);
+}
+
+// ---- 5. passwords --------------------------------------------------------------------
+
+#[test]
+fn a_registry_address_with_a_password_is_refused_without_printing_it() {
+    let dir = Dir::new("userinfo");
+    let path = dir.path("b.tar");
+    write_tar(&path, &valid_chunks());
+    let run =
+        tool(&dir, &["push", path.to_str().unwrap(), "--registry", "mirror:hunter2@127.0.0.1:1/x", "--plain-http", "--git-url", "/nonexistent"], None, QUICK);
+    assert_eq!(run.code, Some(2), "{}", run.all());
+    assert!(!run.all().contains("hunter2"), "{}", run.all());
+    assert!(run.stderr.contains("user info"), "{}", run.stderr);
+}
+
+#[test]
+fn a_source_reference_with_a_password_is_refused_without_printing_it() {
+    let dir = Dir::new("srcuserinfo");
+    let out = dir.path("b.tar");
+    let run = tool(
+        &dir,
+        &[
+            "bundle",
+            "--output",
+            out.to_str().unwrap(),
+            "--agent-image",
+            "u:hunter2@127.0.0.1:1/a/b:1",
+            "--runner-image",
+            "127.0.0.1:1/a/c:1",
+            "--chart",
+            "127.0.0.1:1/a/d:1",
+            "--module-repo",
+            "/nonexistent",
+            "--module-ref",
+            "v1",
+        ],
+        None,
+        QUICK,
+    );
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(!run.all().contains("hunter2"), "{}", run.all());
+}
+
+// ---- 1. files written anywhere; 5. scratch and partial ------------------------------
+
+fn bundle_args<'a>(out: &'a str, source: &'a str, module: &'a str) -> Vec<String> {
+    [
+        "bundle",
+        "--output",
+        out,
+        "--source-plain-http",
+        "--agent-image",
+        &format!("{source}/humanitec/kubernetes-agent:0.1.0"),
+        "--runner-image",
+        &format!("{source}/humanitec/runner:1.0"),
+        "--chart",
+        &format!("{source}/charts/agent:0.1.0"),
+        "--module-repo",
+        module,
+        "--module-ref",
+        "v1.0.0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn run_bundle(dir: &Dir, out: &Path, source: &str, module: &str) -> Run {
+    let args = bundle_args(out.to_str().unwrap(), source, module);
+    tool(dir, &args.iter().map(String::as_str).collect::<Vec<_>>(), None, QUICK)
+}
+
+#[test]
+fn a_blob_digest_with_a_path_is_refused_before_any_file_is_written() {
+    let dir = Dir::new("pwned");
+    std::fs::create_dir_all(dir.path("out")).unwrap();
+    let out = dir.path("out/bundle.tar");
+    let absolute = dir.path("PWNED-absolute");
+    for hostile in [format!("sha256:{}", absolute.display()), "sha256:../PWNED-relative".to_string()] {
+        let source = Registry::start(false);
+        let manifest = format!(r#"{{"schemaVersion":2,"mediaType":"{MANIFEST}","config":{{"digest":"{hostile}","size":9}},"layers":[]}}"#);
+        source.with(|s| {
+            s.manifests.insert("0.1.0".into(), (MANIFEST.into(), manifest));
+            s.any_blob = Some("ATTACKER!".into());
+        });
+        let run = run_bundle(&dir, &out, &source.host(), "/nonexistent");
+        assert!(!absolute.exists(), "the registry wrote {}", absolute.display());
+        assert!(!dir.path("out/PWNED-relative").exists() && !dir.path("PWNED-relative").exists(), "the registry wrote outside the scratch directory");
+        assert_eq!(run.code, Some(1), "{}", run.all());
+        assert!(run.stderr.contains("not a digest"), "{}", run.stderr);
+        assert!(!source.seen().iter().any(|s| s.path.contains("/blobs/")), "a blob was fetched by a hostile digest");
+        let left: Vec<_> = std::fs::read_dir(dir.path("out")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
+}
+
+/// A git repository with a tag v1.0.0, for `--module-repo`.
+fn module_repo(dir: &Dir) -> PathBuf {
+    let repo = dir.path("module");
+    std::fs::create_dir_all(&repo).unwrap();
+    let git = |args: &[&str]| {
+        let ok = Command::new("git").arg("-C").arg(&repo).args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"]).args(args).output().unwrap();
+        assert!(ok.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&ok.stderr));
+    };
+    git(&["init", "--quiet", "-b", "main"]);
+    std::fs::write(repo.join("main.tf"), "variable \"cluster\" {}\n").unwrap();
+    git(&["add", "."]);
+    git(&["commit", "--quiet", "-m", "module"]);
+    git(&["tag", "v1.0.0"]);
+    repo
+}
+
+/// A source stand-in serving `top` (and `children` by digest) under every tag the bundle asks for.
+fn serve(source: &Registry, top: (&str, &str), children: &[(&str, &str)], blobs: &[String]) {
+    source.with(|s| {
+        for tag in ["0.1.0", "1.0"] {
+            s.manifests.insert(tag.into(), (top.0.into(), top.1.into()));
+        }
+        for (media, body) in children {
+            s.manifests.insert(digest(body.as_bytes()), (media.to_string(), body.to_string()));
+        }
+        for b in blobs {
+            s.blobs.insert(digest(b.as_bytes()), b.clone());
+        }
+    });
+}
+
+#[test]
+fn bundle_then_verify_then_push_mirror_every_digest() {
+    let dir = Dir::new("e2e");
+    let out = dir.path("bundle.tar");
+    let module = module_repo(&dir);
+    let source = Registry::start(false);
+    let (child, blobs) = image("layer");
+    let top = index(&[&child]);
+    serve(&source, (INDEX, &top), &[(MANIFEST, &child)], &blobs);
+    let run = run_bundle(&dir, &out, &source.host(), module.to_str().unwrap());
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert!(!dir.path("bundle.scratch").exists() && !dir.path("bundle.partial").exists());
+    let run = tool(&dir, &["verify", out.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    let target = Registry::start(true);
+    let git_target = dir.path("target.git");
+    assert!(Command::new("git").args(["init", "--quiet", "--bare"]).arg(&git_target).status().unwrap().success());
+    let ca = support::server::certs_dir().join("ca.pem");
+    let run = tool(
+        &dir,
+        &[
+            "push",
+            out.to_str().unwrap(),
+            "--registry",
+            &format!("{}/mirror", target.host()),
+            "--ca-file",
+            ca.to_str().unwrap(),
+            "--git-url",
+            git_target.to_str().unwrap(),
+        ],
+        None,
+        QUICK,
+    );
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    target.with(|s| {
+        assert_eq!(s.manifests.get("0.1.0").map(|m| m.1.as_str()), Some(top.as_str()), "the tag points at the same index");
+        assert!(s.manifests.contains_key(&digest(child.as_bytes())));
+        for b in &blobs {
+            assert_eq!(s.blobs.get(&digest(b.as_bytes())), Some(b));
+        }
+    });
+    assert!(run.stdout.contains(&format!("image.repository={}/mirror/kubernetes-agent", target.host())), "{}", run.stdout);
+}
+
+#[test]
+fn bundle_fails_when_an_index_child_digest_is_a_tag() {
+    let dir = Dir::new("tagchild");
+    let out = dir.path("bundle.tar");
+    let module = module_repo(&dir);
+    let source = Registry::start(false);
+    let (child, blobs) = image("layer");
+    let top = format!(r#"{{"schemaVersion":2,"mediaType":"{INDEX}","manifests":[{{"mediaType":"{MANIFEST}","digest":"v1","size":{}}}]}}"#, child.len());
+    serve(&source, (INDEX, &top), &[], &blobs);
+    source.with(|s| s.manifests.insert("v1".into(), (MANIFEST.into(), child.clone())));
+    let run = run_bundle(&dir, &out, &source.host(), module.to_str().unwrap());
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(!out.exists(), "a bundle that fails verify was kept");
+    assert!(run.stderr.contains("not a digest"), "{}", run.stderr);
+}
+
+#[test]
+fn a_blob_redirect_to_another_host_is_followed_without_credentials() {
+    let dir = Dir::new("redirect");
+    let out = dir.path("bundle.tar");
+    let module = module_repo(&dir);
+    let source = Registry::start(true);
+    let cdn = Recorder::start(true);
+    // The CDN answers every GET with one body: the manifest's only blob is its config.
+    let config = "cdn-bytes".to_string();
+    *cdn.body.lock().unwrap() = config.clone();
+    let child =
+        format!(r#"{{"schemaVersion":2,"mediaType":"{MANIFEST}","config":{{"digest":"{}","size":{}}},"layers":[]}}"#, digest(config.as_bytes()), config.len());
+    serve(&source, (MANIFEST, &child), &[], &[]);
+    let basic = format!("Basic {}", kubernetes_agent::base64::encode(b"puller:hunter2"));
+    source.with(|s| {
+        s.auth = Auth::Basic(basic.clone());
+        s.blob_redirect = Some(cdn.server.url());
+    });
+    let ca = support::server::certs_dir().join("ca.pem");
+    let mut args = bundle_args(out.to_str().unwrap(), &source.host(), module.to_str().unwrap());
+    args.retain(|a| a != "--source-plain-http");
+    args.extend(["--source-ca-file".into(), ca.to_str().unwrap().into(), "--source-username".into(), "puller".into(), "--source-password-stdin".into()]);
+    let run = tool(&dir, &args.iter().map(String::as_str).collect::<Vec<_>>(), Some("hunter2\n"), QUICK);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert!(!cdn.seen().is_empty(), "the redirect was not followed");
+    assert!(cdn.seen().iter().all(|s| s.authorization.is_none()), "credentials followed the redirect: {:?}", cdn.seen());
+}
+
+#[test]
+fn bundle_refuses_an_existing_scratch_directory_and_leaves_it_alone() {
+    let dir = Dir::new("scratch");
+    let out = dir.path("bundle.tar");
+    std::fs::create_dir_all(dir.path("bundle.scratch")).unwrap();
+    std::fs::write(dir.path("bundle.scratch/keep"), "someone's file").unwrap();
+    let run = run_bundle(&dir, &out, "127.0.0.1:1", "/nonexistent");
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert_eq!(std::fs::read_to_string(dir.path("bundle.scratch/keep")).unwrap(), "someone's file");
+    assert!(run.stderr.contains("bundle.scratch already exists"), "{}", run.stderr);
+    assert!(!dir.path("bundle.partial").exists(), "it created a .partial it then left");
+}
+
+#[test]
+fn bundle_refuses_an_existing_partial_file_and_leaves_it_alone() {
+    let dir = Dir::new("partial");
+    let out = dir.path("bundle.tar");
+    std::fs::write(dir.path("bundle.partial"), "another run's bundle").unwrap();
+    let run = run_bundle(&dir, &out, "127.0.0.1:1", "/nonexistent");
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert_eq!(std::fs::read_to_string(dir.path("bundle.partial")).unwrap(), "another run's bundle");
+    assert!(run.stderr.contains("bundle.partial already exists"), "{}", run.stderr);
+    assert!(!dir.path("bundle.scratch").exists(), "it left the .scratch it created");
+}
+
+// ---- 4. credentials to other origins ---------------------------------------------------
+
+/// `push` to a TLS stand-in as user `mirror` with password `hunter2` (on standard input).
+fn push_as_mirror(dir: &Dir, bundle: &Path, target: &Registry) -> Run {
+    let ca = support::server::certs_dir().join("ca.pem");
+    let registry = format!("{}/mirror", target.host());
+    let args = [
+        "push",
+        bundle.to_str().unwrap(),
+        "--registry",
+        &registry,
+        "--ca-file",
+        ca.to_str().unwrap(),
+        "--username",
+        "mirror",
+        "--password-stdin",
+        "--git-url",
+        "/nonexistent",
+    ];
+    tool(dir, &args, Some("hunter2\n"), QUICK)
+}
+
+#[test]
+fn credentials_are_not_sent_to_a_plain_http_bearer_realm_on_another_host() {
+    let dir = Dir::new("realm");
+    let path = dir.path("b.tar");
+    write_tar(&path, &valid_chunks());
+    let realm = Recorder::start(false);
+    let target = Registry::start(true);
+    target.with(|s| s.auth = Auth::Bearer { realm: format!("{}/token", realm.server.url()), token: "tok".into() });
+    let run = push_as_mirror(&dir, &path, &target);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(realm.seen().iter().all(|s| s.authorization.is_none()), "credentials went to the http realm: {:?}", realm.seen());
+    assert!(run.stderr.contains("plain HTTP"), "{}", run.stderr);
+    assert!(!run.all().contains("hunter2"));
+}
+
+#[test]
+fn an_upload_location_on_another_host_gets_no_credentials() {
+    let dir = Dir::new("location");
+    let path = dir.path("b.tar");
+    write_tar(&path, &valid_chunks());
+    let elsewhere = Recorder::start(true);
+    let target = Registry::start(true);
+    let basic = format!("Basic {}", kubernetes_agent::base64::encode(b"mirror:hunter2"));
+    target.with(|s| {
+        s.auth = Auth::Basic(basic.clone());
+        s.upload_location = Some(format!("{}/upload/elsewhere", elsewhere.server.url()));
+    });
+    let run = push_as_mirror(&dir, &path, &target);
+    let puts: Vec<_> = elsewhere.seen().into_iter().filter(|s| s.method == "PUT").collect();
+    assert!(!puts.is_empty(), "the upload never reached the other origin: {}", run.all());
+    assert!(puts.iter().all(|s| s.authorization.is_none()), "credentials went to the upload location on another origin: {puts:?}");
+    assert!(target.seen().iter().any(|s| s.authorization.as_deref() == Some(basic.as_str())), "the registry itself got the credentials");
+}
+
+#[test]
+fn bundle_of_a_deep_index_chain_stops_at_the_depth_bound() {
+    let dir = Dir::new("srcchain");
+    let out = dir.path("bundle.tar");
+    let module = module_repo(&dir);
+    let source = Registry::start(false);
+    let (image_manifest, blobs) = image("chain-layer");
+    let mut chain = vec![image_manifest];
+    for _ in 0..200 {
+        let above = index(&[chain.last().unwrap()]);
+        chain.push(above);
+    }
+    let top = chain.pop().unwrap();
+    let children: Vec<(&str, &str)> = chain.iter().map(|m| (INDEX, m.as_str())).collect();
+    serve(&source, (INDEX, &top), &children, &blobs);
+    let run = run_bundle(&dir, &out, &source.host(), module.to_str().unwrap());
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("nested deeper than 8"), "{}", run.stderr);
+    assert!(!out.exists() && !dir.path("bundle.partial").exists() && !dir.path("bundle.scratch").exists());
+    let fetched = source.seen().iter().filter(|s| s.path.contains("/manifests/sha256:")).count();
+    assert!(fetched <= 8, "{fetched} manifests fetched");
+}
+
+#[test]
+fn source_credentials_from_the_options_are_not_offered_to_a_second_source_registry() {
+    let dir = Dir::new("twosources");
+    let out = dir.path("bundle.tar");
+    let module = module_repo(&dir);
+    let (first, second) = (Registry::start(false), Registry::start(false));
+    let (child, blobs) = image("layer");
+    serve(&first, (MANIFEST, &child), &[], &blobs);
+    serve(&second, (MANIFEST, &child), &[], &blobs);
+    second.with(|s| s.auth = Auth::Basic("Basic never-matches".into()));
+    let mut args = bundle_args(out.to_str().unwrap(), &first.host(), module.to_str().unwrap());
+    let chart = args.iter().position(|a| a == "--chart").unwrap() + 1;
+    args[chart] = format!("{}/charts/agent:0.1.0", second.host());
+    args.extend(["--source-username".into(), "puller".into(), "--source-password-stdin".into()]);
+    let run = tool(&dir, &args.iter().map(String::as_str).collect::<Vec<_>>(), Some("hunter2\n"), QUICK);
+    assert!(second.seen().iter().all(|s| s.authorization.is_none()), "the first registry's credentials went to the second: {:?}", second.seen());
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("auth file"), "{}", run.stderr);
+    assert!(!out.exists() && !dir.path("bundle.partial").exists() && !dir.path("bundle.scratch").exists());
+}
+
+#[test]
+fn bundle_exits_non_zero_and_keeps_nothing_when_its_own_verify_fails() {
+    let dir = Dir::new("ownverify");
+    let out = dir.path("bundle.tar");
+    let module = module_repo(&dir);
+    // A ref git takes but verify refuses (over 255 characters): staging succeeds, the
+    // final verify does not.
+    let long_ref = format!("v/{}", vec!["x".repeat(100); 3].join("/"));
+    assert!(Command::new("git").arg("-C").arg(&module).args(["tag", &long_ref]).status().unwrap().success());
+    let source = Registry::start(false);
+    let (child, blobs) = image("layer");
+    serve(&source, (MANIFEST, &child), &[], &blobs);
+    let mut args = bundle_args(out.to_str().unwrap(), &source.host(), module.to_str().unwrap());
+    *args.last_mut().unwrap() = long_ref;
+    let run = tool(&dir, &args.iter().map(String::as_str).collect::<Vec<_>>(), None, QUICK);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("fails its own verify"), "{}", run.stderr);
+    assert!(!out.exists() && !dir.path("bundle.partial").exists() && !dir.path("bundle.scratch").exists());
+}

@@ -1,0 +1,168 @@
+//! A small OCI registry stand-in for offline-install, hostile on request: it serves
+//! whatever manifests and blobs a test puts in it (digests that are paths or tags, graphs
+//! with shared children, any bytes for any blob), stores what is pushed, records every
+//! request with its `Authorization`, and can demand Basic credentials, send a Bearer
+//! challenge naming any realm, name an upload `Location` on another origin, or redirect
+//! blob downloads elsewhere. `Recorder` is the "other origin": it records who came and
+//! with which credentials, and answers 200/201 with a token.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use super::server::{Reply, Request, Server};
+
+/// One request as the stand-in saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub authorization: Option<String>,
+}
+
+/// How the stand-in wants to be authenticated.
+#[derive(Debug, Clone, Default)]
+pub enum Auth {
+    #[default]
+    None,
+    /// `Authorization: Basic base64(user:password)`.
+    Basic(String),
+    /// A Bearer challenge naming this realm; `Bearer <token>` is accepted.
+    Bearer { realm: String, token: String },
+}
+
+#[derive(Default)]
+pub struct State {
+    /// Manifests by tag or digest: (media type, body).
+    pub manifests: BTreeMap<String, (String, String)>,
+    /// Blobs by digest text.
+    pub blobs: BTreeMap<String, String>,
+    /// Served for any blob not in `blobs` (a hostile registry's bytes).
+    pub any_blob: Option<String>,
+    pub auth: Auth,
+    /// An absolute upload location (else `/upload/<n>` on the stand-in itself).
+    pub upload_location: Option<String>,
+    /// Blob GETs are redirected to this base URL + the request path.
+    pub blob_redirect: Option<String>,
+    pub seen: Vec<Seen>,
+}
+
+pub struct Registry {
+    pub server: Server,
+    pub state: Arc<Mutex<State>>,
+}
+
+impl Registry {
+    pub fn start(tls: bool) -> Registry {
+        let state = Arc::new(Mutex::new(State::default()));
+        let s = state.clone();
+        let server = Server::start(Arc::new(move |req: &Request| handle(&s, req)), tls);
+        Registry { server, state }
+    }
+
+    /// `127.0.0.1:port`.
+    pub fn host(&self) -> String {
+        self.server.addr.to_string()
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.lock().unwrap().seen.clone()
+    }
+
+    pub fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        f(&mut self.state.lock().unwrap())
+    }
+}
+
+fn handle(state: &Mutex<State>, req: &Request) -> Reply {
+    let mut s = state.lock().unwrap();
+    let authorization = req.header("authorization").map(String::from);
+    s.seen.push(Seen { method: req.method.clone(), path: req.path.clone(), authorization: authorization.clone() });
+    if req.path == "/v2/" || req.path.starts_with("/v2/") {
+        let ok = match &s.auth {
+            Auth::None => true,
+            Auth::Basic(expected) => authorization.as_deref() == Some(expected.as_str()),
+            Auth::Bearer { token, .. } => authorization.as_deref() == Some(format!("Bearer {token}").as_str()),
+        };
+        if !ok {
+            let challenge = match &s.auth {
+                Auth::Bearer { realm, .. } => format!("Bearer realm=\"{realm}\",service=\"stand-in\""),
+                _ => "Basic realm=\"stand-in\"".to_string(),
+            };
+            return Reply::json(401, r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#).with_header("WWW-Authenticate", &challenge);
+        }
+    }
+    let last = req.path.rsplit('/').next().unwrap_or("").to_string();
+    let method = req.method.as_str();
+    if req.path.contains("/manifests/") {
+        return match method {
+            "GET" | "HEAD" => match s.manifests.get(&last) {
+                Some((media, body)) => Reply::Full { status: 200, headers: vec![("Content-Type".into(), media.clone())], body: body.clone() },
+                None => Reply::json(404, r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#),
+            },
+            "PUT" => {
+                let media = req.header("content-type").unwrap_or("").to_string();
+                s.manifests.insert(last, (media, req.body.clone()));
+                Reply::empty(201)
+            }
+            _ => Reply::empty(405),
+        };
+    }
+    if req.path.ends_with("/blobs/uploads/") && method == "POST" {
+        let n = s.seen.len();
+        let location = s.upload_location.clone().unwrap_or_else(|| format!("/upload/{n}"));
+        return Reply::empty(202).with_header("Location", &location);
+    }
+    if req.path.starts_with("/upload/") && method == "PUT" {
+        let digest = req.query.get("digest").cloned().unwrap_or_default();
+        s.blobs.insert(digest, req.body.clone());
+        return Reply::empty(201);
+    }
+    if req.path.contains("/blobs/") {
+        if let (Some(base), "GET") = (&s.blob_redirect, method) {
+            return Reply::empty(307).with_header("Location", &format!("{base}{}", req.path));
+        }
+        return match (s.blobs.get(&last), &s.any_blob, method) {
+            (Some(_), _, "HEAD") => Reply::empty(200),
+            (None, _, "HEAD") => Reply::empty(404),
+            (Some(b), _, _) | (None, Some(b), _) => Reply::Full { status: 200, headers: Vec::new(), body: b.clone() },
+            (None, None, _) => Reply::json(404, r#"{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown"}]}"#),
+        };
+    }
+    Reply::empty(404)
+}
+
+/// The other origin: records every request; answers a token to GETs with `token` in the
+/// path, the stored body to other GETs, 201 to PUTs.
+pub struct Recorder {
+    pub server: Server,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    pub body: Arc<Mutex<String>>,
+}
+
+impl Recorder {
+    pub fn start(tls: bool) -> Recorder {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let body = Arc::new(Mutex::new(String::new()));
+        let (s, b) = (seen.clone(), body.clone());
+        let server = Server::start(
+            Arc::new(move |req: &Request| {
+                s.lock().unwrap().push(Seen {
+                    method: req.method.clone(),
+                    path: req.path.clone(),
+                    authorization: req.header("authorization").map(String::from),
+                });
+                match req.method.as_str() {
+                    "GET" if req.path.contains("token") => Reply::json(200, r#"{"token":"tok"}"#),
+                    "GET" => Reply::Full { status: 200, headers: Vec::new(), body: b.lock().unwrap().clone() },
+                    _ => Reply::empty(201),
+                }
+            }),
+            tls,
+        );
+        Recorder { server, seen, body }
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
