@@ -389,3 +389,65 @@ fn ssl_cert_file_is_honoured_like_go_and_openssl_and_a_wrong_ca_fails_loudly() {
     let line = wrong.wait_for_log("TLS failed", WAIT).unwrap_or_else(|| panic!("{:?}", wrong.logs()));
     assert!(line.contains("UnknownIssuer") || line.contains("certificate"), "{line}");
 }
+
+/// How the polls covered `[from, from + window]`, as the stand-in recorded them: the share
+/// of the time with at least one poll open and with all `polls` open.
+fn coverage(world: &World, polls: usize, from: Instant, window: Duration) -> (f64, f64) {
+    let to = from + window;
+    if let Some(left) = to.checked_duration_since(Instant::now()) {
+        std::thread::sleep(left);
+    }
+    (world.orch.open_share(RUNNER, 1, from, to), world.orch.open_share(RUNNER, polls, from, to))
+}
+
+/// Runs an agent configured with `poll_hold` against a server holding polls `hold`, and
+/// asserts that after two holds of warm-up a poll was open throughout the next three and
+/// both were open nearly throughout. Returns the world, the agent and when it started.
+fn both_polls_kept_open(hold: Duration, poll_hold: &str) -> (World, support::agent::AgentProcess, Instant) {
+    let world = World::new(hold);
+    let started = Instant::now();
+    let agent = world.started(&[("POLL_HOLD", poll_hold)]);
+    let (one, all) = coverage(&world, 2, started + hold * 2, hold * 3);
+    println!("{} s holds, POLL_HOLD={poll_hold}: at least one poll open {one:.4} of the time, both {all:.4}", hold.as_secs());
+    assert!(all > 0.98, "both polls open only {all:.4} of three holds after warm-up: {:?}", agent.logs());
+    assert_eq!(one, 1.0, "a poll open throughout");
+    (world, agent, started)
+}
+
+/// A server or proxy ending holds after 5 s while the agent assumes the Orchestrator's 30 s:
+/// spaced by the assumed hold, the second poll waited for a turn that moved later with every
+/// re-open of the first, and one poll was open for the whole run. Spaced by the hold
+/// learned from the 204s, both are open after warm-up, and none is ever missing.
+#[test]
+fn a_server_ending_holds_after_5_s_keeps_both_polls_open_though_poll_hold_is_30_s() {
+    let (world, _agent, started) = both_polls_kept_open(Duration::from_secs(5), "30s");
+    let gaps = world.orch.gaps_after(RUNNER, started);
+    assert!(gaps.is_empty(), "none open for {gaps:?}, the first poll's cut included");
+}
+
+/// The Orchestrator's own hold, shortened: the agent configured with it keeps both polls open.
+#[test]
+fn holds_as_long_as_configured_keep_both_polls_open() {
+    both_polls_kept_open(Duration::from_secs(4), "4s");
+}
+
+/// A server holding longer than POLL_HOLD (still within the client timeout, POLL_HOLD + 15 s):
+/// the holds learned are the longer ones, and both polls stay open.
+#[test]
+fn holds_longer_than_configured_keep_both_polls_open() {
+    let (_world, agent, _) = both_polls_kept_open(Duration::from_secs(5), "2s");
+    assert_eq!(agent.metric("kubernetes_agent_polls_total{outcome=\"transport_error\"}"), 0.0, "no poll timed out");
+}
+
+/// The hold shrinking mid-run (a proxy put in front of the Orchestrator): the agent follows.
+#[test]
+fn a_hold_that_shrinks_mid_run_is_followed() {
+    let world = World::new(Duration::from_secs(4));
+    let agent = world.started(&[]);
+    std::thread::sleep(Duration::from_secs(6));
+    world.orch.set_hold(Duration::from_secs(2));
+    let changed = Instant::now();
+    let (one, all) = coverage(&world, 2, changed + Duration::from_secs(12), Duration::from_secs(6));
+    println!("4 s then 2 s holds: at least one poll open {one:.4} of the time, both {all:.4}");
+    assert!(all > 0.97 && one == 1.0, "one {one:.4}, both {all:.4}: {:?}", agent.logs());
+}
