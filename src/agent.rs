@@ -180,6 +180,8 @@ impl Context {
 pub struct Running {
     /// Shared state, for the listener and for shutdown.
     pub context: Arc<Context>,
+    /// Poll threads not yet finished: one still in its poll may yet bring a message.
+    polling: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Starts `polls` long polls and the workers.
@@ -191,9 +193,14 @@ pub fn start(context: Arc<Context>, polls: usize) -> Running {
         std::thread::Builder::new().name(format!("worker-{i}")).spawn(move || work(&ctx, &rx)).expect("spawn a worker thread");
     }
     let spacing = Arc::new(Spacing::new(polls, context.hold));
+    let polling = Arc::new(std::sync::atomic::AtomicUsize::new(polls));
     for i in 0..polls {
-        let (ctx, tx, spacing) = (context.clone(), tx.clone(), spacing.clone());
-        std::thread::Builder::new().name(format!("poll-{i}")).spawn(move || poll_loop(&ctx, &tx, &spacing, i)).expect("spawn a poll thread");
+        let (ctx, tx, spacing, polling) = (context.clone(), tx.clone(), spacing.clone(), polling.clone());
+        let run = move || {
+            poll_loop(&ctx, &tx, &spacing, i);
+            polling.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        };
+        std::thread::Builder::new().name(format!("poll-{i}")).spawn(run).expect("spawn a poll thread");
     }
     log::info!(
         "polling {} with {polls} long polls kept apart as runner {} (kid {})",
@@ -201,19 +208,34 @@ pub fn start(context: Arc<Context>, polls: usize) -> Running {
         context.policy.runner_id.as_deref().unwrap_or("?"),
         context.remote.kid()
     );
-    Running { context }
+    Running { context, polling }
+}
+
+/// What was left when [`Running::shutdown`] returned.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Left {
+    /// Polls still held by the server at the deadline (cut by the exit).
+    pub polls: usize,
+    /// Messages received and not yet handled at the deadline.
+    pub messages: i64,
 }
 
 impl Running {
-    /// Stops polling, waits up to `grace` for accepted messages to be handled, and
-    /// returns how many were still unhandled (0 on a clean stop).
-    pub fn shutdown(self, grace: Duration) -> i64 {
+    /// Stops polling and waits up to `grace` for the polls still open to end and for every
+    /// message received to be handled. No poll opens after the stop, but one already open
+    /// is still a waiting poll to the Orchestrator, which may hand it a message up to the
+    /// end of its hold: cutting it would lose a message the Orchestrator counts as
+    /// delivered (it retries only a push that found no poll). So each open poll is left to
+    /// end (within the hold learned, at most `POLL_HOLD` + 15 s), what it brings is handled
+    /// like any message, and only then does the agent exit. Returns what was left at `grace`.
+    pub fn shutdown(self, grace: Duration) -> Left {
         self.context.stop.stop();
         let deadline = Instant::now() + grace;
-        while self.context.metrics.in_flight() > 0 && Instant::now() < deadline {
+        let left = || Left { polls: self.polling.load(std::sync::atomic::Ordering::SeqCst), messages: self.context.metrics.in_flight() };
+        while left() != Left::default() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
-        self.context.metrics.in_flight()
+        left()
     }
 }
 

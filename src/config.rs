@@ -91,7 +91,12 @@ pub const SETTINGS: &[Setting] = &[
         default: "30s",
         help: "the Orchestrator's hold, assumed until its 204s show the real one (the polls are spaced by that); polls time out 15s after it",
     },
-    Setting { env: "SHUTDOWN_TIMEOUT", flag: "shutdown-timeout", default: "20s", help: "on SIGTERM, how long in-flight messages may take before exit" },
+    Setting {
+        env: "SHUTDOWN_TIMEOUT",
+        flag: "shutdown-timeout",
+        default: "45s",
+        help: "on SIGTERM, how long the open polls (up to a hold) and what they bring may take before exit",
+    },
 ];
 
 /// Raw values: flags given on the command line and a snapshot of the environment.

@@ -451,3 +451,67 @@ fn a_hold_that_shrinks_mid_run_is_followed() {
     println!("4 s then 2 s holds: at least one poll open {one:.4} of the time, both {all:.4}");
     assert!(all > 0.97 && one == 1.0, "one {one:.4}, both {all:.4}: {:?}", agent.logs());
 }
+
+/// A poll still open at SIGTERM is a waiting poll to the Orchestrator: a message it was
+/// handed (the push counted it delivered, so it is never retried) used to arrive after the
+/// in-flight count had been read as zero, and the agent exited without handling it.
+#[test]
+fn sigterm_while_a_message_is_on_its_way_to_an_open_poll_still_creates_its_job() {
+    let world = World::new(HOLD);
+    let mut agent = world.started(&[]);
+    assert!(world.orch.wait_for_polls(RUNNER, 2, WAIT));
+    world.orch.set_delivery_delay(Duration::from_millis(700));
+    assert!(world.orch.push(RUNNER, &world.create_job_message("d-term-1", "jobs")) > 0, "the push found a poll");
+    agent.signal(libc::SIGTERM);
+    let status = agent.wait_exit(WAIT).expect("the agent exits after SIGTERM");
+    assert!(status.success(), "{status:?} {:?}", agent.logs());
+    assert!(world.kube.job("jobs", "d-term-1").is_some(), "a message delivered to an open poll was dropped at shutdown: {:?}", agent.logs());
+    assert!(agent.logs().iter().any(|l| l.contains("stopped cleanly")), "{:?}", agent.logs());
+}
+
+/// Pushes back to back while SIGTERM arrives, at a different moment of the holds each try:
+/// every push the stand-in counted as delivered became its Job (none received and dropped);
+/// every other push found no poll, and the Orchestrator would retry it with another replica.
+#[test]
+fn messages_pushed_around_sigterm_are_handled_or_never_received() {
+    let (mut delivered_after, mut refused_after) = (0, 0);
+    for attempt in 0..4u32 {
+        let world = World::new(HOLD);
+        let mut agent = world.started(&[]);
+        assert!(world.orch.wait_for_polls(RUNNER, 2, WAIT));
+        std::thread::sleep(HOLD * attempt / 4);
+        let exited = std::sync::atomic::AtomicBool::new(false);
+        let (pushes, status, signalled) = std::thread::scope(|scope| {
+            let pusher = scope.spawn(|| {
+                let (mut pushes, deadline) = (Vec::new(), Instant::now() + WAIT);
+                for i in 0.. {
+                    if exited.load(std::sync::atomic::Ordering::SeqCst) || Instant::now() > deadline {
+                        break;
+                    }
+                    let id = format!("d-term-{attempt}-{i}");
+                    let delivered = world.orch.push(RUNNER, &world.create_job_message(&id, "jobs"));
+                    pushes.push((id, Instant::now(), delivered));
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                pushes
+            });
+            std::thread::sleep(Duration::from_millis(50));
+            let signalled = Instant::now();
+            agent.signal(libc::SIGTERM);
+            let status = agent.wait_exit(WAIT);
+            exited.store(true, std::sync::atomic::Ordering::SeqCst);
+            (pusher.join().unwrap(), status, signalled)
+        });
+        assert!(status.is_some_and(|s| s.success()), "{status:?} {:?}", agent.logs());
+        for (id, at, delivered) in &pushes {
+            if *delivered > 0 {
+                assert!(world.kube.job("jobs", id).is_some(), "try {attempt}: {id} was delivered and dropped: {:?}", agent.logs());
+                delivered_after += usize::from(*at > signalled);
+            } else {
+                refused_after += usize::from(*at > signalled);
+            }
+        }
+    }
+    println!("pushes after SIGTERM: {delivered_after} delivered (each became its Job), {refused_after} found no poll");
+    assert!(delivered_after > 0, "no push reached a poll after SIGTERM: the test did not test the shutdown");
+}

@@ -78,6 +78,9 @@ pub struct State {
     /// How long a poll is held before its 204 (the knob: a server or proxy ending holds
     /// sooner or later than the agent assumes).
     pub hold: Duration,
+    /// How long a poll handed a message takes to answer with it (the knob for a message on
+    /// its way: counted as delivered by the push, not yet received by the agent).
+    pub delivery_delay: Duration,
     /// Every poll that was open and no longer is: (runner, registered, ended).
     pub spans: Vec<(String, Instant, Instant)>,
     open: Vec<(String, Arc<Waiter>)>,
@@ -96,6 +99,11 @@ impl Orchestrator {
         let s = state.clone();
         let handler: Handler = Arc::new(move |req: &Request| handle(&s, req));
         Orchestrator { server: Server::start(handler, true), state, hold }
+    }
+
+    /// Makes every poll handed a message from now on answer `delay` after the push.
+    pub fn set_delivery_delay(&self, delay: Duration) {
+        self.state.lock().unwrap().delivery_delay = delay;
     }
 
     /// Holds every poll registered from now on for `hold` before its 204.
@@ -343,6 +351,10 @@ fn wait_for_message(state: &Mutex<State>, runner: &str, hold: Duration) -> Optio
     let (mut slot, _) = waiter.ready.wait_timeout_while(slot, hold, |m| m.is_none()).unwrap();
     let message = slot.take();
     drop(slot);
+    if message.is_some() {
+        let delay = state.lock().unwrap().delivery_delay;
+        std::thread::sleep(delay);
+    }
     let mut s = state.lock().unwrap();
     let before = s.open.len();
     s.open.retain(|(_, w)| !Arc::ptr_eq(w, &waiter));
