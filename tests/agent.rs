@@ -515,3 +515,20 @@ fn messages_pushed_around_sigterm_are_handled_or_never_received() {
     println!("pushes after SIGTERM: {delivered_after} delivered (each became its Job), {refused_after} found no poll");
     assert!(delivered_after > 0, "no push reached a poll after SIGTERM: the test did not test the shutdown");
 }
+
+/// A SHUTDOWN_TIMEOUT shorter than the hold cuts the open polls: the agent says so, naming
+/// how many, and the stand-in (like the Orchestrator, to which a poll whose connection
+/// closed is no longer a waiting poll) hands them nothing after the exit.
+#[test]
+fn a_shutdown_timeout_shorter_than_the_hold_names_the_polls_it_cut() {
+    let world = World::new(Duration::from_secs(20));
+    let mut agent = world.started(&[("SHUTDOWN_TIMEOUT", "1s")]);
+    assert!(world.orch.wait_for_polls(RUNNER, 2, WAIT));
+    let signalled = Instant::now();
+    agent.signal(libc::SIGTERM);
+    assert!(agent.wait_exit(WAIT).is_some_and(|s| s.success()), "{:?}", agent.logs());
+    assert!(signalled.elapsed() < Duration::from_secs(5), "the timeout bounds the wait for the holds");
+    let line = agent.logs().into_iter().find(|l| l.contains("still held")).unwrap_or_else(|| panic!("{:?}", agent.logs()));
+    assert!(line.contains("2 poll(s)") && line.contains("SHUTDOWN_TIMEOUT"), "{line}");
+    assert_eq!(world.orch.push(RUNNER, &check_message("d-cut", "jobs", "t", "2999-01-01T00:00:00Z")), 0, "a poll of the exited agent took a message");
+}

@@ -51,6 +51,8 @@ struct Waiter {
     ready: Condvar,
     /// When the poll was registered as open.
     since: Instant,
+    /// True once the poll's client closed its connection: it is no longer a waiting poll.
+    gone: Box<dyn Fn() -> bool + Send + Sync>,
 }
 
 #[derive(Default)]
@@ -171,7 +173,10 @@ impl Orchestrator {
         let mut delivered = 0;
         let open = std::mem::take(&mut s.open);
         for (r, waiter) in open {
-            if r == runner {
+            if r == runner && (waiter.gone)() {
+                // A poll whose connection closed is not a waiting poll: it gets nothing.
+                s.spans.push((r, waiter.since, Instant::now()));
+            } else if r == runner {
                 *waiter.slot.lock().unwrap() = Some(message.to_string());
                 waiter.ready.notify_all();
                 s.spans.push((r, waiter.since, Instant::now()));
@@ -204,7 +209,7 @@ impl Orchestrator {
     /// instant it is called. The benchmark's lower bound for how soon any poller can be
     /// open again after a push.
     pub fn hold_poll(&self, runner: &str, hold: Duration) -> Option<String> {
-        wait_for_message(&self.state, runner, hold)
+        wait_for_message(&self.state, runner, hold, Box::new(|| false)).ok().flatten()
     }
 
     /// The stretches with no poll of `runner` open that ended after `after`, longest first.
@@ -319,7 +324,11 @@ fn poll(state: &Mutex<State>, req: &Request, org: &str, runner: &str) -> Reply {
     };
     let hold = s.hold;
     drop(s);
-    let message = wait_for_message(state, runner, hold);
+    let request = req.clone();
+    let Ok(message) = wait_for_message(state, runner, hold, Box::new(move || request.client_gone())) else {
+        record(&mut state.lock().unwrap(), 0, Some(claims));
+        return Reply::Drop;
+    };
     let mut s = state.lock().unwrap();
     match message {
         Some(m) => {
@@ -335,10 +344,12 @@ fn poll(state: &Mutex<State>, req: &Request, org: &str, runner: &str) -> Reply {
 
 /// Registers a poll of `runner` as open and waits up to `hold` for a push: the part of a
 /// poll after authentication, shared by the HTTP endpoint and [`Orchestrator::hold_poll`].
-fn wait_for_message(state: &Mutex<State>, runner: &str, hold: Duration) -> Option<String> {
+/// `Err` when the client closed the connection first (checked every 10 ms, and by a push
+/// before it hands over a message).
+fn wait_for_message(state: &Mutex<State>, runner: &str, hold: Duration, gone: Box<dyn Fn() -> bool + Send + Sync>) -> Result<Option<String>, ()> {
     let mut s = state.lock().unwrap();
     let now = Instant::now();
-    let waiter = Arc::new(Waiter { slot: Mutex::new(None), ready: Condvar::new(), since: now });
+    let waiter = Arc::new(Waiter { slot: Mutex::new(None), ready: Condvar::new(), since: now, gone });
     {
         if let Some(since) = s.none_open_since.remove(runner) {
             s.gaps.push((runner.to_string(), now, now.duration_since(since)));
@@ -347,8 +358,14 @@ fn wait_for_message(state: &Mutex<State>, runner: &str, hold: Duration) -> Optio
         s.registered.push(now);
     }
     drop(s);
-    let slot = waiter.slot.lock().unwrap();
-    let (mut slot, _) = waiter.ready.wait_timeout_while(slot, hold, |m| m.is_none()).unwrap();
+    let deadline = now + hold;
+    let mut slot = waiter.slot.lock().unwrap();
+    let mut closed = false;
+    while slot.is_none() && !closed {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else { break };
+        slot = waiter.ready.wait_timeout(slot, left.min(Duration::from_millis(10))).unwrap().0;
+        closed = slot.is_none() && (waiter.gone)();
+    }
     let message = slot.take();
     drop(slot);
     if message.is_some() {
@@ -365,7 +382,11 @@ fn wait_for_message(state: &Mutex<State>, runner: &str, hold: Duration) -> Optio
     if s.open.len() < before && !s.open.iter().any(|(r, _)| r == runner) {
         s.none_open_since.insert(runner.to_string(), Instant::now());
     }
-    message
+    if closed {
+        Err(())
+    } else {
+        Ok(message)
+    }
 }
 
 fn result(state: &Mutex<State>, req: &Request, id: &str) -> Reply {
