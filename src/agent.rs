@@ -260,9 +260,17 @@ pub struct Spacing {
     changed: Condvar,
     /// The configured hold, assumed until a full hold was seen.
     configured: Duration,
-    /// The latest full holds, oldest first (at most [`HOLD_SAMPLES`]).
-    holds: Mutex<std::collections::VecDeque<Duration>>,
+    /// The latest full holds, oldest first (at most [`HOLD_SAMPLES`]), and the hold last
+    /// announced in the log.
+    holds: Mutex<(std::collections::VecDeque<Duration>, Duration)>,
     started: Instant,
+}
+
+/// The median of `holds`, the lower one of an even count; `None` when there is none.
+fn median(holds: &std::collections::VecDeque<Duration>) -> Option<Duration> {
+    let mut sorted: Vec<Duration> = holds.iter().copied().collect();
+    sorted.sort();
+    sorted.get(sorted.len().saturating_sub(1) / 2).copied()
 }
 
 /// Full holds the learned hold is the median of: one odd hold (a proxy cutting one poll
@@ -289,29 +297,34 @@ impl Spacing {
             slots: Mutex::new(vec![Slot::New; n.max(1)]),
             changed: Condvar::new(),
             configured: hold,
-            holds: Mutex::new(std::collections::VecDeque::with_capacity(HOLD_SAMPLES)),
+            holds: Mutex::new((std::collections::VecDeque::with_capacity(HOLD_SAMPLES), hold)),
             started: Instant::now(),
         }
     }
 
     /// Records a full hold: the time from sending a poll to its 204 (one that came sooner
-    /// than [`MIN_EMPTY_POLL`] was not held and must not be given here).
-    pub fn held(&self, hold: Duration) {
+    /// than [`MIN_EMPTY_POLL`] was not held and must not be given here). Returns the hold
+    /// the polls are now spaced by when it moved by more than a quarter from the one last
+    /// returned (at first, the configured one), for the log.
+    pub fn held(&self, hold: Duration) -> Option<Duration> {
         let mut holds = self.holds.lock().unwrap_or_else(|p| p.into_inner());
-        if holds.len() == HOLD_SAMPLES {
-            holds.pop_front();
+        if holds.0.len() == HOLD_SAMPLES {
+            holds.0.pop_front();
         }
-        holds.push_back(hold);
+        holds.0.push_back(hold);
+        let now = median(&holds.0).unwrap_or(self.configured);
+        let moved = now.abs_diff(holds.1) > holds.1 / 4;
+        moved.then(|| {
+            holds.1 = now;
+            now
+        })
     }
 
     /// The hold the polls are spaced by: the median of the latest full holds (the lower
     /// one of an even count, as a hold taken too short only brings the ends closer), or
     /// the configured hold before any was seen.
     pub fn hold(&self) -> Duration {
-        let holds = self.holds.lock().unwrap_or_else(|p| p.into_inner());
-        let mut sorted: Vec<Duration> = holds.iter().copied().collect();
-        sorted.sort();
-        sorted.get(sorted.len().saturating_sub(1) / 2).copied().unwrap_or(self.configured)
+        median(&self.holds.lock().unwrap_or_else(|p| p.into_inner()).0).unwrap_or(self.configured)
     }
 
     /// When poll `i` should open, given the others: `None` = now.
@@ -390,7 +403,13 @@ fn poll_loop(ctx: &Context, tx: &Sender<Held>, spacing: &Spacing, i: usize) {
                 crate::stack::trim();
                 let held = sent.elapsed();
                 if held >= MIN_EMPTY_POLL {
-                    spacing.held(held);
+                    if let Some(hold) = spacing.held(held) {
+                        log::info!(
+                            "the Orchestrator holds polls about {:.1} s (POLL_HOLD is {} s): the polls are spaced by the hold it gives",
+                            hold.as_secs_f64(),
+                            ctx.hold.as_secs()
+                        );
+                    }
                 } else {
                     spacing.close(i);
                     if ctx.stop.sleep(MIN_EMPTY_POLL - held) {
@@ -777,10 +796,10 @@ mod tests {
         let spacing = Spacing::new(2, Duration::from_secs(30));
         let t0 = Instant::now();
         assert_eq!(spacing.hold(), Duration::from_secs(30), "the configured hold until one is seen");
-        spacing.held(Duration::from_secs(5));
+        assert_eq!(spacing.held(Duration::from_secs(5)), Some(Duration::from_secs(5)), "a move worth a log line");
         assert_eq!(spacing.hold(), Duration::from_secs(5), "the first full hold replaces the assumption");
         assert_eq!(spacing.due(&[Slot::Open(t0), Slot::Closed], 1), Some(t0 + Duration::from_millis(2500)));
-        spacing.held(Duration::from_secs(30));
+        assert_eq!(spacing.held(Duration::from_secs(30)), None, "no move, no log line");
         assert_eq!(spacing.hold(), Duration::from_secs(5), "of two, the lower");
         for _ in 0..2 {
             spacing.held(Duration::from_secs(5));

@@ -420,9 +420,11 @@ fn both_polls_kept_open(hold: Duration, poll_hold: &str) -> (World, support::age
 /// learned from the 204s, both are open after warm-up, and none is ever missing.
 #[test]
 fn a_server_ending_holds_after_5_s_keeps_both_polls_open_though_poll_hold_is_30_s() {
-    let (world, _agent, started) = both_polls_kept_open(Duration::from_secs(5), "30s");
+    let (world, agent, started) = both_polls_kept_open(Duration::from_secs(5), "30s");
     let gaps = world.orch.gaps_after(RUNNER, started);
     assert!(gaps.is_empty(), "none open for {gaps:?}, the first poll's cut included");
+    let said = agent.logs().into_iter().filter(|l| l.contains("the Orchestrator holds polls about")).collect::<Vec<_>>();
+    assert!(said.len() == 1 && said[0].contains("about 5.0 s (POLL_HOLD is 30 s)"), "the hold learned is logged once: {said:?}");
 }
 
 /// The Orchestrator's own hold, shortened: the agent configured with it keeps both polls open.
