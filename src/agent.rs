@@ -165,6 +165,8 @@ impl Context {
 pub struct Running {
     /// Shared state, for the listener and for shutdown.
     pub context: Arc<Context>,
+    /// Poll threads not yet finished: one still in its poll may yet bring a message.
+    polling: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Starts `polls` long polls and the workers.
@@ -176,9 +178,14 @@ pub fn start(context: Arc<Context>, polls: usize) -> Running {
         std::thread::Builder::new().name(format!("worker-{i}")).spawn(move || work(&ctx, &rx)).expect("spawn a worker thread");
     }
     let spacing = Arc::new(Spacing::new(polls, context.hold));
+    let polling = Arc::new(std::sync::atomic::AtomicUsize::new(polls));
     for i in 0..polls {
-        let (ctx, tx, spacing) = (context.clone(), tx.clone(), spacing.clone());
-        std::thread::Builder::new().name(format!("poll-{i}")).spawn(move || poll_loop(&ctx, &tx, &spacing, i)).expect("spawn a poll thread");
+        let (ctx, tx, spacing, polling) = (context.clone(), tx.clone(), spacing.clone(), polling.clone());
+        let run = move || {
+            poll_loop(&ctx, &tx, &spacing, i);
+            polling.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        };
+        std::thread::Builder::new().name(format!("poll-{i}")).spawn(run).expect("spawn a poll thread");
     }
     log::info!(
         "polling {} with {polls} long polls kept apart as runner {} (kid {})",
@@ -186,19 +193,34 @@ pub fn start(context: Arc<Context>, polls: usize) -> Running {
         context.policy.runner_id.as_deref().unwrap_or("?"),
         context.remote.kid()
     );
-    Running { context }
+    Running { context, polling }
+}
+
+/// What was left when [`Running::shutdown`] returned.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Left {
+    /// Polls still held by the server at the deadline (cut by the exit).
+    pub polls: usize,
+    /// Messages received and not yet handled at the deadline.
+    pub messages: i64,
 }
 
 impl Running {
-    /// Stops polling, waits up to `grace` for accepted messages to be handled, and
-    /// returns how many were still unhandled (0 on a clean stop).
-    pub fn shutdown(self, grace: Duration) -> i64 {
+    /// Stops polling and waits up to `grace` for the polls still open to end and for every
+    /// message received to be handled. No poll opens after the stop, but one already open
+    /// is still a waiting poll to the Orchestrator, which may hand it a message up to the
+    /// end of its hold: cutting it would lose a message the Orchestrator counts as
+    /// delivered (it retries only a push that found no poll). So each open poll is left to
+    /// end (within the hold learned, at most `POLL_HOLD` + 15 s), what it brings is handled
+    /// like any message, and only then does the agent exit. Returns what was left at `grace`.
+    pub fn shutdown(self, grace: Duration) -> Left {
         self.context.stop.stop_within(grace);
         let deadline = Instant::now() + grace;
-        while self.context.metrics.in_flight() > 0 && Instant::now() < deadline {
+        let left = || Left { polls: self.polling.load(std::sync::atomic::Ordering::SeqCst), messages: self.context.metrics.in_flight() };
+        while left() != Left::default() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
-        self.context.metrics.in_flight()
+        left()
     }
 }
 
@@ -210,30 +232,95 @@ impl Running {
 /// otherwise it waits until `hold / n` after the latest of them opened (one more `hold / n`
 /// per lower-numbered poll already waiting), or until the open one closes. After a burst
 /// the first hold's end pulls the polls apart, and from then on their holds end apart.
+///
+/// The hold is the one the server really gives, learned from the 204s received
+/// ([`Spacing::held`]): a server or proxy that ends holds sooner than `POLL_HOLD` would
+/// otherwise keep a waiting poll waiting for ever (its turn moving later with every re-open
+/// of the one open poll). Until the first full hold is seen the configured hold is assumed.
+/// At start-up the polls open [`START_STEP`] apart, whatever the hold: the second one is
+/// open before the first one's hold can end (a hold is at least [`MIN_EMPTY_POLL`]), so a
+/// first poll cut short never leaves none open, and the first hold's end pulls them apart.
 pub struct Spacing {
     slots: Mutex<Vec<Slot>>,
     changed: Condvar,
-    step: Duration,
+    /// The configured hold, assumed until a full hold was seen.
+    configured: Duration,
+    /// The latest full holds, oldest first (at most [`HOLD_SAMPLES`]), and the hold last
+    /// announced in the log.
+    holds: Mutex<(std::collections::VecDeque<Duration>, Duration)>,
+    started: Instant,
 }
+
+/// The median of `holds`, the lower one of an even count; `None` when there is none.
+fn median(holds: &std::collections::VecDeque<Duration>) -> Option<Duration> {
+    let mut sorted: Vec<Duration> = holds.iter().copied().collect();
+    sorted.sort();
+    sorted.get(sorted.len().saturating_sub(1) / 2).copied()
+}
+
+/// Full holds the learned hold is the median of: one odd hold (a proxy cutting one poll
+/// short, a slow round trip) does not move it, and a server whose hold changed is followed
+/// after three.
+pub const HOLD_SAMPLES: usize = 5;
+/// How far apart the polls first open at start-up: under half of [`MIN_EMPTY_POLL`], the
+/// shortest hold there is, and longer than a re-poll's round trip.
+pub const START_STEP: Duration = Duration::from_millis(400);
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Slot {
+    /// Not opened yet: poll `i` first opens `i` [`START_STEP`]s after the start.
+    New,
     Closed,
     Open(Instant),
     Waiting,
 }
 
 impl Spacing {
-    /// Spacing for `n` polls and the Orchestrator's `hold`.
+    /// Spacing for `n` polls, assuming the configured `hold` until one is seen.
     pub fn new(n: usize, hold: Duration) -> Spacing {
-        Spacing { slots: Mutex::new(vec![Slot::Closed; n.max(1)]), changed: Condvar::new(), step: hold / n.max(1) as u32 }
+        Spacing {
+            slots: Mutex::new(vec![Slot::New; n.max(1)]),
+            changed: Condvar::new(),
+            configured: hold,
+            holds: Mutex::new((std::collections::VecDeque::with_capacity(HOLD_SAMPLES), hold)),
+            started: Instant::now(),
+        }
+    }
+
+    /// Records a full hold: the time from sending a poll to its 204 (one that came sooner
+    /// than [`MIN_EMPTY_POLL`] was not held and must not be given here). Returns the hold
+    /// the polls are now spaced by when it moved by more than a quarter from the one last
+    /// returned (at first, the configured one), for the log.
+    pub fn held(&self, hold: Duration) -> Option<Duration> {
+        let mut holds = self.holds.lock().unwrap_or_else(|p| p.into_inner());
+        if holds.0.len() == HOLD_SAMPLES {
+            holds.0.pop_front();
+        }
+        holds.0.push_back(hold);
+        let now = median(&holds.0).unwrap_or(self.configured);
+        let moved = now.abs_diff(holds.1) > holds.1 / 4;
+        moved.then(|| {
+            holds.1 = now;
+            now
+        })
+    }
+
+    /// The hold the polls are spaced by: the median of the latest full holds (the lower
+    /// one of an even count, as a hold taken too short only brings the ends closer), or
+    /// the configured hold before any was seen.
+    pub fn hold(&self) -> Duration {
+        median(&self.holds.lock().unwrap_or_else(|p| p.into_inner()).0).unwrap_or(self.configured)
     }
 
     /// When poll `i` should open, given the others: `None` = now.
     fn due(&self, slots: &[Slot], i: usize) -> Option<Instant> {
+        if slots[i] == Slot::New {
+            return Some(self.started + START_STEP * i as u32).filter(|_| i > 0);
+        }
         let latest_open = slots.iter().enumerate().filter(|(j, _)| *j != i).filter_map(|(_, s)| if let Slot::Open(at) = s { Some(*at) } else { None }).max()?;
         let waiting_before = slots[..i].iter().filter(|s| **s == Slot::Waiting).count() as u32;
-        Some(latest_open + self.step * (waiting_before + 1))
+        let step = self.hold() / slots.len() as u32;
+        Some(latest_open + step * (waiting_before + 1))
     }
 
     /// Blocks until poll `i` should open (at once when it just delivered a message), then
@@ -249,7 +336,9 @@ impl Spacing {
             let now = Instant::now();
             match if after_message { None } else { self.due(&slots, i) } {
                 Some(at) if at > now => {
-                    slots[i] = Slot::Waiting;
+                    if slots[i] != Slot::New {
+                        slots[i] = Slot::Waiting;
+                    }
                     // Re-checked at least every second, so a stop is seen promptly.
                     let wait = (at - now).min(Duration::from_secs(1));
                     slots = self.changed.wait_timeout(slots, wait).unwrap_or_else(|p| p.into_inner()).0;
@@ -298,7 +387,15 @@ fn poll_loop(ctx: &Context, tx: &Sender<Held>, spacing: &Spacing, i: usize) {
                 // A quiet hold: give back the stack the last TLS handshake left resident.
                 crate::stack::trim();
                 let held = sent.elapsed();
-                if held < MIN_EMPTY_POLL {
+                if held >= MIN_EMPTY_POLL {
+                    if let Some(hold) = spacing.held(held) {
+                        log::info!(
+                            "the Orchestrator holds polls about {:.1} s (POLL_HOLD is {} s): the polls are spaced by the hold it gives",
+                            hold.as_secs_f64(),
+                            ctx.hold.as_secs()
+                        );
+                    }
+                } else {
                     spacing.close(i);
                     if ctx.stop.sleep(MIN_EMPTY_POLL - held) {
                         return;
@@ -745,10 +842,42 @@ mod tests {
     }
 
     #[test]
+    fn the_polls_first_open_a_start_step_apart_whatever_the_hold() {
+        let spacing = Spacing::new(3, Duration::from_secs(30));
+        let t0 = spacing.started;
+        assert_eq!(spacing.due(&[Slot::New, Slot::New, Slot::New], 0), None);
+        assert_eq!(spacing.due(&[Slot::Open(t0), Slot::New, Slot::New], 1), Some(t0 + START_STEP), "not a third of the 30 s assumed");
+        assert_eq!(spacing.due(&[Slot::Open(t0), Slot::Open(t0), Slot::New], 2), Some(t0 + START_STEP * 2));
+    }
+
+    #[test]
+    fn the_polls_are_spaced_by_the_median_of_the_latest_full_holds() {
+        let spacing = Spacing::new(2, Duration::from_secs(30));
+        let t0 = Instant::now();
+        assert_eq!(spacing.hold(), Duration::from_secs(30), "the configured hold until one is seen");
+        assert_eq!(spacing.held(Duration::from_secs(5)), Some(Duration::from_secs(5)), "a move worth a log line");
+        assert_eq!(spacing.hold(), Duration::from_secs(5), "the first full hold replaces the assumption");
+        assert_eq!(spacing.due(&[Slot::Open(t0), Slot::Closed], 1), Some(t0 + Duration::from_millis(2500)));
+        assert_eq!(spacing.held(Duration::from_secs(30)), None, "no move, no log line");
+        assert_eq!(spacing.hold(), Duration::from_secs(5), "of two, the lower");
+        for _ in 0..2 {
+            spacing.held(Duration::from_secs(5));
+        }
+        spacing.held(Duration::from_secs(2));
+        assert_eq!(spacing.hold(), Duration::from_secs(5), "one odd hold does not move it");
+        for _ in 0..3 {
+            spacing.held(Duration::from_secs(60));
+        }
+        assert_eq!(spacing.hold(), Duration::from_secs(60), "a longer hold is followed after three of the latest five");
+    }
+
+    #[test]
     fn a_stop_releases_a_waiting_poll_promptly() {
         let spacing = Arc::new(Spacing::new(2, Duration::from_secs(60)));
         let stop = Arc::new(Stop::default());
         assert!(spacing.open(0, &stop, false));
+        assert!(spacing.open(1, &stop, false));
+        spacing.close(1);
         let waiter = {
             let (spacing, stop) = (spacing.clone(), stop.clone());
             std::thread::spawn(move || spacing.open(1, &stop, false))

@@ -90,9 +90,14 @@ pub const SETTINGS: &[Setting] = &[
         env: "POLL_HOLD",
         flag: "poll-hold",
         default: "30s",
-        help: "how long the Orchestrator holds a poll; polls are spaced by it and time out 15s after it",
+        help: "the Orchestrator's hold, assumed until its 204s show the real one (the polls are spaced by that); polls time out 15s after it",
     },
-    Setting { env: "SHUTDOWN_TIMEOUT", flag: "shutdown-timeout", default: "20s", help: "on SIGTERM, how long in-flight messages may take before exit" },
+    Setting {
+        env: "SHUTDOWN_TIMEOUT",
+        flag: "shutdown-timeout",
+        default: "45s",
+        help: "on SIGTERM, how long the open polls (up to a hold) and what they bring may take before exit",
+    },
     Setting {
         env: "STARTUP_GRACE",
         flag: "startup-grace",

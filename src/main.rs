@@ -70,14 +70,22 @@ fn run_agent(config: &config::AgentConfig) -> kubernetes_agent::Result<()> {
     let running = agent::start(context, config.polls);
     let signal = signals::wait();
     log::info!(
-        "{signal} received: no new polls; waiting up to {} s for {} in-flight message(s)",
+        "{signal} received: no new polls; waiting up to {} s for the {} open poll(s) to end and for {} in-flight message(s)",
         config.shutdown_timeout.as_secs(),
+        running.context.metrics.open_polls(),
         running.context.metrics.in_flight()
     );
     let left = running.shutdown(config.shutdown_timeout);
-    if left > 0 {
-        log::warn!("exiting with {left} message(s) unhandled after SHUTDOWN_TIMEOUT; their deployments are re-checked by the Orchestrator");
-    } else {
+    if left.polls > 0 {
+        log::warn!(
+            "exiting with {} poll(s) still held after SHUTDOWN_TIMEOUT: a message handed to them now is lost; set SHUTDOWN_TIMEOUT above the Orchestrator's hold",
+            left.polls
+        );
+    }
+    if left.messages > 0 {
+        log::warn!("exiting with {} message(s) unhandled after SHUTDOWN_TIMEOUT; their deployments are re-checked by the Orchestrator", left.messages);
+    }
+    if left == agent::Left::default() {
         log::info!("stopped cleanly");
     }
     Ok(())

@@ -466,3 +466,148 @@ fn a_client_trickling_its_request_is_closed_at_the_deadline_however_often_it_sen
     let closed = closed.expect("still open after a byte every 500 ms for the whole request");
     assert!(closed < Duration::from_secs(4), "closed only after {closed:?}");
 }
+
+/// How the polls covered `[from, from + window]`, as the stand-in recorded them: the share
+/// of the time with at least one poll open and with all `polls` open.
+fn coverage(world: &World, polls: usize, from: Instant, window: Duration) -> (f64, f64) {
+    let to = from + window;
+    if let Some(left) = to.checked_duration_since(Instant::now()) {
+        std::thread::sleep(left);
+    }
+    (world.orch.open_share(RUNNER, 1, from, to), world.orch.open_share(RUNNER, polls, from, to))
+}
+
+/// Runs an agent configured with `poll_hold` against a server holding polls `hold`, and
+/// asserts that after two holds of warm-up a poll was open throughout the next three and
+/// both were open nearly throughout. Returns the world, the agent and when it started.
+fn both_polls_kept_open(hold: Duration, poll_hold: &str) -> (World, support::agent::AgentProcess, Instant) {
+    let world = World::new(hold);
+    let started = Instant::now();
+    let agent = world.started(&[("POLL_HOLD", poll_hold)]);
+    let (one, all) = coverage(&world, 2, started + hold * 2, hold * 3);
+    println!("{} s holds, POLL_HOLD={poll_hold}: at least one poll open {one:.4} of the time, both {all:.4}", hold.as_secs());
+    assert!(all > 0.98, "both polls open only {all:.4} of three holds after warm-up: {:?}", agent.logs());
+    assert_eq!(one, 1.0, "a poll open throughout");
+    (world, agent, started)
+}
+
+/// A server or proxy ending holds after 5 s while the agent assumes the Orchestrator's 30 s:
+/// spaced by the assumed hold, the second poll waited for a turn that moved later with every
+/// re-open of the first, and one poll was open for the whole run. Spaced by the hold
+/// learned from the 204s, both are open after warm-up, and none is ever missing.
+#[test]
+fn a_server_ending_holds_after_5_s_keeps_both_polls_open_though_poll_hold_is_30_s() {
+    let (world, agent, started) = both_polls_kept_open(Duration::from_secs(5), "30s");
+    let gaps = world.orch.gaps_after(RUNNER, started);
+    assert!(gaps.is_empty(), "none open for {gaps:?}, the first poll's cut included");
+    let said = agent.logs().into_iter().filter(|l| l.contains("the Orchestrator holds polls about")).collect::<Vec<_>>();
+    assert!(said.len() == 1 && said[0].contains("about 5.0 s (POLL_HOLD is 30 s)"), "the hold learned is logged once: {said:?}");
+}
+
+/// The Orchestrator's own hold, shortened: the agent configured with it keeps both polls open.
+#[test]
+fn holds_as_long_as_configured_keep_both_polls_open() {
+    both_polls_kept_open(Duration::from_secs(4), "4s");
+}
+
+/// A server holding longer than POLL_HOLD (still within the client timeout, POLL_HOLD + 15 s):
+/// the holds learned are the longer ones, and both polls stay open.
+#[test]
+fn holds_longer_than_configured_keep_both_polls_open() {
+    let (_world, agent, _) = both_polls_kept_open(Duration::from_secs(5), "2s");
+    assert_eq!(agent.metric("kubernetes_agent_polls_total{outcome=\"transport_error\"}"), 0.0, "no poll timed out");
+}
+
+/// The hold shrinking mid-run (a proxy put in front of the Orchestrator): the agent follows.
+#[test]
+fn a_hold_that_shrinks_mid_run_is_followed() {
+    let world = World::new(Duration::from_secs(4));
+    let agent = world.started(&[]);
+    std::thread::sleep(Duration::from_secs(6));
+    world.orch.set_hold(Duration::from_secs(2));
+    let changed = Instant::now();
+    let (one, all) = coverage(&world, 2, changed + Duration::from_secs(12), Duration::from_secs(6));
+    println!("4 s then 2 s holds: at least one poll open {one:.4} of the time, both {all:.4}");
+    assert!(all > 0.97 && one == 1.0, "one {one:.4}, both {all:.4}: {:?}", agent.logs());
+}
+
+/// A poll still open at SIGTERM is a waiting poll to the Orchestrator: a message it was
+/// handed (the push counted it delivered, so it is never retried) used to arrive after the
+/// in-flight count had been read as zero, and the agent exited without handling it.
+#[test]
+fn sigterm_while_a_message_is_on_its_way_to_an_open_poll_still_creates_its_job() {
+    let world = World::new(HOLD);
+    let mut agent = world.started(&[]);
+    assert!(world.orch.wait_for_polls(RUNNER, 2, WAIT));
+    world.orch.set_delivery_delay(Duration::from_millis(700));
+    assert!(world.orch.push(RUNNER, &world.create_job_message("d-term-1", "jobs")) > 0, "the push found a poll");
+    agent.signal(libc::SIGTERM);
+    let status = agent.wait_exit(WAIT).expect("the agent exits after SIGTERM");
+    assert!(status.success(), "{status:?} {:?}", agent.logs());
+    assert!(world.kube.job("jobs", "d-term-1").is_some(), "a message delivered to an open poll was dropped at shutdown: {:?}", agent.logs());
+    assert!(agent.logs().iter().any(|l| l.contains("stopped cleanly")), "{:?}", agent.logs());
+}
+
+/// Pushes back to back while SIGTERM arrives, at a different moment of the holds each try:
+/// every push the stand-in counted as delivered became its Job (none received and dropped);
+/// every other push found no poll, and the Orchestrator would retry it with another replica.
+#[test]
+fn messages_pushed_around_sigterm_are_handled_or_never_received() {
+    let (mut delivered_after, mut refused_after) = (0, 0);
+    for attempt in 0..4u32 {
+        let world = World::new(HOLD);
+        let mut agent = world.started(&[]);
+        assert!(world.orch.wait_for_polls(RUNNER, 2, WAIT));
+        std::thread::sleep(HOLD * attempt / 4);
+        let exited = std::sync::atomic::AtomicBool::new(false);
+        let (pushes, status, signalled) = std::thread::scope(|scope| {
+            let pusher = scope.spawn(|| {
+                let (mut pushes, deadline) = (Vec::new(), Instant::now() + WAIT);
+                for i in 0.. {
+                    if exited.load(std::sync::atomic::Ordering::SeqCst) || Instant::now() > deadline {
+                        break;
+                    }
+                    let id = format!("d-term-{attempt}-{i}");
+                    let delivered = world.orch.push(RUNNER, &world.create_job_message(&id, "jobs"));
+                    pushes.push((id, Instant::now(), delivered));
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                pushes
+            });
+            std::thread::sleep(Duration::from_millis(50));
+            let signalled = Instant::now();
+            agent.signal(libc::SIGTERM);
+            let status = agent.wait_exit(WAIT);
+            exited.store(true, std::sync::atomic::Ordering::SeqCst);
+            (pusher.join().unwrap(), status, signalled)
+        });
+        assert!(status.is_some_and(|s| s.success()), "{status:?} {:?}", agent.logs());
+        for (id, at, delivered) in &pushes {
+            if *delivered > 0 {
+                assert!(world.kube.job("jobs", id).is_some(), "try {attempt}: {id} was delivered and dropped: {:?}", agent.logs());
+                delivered_after += usize::from(*at > signalled);
+            } else {
+                refused_after += usize::from(*at > signalled);
+            }
+        }
+    }
+    println!("pushes after SIGTERM: {delivered_after} delivered (each became its Job), {refused_after} found no poll");
+    assert!(delivered_after > 0, "no push reached a poll after SIGTERM: the test did not test the shutdown");
+}
+
+/// A SHUTDOWN_TIMEOUT shorter than the hold cuts the open polls: the agent says so, naming
+/// how many, and the stand-in (like the Orchestrator, to which a poll whose connection
+/// closed is no longer a waiting poll) hands them nothing after the exit.
+#[test]
+fn a_shutdown_timeout_shorter_than_the_hold_names_the_polls_it_cut() {
+    let world = World::new(Duration::from_secs(20));
+    let mut agent = world.started(&[("SHUTDOWN_TIMEOUT", "1s")]);
+    assert!(world.orch.wait_for_polls(RUNNER, 2, WAIT));
+    let signalled = Instant::now();
+    agent.signal(libc::SIGTERM);
+    assert!(agent.wait_exit(WAIT).is_some_and(|s| s.success()), "{:?}", agent.logs());
+    assert!(signalled.elapsed() < Duration::from_secs(5), "the timeout bounds the wait for the holds");
+    let line = agent.logs().into_iter().find(|l| l.contains("still held")).unwrap_or_else(|| panic!("{:?}", agent.logs()));
+    assert!(line.contains("2 poll(s)") && line.contains("SHUTDOWN_TIMEOUT"), "{line}");
+    assert_eq!(world.orch.push(RUNNER, &check_message("d-cut", "jobs", "t", "2999-01-01T00:00:00Z")), 0, "a poll of the exited agent took a message");
+}

@@ -5,7 +5,8 @@
 //!
 //! BENCH_STEADY_SECS (default 60) sets the length of the steady 20 messages/s run;
 //! BENCH_FLOOD (default 1000) the number of 60 KB create-jobs in the flood against a slow
-//! API server.
+//! API server; BENCH_HOLDS (default "5,30,60") the holds, in seconds, of the servers whose
+//! poll coverage is measured (in the background, four holds each).
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -114,6 +115,21 @@ fn main() {
     );
 
     t.row("image, compressed (amd64 / arm64)", image_sizes(&bin));
+
+    // Idle agents against servers holding polls 5, 30 and 60 s, measured in the background
+    // (they cost no CPU worth counting) and printed at the end.
+    let holds: Vec<u64> = std::env::var("BENCH_HOLDS").unwrap_or_else(|_| "5,30,60".into()).split(',').filter_map(|h| h.trim().parse().ok()).collect();
+    let coverage = std::thread::spawn(move || {
+        std::thread::scope(|scope| {
+            holds
+                .iter()
+                .map(|h| scope.spawn(move || hold_coverage(Duration::from_secs(*h))))
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|c| c.join().unwrap())
+                .collect::<Vec<_>>()
+        })
+    });
 
     let world = World::new(Duration::from_secs(2));
     // Trust as an agent of the public Orchestrator has it: one set of roots. SSL_CERT_FILE
@@ -299,6 +315,29 @@ fn main() {
     t.row("upstream way, 200 pushes 1 ms apart: first-try misses", runs(&per_run, lost_up));
     stop.store(true, Ordering::SeqCst);
     let _ = upstream.join();
+
+    for (what, value) in coverage.join().unwrap() {
+        t.row(&what, value);
+    }
+}
+
+/// One idle agent (2 polls) against a server holding every poll `hold`: the share of time,
+/// over two holds after two holds of warm-up, with at least one and with both polls open,
+/// as the stand-in recorded them. The agent assumes the default 30 s hold, except against
+/// holds its 45 s client timeout would cut (POLL_HOLD must then be set: to the hold here).
+fn hold_coverage(hold: Duration) -> (String, String) {
+    let world = World::new(hold);
+    let configured = if hold > Duration::from_secs(44) { format!("{}s", hold.as_secs()) } else { "30s".to_string() };
+    let started = Instant::now();
+    let agent = world.spawn(&[("POLL_HOLD", &configured)]);
+    let (from, to) = (started + hold * 2, started + hold * 4);
+    std::thread::sleep(to.saturating_duration_since(Instant::now()));
+    let (one, all) = (world.orch.open_share(RUNNER, 1, from, to), world.orch.open_share(RUNNER, 2, from, to));
+    let errors = agent.metric("kubernetes_agent_polls_total{outcome=\"transport_error\"}");
+    (
+        format!("server holds polls {} s (POLL_HOLD={configured}): open >= 1 / both", hold.as_secs()),
+        format!("{:.2} % / {:.2} % of 2 holds after 2 of warm-up (poll errors: {errors})", one * 100.0, all * 100.0),
+    )
 }
 
 /// A flood of distinct 60 KB create-jobs (a large pod annotation's worth each) against an

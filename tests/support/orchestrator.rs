@@ -49,6 +49,10 @@ pub enum PollFault {
 struct Waiter {
     slot: Mutex<Option<String>>,
     ready: Condvar,
+    /// When the poll was registered as open.
+    since: Instant,
+    /// True once the poll's client closed its connection: it is no longer a waiting poll.
+    gone: Box<dyn Fn() -> bool + Send + Sync>,
 }
 
 #[derive(Default)]
@@ -75,21 +79,69 @@ pub struct State {
     pub down: Option<u16>,
     /// The next results are answered with these codes (and `Retry-After` seconds), in order.
     pub result_faults: std::collections::VecDeque<(u16, Option<u64>)>,
+    /// How long a poll is held before its 204 (the knob: a server or proxy ending holds
+    /// sooner or later than the agent assumes).
+    pub hold: Duration,
+    /// How long a poll handed a message takes to answer with it (the knob for a message on
+    /// its way: counted as delivered by the push, not yet received by the agent).
+    pub delivery_delay: Duration,
+    /// Every poll that was open and no longer is: (runner, registered, ended).
+    pub spans: Vec<(String, Instant, Instant)>,
     open: Vec<(String, Arc<Waiter>)>,
 }
 
 pub struct Orchestrator {
     pub server: Server,
     pub state: Arc<Mutex<State>>,
+    /// The hold it started with (the agent is configured with it unless a test says otherwise).
     pub hold: Duration,
 }
 
 impl Orchestrator {
     pub fn start(hold: Duration) -> Orchestrator {
-        let state = Arc::new(Mutex::new(State::default()));
+        let state = Arc::new(Mutex::new(State { hold, ..State::default() }));
         let s = state.clone();
-        let handler: Handler = Arc::new(move |req: &Request| handle(&s, hold, req));
+        let handler: Handler = Arc::new(move |req: &Request| handle(&s, req));
         Orchestrator { server: Server::start(handler, true), state, hold }
+    }
+
+    /// Makes every poll handed a message from now on answer `delay` after the push.
+    pub fn set_delivery_delay(&self, delay: Duration) {
+        self.state.lock().unwrap().delivery_delay = delay;
+    }
+
+    /// Holds every poll registered from now on for `hold` before its 204.
+    pub fn set_hold(&self, hold: Duration) {
+        self.state.lock().unwrap().hold = hold;
+    }
+
+    /// The share of `[from, to]` during which at least `n` polls of `runner` were open, from
+    /// the stand-in's own records (registration to answer).
+    pub fn open_share(&self, runner: &str, n: usize, from: Instant, to: Instant) -> f64 {
+        let s = self.state.lock().unwrap();
+        let now = Instant::now();
+        let spans = s.spans.iter().filter(|(r, _, _)| r == runner).map(|(_, a, b)| (*a, *b));
+        let open = s.open.iter().filter(|(r, _)| r == runner).map(|(_, w)| (w.since, now));
+        let mut edges: Vec<(Instant, i32)> = Vec::new();
+        for (a, b) in spans.chain(open) {
+            let (a, b) = (a.max(from), b.min(to));
+            if a < b {
+                edges.push((a, 1));
+                edges.push((b, -1));
+            }
+        }
+        // Ends before starts at the same instant: a re-poll registered the instant another
+        // ended does not count as overlapping it.
+        edges.sort_by_key(|e| (e.0, e.1));
+        let (mut count, mut covered, mut last) = (0, Duration::ZERO, from);
+        for (at, delta) in edges {
+            if count >= n as i32 {
+                covered += at - last;
+            }
+            count += delta;
+            last = at;
+        }
+        covered.as_secs_f64() / (to - from).as_secs_f64()
     }
 
     pub fn url(&self) -> String {
@@ -123,9 +175,13 @@ impl Orchestrator {
         let mut delivered = 0;
         let open = std::mem::take(&mut s.open);
         for (r, waiter) in open {
-            if r == runner {
+            if r == runner && (waiter.gone)() {
+                // A poll whose connection closed is not a waiting poll: it gets nothing.
+                s.spans.push((r, waiter.since, Instant::now()));
+            } else if r == runner {
                 *waiter.slot.lock().unwrap() = Some(message.to_string());
                 waiter.ready.notify_all();
+                s.spans.push((r, waiter.since, Instant::now()));
                 delivered += 1;
             } else {
                 s.open.push((r, waiter));
@@ -155,7 +211,7 @@ impl Orchestrator {
     /// instant it is called. The benchmark's lower bound for how soon any poller can be
     /// open again after a push.
     pub fn hold_poll(&self, runner: &str, hold: Duration) -> Option<String> {
-        wait_for_message(&self.state, runner, hold)
+        wait_for_message(&self.state, runner, hold, Box::new(|| false)).ok().flatten()
     }
 
     /// The stretches with no poll of `runner` open that ended after `after`, longest first.
@@ -216,18 +272,18 @@ impl Orchestrator {
     }
 }
 
-fn handle(state: &Mutex<State>, hold: Duration, req: &Request) -> Reply {
+fn handle(state: &Mutex<State>, req: &Request) -> Reply {
     let segments: Vec<String> = req.path.trim_matches('/').split('/').map(String::from).collect();
     let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
     match (req.method.as_str(), segs.as_slice()) {
-        ("POST", ["orgs", org, "remote-runners", runner, "actions", "poll-requests"]) => poll(state, hold, req, org, runner),
+        ("POST", ["orgs", org, "remote-runners", runner, "actions", "poll-requests"]) => poll(state, req, org, runner),
         ("POST", ["orgs", _org, "deployments", id, "results"]) => result(state, req, id),
         ("GET", [""]) => Reply::json(200, r#"{"service":"orchestrator stand-in"}"#),
         _ => Reply::json(404, r#"{"error":"not found"}"#),
     }
 }
 
-fn poll(state: &Mutex<State>, hold: Duration, req: &Request, org: &str, runner: &str) -> Reply {
+fn poll(state: &Mutex<State>, req: &Request, org: &str, runner: &str) -> Reply {
     let mut s = state.lock().unwrap();
     let record = |s: &mut State, status: u16, claims: Option<jwt::Claims>| s.polls.push(PollRecord { runner: runner.into(), status, claims });
     if let Some(code) = s.down {
@@ -276,8 +332,13 @@ fn poll(state: &Mutex<State>, hold: Duration, req: &Request, org: &str, runner: 
             return Reply::json(401, r#"{"error":"unauthorized"}"#);
         }
     };
+    let hold = s.hold;
     drop(s);
-    let message = wait_for_message(state, runner, hold);
+    let request = req.clone();
+    let Ok(message) = wait_for_message(state, runner, hold, Box::new(move || request.client_gone())) else {
+        record(&mut state.lock().unwrap(), 0, Some(claims));
+        return Reply::Drop;
+    };
     let mut s = state.lock().unwrap();
     match message {
         Some(m) => {
@@ -293,28 +354,49 @@ fn poll(state: &Mutex<State>, hold: Duration, req: &Request, org: &str, runner: 
 
 /// Registers a poll of `runner` as open and waits up to `hold` for a push: the part of a
 /// poll after authentication, shared by the HTTP endpoint and [`Orchestrator::hold_poll`].
-fn wait_for_message(state: &Mutex<State>, runner: &str, hold: Duration) -> Option<String> {
-    let waiter = Arc::new(Waiter { slot: Mutex::new(None), ready: Condvar::new() });
+/// `Err` when the client closed the connection first (checked every 10 ms, and by a push
+/// before it hands over a message).
+fn wait_for_message(state: &Mutex<State>, runner: &str, hold: Duration, gone: Box<dyn Fn() -> bool + Send + Sync>) -> Result<Option<String>, ()> {
+    let mut s = state.lock().unwrap();
+    let now = Instant::now();
+    let waiter = Arc::new(Waiter { slot: Mutex::new(None), ready: Condvar::new(), since: now, gone });
     {
-        let mut s = state.lock().unwrap();
-        let now = Instant::now();
         if let Some(since) = s.none_open_since.remove(runner) {
             s.gaps.push((runner.to_string(), now, now.duration_since(since)));
         }
         s.open.push((runner.to_string(), waiter.clone()));
         s.registered.push(now);
     }
-    let slot = waiter.slot.lock().unwrap();
-    let (mut slot, _) = waiter.ready.wait_timeout_while(slot, hold, |m| m.is_none()).unwrap();
+    drop(s);
+    let deadline = now + hold;
+    let mut slot = waiter.slot.lock().unwrap();
+    let mut closed = false;
+    while slot.is_none() && !closed {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else { break };
+        slot = waiter.ready.wait_timeout(slot, left.min(Duration::from_millis(10))).unwrap().0;
+        closed = slot.is_none() && (waiter.gone)();
+    }
     let message = slot.take();
     drop(slot);
+    if message.is_some() {
+        let delay = state.lock().unwrap().delivery_delay;
+        std::thread::sleep(delay);
+    }
     let mut s = state.lock().unwrap();
     let before = s.open.len();
     s.open.retain(|(_, w)| !Arc::ptr_eq(w, &waiter));
+    if s.open.len() < before {
+        // Not taken by a push (which records the span's end itself).
+        s.spans.push((runner.to_string(), waiter.since, Instant::now()));
+    }
     if s.open.len() < before && !s.open.iter().any(|(r, _)| r == runner) {
         s.none_open_since.insert(runner.to_string(), Instant::now());
     }
-    message
+    if closed {
+        Err(())
+    } else {
+        Ok(message)
+    }
 }
 
 fn result(state: &Mutex<State>, req: &Request, id: &str) -> Reply {

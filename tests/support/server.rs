@@ -25,11 +25,24 @@ pub struct Request {
     /// Header names lowercased.
     pub headers: BTreeMap<String, String>,
     pub body: String,
+    /// The connection it came on, to see whether the client has closed it meanwhile.
+    pub peer: Option<Arc<TcpStream>>,
 }
 
 impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(String::as_str)
+    }
+
+    /// True once the client closed the connection (or sent anything more: a client
+    /// waiting for this reply sends nothing, so bytes can only be TLS's close_notify).
+    pub fn client_gone(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        let Some(peer) = &self.peer else { return false };
+        let mut byte = 0u8;
+        // SAFETY: a one-byte peek into a local buffer on a socket this server owns.
+        let n = unsafe { libc::recv(peer.as_raw_fd(), (&mut byte as *mut u8).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+        n >= 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::WouldBlock
     }
 }
 
@@ -136,23 +149,25 @@ fn serve_connection(stream: TcpStream, handler: Handler, tls: Option<Arc<rustls:
     // Bounds every connection: an idle keep-alive connection is closed after this.
     stream.set_read_timeout(Some(Duration::from_secs(90))).ok();
     stream.set_nodelay(true).ok();
+    let peer = stream.try_clone().ok().map(Arc::new);
     match tls {
         Some(config) => {
             let Ok(conn) = rustls::ServerConnection::new(config) else { return };
             let tls_stream = rustls::StreamOwned::new(conn, stream);
-            serve_stream(tls_stream, handler, stop);
+            serve_stream(tls_stream, handler, stop, peer);
         }
-        None => serve_stream(stream, handler, stop),
+        None => serve_stream(stream, handler, stop, peer),
     }
 }
 
-fn serve_stream<S: Read + Write>(stream: S, handler: Handler, stop: Arc<AtomicBool>) {
+fn serve_stream<S: Read + Write>(stream: S, handler: Handler, stop: Arc<AtomicBool>, peer: Option<Arc<TcpStream>>) {
     let mut reader = BufReader::new(stream);
     loop {
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        let Some(request) = read_request(&mut reader) else { return };
+        let Some(mut request) = read_request(&mut reader) else { return };
+        request.peer = peer.clone();
         let close = request.header("connection").is_some_and(|c| c.eq_ignore_ascii_case("close"));
         let reply = handler(&request);
         let stream = reader.get_mut();
@@ -206,7 +221,7 @@ fn read_request<R: BufRead>(reader: &mut R) -> Option<Request> {
         Some((p, q)) => (p.to_string(), parse_query(q)),
         None => (target, BTreeMap::new()),
     };
-    Some(Request { method, path, query, headers, body: String::from_utf8_lossy(&body).into_owned() })
+    Some(Request { method, path, query, headers, body: String::from_utf8_lossy(&body).into_owned(), peer: None })
 }
 
 fn parse_query(q: &str) -> BTreeMap<String, String> {
