@@ -31,6 +31,7 @@ pub mod metrics;
 pub mod mirror;
 pub mod name;
 pub mod offline;
+pub mod pod_security;
 pub mod random;
 pub mod redact;
 pub mod remote;

@@ -70,9 +70,38 @@ fn policy_refusal_is_reported_with_the_rule_and_never_created() {
     let r = &world.orch.results()[0];
     assert_eq!((r.deployment.as_str(), r.token.as_str(), r.status), ("d-104", token, 204));
     assert!(r.body.contains(r#""status":"failure""#) && r.body.contains(r#""error":"REMOTE_RUNNER""#), "{}", r.body);
-    assert!(r.body.contains("no-privileged"), "{}", r.body);
+    assert!(
+        r.body.contains("refused by pod security level 'baseline', check 'privileged': container 'main' sets securityContext.privileged to true"),
+        "{}",
+        r.body
+    );
     assert!(world.kube.job_names().is_empty());
     assert_eq!(agent.metric("kubernetes_agent_jobs_total{result=\"refused\"}"), 1.0);
+}
+
+#[test]
+fn a_pod_security_refusal_is_reported_with_level_check_and_container_and_nothing_reaches_kubernetes() {
+    let world = World::new(HOLD);
+    let agent = world.started(&[("JOB_POD_SECURITY", "restricted")]);
+    let token = "deploy-token-d-140";
+    world.orch.expect_deployment("d-140", token);
+    // Runs as root: the default JobSpec's runAsNonRoot turned off.
+    let root = create_job_message("d-140", "jobs", token).replace(r#""runAsNonRoot":true"#, r#""runAsNonRoot":false"#);
+    assert!(root.contains(r#""runAsNonRoot":false"#), "the fixture changed shape");
+    world.push(&root);
+    assert!(eventually(WAIT, || !world.orch.results().is_empty()), "{:?}", agent.logs());
+    let r = &world.orch.results()[0];
+    assert_eq!((r.deployment.as_str(), r.status), ("d-140", 204));
+    assert!(
+        r.body.contains("refused by pod security level 'restricted', check 'running-as-non-root': container 'main' sets securityContext.runAsNonRoot to false"),
+        "{}",
+        r.body
+    );
+    assert!(world.kube.seen().is_empty(), "nothing may be sent to the API server: {:?}", world.kube.seen());
+    assert_eq!(agent.metric("kubernetes_agent_jobs_total{result=\"refused\"}"), 1.0);
+    // The same JobSpec unchanged passes restricted and is created.
+    world.push(&create_job_message("d-141", "jobs", "deploy-token-d-141"));
+    assert!(eventually(WAIT, || world.kube.job("jobs", "d-141").is_some()), "{:?}", agent.logs());
 }
 
 #[test]
