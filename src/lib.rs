@@ -9,6 +9,7 @@
 //! deliver (messages are not queued upstream; the agent keeps a poll open instead).
 
 pub mod agent;
+pub mod audit;
 pub mod backoff;
 pub mod base64;
 pub mod check;

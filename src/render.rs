@@ -68,17 +68,33 @@ pub struct JobPolicy {
     pub org_id: Option<String>,
 }
 
+/// One image `IMAGE_MIRRORS` rewrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewrite {
+    /// The container's name, as the JobSpec gave it.
+    pub container: String,
+    /// The image before.
+    pub from: String,
+    /// The image after.
+    pub to: String,
+}
+
 /// Renders the Job named `job_id` in `namespace` from the message's `jobspec` under
 /// `policy`. Takes the JobSpec by value: it is moved into the Job, never copied.
 pub fn render(job_id: &Name, namespace: &Name, jobspec: Value, policy: &JobPolicy) -> Result<Value> {
+    render_with_rewrites(job_id, namespace, jobspec, policy).map(|(job, _)| job)
+}
+
+/// [`render`], also returning the images the mirrors rewrote (for the audit trail).
+pub fn render_with_rewrites(job_id: &Name, namespace: &Name, jobspec: Value, policy: &JobPolicy) -> Result<(Value, Vec<Rewrite>)> {
     namespace_allowed(namespace, &policy.namespaces)?;
     let mut job = place_jobspec(jobspec)?;
     overlay_policy(&mut job, policy.overlay.as_ref());
     stamp_identity(&mut job, job_id, namespace, policy);
-    apply_mirrors(&mut job, &policy.mirrors);
+    let rewrites = apply_mirrors(&mut job, &policy.mirrors);
     settle_service_account(&mut job)?;
     enforce(&job, policy)?;
-    Ok(job)
+    Ok((job, rewrites))
 }
 
 /// Refuses a namespace that is not on the allow-list (`JOB_NAMESPACES`), when there is
@@ -143,11 +159,11 @@ fn stamp_identity(job: &mut Value, job_id: &Name, namespace: &Name, policy: &Job
     }
 }
 
-fn apply_mirrors(job: &mut Value, mirrors: &[Mirror]) {
+fn apply_mirrors(job: &mut Value, mirrors: &[Mirror]) -> Vec<Rewrite> {
     if mirrors.is_empty() {
-        return;
+        return Vec::new();
     }
-    let mut rewritten = Vec::new();
+    let mut rewrites = Vec::new();
     for container in containers_mut(job) {
         if let Some(Value::String(image)) = container.get("image") {
             if let Some(mirrored) = mirror::rewrite(image, mirrors) {
@@ -155,16 +171,18 @@ fn apply_mirrors(job: &mut Value, mirrors: &[Mirror]) {
                     Some(Value::String(n)) => n.clone(),
                     _ => String::new(),
                 };
-                rewritten.push(format!("{name}={image}"));
+                rewrites.push(Rewrite { container: name, from: image.clone(), to: mirrored.clone() });
                 container.insert("image".into(), Value::String(mirrored));
             }
         }
     }
     // Recorded on the pods, so that a status check can say what an image was before.
-    if !rewritten.is_empty() {
+    if !rewrites.is_empty() {
+        let recorded: Vec<String> = rewrites.iter().map(|r| format!("{}={}", r.container, r.from)).collect();
         let annotations = object_at(job, &["spec", "template", "metadata", "annotations"]);
-        annotations.insert(crate::diagnose::ANNOTATION_MIRRORED.into(), Value::String(rewritten.join(",")));
+        annotations.insert(crate::diagnose::ANNOTATION_MIRRORED.into(), Value::String(recorded.join(",")));
     }
+    rewrites
 }
 
 fn enforce(job: &Value, policy: &JobPolicy) -> Result<()> {
