@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use miniserde::json::{self, Value};
 
+use crate::audit::{self, Decision};
 use crate::backoff::{Backoff, Until};
 use crate::config::AgentConfig;
 use crate::diagnose;
@@ -552,7 +553,8 @@ pub fn handle(ctx: &Context, body: String) {
             let _secrets = crate::redact::hold(target.as_ref().map(|(_, token)| token.expose()));
             log::warn!("skipping a message: {e}");
             if let Some((job_id, token)) = target {
-                report_failure(ctx, &job_id, &token, &format!("the runner agent could not read the create-job message: {e}"));
+                let reported = report_failure(ctx, &job_id, &token, &format!("the runner agent could not read the create-job message: {e}"));
+                audit::Entry::unchecked(Decision::Refused, &job_id, "").field("rule", "unreadable-message").field("reported", &reported.to_string()).log();
             }
         }
     }
@@ -564,41 +566,53 @@ fn create_job(ctx: &Context, m: CreateJob) {
     let mut secrets: Vec<String> = env_values(&configuration).into_iter().filter(|v| !identifiers.contains(&v.as_str())).collect();
     secrets.push(deployment_token.expose().to_string());
     let _secrets = crate::redact::hold(secrets.iter().map(String::as_str));
-    let job = match render::render(&job_id, &namespace, configuration, &ctx.policy) {
-        Ok(job) => job,
+    let (job, rewrites) = match render::render_with_rewrites(&job_id, &namespace, configuration, &ctx.policy) {
+        Ok(rendered) => rendered,
         Err(e) => {
             ctx.metrics.job(metrics::JobResult::Refused);
             log::warn!("not creating Job {namespace}/{job_id}: {e}");
-            report_failure(ctx, job_id.as_str(), &deployment_token, &format!("the runner agent refused the Job: {e}"));
+            let reported = report_failure(ctx, job_id.as_str(), &deployment_token, &format!("the runner agent refused the Job: {e}"));
+            audit::Entry::new(Decision::Refused, &job_id, &namespace).rule_of(&e).field("reported", &reported.to_string()).log();
             return;
         }
     };
     // The policy file may add env values of its own.
     let policy_secrets: Vec<String> = env_values(&job).into_iter().filter(|v| !secrets.contains(v) && !identifiers.contains(&v.as_str())).collect();
     let _policy_secrets = crate::redact::hold(policy_secrets.iter().map(String::as_str));
-    let req = request::create_job(&namespace, &job_id, json::to_string(&job));
+    let body = json::to_string(&job);
     drop(job);
+    // The audit trail identifies the Job by the digest of exactly what is sent.
+    let sha256 = audit::sha256_hex(body.as_bytes());
+    let audited = |decision| audit::Entry::new(decision, &job_id, &namespace).field("sha256", &sha256);
+    for r in &rewrites {
+        audited(Decision::ImageRewritten).field("container", &r.container).field("from", &r.from).field("to", &r.to).log();
+    }
+    let req = request::create_job(&namespace, &job_id, body);
     // One bounded call: the client retries a busy or unreachable API server until the
     // deadline, and a stop ends its waiting at once.
     match ctx.kube.send_until(&req, Until::within(CREATE_DEADLINE, &ctx.stop)) {
         Ok(_) => {
             ctx.metrics.job(metrics::JobResult::Created);
             log::info!("created Job {namespace}/{job_id}");
+            audited(Decision::Created).log();
         }
         Err(Error::Kube { ref status, .. }) if status.reason() == Reason::AlreadyExists => {
             ctx.metrics.job(metrics::JobResult::AlreadyExists);
             log::info!("Job {namespace}/{job_id} already exists (created by another replica or an earlier delivery)");
+            audited(Decision::AlreadyExisted).log();
         }
         Err(e) if e.is_transient() && ctx.stop.is_stopped() => {
             // Not this replica's failure to report: another may have created it, and the
             // Orchestrator's status check reports a Job that never appeared.
             ctx.metrics.job(metrics::JobResult::Failed);
             log::error!("{e}; not retried further: the agent is stopping and SHUTDOWN_TIMEOUT has passed");
+            audited(Decision::Failed).rule_of(&e).field("reported", "false").log();
         }
         Err(e) => {
             ctx.metrics.job(metrics::JobResult::Failed);
             log::error!("{e}");
-            report_failure(ctx, job_id.as_str(), &deployment_token, &format!("the runner agent could not create the Kubernetes Job: {e}"));
+            let reported = report_failure(ctx, job_id.as_str(), &deployment_token, &format!("the runner agent could not create the Kubernetes Job: {e}"));
+            audited(Decision::Failed).rule_of(&e).field("reported", &reported.to_string()).log();
         }
     }
 }
@@ -789,7 +803,9 @@ fn list_items(ctx: &Context, req: &request::ApiRequest) -> Result<Vec<Value>> {
     }
 }
 
-fn report_failure(ctx: &Context, deployment_id: &str, token: &Secret, message: &str) {
+/// Reports the deployment failed; true when the Orchestrator took the report (or the
+/// deployment was final already).
+fn report_failure(ctx: &Context, deployment_id: &str, token: &Secret, message: &str) -> bool {
     // What the deployment is told goes through the same scrubbing as the log: an API
     // server's 422 may quote a Job's env value back.
     let message = crate::redact::scrub_to(message, crate::logging::MAX_LINE);
@@ -800,12 +816,12 @@ fn report_failure(ctx: &Context, deployment_id: &str, token: &Secret, message: &
             Ok(ReportOutcome::Accepted) => {
                 ctx.metrics.report(metrics::Report::Accepted);
                 log::info!("reported the failure of deployment {deployment_id} to the Orchestrator");
-                return;
+                return true;
             }
             Ok(ReportOutcome::AlreadyFinal) => {
                 ctx.metrics.report(metrics::Report::AlreadyFinal);
                 log::info!("deployment {deployment_id} is already final (409); nothing more to report");
-                return;
+                return true;
             }
             Err(e) => e,
         };
@@ -820,7 +836,7 @@ fn report_failure(ctx: &Context, deployment_id: &str, token: &Secret, message: &
         ctx.metrics.report(metrics::Report::Failed);
         let why = if error.is_transient() { "giving up" } else { "not retried: the answer will not change by itself" };
         log::error!("{error}; {why}: the deployment will fail when the Orchestrator's own timeout expires");
-        return;
+        return false;
     }
 }
 

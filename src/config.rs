@@ -21,6 +21,7 @@ use crate::key::RunnerKey;
 use crate::kube::client::DEFAULT_SERVICE_ACCOUNT_DIR;
 use crate::kube::Target;
 use crate::mirror::Mirror;
+use crate::pod_security::{Check, Level};
 use crate::render::{Allow, JobPolicy};
 
 /// One configuration setting.
@@ -72,7 +73,13 @@ pub const SETTINGS: &[Setting] = &[
         env: "JOB_ALLOW",
         flag: "job-allow",
         default: "",
-        help: "comma-separated pod features to permit: privileged, host-namespaces, host-path (default: all refused)",
+        help: "comma-separated Pod Security Standards checks to exempt, by name (privileged, host-namespaces, host-path, capabilities, ...; see the README)",
+    },
+    Setting {
+        env: "JOB_POD_SECURITY",
+        flag: "job-pod-security",
+        default: "baseline",
+        help: "Pod Security Standards level every Job's pod must meet: privileged (no checks), baseline or restricted",
     },
     Setting { env: "KUBE_API_URL", flag: "kube-api-url", default: "", help: "Kubernetes API URL for out-of-cluster use; default: in-cluster discovery" },
     Setting { env: "KUBE_TOKEN_FILE", flag: "kube-token-file", default: "", help: "bearer token file with KUBE_API_URL (re-read like the in-cluster token)" },
@@ -273,26 +280,34 @@ pub fn job_policy(values: &Values) -> Result<JobPolicy> {
     }
     let mirrors = values.list("IMAGE_MIRRORS").iter().map(|r| Mirror::parse(r, "IMAGE_MIRRORS")).collect::<Result<Vec<_>>>()?;
     let mut allow = Allow::default();
-    for feature in values.list("JOB_ALLOW") {
-        match feature.as_str() {
-            "privileged" => allow.privileged = true,
-            "host-namespaces" => allow.host_namespaces = true,
-            "host-path" => allow.host_path = true,
-            other => {
+    for name in values.list("JOB_ALLOW") {
+        match Check::parse(&name) {
+            Some(check) => allow = allow.with(check),
+            None => {
+                let known: Vec<&str> = Check::ALL.iter().map(|c| c.name()).collect();
                 return Err(Error::config(
                     "JOB_ALLOW",
-                    format!("'{other}' is not a pod feature we know"),
-                    "use any of privileged, host-namespaces, host-path, separated by commas",
-                ))
+                    format!("'{}' is not a pod security check we know", name.chars().take(40).collect::<String>()),
+                    format!("use any of {}, separated by commas", known.join(", ")),
+                ));
             }
         }
     }
+    let raw = values.get_or_default("JOB_POD_SECURITY").trim();
+    let pod_security = Level::parse(raw).ok_or_else(|| {
+        Error::config(
+            "JOB_POD_SECURITY",
+            format!("'{}' is not a Pod Security Standards level", raw.chars().take(40).collect::<String>()),
+            "use privileged, baseline (the default) or restricted",
+        )
+    })?;
     let overlay = values.get("JOB_POLICY_FILE").map(|p| load_policy_file(Path::new(p))).transpose()?;
     Ok(JobPolicy {
         namespaces,
         service_accounts,
         mirrors,
         overlay,
+        pod_security,
         allow,
         runner_id: values.get("RUNNER_ID").map(String::from),
         org_id: values.get("ORG_ID").map(String::from),
@@ -652,6 +667,7 @@ mod tests {
             (&[("JOB_SERVICE_ACCOUNTS", "a b")], "configuration JOB_SERVICE_ACCOUNTS:"),
             (&[("IMAGE_MIRRORS", "ghcr.io")], "configuration IMAGE_MIRRORS:"),
             (&[("JOB_ALLOW", "root")], "configuration JOB_ALLOW: 'root'"),
+            (&[("JOB_POD_SECURITY", "strict")], "configuration JOB_POD_SECURITY: 'strict'"),
             (&[("JOB_POLICY_FILE", "/nonexistent")], "configuration JOB_POLICY_FILE: cannot read"),
             (&[("KUBERNETES_SERVICE_HOST", "")], "configuration KUBERNETES_SERVICE_HOST:"),
             (&[("KUBE_TOKEN_FILE", "/etc/hostname")], "configuration KUBE_API_URL: not set"),
@@ -746,6 +762,20 @@ mod tests {
                 assert!(!e.contains("MC4CAQAw"), "{e}");
             }
         }
+    }
+
+    #[test]
+    fn job_pod_security_defaults_to_baseline_and_job_allow_takes_every_check_name() {
+        let policy = job_policy(&Values::default()).unwrap();
+        assert_eq!((policy.pod_security, policy.allow), (Level::Baseline, Allow::default()));
+        let all: Vec<&str> = Check::ALL.iter().map(|c| c.name()).collect();
+        let policy = job_policy(&Values::from_env([("JOB_POD_SECURITY", "restricted".to_string()), ("JOB_ALLOW", all.join(","))])).unwrap();
+        assert_eq!(policy.pod_security, Level::Restricted);
+        assert!(Check::ALL.iter().all(|c| policy.allow.contains(*c)));
+        // Today's three names keep meaning what they meant.
+        let policy = job_policy(&Values::from_env([("JOB_ALLOW", "privileged, host-namespaces,host-path")])).unwrap();
+        assert!([Check::Privileged, Check::HostNamespaces, Check::HostPath].iter().all(|c| policy.allow.contains(*c)));
+        assert!(!policy.allow.contains(Check::Capabilities));
     }
 
     #[test]

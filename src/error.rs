@@ -26,9 +26,13 @@ pub enum Error {
         /// Why it failed.
         why: String,
     },
-    /// The rendered Job breaks a local rule; it is never sent to Kubernetes.
+    /// The rendered Job breaks a local rule or a Pod Security Standards check; it is
+    /// never sent to Kubernetes.
     Refused {
-        /// The rule's name, e.g. `namespace-allow-list`.
+        /// The Pod Security Standards level whose check `rule` is; `None` for the other
+        /// local rules.
+        level: Option<crate::pod_security::Level>,
+        /// The rule's (or check's) name, e.g. `namespace-allow-list` or `capabilities`.
         rule: &'static str,
         /// What in the Job broke it.
         detail: String,
@@ -112,7 +116,8 @@ impl fmt::Display for Error {
         match self {
             Error::Config { name, problem, fix } => write!(f, "configuration {name}: {problem}; fix: {fix}"),
             Error::Decode { document, why } => write!(f, "could not decode {document}: {why}"),
-            Error::Refused { rule, detail } => write!(f, "refused by local policy rule '{rule}': {detail}"),
+            Error::Refused { level: None, rule, detail } => write!(f, "refused by local policy rule '{rule}': {detail}"),
+            Error::Refused { level: Some(level), rule, detail } => write!(f, "refused by pod security level '{level}', check '{rule}': {detail}"),
             Error::Kube { operation, status } => write!(f, "{operation}: kubernetes answered {status}"),
             Error::Transport { operation, why } => write!(f, "{operation}: {why}"),
             Error::Orchestrator { operation, code, detail, .. } => write!(f, "{operation}: the Orchestrator answered HTTP {code}: {detail}"),
@@ -144,6 +149,12 @@ impl<W: fmt::Write> fmt::Write for OneLine<W> {
             }
         }
         Ok(())
+    }
+}
+
+impl From<crate::pod_security::Refusal> for Error {
+    fn from(r: crate::pod_security::Refusal) -> Error {
+        Error::Refused { level: Some(r.level), rule: r.check.name(), detail: r.detail }
     }
 }
 

@@ -9,6 +9,7 @@
 //! deliver (messages are not queued upstream; the agent keeps a poll open instead).
 
 pub mod agent;
+pub mod audit;
 pub mod backoff;
 pub mod base64;
 pub mod check;
@@ -31,6 +32,7 @@ pub mod metrics;
 pub mod mirror;
 pub mod name;
 pub mod offline;
+pub mod pod_security;
 pub mod random;
 pub mod redact;
 pub mod remote;

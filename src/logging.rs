@@ -1,6 +1,7 @@
 //! Log output: JSON lines by default (`time`, `level`, `msg`, `target`, and `runnerId` as
-//! upstream logs it) or plain text, on standard error. `LOG_LEVEL` sets our level while
-//! dependencies stay at `warn`; `RUST_LOG`, when set, replaces both with its own filter.
+//! upstream logs it; `"audit":true` on the lines of [`crate::audit`]) or plain text, on
+//! standard error. `LOG_LEVEL` sets our level (audit lines are kept at any level) while
+//! dependencies stay at `warn`; `RUST_LOG`, when set, replaces all that with its own filter.
 //! Callers never log a secret on purpose; every line is still passed through
 //! [`crate::redact::scrub`], which removes every secret the agent knows (a peer's echo
 //! of a token or a Job's env value), and so is a panic's message.
@@ -20,7 +21,11 @@ pub fn init(config: &LogConfig) {
             builder.parse_filters(filter);
         }
         None => {
-            builder.filter_level(log::LevelFilter::Warn).filter_module("kubernetes_agent", config.level);
+            // Audit lines are kept whatever LOG_LEVEL says (RUST_LOG, when set, decides alone).
+            builder
+                .filter_level(log::LevelFilter::Warn)
+                .filter_module("kubernetes_agent", config.level)
+                .filter_module(crate::audit::TARGET, config.level.max(log::LevelFilter::Info));
         }
     }
     let runner_id = config.runner_id.clone();
@@ -35,6 +40,9 @@ pub fn init(config: &LogConfig) {
                 let mut line = format!(r#"{{"time":"{time}","level":"{}","msg":{},"target":{}"#, record.level(), quote(&message), quote(record.target()));
                 if let Some(id) = &runner_id {
                     line.push_str(&format!(r#","runnerId":{}"#, quote(id)));
+                }
+                if record.target() == crate::audit::TARGET {
+                    line.push_str(r#","audit":true"#);
                 }
                 line.push('}');
                 writeln!(buf, "{line}")

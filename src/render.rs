@@ -12,8 +12,8 @@
 //! 5. `apply_mirrors`: image references rewritten by registry prefix;
 //! 6. `settle_service_account`: the account the pod will run as, with the deprecated
 //!    `serviceAccount` field made to agree with `serviceAccountName` (or refused);
-//! 7. `enforce`: privileged containers, host namespaces, hostPath volumes and service
-//!    accounts checked on the final pod spec.
+//! 7. `enforce`: the Pod Security Standards at `JOB_POD_SECURITY`'s level
+//!    ([`crate::pod_security`]) and the service-account allow-list, on the final pod.
 //!
 //! A refusal is an [`Error::Refused`] naming the rule. Kubernetes' own validation is not
 //! repeated here: whatever the API server rejects comes back as its `Invalid` status.
@@ -43,16 +43,9 @@ pub const ANNOTATION_RUNNER_ID: &str = "humanitec.dev/runner-id";
 /// Our value of [`LABEL_MANAGED_BY`]; `kubectl get jobs -l app.kubernetes.io/managed-by=humanitec-kubernetes-agent`.
 pub const MANAGED_BY: &str = "humanitec-kubernetes-agent";
 
-/// Which otherwise-refused pod features the local policy permits.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Allow {
-    /// `securityContext.privileged: true` on any container.
-    pub privileged: bool,
-    /// `hostNetwork`, `hostPID` or `hostIPC`.
-    pub host_namespaces: bool,
-    /// `hostPath` volumes.
-    pub host_path: bool,
-}
+/// The Pod Security Standards checks the local policy exempts (`JOB_ALLOW`).
+pub use crate::pod_security::Exemptions as Allow;
+pub use crate::pod_security::Level;
 
 /// Everything local that shapes a Job. Empty allow-lists allow anything RBAC permits.
 #[derive(Debug, Clone, Default)]
@@ -65,7 +58,9 @@ pub struct JobPolicy {
     pub mirrors: Vec<Mirror>,
     /// The local policy template, overlaid on every Job (see [`merge`]).
     pub overlay: Option<Value>,
-    /// Permitted pod features.
+    /// The Pod Security Standards level every pod must meet (`JOB_POD_SECURITY`).
+    pub pod_security: Level,
+    /// Checks of that level the operator exempts.
     pub allow: Allow,
     /// Stamped on the Job when known.
     pub runner_id: Option<String>,
@@ -73,17 +68,33 @@ pub struct JobPolicy {
     pub org_id: Option<String>,
 }
 
+/// One image `IMAGE_MIRRORS` rewrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewrite {
+    /// The container's name, as the JobSpec gave it.
+    pub container: String,
+    /// The image before.
+    pub from: String,
+    /// The image after.
+    pub to: String,
+}
+
 /// Renders the Job named `job_id` in `namespace` from the message's `jobspec` under
 /// `policy`. Takes the JobSpec by value: it is moved into the Job, never copied.
 pub fn render(job_id: &Name, namespace: &Name, jobspec: Value, policy: &JobPolicy) -> Result<Value> {
+    render_with_rewrites(job_id, namespace, jobspec, policy).map(|(job, _)| job)
+}
+
+/// [`render`], also returning the images the mirrors rewrote (for the audit trail).
+pub fn render_with_rewrites(job_id: &Name, namespace: &Name, jobspec: Value, policy: &JobPolicy) -> Result<(Value, Vec<Rewrite>)> {
     namespace_allowed(namespace, &policy.namespaces)?;
     let mut job = place_jobspec(jobspec)?;
     overlay_policy(&mut job, policy.overlay.as_ref());
     stamp_identity(&mut job, job_id, namespace, policy);
-    apply_mirrors(&mut job, &policy.mirrors);
+    let rewrites = apply_mirrors(&mut job, &policy.mirrors);
     settle_service_account(&mut job)?;
     enforce(&job, policy)?;
-    Ok(job)
+    Ok((job, rewrites))
 }
 
 /// Refuses a namespace that is not on the allow-list (`JOB_NAMESPACES`), when there is
@@ -91,6 +102,7 @@ pub fn render(job_id: &Name, namespace: &Name, jobspec: Value, policy: &JobPolic
 pub fn namespace_allowed(namespace: &Name, allowed: &[String]) -> Result<()> {
     if !allowed.is_empty() && !allowed.iter().any(|a| namespace == a.as_str()) {
         return Err(Error::Refused {
+            level: None,
             rule: "namespace-allow-list",
             detail: format!(
                 "namespace '{namespace}' is not in JOB_NAMESPACES ({}); add it there (chart: jobsRbac.namespace) or change the runner's job namespace",
@@ -147,11 +159,11 @@ fn stamp_identity(job: &mut Value, job_id: &Name, namespace: &Name, policy: &Job
     }
 }
 
-fn apply_mirrors(job: &mut Value, mirrors: &[Mirror]) {
+fn apply_mirrors(job: &mut Value, mirrors: &[Mirror]) -> Vec<Rewrite> {
     if mirrors.is_empty() {
-        return;
+        return Vec::new();
     }
-    let mut rewritten = Vec::new();
+    let mut rewrites = Vec::new();
     for container in containers_mut(job) {
         if let Some(Value::String(image)) = container.get("image") {
             if let Some(mirrored) = mirror::rewrite(image, mirrors) {
@@ -159,47 +171,24 @@ fn apply_mirrors(job: &mut Value, mirrors: &[Mirror]) {
                     Some(Value::String(n)) => n.clone(),
                     _ => String::new(),
                 };
-                rewritten.push(format!("{name}={image}"));
+                rewrites.push(Rewrite { container: name, from: image.clone(), to: mirrored.clone() });
                 container.insert("image".into(), Value::String(mirrored));
             }
         }
     }
     // Recorded on the pods, so that a status check can say what an image was before.
-    if !rewritten.is_empty() {
+    if !rewrites.is_empty() {
+        let recorded: Vec<String> = rewrites.iter().map(|r| format!("{}={}", r.container, r.from)).collect();
         let annotations = object_at(job, &["spec", "template", "metadata", "annotations"]);
-        annotations.insert(crate::diagnose::ANNOTATION_MIRRORED.into(), Value::String(rewritten.join(",")));
+        annotations.insert(crate::diagnose::ANNOTATION_MIRRORED.into(), Value::String(recorded.join(",")));
     }
+    rewrites
 }
 
 fn enforce(job: &Value, policy: &JobPolicy) -> Result<()> {
     let pod = get(job, &["spec", "template", "spec"]);
-    if !policy.allow.privileged {
-        for (kind, c) in containers(pod) {
-            if matches!(get(c, &["securityContext", "privileged"]), Some(Value::Bool(true))) {
-                return Err(Error::Refused {
-                    rule: "no-privileged",
-                    detail: format!("{kind} '{}' sets securityContext.privileged; allow it with JOB_ALLOW=privileged", name(c)),
-                });
-            }
-        }
-    }
-    if !policy.allow.host_namespaces {
-        for field in ["hostNetwork", "hostPID", "hostIPC"] {
-            if matches!(pod.and_then(|p| get(p, &[field])), Some(Value::Bool(true))) {
-                return Err(Error::Refused {
-                    rule: "no-host-namespaces",
-                    detail: format!("the pod sets {field}: true; allow it with JOB_ALLOW=host-namespaces"),
-                });
-            }
-        }
-    }
-    if !policy.allow.host_path {
-        if let Some(Value::Array(volumes)) = pod.and_then(|p| get(p, &["volumes"])) {
-            if let Some(v) = volumes.iter().find(|v| get(v, &["hostPath"]).is_some()) {
-                return Err(Error::Refused { rule: "no-host-path", detail: format!("volume '{}' is a hostPath; allow it with JOB_ALLOW=host-path", name(v)) });
-            }
-        }
-    }
+    let annotations = get(job, &["spec", "template", "metadata", "annotations"]);
+    crate::pod_security::check(pod, annotations, policy.pod_security, policy.allow)?;
     if !policy.service_accounts.is_empty() {
         // settle_service_account made serviceAccountName the account the pod runs as.
         let account = match pod.and_then(|p| get(p, &["serviceAccountName"])) {
@@ -208,6 +197,7 @@ fn enforce(job: &Value, policy: &JobPolicy) -> Result<()> {
         };
         if !policy.service_accounts.iter().any(|a| a == account) {
             return Err(Error::Refused {
+                level: None,
                 rule: "service-account-allow-list",
                 detail: format!(
                     "service account '{account}' is not in JOB_SERVICE_ACCOUNTS ({}); set the runner's job service account to one of them (chart: jobsRbac.serviceAccountName)",
@@ -231,7 +221,7 @@ fn settle_service_account(job: &mut Value) -> Result<()> {
         match pod.get(key) {
             None => Ok(String::new()),
             Some(Value::String(s)) => Ok(s.clone()),
-            Some(_) => Err(Error::Refused { rule: "service-account-fields", detail: format!("the pod's {key} is not a string") }),
+            Some(_) => Err(Error::Refused { level: None, rule: "service-account-fields", detail: format!("the pod's {key} is not a string") }),
         }
     };
     let (current, deprecated) = (field(pod, "serviceAccountName")?, field(pod, "serviceAccount")?);
@@ -244,6 +234,7 @@ fn settle_service_account(job: &mut Value) -> Result<()> {
         (false, false) => {
             let show = |s: &str| s.chars().filter(|c| !c.is_control()).take(63).collect::<String>();
             return Err(Error::Refused {
+                level: None,
                 rule: "service-account-fields",
                 detail: format!(
                     "the pod sets serviceAccountName '{}' and the deprecated serviceAccount '{}'; they must agree (set serviceAccountName only)",
@@ -256,14 +247,7 @@ fn settle_service_account(job: &mut Value) -> Result<()> {
     Ok(())
 }
 
-const CONTAINER_LISTS: [(&str, &str); 3] = [("containers", "container"), ("initContainers", "init container"), ("ephemeralContainers", "ephemeral container")];
-
-fn containers(pod: Option<&Value>) -> impl Iterator<Item = (&'static str, &Value)> {
-    CONTAINER_LISTS.iter().flat_map(move |(list, kind)| match pod.and_then(|p| get(p, &[list])) {
-        Some(Value::Array(a)) => a.iter().map(|c| (*kind, c)).collect::<Vec<_>>(),
-        _ => Vec::new(),
-    })
-}
+use crate::pod_security::CONTAINER_LISTS;
 
 fn containers_mut(job: &mut Value) -> Vec<&mut Object> {
     let mut out = Vec::new();
@@ -278,13 +262,6 @@ fn containers_mut(job: &mut Value) -> Vec<&mut Object> {
         }
     }
     out
-}
-
-fn name(v: &Value) -> String {
-    match get(v, &["name"]) {
-        Some(Value::String(s)) => s.chars().filter(|c| !c.is_control()).take(63).collect(),
-        _ => "(unnamed)".to_string(),
-    }
 }
 
 fn is_label_value(s: &str) -> bool {
@@ -408,21 +385,22 @@ mod tests {
             overlay: Some(json::from_str(r#"{"spec":{"template":{"spec":{"serviceAccount":"admin"}}}}"#).unwrap()),
             ..JobPolicy::default()
         };
-        assert!(matches!(render_spec(POD, &policy), Err(Error::Refused { rule: "service-account-fields", .. })));
+        assert!(matches!(render_spec(POD, &policy), Err(Error::Refused { level: None, rule: "service-account-fields", .. })));
     }
 
     #[test]
     fn privileged_host_namespaces_and_host_path_are_refused_unless_allowed() {
+        use crate::pod_security::Check;
         let cases = [
-            (r#"{"template":{"spec":{"initContainers":[{"name":"i","securityContext":{"privileged":true}}]}}}"#, "no-privileged"),
-            (r#"{"template":{"spec":{"hostPID":true}}}"#, "no-host-namespaces"),
-            (r#"{"template":{"spec":{"volumes":[{"name":"root","hostPath":{"path":"/"}}]}}}"#, "no-host-path"),
+            (r#"{"template":{"spec":{"initContainers":[{"name":"i","securityContext":{"privileged":true}}]}}}"#, Check::Privileged),
+            (r#"{"template":{"spec":{"hostPID":true}}}"#, Check::HostNamespaces),
+            (r#"{"template":{"spec":{"volumes":[{"name":"root","hostPath":{"path":"/"}}]}}}"#, Check::HostPath),
         ];
-        for (spec, rule) in cases {
+        for (spec, check) in cases {
             let e = render_spec(spec, &JobPolicy::default()).unwrap_err();
-            assert!(matches!(e, Error::Refused { rule: r, .. } if r == rule), "{spec}: {e}");
+            assert!(matches!(e, Error::Refused { level: Some(Level::Baseline), rule: r, .. } if r == check.name()), "{spec}: {e}");
         }
-        let all = JobPolicy { allow: Allow { privileged: true, host_namespaces: true, host_path: true }, ..JobPolicy::default() };
+        let all = JobPolicy { allow: Allow::default().with(Check::Privileged).with(Check::HostNamespaces).with(Check::HostPath), ..JobPolicy::default() };
         for (spec, _) in cases {
             assert!(render_spec(spec, &all).is_ok(), "{spec}");
         }
@@ -431,7 +409,37 @@ mod tests {
     #[test]
     fn policy_overlay_cannot_sneak_in_privilege() {
         let policy = JobPolicy { overlay: Some(json::from_str(r#"{"spec":{"template":{"spec":{"hostNetwork":true}}}}"#).unwrap()), ..JobPolicy::default() };
-        assert!(matches!(render_spec(POD, &policy), Err(Error::Refused { rule: "no-host-namespaces", .. })));
+        assert!(matches!(render_spec(POD, &policy), Err(Error::Refused { rule: "host-namespaces", .. })));
+    }
+
+    #[test]
+    fn a_refusal_names_the_level_the_check_and_the_container() {
+        let spec = r#"{"template":{"spec":{"containers":[{"name":"main","image":"x","securityContext":{"capabilities":{"add":["SYS_ADMIN"]}}}]}}}"#;
+        let e = render_spec(spec, &JobPolicy::default()).unwrap_err().to_string();
+        assert_eq!(e, "refused by pod security level 'baseline', check 'capabilities': container 'main' adds SYS_ADMIN");
+    }
+
+    #[test]
+    fn the_policy_overlay_is_checked_too_and_can_harden_a_jobspec_to_pass_restricted() {
+        let restricted = JobPolicy { pod_security: Level::Restricted, ..JobPolicy::default() };
+        assert!(matches!(render_spec(POD, &restricted), Err(Error::Refused { rule: "privilege-escalation", .. })));
+        let hardening = r#"{"spec":{"template":{"spec":{"securityContext":{"runAsNonRoot":true,"seccompProfile":{"type":"RuntimeDefault"}}}}}}"#;
+        let policy = JobPolicy { overlay: Some(json::from_str(hardening).unwrap()), ..restricted.clone() };
+        let spec = r#"{"template":{"spec":{"containers":[{"name":"main","image":"x","securityContext":{"allowPrivilegeEscalation":false,"capabilities":{"drop":["ALL"]}}}]}}}"#;
+        assert!(render_spec(spec, &policy).is_ok());
+        assert!(matches!(render_spec(spec, &restricted), Err(Error::Refused { rule: "running-as-non-root", .. })));
+    }
+
+    #[test]
+    fn the_orchestrators_default_jobspec_passes_restricted_and_the_pod_template_example_passes_baseline() {
+        let golden = |name: &str| {
+            let text = std::fs::read_to_string(format!("{}/tests/golden/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+            let Value::Object(mut m) = json::from_str::<Value>(&text).unwrap() else { panic!("{name} is an object") };
+            m.remove("configuration").unwrap()
+        };
+        let restricted = JobPolicy { pod_security: Level::Restricted, ..JobPolicy::default() };
+        render_spec(&json::to_string(&golden("default-jobspec.message.json")), &restricted).expect("the default JobSpec passes restricted");
+        render_spec(&json::to_string(&golden("pod-template-overlay.message.json")), &JobPolicy::default()).expect("the pod_template example passes baseline");
     }
 
     #[test]

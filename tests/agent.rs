@@ -70,9 +70,93 @@ fn policy_refusal_is_reported_with_the_rule_and_never_created() {
     let r = &world.orch.results()[0];
     assert_eq!((r.deployment.as_str(), r.token.as_str(), r.status), ("d-104", token, 204));
     assert!(r.body.contains(r#""status":"failure""#) && r.body.contains(r#""error":"REMOTE_RUNNER""#), "{}", r.body);
-    assert!(r.body.contains("no-privileged"), "{}", r.body);
+    assert!(
+        r.body.contains("refused by pod security level 'baseline', check 'privileged': container 'main' sets securityContext.privileged to true"),
+        "{}",
+        r.body
+    );
     assert!(world.kube.job_names().is_empty());
     assert_eq!(agent.metric("kubernetes_agent_jobs_total{result=\"refused\"}"), 1.0);
+}
+
+#[test]
+fn a_pod_security_refusal_is_reported_with_level_check_and_container_and_nothing_reaches_kubernetes() {
+    let world = World::new(HOLD);
+    let agent = world.started(&[("JOB_POD_SECURITY", "restricted")]);
+    let token = "deploy-token-d-140";
+    world.orch.expect_deployment("d-140", token);
+    // Runs as root: the default JobSpec's runAsNonRoot turned off.
+    let root = create_job_message("d-140", "jobs", token).replace(r#""runAsNonRoot":true"#, r#""runAsNonRoot":false"#);
+    assert!(root.contains(r#""runAsNonRoot":false"#), "the fixture changed shape");
+    world.push(&root);
+    assert!(eventually(WAIT, || !world.orch.results().is_empty()), "{:?}", agent.logs());
+    let r = &world.orch.results()[0];
+    assert_eq!((r.deployment.as_str(), r.status), ("d-140", 204));
+    assert!(
+        r.body.contains("refused by pod security level 'restricted', check 'running-as-non-root': container 'main' sets securityContext.runAsNonRoot to false"),
+        "{}",
+        r.body
+    );
+    assert!(world.kube.seen().is_empty(), "nothing may be sent to the API server: {:?}", world.kube.seen());
+    assert_eq!(agent.metric("kubernetes_agent_jobs_total{result=\"refused\"}"), 1.0);
+    // The same JobSpec unchanged passes restricted and is created.
+    world.push(&create_job_message("d-141", "jobs", "deploy-token-d-141"));
+    assert!(eventually(WAIT, || world.kube.job("jobs", "d-141").is_some()), "{:?}", agent.logs());
+}
+
+/// The audit lines among `logs` (JSON format), parsed.
+fn audit_lines(logs: &[String]) -> Vec<(String, miniserde::json::Value)> {
+    logs.iter()
+        .filter(|l| l.contains(r#""audit":true"#))
+        .map(|l| (l.clone(), miniserde::json::from_str(l).unwrap_or_else(|_| panic!("an audit line is one JSON object: {l}"))))
+        .collect()
+}
+
+#[test]
+fn every_create_job_decision_is_one_audit_line_with_the_digest_of_what_was_sent_and_no_secret() {
+    use kubernetes_agent::audit::sha256_hex;
+    let world = World::new(HOLD);
+    // At LOG_LEVEL=warn the info lines go, the audit lines stay.
+    let agent = world.started(&[("LOG_FORMAT", "json"), ("LOG_LEVEL", "warn"), ("IMAGE_MIRRORS", "ghcr.io/humanitec=registry.internal/mirror")]);
+    world.push(&world.create_job_message("d-150", "jobs"));
+    assert!(eventually(WAIT, || world.kube.job("jobs", "d-150").is_some()), "{:?}", agent.logs());
+    world.push(&world.create_job_message_with("d-150", "jobs", "1"));
+    assert!(eventually(WAIT, || world.kube.create_bodies().len() == 2), "{:?}", agent.logs());
+    let privileged = world.create_job_message("d-151", "jobs").replace(r#""allowPrivilegeEscalation":false"#, r#""privileged":true"#);
+    world.push(&privileged);
+    world.kube.fail_next("POST", "/jobs", 403, "Forbidden", None, 1);
+    world.push(&world.create_job_message("d-152", "jobs"));
+    // A create-job that does not decode (a namespace that is no name) is reported and audited too.
+    world.push(&world.create_job_message("d-153", "Not_A_Namespace"));
+    assert!(eventually(WAIT, || audit_lines(&agent.logs()).len() >= 8), "{:?}", agent.logs());
+    std::thread::sleep(Duration::from_millis(300));
+    let lines = audit_lines(&agent.logs());
+    let msgs: Vec<String> = lines.iter().map(|(_, v)| support::kube::get(v, &["msg"]).and_then(text).unwrap_or_default()).collect();
+    let bodies = world.kube.create_bodies();
+    let rewritten = "from=ghcr.io/humanitec/platform-orchestrator-runner:1.4.0 to=registry.internal/mirror/platform-orchestrator-runner:1.4.0";
+    let expected = [
+        format!("audit: decision=image-rewritten deployment=d-150 namespace=jobs sha256={} container=main {rewritten}", sha256_hex(bodies[0].as_bytes())),
+        format!("audit: decision=created deployment=d-150 namespace=jobs sha256={}", sha256_hex(bodies[0].as_bytes())),
+        format!("audit: decision=image-rewritten deployment=d-150 namespace=jobs sha256={} container=main {rewritten}", sha256_hex(bodies[1].as_bytes())),
+        format!("audit: decision=already-existed deployment=d-150 namespace=jobs sha256={}", sha256_hex(bodies[1].as_bytes())),
+        "audit: decision=refused deployment=d-151 namespace=jobs rule=privileged level=baseline reported=true".to_string(),
+        r#"audit: decision=refused deployment=d-153 namespace="" rule=unreadable-message reported=true"#.to_string(),
+    ];
+    for e in &expected {
+        assert_eq!(msgs.iter().filter(|m| *m == e).count(), 1, "{e} once in {msgs:#?}");
+    }
+    let failed: Vec<&String> = msgs.iter().filter(|m| m.starts_with("audit: decision=failed deployment=d-152 namespace=jobs sha256=")).collect();
+    assert_eq!(failed.len(), 1, "{msgs:#?}");
+    assert!(failed[0].ends_with(" rule=kubernetes-403 reported=true"), "{}", failed[0]);
+    assert_eq!(msgs.iter().filter(|m| m.contains("deployment=d-152")).count(), 2, "one rewrite and one failure: {msgs:#?}");
+    assert_eq!(lines.len(), 8, "{msgs:#?}");
+    for (raw, v) in &lines {
+        assert_eq!(support::kube::get(v, &["target"]).and_then(text).as_deref(), Some(kubernetes_agent::audit::TARGET), "{raw}");
+        for secret in ["job-secret-token-", "deploy-token-", "<redacted>"] {
+            assert!(!raw.contains(secret), "a Job env value or a token in an audit line: {raw}");
+        }
+    }
+    assert!(!agent.logs().iter().any(|l| l.contains("\"created Job")), "LOG_LEVEL=warn keeps info lines out");
 }
 
 #[test]

@@ -281,14 +281,18 @@ def test_an_existing_env_secret_is_loaded_after_the_charts_own():
 
 
 def test_agent_options_reach_the_agent():
-    extra = {"agent": {"imageMirrors": ["ghcr.io/humanitec=registry.internal/mirror"], "jobAllow": ["host-path"],
+    extra = {"agent": {"imageMirrors": ["ghcr.io/humanitec=registry.internal/mirror"], "jobAllow": ["host-path", "running-as-non-root-user"],
+                       "podSecurity": "restricted",
                        "jobPolicy": {"spec": {"template": {"spec": {"nodeSelector": {"pool": "runners"}}}}},
                        "remoteCA": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
                        "proxy": {"httpsProxy": "http://proxy:3128", "noProxy": ".internal"}}}
     docs = render(deep_merge(values_from_flags(GENERIC), extra))
     validate(docs)
     data = find(docs, "ConfigMap", "humanitec-kubernetes-agent-runner")[0]["data"]
-    assert data["IMAGE_MIRRORS"] == "ghcr.io/humanitec=registry.internal/mirror" and data["JOB_ALLOW"] == "host-path", data
+    assert data["IMAGE_MIRRORS"] == "ghcr.io/humanitec=registry.internal/mirror" and data["JOB_ALLOW"] == "host-path,running-as-non-root-user", data
+    assert data["JOB_POD_SECURITY"] == "restricted", data
+    default = find(render(values_from_flags(GENERIC)), "ConfigMap", "humanitec-kubernetes-agent-runner")[0]["data"]
+    assert default["JOB_POD_SECURITY"] == "baseline" and "JOB_ALLOW" not in default, default
     assert pod_env(docs)["HTTPS_PROXY"] == "http://proxy:3128" and data["NO_PROXY"] == ".internal", data
     files = find(docs, "ConfigMap", "humanitec-kubernetes-agent-runner-files")[0]["data"]
     assert json.loads(files["job-policy.json"]) == extra["agent"]["jobPolicy"]
@@ -297,7 +301,8 @@ def test_agent_options_reach_the_agent():
 
 
 def test_schema_rejects_typos():
-    for typo in ({"humanitec": {"orgID": "x"}}, {"serviceAcount": {"create": True}}, {"agent": {"jobAllow": ["root"]}}):
+    for typo in ({"humanitec": {"orgID": "x"}}, {"serviceAcount": {"create": True}}, {"agent": {"jobAllow": ["root"]}},
+                 {"agent": {"podSecurity": "strict"}}):
         try:
             render(typo)
         except Exception as e:  # noqa: BLE001

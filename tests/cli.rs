@@ -83,6 +83,29 @@ fn render_refusals_exit_2_naming_the_rule() {
 }
 
 #[test]
+fn render_shows_a_pod_security_refusal_and_the_default_jobspec_passes_restricted() {
+    let msg = golden("default-jobspec.message.json");
+    let out = run(&["render", msg.to_str().unwrap()], &[("JOB_POD_SECURITY", "restricted")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dir = std::env::temp_dir().join(format!("ka-cli-pss-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let hostile = dir.join("sys-admin.json");
+    let text = std::fs::read_to_string(&msg).unwrap().replace(r#""drop": ["#, r#""add": ["SYS_ADMIN"], "drop": ["#);
+    assert!(text.contains("SYS_ADMIN"), "the fixture changed shape");
+    std::fs::write(&hostile, text).unwrap();
+    let out = run(&["render", hostile.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("refused by pod security level 'baseline', check 'capabilities': container 'main' adds SYS_ADMIN"), "{err}");
+    assert!(out.stdout.is_empty());
+    // Exempted by name, it renders; under restricted its stricter twin still refuses it.
+    assert!(run(&["render", hostile.to_str().unwrap()], &[("JOB_ALLOW", "capabilities")]).status.success());
+    let out = run(&["render", hostile.to_str().unwrap()], &[("JOB_ALLOW", "capabilities"), ("JOB_POD_SECURITY", "restricted")]);
+    assert!(String::from_utf8(out.stderr).unwrap().contains("check 'capabilities-restricted': container 'main' adds SYS_ADMIN"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn keygen_output_round_trips_through_openssl() {
     let dir = TempDir::new("keygen");
     let out = run(&["keygen", "--out-dir", dir.path().to_str().unwrap()], &[]);
@@ -158,7 +181,16 @@ fn check_passes_against_the_stand_ins_and_fails_with_fixes() {
     assert!(text.contains(&format!("kid {}", world.key.kid())), "{text}");
     assert!(text.contains("PASS  Orchestrator reachable"), "{text}");
     assert!(text.contains("PASS  may create jobs.batch in namespace jobs"), "{text}");
+    assert!(text.contains("PASS  pod security: every Job's pod must meet level 'baseline' (JOB_POD_SECURITY)\n"), "{text}");
     assert!(world.orch.polls().is_empty(), "check must not poll (it would take a message)");
+    let mut strict = env.clone();
+    strict.extend([("JOB_POD_SECURITY".to_string(), "restricted".to_string()), ("JOB_ALLOW".to_string(), "host-ports,sysctls".to_string())]);
+    let out = bin().arg("check").envs(strict.iter().map(|(k, v)| (k, v))).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("PASS  pod security: every Job's pod must meet level 'restricted' (JOB_POD_SECURITY), exempting host-ports, sysctls (JOB_ALLOW)"),
+        "{text}"
+    );
     world.kube.deny("list", "events");
     let out = bin().arg("check").envs(env.iter().map(|(k, v)| (k, v))).output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();

@@ -127,7 +127,11 @@ fn main() -> ExitCode {
     expect(four_jobs && world.kube.job_names().len() == 4, "four Jobs created, the privileged one not", &mut problems);
     expect(reported, "two failures reported", &mut problems);
     let body = |id: &str| results.iter().find(|r| r.deployment == id).map(|r| r.body.clone()).unwrap_or_default();
-    expect(body("d-5-privileged").contains("no-privileged"), "the privileged deployment reported as refused by rule no-privileged", &mut problems);
+    expect(
+        body("d-5-privileged").contains("pod security level 'baseline', check 'privileged'"),
+        "the privileged deployment reported as refused by the pod security check 'privileged'",
+        &mut problems,
+    );
     let stuck = body("d-4-stuck");
     expect(
         stuck.contains("job seems to be stuck: 2026-11-27T10:03:00Z - FailedScheduling"),

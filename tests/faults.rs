@@ -114,11 +114,23 @@ fn hostile_jobspecs_are_refused_reported_with_their_rule_and_never_created() {
     assert!(world.orch.wait_for_polls(RUNNER, 1, WAIT));
     let base = |id: &str, ns: &str| world.create_job_message(id, ns);
     let cases = [
-        ("h-privileged", base("h-privileged", "jobs").replace(r#""allowPrivilegeEscalation":false"#, r#""privileged":true"#), "no-privileged"),
-        ("h-hostnet", base("h-hostnet", "jobs").replace(r#""restartPolicy":"Never","#, r#""restartPolicy":"Never","hostNetwork":true,"#), "no-host-namespaces"),
-        ("h-hostpath", base("h-hostpath", "jobs").replace(r#""emptyDir":{}"#, r#""hostPath":{"path":"/"}"#), "no-host-path"),
-        ("h-namespace", base("h-namespace", "kube-system"), "namespace-allow-list"),
-        ("h-account", base("h-account", "jobs").replace("kubernetes-runner-job", "cluster-admin-sa"), "service-account-allow-list"),
+        (
+            "h-privileged",
+            base("h-privileged", "jobs").replace(r#""allowPrivilegeEscalation":false"#, r#""privileged":true"#),
+            "pod security level 'baseline', check 'privileged'",
+        ),
+        (
+            "h-hostnet",
+            base("h-hostnet", "jobs").replace(r#""restartPolicy":"Never","#, r#""restartPolicy":"Never","hostNetwork":true,"#),
+            "pod security level 'baseline', check 'host-namespaces'",
+        ),
+        (
+            "h-hostpath",
+            base("h-hostpath", "jobs").replace(r#""emptyDir":{}"#, r#""hostPath":{"path":"/"}"#),
+            "pod security level 'baseline', check 'host-path'",
+        ),
+        ("h-namespace", base("h-namespace", "kube-system"), "local policy rule 'namespace-allow-list'"),
+        ("h-account", base("h-account", "jobs").replace("kubernetes-runner-job", "cluster-admin-sa"), "local policy rule 'service-account-allow-list'"),
     ];
     for (_, message, _) in &cases {
         push(&world, message);
@@ -127,7 +139,7 @@ fn hostile_jobspecs_are_refused_reported_with_their_rule_and_never_created() {
     for (id, _, rule) in &cases {
         let result = world.orch.results().into_iter().find(|r| r.deployment == *id).unwrap();
         assert_eq!(result.status, 204);
-        assert!(result.body.contains(&format!("refused by local policy rule '{rule}'")), "{id}: {}", result.body);
+        assert!(result.body.contains(&format!("refused by {rule}:")), "{id}: {}", result.body);
     }
     assert!(world.kube.job_names().is_empty(), "nothing may be created: {:?}", world.kube.job_names());
     assert!(world.kube.seen().is_empty(), "nothing may even be sent to the API server");

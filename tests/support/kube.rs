@@ -57,6 +57,8 @@ pub struct State {
     /// The next create is answered with this code and a `Status` whose message quotes
     /// the request body back (a server that echoes what it was sent).
     pub echo_next_create: Option<u16>,
+    /// The body of every create request, as received.
+    pub create_bodies: Vec<String>,
 }
 
 /// While closed, creates wait (a stalled API server); opening releases them all.
@@ -158,6 +160,11 @@ impl Kube {
 
     pub fn seen(&self) -> Vec<Seen> {
         self.state.lock().unwrap().seen.clone()
+    }
+
+    /// The body of every create request, as received.
+    pub fn create_bodies(&self) -> Vec<String> {
+        self.state.lock().unwrap().create_bodies.clone()
     }
 
     /// Sets `status.<field> = 1` on a Job (`succeeded`, `failed`, `active`, `ready`).
@@ -298,6 +305,7 @@ fn forbidden(verb: &str, resource: &str, group: &str, ns: &str) -> Reply {
 }
 
 fn create_job(s: &mut State, ns: &str, body: &str) -> Reply {
+    s.create_bodies.push(body.to_string());
     if s.denied.contains(&("create".into(), "jobs".into())) {
         return forbidden("create", "jobs", "batch", ns);
     }
