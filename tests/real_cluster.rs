@@ -624,3 +624,107 @@ fn two_replicas_on_the_same_messages_make_one_job_each_and_no_double_report() {
     assert_eq!(codes, vec![201, 409], "one Job, the other replica's create AlreadyExists");
     assert!(real.cluster.job(JOB_NAMESPACE, &bad).is_none());
 }
+
+/// One HTTP request with curl (bounded): (status code, body as JSON or null).
+fn call(base: &str, ca: &Path, token: &str, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "--max-time", "20", "-w", "\n%{http_code}", "-X", method, "--cacert"])
+        .arg(ca)
+        .arg("-H")
+        .arg(format!("Authorization: Bearer {token}"))
+        .args(["-H", "Content-Type: application/json", "-H", "Accept: application/json"]);
+    if let Some(body) = body {
+        cmd.args(["--data-binary", body]);
+    }
+    let out = cmd.arg(format!("{base}{path}")).output().expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// What of a reply the agent can tell apart: a Status whole (the denied user's name made
+/// neutral); of a created Job, what the API server defaulted; of a list, its kind.
+fn shape(code: u16, reply: &Value) -> String {
+    let kind = get(reply, &["kind"]).and_then(text).unwrap_or_default();
+    let described = match kind.as_str() {
+        "Status" => json::to_string(reply),
+        "Job" => {
+            let keys = |path: &[&str]| match get(reply, path) {
+                Some(Value::Object(o)) => o.keys().cloned().collect::<Vec<_>>().join(","),
+                _ => "-".into(),
+            };
+            let number = |path: &[&str]| get(reply, path).map(json::to_string).unwrap_or_else(|| "-".into());
+            format!(
+                "Job labels[{}] selector[{}] template-labels[{}] completions={} parallelism={} backoffLimit={} status={}",
+                keys(&["metadata", "labels"]),
+                keys(&["spec", "selector", "matchLabels"]),
+                keys(&["spec", "template", "metadata", "labels"]),
+                number(&["spec", "completions"]),
+                number(&["spec", "parallelism"]),
+                number(&["spec", "backoffLimit"]),
+                number(&["status"]),
+            )
+        }
+        other => format!("{other} {}", get(reply, &["apiVersion"]).and_then(text).unwrap_or_default()),
+    };
+    format!("{code} {}", described.replace(AGENT_USER, "USER").replace("system:serviceaccount:agent:agent", "USER"))
+}
+
+#[test]
+#[ignore = "needs a control plane: run tests/real-cluster"]
+fn the_stand_in_answers_the_agents_requests_as_the_real_api_server_does() {
+    let real = Real::new();
+    let token = std::fs::read_to_string(&real.token_file).unwrap().trim().to_string();
+    let stand_in = support::kube::Kube::start("stand-in-token");
+    let name = format!("rc-same-{}", nonce());
+    let job = |extra: &str| {
+        format!(
+            r#"{{"apiVersion":"batch/v1","kind":"Job","metadata":{{"name":"{name}"{extra}}},"spec":{{"parallelism":1,"template":{{"metadata":{{"labels":{{"team":"platform"}}}},"spec":{{"restartPolicy":"Never","serviceAccountName":"{JOB_SERVICE_ACCOUNT}","containers":[{{"name":"main","image":"busybox"}}]}}}}}}}}"#
+        )
+    };
+    let jobs = format!("/apis/batch/v1/namespaces/{JOB_NAMESPACE}/jobs");
+    let valid = job("");
+    let no_image = valid.replace(r#","image":"busybox""#, "").replace(&name, &format!("{name}-x"));
+    let always = valid.replace("Never", "Always").replace(&name, &format!("{name}-y"));
+    let elsewhere = job(r#","namespace":"other""#).replace(&name, &format!("{name}-z"));
+    let cases: Vec<(&str, &str, String, Option<&str>, bool)> = vec![
+        ("create", "POST", jobs.clone(), Some(valid.as_str()), true),
+        ("create again", "POST", jobs.clone(), Some(valid.as_str()), true),
+        ("no image", "POST", jobs.clone(), Some(no_image.as_str()), true),
+        ("restartPolicy Always", "POST", jobs.clone(), Some(always.as_str()), true),
+        ("namespace mismatch", "POST", jobs.clone(), Some(elsewhere.as_str()), true),
+        ("get missing", "GET", format!("{jobs}/{name}-missing"), None, true),
+        ("list pods", "GET", format!("/api/v1/namespaces/{JOB_NAMESPACE}/pods?labelSelector=job-name%3D{name}"), None, true),
+        ("list events", "GET", format!("/api/v1/namespaces/{JOB_NAMESPACE}/events?fieldSelector=involvedObject.name%3D{name}%2Ctype%3DWarning"), None, true),
+        ("bad token", "GET", format!("{jobs}/{name}"), None, false),
+        ("forbidden", "POST", "/apis/batch/v1/namespaces/default/jobs".to_string(), Some(valid.as_str()), true),
+    ];
+    let mut differences = Vec::new();
+    // A body that is not JSON: the reason and the wording up to the decoder's own detail.
+    let (real_code, real_reply) = call(&real.cluster.api_url, &real.cluster.ca_file, &token, "POST", &jobs, Some("{"));
+    let (ours_code, ours_reply) = call(&stand_in.url(), &certs_dir().join("ca.pem"), "stand-in-token", "POST", &jobs, Some("{"));
+    let prefix = |v: &Value| get(v, &["message"]).and_then(text).unwrap_or_default().split("json parse error").next().unwrap_or_default().to_string();
+    let reason = |v: &Value| get(v, &["reason"]).and_then(text).unwrap_or_default();
+    if (real_code, reason(&real_reply), prefix(&real_reply)) != (ours_code, reason(&ours_reply), prefix(&ours_reply)) {
+        differences.push(format!(
+            "not JSON:\n  real:     {real_code} {}\n  stand-in: {ours_code} {}",
+            json::to_string(&real_reply),
+            json::to_string(&ours_reply)
+        ));
+    }
+    for (what, method, path, body, authorised) in &cases {
+        if *what == "forbidden" {
+            // The stand-in's denials are per verb, not per namespace: this case comes last.
+            stand_in.deny("create", "jobs");
+        }
+        let real_token = if *authorised { token.as_str() } else { "not-a-token" };
+        let stand_in_token = if *authorised { "stand-in-token" } else { "not-a-token" };
+        let (real_code, real_reply) = call(&real.cluster.api_url, &real.cluster.ca_file, real_token, method, path, *body);
+        let (ours_code, ours_reply) = call(&stand_in.url(), &certs_dir().join("ca.pem"), stand_in_token, method, path, *body);
+        let (real_shape, ours_shape) = (shape(real_code, &real_reply), shape(ours_code, &ours_reply));
+        if real_shape != ours_shape {
+            differences.push(format!("{what}:\n  real:     {real_shape}\n  stand-in: {ours_shape}"));
+        }
+    }
+    assert!(differences.is_empty(), "the stand-in disagrees with kube-apiserver {}:\n{}", real.cluster.kubernetes_version, differences.join("\n"));
+}
