@@ -11,7 +11,12 @@ use std::time::Duration;
 
 use miniserde::json::{self, Value};
 
+use kubernetes_agent::key::RunnerKey;
+
+use super::agent::{check_message, eventually, AgentProcess, TempDir};
 use super::kube::{get, text};
+use super::orchestrator::Orchestrator;
+use super::server::certs_dir;
 
 /// The namespaces and names the seed's install values give the chart's objects (PROTOCOL §7).
 pub const AGENT_NAMESPACE: &str = "humanitec-kubernetes-agent-runner";
@@ -218,4 +223,204 @@ pub fn within<T>(d: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+// The agent on the real control plane, driven through the Orchestrator stand-in: shared by
+// tests/real_cluster.rs and the benchmark's real-API-server rows.
+
+pub const HOLD: Duration = Duration::from_secs(2);
+pub const WAIT: Duration = Duration::from_secs(60);
+/// The org and runner the seed's install values put in the chart's ConfigMap.
+pub const ORG: &str = "my-org";
+pub const RUNNER: &str = "my-runner";
+pub const GOLDEN_ID: &str = "0b6b1b4e-2f4c-4a43-9d59-3f0f3cbb6a11";
+
+/// A run-unique suffix for object names (DNS-1123).
+pub fn nonce() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{:x}", (nanos / 1000) % 0xff_ffff)
+}
+
+/// The Orchestrator stand-in, a registered key, and the agent's real service-account token.
+pub struct Real {
+    pub cluster: Cluster,
+    pub orch: Orchestrator,
+    pub key: RunnerKey,
+    pub dir: TempDir,
+    pub token_file: std::path::PathBuf,
+}
+
+impl Real {
+    pub fn new() -> Real {
+        Real::on(Cluster::from_env())
+    }
+
+    /// The same on a given control plane.
+    pub fn on(cluster: Cluster) -> Real {
+        let orch = Orchestrator::start(HOLD);
+        let key = RunnerKey::generate().unwrap();
+        orch.register(ORG, RUNNER, &key.public_pem());
+        let dir = TempDir::new("real");
+        let token_file = dir.path().join("token");
+        let real = Real { cluster, orch, key, dir, token_file };
+        real.write_token();
+        real
+    }
+
+    /// Writes the agent service account's current token (its token Secret) to the token file.
+    pub fn write_token(&self) -> String {
+        let (secret, token) = within(WAIT, || self.cluster.service_account_token(AGENT_NAMESPACE, AGENT_SERVICE_ACCOUNT))
+            .expect("the token controller made no token Secret for the agent's service account");
+        std::fs::write(&self.token_file, format!("{token}\n")).unwrap();
+        secret
+    }
+
+    /// The chart Deployment's environment, with the test's key, the stand-in's URL and the
+    /// out-of-cluster API coordinates.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let mut env = self.cluster.chart_agent_env();
+        let ours = [
+            ("PRIVATE_KEY", self.key.private_pem()),
+            ("REMOTE_URL", self.orch.url()),
+            ("REMOTE_CA_FILE", certs_dir().join("ca.pem").display().to_string()),
+            ("KUBE_API_URL", self.cluster.api_url.clone()),
+            ("KUBE_TOKEN_FILE", self.token_file.display().to_string()),
+            ("KUBE_CA_FILE", self.cluster.ca_file.display().to_string()),
+            ("LISTEN_ADDRESS", "127.0.0.1:0".to_string()),
+            ("POLL_HOLD", format!("{}s", HOLD.as_secs())),
+            ("LOG_FORMAT", "text".to_string()),
+        ];
+        for (k, v) in ours {
+            env.retain(|(ek, _)| ek != k);
+            env.push((k.to_string(), v));
+        }
+        env
+    }
+
+    pub fn env_with(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut env = self.env();
+        for (k, v) in extra {
+            env.retain(|(ek, _)| ek != k);
+            env.push((k.to_string(), v.to_string()));
+        }
+        env
+    }
+
+    pub fn spawn(&self, extra: &[(&str, &str)]) -> AgentProcess {
+        AgentProcess::spawn(&["remote"], &self.env_with(extra))
+    }
+
+    pub fn started(&self, extra: &[(&str, &str)]) -> AgentProcess {
+        let agent = self.spawn(extra);
+        assert!(self.orch.wait_for_polls(RUNNER, 1, WAIT), "the agent never opened a poll: {:?}", agent.logs());
+        agent
+    }
+
+    pub fn push(&self, message: &str) {
+        assert!(self.orch.push_retrying(RUNNER, message, Duration::from_secs(20)) > 0, "no poll took the message");
+    }
+
+    /// A create-job as the Orchestrator sends it for a runner whose job service account is
+    /// the chart's: the committed golden message (`tests/golden/<golden>`) with its id,
+    /// namespace and token replaced. The deployment's token is registered with the stand-in.
+    pub fn create_job(&self, golden: &str, id: &str, namespace: &str) -> String {
+        let token = format!("deploy-token-{id}");
+        self.orch.expect_deployment(id, &token);
+        golden_message(golden, id, namespace, &token)
+    }
+
+    /// Runs the agent binary with `args` and this environment; (success, stdout + stderr).
+    pub fn run(&self, args: &[&str], extra: &[(&str, &str)]) -> (bool, String) {
+        let out = Command::new("timeout")
+            .arg("60")
+            .arg(super::agent::agent_binary())
+            .args(args)
+            .env_clear()
+            .envs(self.env_with(extra))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    }
+
+    /// The failure reports the stand-in accepted (204) for `id`.
+    pub fn reports(&self, id: &str) -> Vec<String> {
+        self.orch.results().into_iter().filter(|r| r.deployment == id && r.status == 204).map(|r| r.body).collect()
+    }
+
+    /// Pushes a check-job-status for `id` (expiring at `expires_at`), waits (bounded) until
+    /// the agent has handled it, and asserts nothing was reported for `id`.
+    pub fn check_is_silent(&self, agent: &AgentProcess, id: &str, expires_at: &str, why: &str) {
+        let checks = "kubernetes_agent_messages_total{action=\"check-job-status\"}";
+        let before = metric(agent, checks);
+        self.push(&check_message(id, JOB_NAMESPACE, &format!("deploy-token-{id}"), expires_at));
+        let handled = eventually(WAIT, || metric(agent, checks) > before && metric(agent, "kubernetes_agent_messages_in_flight") == 0.0);
+        assert!(handled, "the agent never handled the check of {id}: {:?}", agent.logs());
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(self.reports(id).is_empty(), "{why}: {:?}", self.orch.results());
+    }
+
+    /// Waits (bounded) for the Job to exist on the API server.
+    pub fn wait_job(&self, namespace: &str, id: &str, agent: &AgentProcess) -> Value {
+        within(WAIT, || self.cluster.job(namespace, id)).unwrap_or_else(|| panic!("no Job {namespace}/{id} on the API server: {:?}", agent.logs()))
+    }
+}
+
+pub fn golden_message(golden: &str, id: &str, namespace: &str, token: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(golden);
+    std::fs::read_to_string(path)
+        .unwrap()
+        .replace(GOLDEN_ID, id)
+        .replace(r#""namespace": "humanitec-runner-jobs""#, &format!(r#""namespace": "{namespace}""#))
+        .replace("fixture-deployment-token", token)
+        .replace("kubernetes-runner-job", JOB_SERVICE_ACCOUNT)
+}
+
+pub fn metric(agent: &AgentProcess, name: &str) -> f64 {
+    agent.metric(name)
+}
+
+/// Audit events for the agent's service account: (verb, resource, name, namespace, code).
+pub fn agent_requests(cluster: &Cluster) -> Vec<(String, String, String, String, u16)> {
+    cluster
+        .audit()
+        .into_iter()
+        .filter(|e| get(e, &["user", "username"]).and_then(text).as_deref() == Some(AGENT_USER))
+        .filter(|e| get(e, &["stage"]).and_then(text).as_deref() == Some("ResponseComplete"))
+        .map(|e| {
+            let field = |path: &[&str]| get(&e, path).and_then(text).unwrap_or_default();
+            let code = match get(&e, &["responseStatus", "code"]) {
+                Some(Value::Number(n)) => n.to_string().parse().unwrap_or(0),
+                _ => 0,
+            };
+            (field(&["verb"]), field(&["objectRef", "resource"]), field(&["objectRef", "name"]), field(&["objectRef", "namespace"]), code)
+        })
+        .collect()
+}
+
+/// The response codes the API server gave the agent's creates of Job `name`, in order.
+pub fn create_codes(cluster: &Cluster, name: &str) -> Vec<u16> {
+    agent_requests(cluster).into_iter().filter(|(verb, resource, n, _, _)| verb == "create" && resource == "jobs" && n == name).map(|r| r.4).collect()
+}
+
+/// An audit event's `stageTimestamp` (`2026-12-01T19:34:06.144519Z`) in microseconds since
+/// the epoch.
+pub fn audit_micros(event: &Value) -> Option<i64> {
+    let stamp = get(event, &["stageTimestamp"]).and_then(text)?;
+    let (seconds, fraction) = stamp.trim_end_matches('Z').split_once('.').unwrap_or((stamp.trim_end_matches('Z'), "0"));
+    let whole = kubernetes_agent::time::parse_rfc3339(&format!("{seconds}Z"))?;
+    let micros: i64 = format!("{fraction:0<6}")[..6].parse().ok()?;
+    Some(whole * 1_000_000 + micros)
+}
+
+/// When the API server finished each of the agent's successful (201) Job creates, by name.
+pub fn created_micros(cluster: &Cluster) -> BTreeMap<String, i64> {
+    cluster
+        .audit()
+        .iter()
+        .filter(|e| get(e, &["user", "username"]).and_then(text).as_deref() == Some(AGENT_USER))
+        .filter(|e| get(e, &["stage"]).and_then(text).as_deref() == Some("ResponseComplete") && get(e, &["verb"]).and_then(text).as_deref() == Some("create"))
+        .filter(|e| matches!(get(e, &["responseStatus", "code"]), Some(Value::Number(n)) if n.to_string() == "201"))
+        .filter_map(|e| Some((get(e, &["objectRef", "name"]).and_then(text)?, audit_micros(e)?)))
+        .collect()
 }
