@@ -136,8 +136,18 @@ impl Cluster {
 
     /// `apiserver-ctl stop` or `apiserver-ctl start [FLAGS]` (bounded inside: 20 s / 60 s).
     pub fn apiserver(&self, args: &[&str]) {
-        let out = Command::new("timeout").arg("90").arg(&self.apiserver_ctl).args(args).output().expect("run apiserver-ctl");
-        assert!(out.status.success(), "apiserver-ctl {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        if let Err(e) = self.try_apiserver(args) {
+            panic!("{e}");
+        }
+    }
+
+    /// The same, for a `Drop` (which must not panic while a failed test unwinds).
+    pub fn try_apiserver(&self, args: &[&str]) -> Result<(), String> {
+        let out = Command::new("timeout").arg("90").arg(&self.apiserver_ctl).args(args).output().map_err(|e| format!("apiserver-ctl: {e}"))?;
+        match out.status.success() {
+            true => Ok(()),
+            false => Err(format!("apiserver-ctl {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr))),
+        }
     }
 
     /// Waits (bounded: 90 s) until the controller-manager's token controller handles a
