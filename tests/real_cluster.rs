@@ -496,6 +496,9 @@ fn shape(code: u16, reply: &Value) -> String {
                 number(&["status"]),
             )
         }
+        "SelfSubjectAccessReview" => {
+            format!("SelfSubjectAccessReview allowed={}", get(reply, &["status", "allowed"]).map(json::to_string).unwrap_or_else(|| "-".into()))
+        }
         other => format!("{other} {}", get(reply, &["apiVersion"]).and_then(text).unwrap_or_default()),
     };
     format!("{code} {}", described.replace(AGENT_USER, "USER").replace("system:serviceaccount:agent:agent", "USER"))
@@ -518,6 +521,14 @@ fn the_stand_in_answers_the_agents_requests_as_the_real_api_server_does() {
     let no_image = valid.replace(r#","image":"busybox""#, "").replace(&name, &format!("{name}-x"));
     let always = valid.replace("Never", "Always").replace(&name, &format!("{name}-y"));
     let elsewhere = job(r#","namespace":"other""#).replace(&name, &format!("{name}-z"));
+    let reviews = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
+    let review = |verb: &str| {
+        format!(
+            r#"{{"apiVersion":"authorization.k8s.io/v1","kind":"SelfSubjectAccessReview","spec":{{"resourceAttributes":{{"namespace":"{JOB_NAMESPACE}","verb":"{verb}","group":"batch","resource":"jobs"}}}}}}"#
+        )
+    };
+    let (may_create, may_delete) = (review("create"), review("delete"));
+    stand_in.deny("delete", "jobs");
     let cases: Vec<(&str, &str, String, Option<&str>, bool)> = vec![
         ("create", "POST", jobs.clone(), Some(valid.as_str()), true),
         ("create again", "POST", jobs.clone(), Some(valid.as_str()), true),
@@ -527,6 +538,8 @@ fn the_stand_in_answers_the_agents_requests_as_the_real_api_server_does() {
         ("get missing", "GET", format!("{jobs}/{name}-missing"), None, true),
         ("list pods", "GET", format!("/api/v1/namespaces/{JOB_NAMESPACE}/pods?labelSelector=job-name%3D{name}"), None, true),
         ("list events", "GET", format!("/api/v1/namespaces/{JOB_NAMESPACE}/events?fieldSelector=involvedObject.name%3D{name}%2Ctype%3DWarning"), None, true),
+        ("review: may create jobs", "POST", reviews.to_string(), Some(may_create.as_str()), true),
+        ("review: may delete jobs (the Role says no; the stand-in is told so)", "POST", reviews.to_string(), Some(may_delete.as_str()), true),
         ("bad token", "GET", format!("{jobs}/{name}"), None, false),
         ("forbidden", "POST", "/apis/batch/v1/namespaces/default/jobs".to_string(), Some(valid.as_str()), true),
     ];
