@@ -195,7 +195,8 @@ fn check_job_status_reports_a_stuck_job_with_its_warning_events_newest_first() {
     world.push(&world.create_job_message("d-109", "jobs"));
     assert!(eventually(WAIT, || world.kube.job("jobs", "d-109").is_some()));
     world.kube.add_pod("jobs", "d-109", "d-109-x1", "Pending");
-    world.kube.add_event("jobs", ("Pod", "d-109-x1"), "Warning", "FailedScheduling", "0/3 nodes are available: insufficient memory", "2026-11-27T10:00:00Z");
+    // As kube-scheduler 1.20 writes it: eventTime with microseconds, no lastTimestamp.
+    world.kube.add_scheduler_event("jobs", "d-109-x1", "0/3 nodes are available: insufficient memory", "2026-11-27T10:00:00.731442Z");
     world.kube.add_event("jobs", ("Job", "d-109"), "Warning", "FailedCreate", "exceeded quota", "2026-11-27T10:05:00Z");
     world.kube.add_event("jobs", ("Pod", "d-109-x1"), "Normal", "Scheduled", "ignored", "2026-11-27T10:06:00Z");
     world.push(&check_message("d-109", "jobs", "deploy-token-d-109", "2020-01-01T00:00:00Z"));

@@ -7,6 +7,8 @@
 //! BENCH_FLOOD (default 1000) the number of 60 KB create-jobs in the flood against a slow
 //! API server; BENCH_HOLDS (default "5,30,60") the holds, in seconds, of the servers whose
 //! poll coverage is measured (in the background, four holds each).
+//! With REAL_CLUSTER set (`bash tests/real-cluster --bench` does it) the last rows are
+//! measured against a real kube-apiserver; BENCH_REAL_ONLY=1 prints only those.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -115,6 +117,10 @@ fn main() {
     );
 
     t.row("image, compressed (amd64 / arm64)", image_sizes(&bin));
+    if std::env::var_os("BENCH_REAL_ONLY").is_some() {
+        real_api_server_rows(&mut t);
+        return;
+    }
 
     // Idle agents against servers holding polls 5, 30 and 60 s, measured in the background
     // (they cost no CPU worth counting) and printed at the end.
@@ -319,6 +325,7 @@ fn main() {
     for (what, value) in coverage.join().unwrap() {
         t.row(&what, value);
     }
+    real_api_server_rows(&mut t);
 }
 
 /// One idle agent (2 polls) against a server holding every poll `hold`: the share of time,
@@ -380,6 +387,101 @@ fn flood(t: &mut Table) {
     t.row(
         "flood: creates sent / Jobs / polls paused",
         format!("{creates} / {} / {} times", world.kube.job_names().len(), agent.metric("kubernetes_agent_poll_pauses_total")),
+    );
+}
+
+/// Rows measured against a real kube-apiserver 1.20 (`bash tests/real-cluster --bench`
+/// starts one and names it in REAL_CLUSTER): the Kubernetes requests of one deployment's
+/// lifecycle as the API server's own audit log counts them (not the agent's counter), and
+/// the burst's message -> Job created latency, the creation time taken from the audit log.
+fn real_api_server_rows(t: &mut Table) {
+    use support::cluster::{agent_requests, created_micros, nonce, Cluster, Real, JOB_NAMESPACE};
+    let Some(path) = std::env::var_os("REAL_CLUSTER") else {
+        t.row("real API server rows", "not measured: run `bash tests/real-cluster --bench`".into());
+        return;
+    };
+    let real = Real::on(Cluster::from_file(std::path::Path::new(&path)));
+    let version = real.cluster.kubernetes_version.clone();
+    let agent = real.started(&[]);
+    let settle = || std::thread::sleep(Duration::from_secs(1));
+    let requests = || agent_requests(&real.cluster).len();
+    let checks = "kubernetes_agent_messages_total{action=\"check-job-status\"}";
+    // The Orchestrator sends a check every 30 s; pushed back to back, identical ones would
+    // be one message seen twice (the agent's 10 s duplicate window), so each check's
+    // expires_at differs by a second (`year` stays before or after now).
+    let check_all = |id: &str, year: &str, times: usize| {
+        let before = (requests(), agent.metric(checks));
+        for i in 0..times {
+            real.push(&check_message(id, JOB_NAMESPACE, &format!("deploy-token-{id}"), &format!("{year}-01-01T00:00:{i:02}Z")));
+        }
+        eventually(Duration::from_secs(30), || agent.metric(checks) >= before.1 + times as f64 && agent.metric("kubernetes_agent_messages_in_flight") == 0.0);
+        settle();
+        (requests() - before.0) as f64 / times as f64
+    };
+    let n = nonce();
+    // One deployment: its create, ten checks while it runs before expires_at, ten after it
+    // with its Pod Running (as a kubelet writes it), and the stuck check of another.
+    let id = format!("bench-life-{n}");
+    let before = requests();
+    real.push(&real.create_job("default-jobspec.message.json", &id, JOB_NAMESPACE));
+    real.wait_job(JOB_NAMESPACE, &id, &agent);
+    settle();
+    let create = requests() - before;
+    let running = check_all(&id, "2999", 10);
+    let pod = support::cluster::within(Duration::from_secs(30), || {
+        let list = real.cluster.get_json(&["-n", JOB_NAMESPACE, "pods", "-l", &format!("job-name={id}")]).ok()?;
+        support::cluster::items(&list).first().and_then(|p| support::kube::get(p, &["metadata", "name"]).and_then(support::kube::text))
+    });
+    let running_late = pod.map(|pod| {
+        let now = kubernetes_agent::time::format_rfc3339(kubernetes_agent::time::now());
+        let status = format!(r#"{{"status":{{"phase":"Running","startTime":"{now}","containerStatuses":[{{"name":"main","ready":true,"restartCount":0,"image":"x","imageID":"","state":{{"running":{{"startedAt":"{now}"}}}}}}]}}}}"#);
+        real.cluster.must(&["-n", JOB_NAMESPACE, "patch", "pod", &pod, "--subresource=status", "--type=merge", "-p", &status]);
+        check_all(&id, "2020", 10)
+    });
+    let stuck_id = format!("bench-stuck-{n}");
+    real.push(
+        &real
+            .create_job("default-jobspec.message.json", &stuck_id, JOB_NAMESPACE)
+            .replace(r#""restartPolicy": "Never","#, r#""restartPolicy": "Never", "nodeSelector": {"pool": "bench-nowhere"},"#),
+    );
+    real.wait_job(JOB_NAMESPACE, &stuck_id, &agent);
+    support::cluster::within(Duration::from_secs(30), || {
+        let list = real.cluster.get_json(&["-n", JOB_NAMESPACE, "pods", "-l", &format!("job-name={stuck_id}")]).ok()?;
+        (!support::cluster::items(&list).is_empty()).then_some(())
+    });
+    settle();
+    let stuck = check_all(&stuck_id, "2020", 1);
+    let late = running_late.map_or("not measured (no Pod)".to_string(), |r| format!("{r:.2}"));
+    t.row(
+        &format!("real API server {version}: requests per create-job / check (running, before expiry) / check (Pod Running, after expiry) / stuck check, by its audit log"),
+        format!("{create} / {running:.2} / {late} / {stuck:.0}"),
+    );
+
+    // The burst: 200 back to back, each delivery's wall-clock time against the audit log's.
+    let prefix = format!("bench-burst-{n}");
+    let mut delivered = Vec::new();
+    for i in 0..200 {
+        let id = format!("{prefix}-{i}");
+        real.push(&real.create_job("default-jobspec.message.json", &id, JOB_NAMESPACE));
+        let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64;
+        delivered.push((id, at));
+    }
+    let all = eventually(Duration::from_secs(120), || {
+        let created = created_micros(&real.cluster);
+        delivered.iter().all(|(id, _)| created.contains_key(id))
+    });
+    let created = created_micros(&real.cluster);
+    let mut latency: Vec<f64> = delivered.iter().filter_map(|(id, at)| created.get(id).map(|c| (c - at) as f64 / 1e3)).collect();
+    latency.sort_by(f64::total_cmp);
+    t.row(
+        "real API server: burst of 200, message delivered -> Job created, p50 / p99",
+        format!(
+            "{:.2} ms / {:.2} ms ({} of 200 created{}; the stand-in's figure is the burst row above)",
+            percentile(&latency, 0.5),
+            percentile(&latency, 0.99),
+            latency.len(),
+            if all { "" } else { " within 2 min" }
+        ),
     );
 }
 

@@ -1,4 +1,5 @@
-//! A Kubernetes API stand-in, faithful where the agent can tell: bearer-token checks
+//! A Kubernetes API stand-in, faithful where the agent can tell (checked against a real
+//! kube-apiserver 1.20 by `tests/real_cluster.rs`): bearer-token checks
 //! (401 with a `Status`), `Status` bodies with `reason` and `code`, 201/409 AlreadyExists
 //! on create, 404 NotFound, 422 Invalid naming the field, 403 Forbidden for verbs the
 //! test denies, 429 with `Retry-After` and `details.retryAfterSeconds`, `labelSelector`
@@ -204,6 +205,17 @@ impl Kube {
         o.insert("lastTimestamp".into(), Value::String(time.into()));
         self.state.lock().unwrap().events.push(Value::Object(o));
     }
+    /// Adds the Warning a kube-scheduler 1.20 writes about a Pod it cannot place, shaped as
+    /// the real one reads through core/v1 (it writes through events.k8s.io/v1): `eventTime`
+    /// with microseconds, no `firstTimestamp` / `lastTimestamp` / `count`, an empty `source`,
+    /// `reportingComponent: default-scheduler`, `action: Scheduling`.
+    pub fn add_scheduler_event(&self, namespace: &str, pod: &str, message: &str, event_time: &str) {
+        let text = format!(
+            r#"{{"apiVersion":"v1","kind":"Event","metadata":{{"name":"{pod}.scheduler","namespace":"{namespace}"}},"involvedObject":{{"kind":"Pod","name":"{pod}","namespace":"{namespace}","apiVersion":"v1"}},"type":"Warning","reason":"FailedScheduling","message":{},"source":{{}},"firstTimestamp":null,"lastTimestamp":null,"eventTime":"{event_time}","action":"Scheduling","reportingComponent":"default-scheduler","reportingInstance":"default-scheduler-stand-in"}}"#,
+            quote(message)
+        );
+        self.state.lock().unwrap().events.push(json::from_str(&text).unwrap());
+    }
 }
 
 pub fn status_body(code: u16, reason: &str, message: &str, details: Option<&str>) -> String {
@@ -313,7 +325,13 @@ fn create_job(s: &mut State, ns: &str, body: &str) -> Reply {
         return status(code, "Invalid", &format!("Job.batch is invalid: the request was {body}"), None);
     }
     let Ok(Value::Object(mut job)) = json::from_str::<Value>(body) else {
-        return status(400, "BadRequest", "the body of the request was in an unknown format", None);
+        // As kube-apiserver 1.20 words it (the detail after the colon is the JSON decoder's).
+        return status(
+            400,
+            "BadRequest",
+            "the object provided is unrecognized (must be of type Job): couldn't get version/kind; json parse error: unexpected end of JSON input",
+            None,
+        );
     };
     let name = get(&Value::Object(job.clone()), &["metadata", "name"]).and_then(text).unwrap_or_default();
     if let Some(body_ns) = get(&Value::Object(job.clone()), &["metadata", "namespace"]).and_then(text) {
@@ -339,8 +357,10 @@ fn create_job(s: &mut State, ns: &str, body: &str) -> Reply {
         );
     }
     s.resource_version += 1;
+    let uid = format!("uid-{}", s.resource_version);
+    default_job(&mut job, &name, &uid);
     if let Some(Value::Object(meta)) = job.get_mut("metadata") {
-        meta.insert("uid".into(), Value::String(format!("uid-{}", s.resource_version)));
+        meta.insert("uid".into(), Value::String(uid));
         meta.insert("resourceVersion".into(), Value::String(s.resource_version.to_string()));
         meta.insert("creationTimestamp".into(), Value::String("2026-11-27T00:00:00Z".into()));
     }
@@ -350,6 +370,40 @@ fn create_job(s: &mut State, ns: &str, body: &str) -> Reply {
     s.created_at.insert(name.clone(), std::time::Instant::now());
     s.jobs.insert((ns.to_string(), name), job);
     Reply::json(201, text)
+}
+
+/// What kube-apiserver 1.20 adds to a Job it creates (checked against the real one by
+/// `tests/real_cluster.rs`): `parallelism` 1 (and `completions` 1 when neither was set),
+/// `backoffLimit` 6, the generated selector `controller-uid=<uid>`, the labels
+/// `controller-uid` and `job-name` on the pod template, and the template's labels (those
+/// two included) on the Job when it has none.
+fn default_job(job: &mut Object, name: &str, uid: &str) {
+    let Some(Value::Object(spec)) = job.get_mut("spec") else { return };
+    if !spec.contains_key("completions") && !spec.contains_key("parallelism") {
+        spec.insert("completions".into(), Value::Number(Number::U64(1)));
+    }
+    spec.entry("parallelism".into()).or_insert(Value::Number(Number::U64(1)));
+    spec.entry("backoffLimit".into()).or_insert(Value::Number(Number::U64(6)));
+    spec.insert("selector".into(), json::from_str(&format!(r#"{{"matchLabels":{{"controller-uid":{}}}}}"#, quote(uid))).unwrap());
+    let template = spec.entry("template".into()).or_insert_with(|| Value::Object(Object::new()));
+    let mut template_labels = Object::new();
+    if let Value::Object(template) = template {
+        let meta = template.entry("metadata".into()).or_insert_with(|| Value::Object(Object::new()));
+        if let Value::Object(meta) = meta {
+            let labels = meta.entry("labels".into()).or_insert_with(|| Value::Object(Object::new()));
+            if let Value::Object(labels) = labels {
+                labels.insert("controller-uid".into(), Value::String(uid.into()));
+                labels.insert("job-name".into(), Value::String(name.into()));
+                template_labels = labels.clone();
+            }
+        }
+    }
+    if let Some(Value::Object(meta)) = job.get_mut("metadata") {
+        let empty = !matches!(meta.get("labels"), Some(Value::Object(l)) if !l.is_empty());
+        if empty && !template_labels.is_empty() {
+            meta.insert("labels".into(), Value::Object(template_labels));
+        }
+    }
 }
 
 /// The first field real validation would reject, for the shapes tests use.
@@ -369,7 +423,8 @@ fn invalid_field(job: &Value) -> Option<(&'static str, &'static str)> {
     }
     match get(job, &["spec", "template", "spec", "restartPolicy"]).and_then(text).as_deref() {
         Some("Never") | Some("OnFailure") => None,
-        _ => Some(("spec.template.spec.restartPolicy", "Unsupported value: supported values: \"OnFailure\", \"Never\"")),
+        // A pod's restartPolicy defaults to Always, which a Job refuses with this wording.
+        _ => Some(("spec.template.spec.restartPolicy", "Required value: valid values: \"OnFailure\", \"Never\"")),
     }
 }
 

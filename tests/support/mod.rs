@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod cluster;
 pub mod kube;
 pub mod orchestrator;
 pub mod proxy;
