@@ -366,7 +366,11 @@ impl Spacing {
 }
 
 fn poll_loop(ctx: &Context, tx: &Sender<Held>, spacing: &Spacing, i: usize) {
-    let mut failures: u32 = 0;
+    // One policy for every failed poll (crate::backoff): a refusal of this runner (401,
+    // 404) starts at 5 s, anything else at 500 ms; a server's Retry-After wins.
+    let mut refused = Backoff::new(Duration::from_secs(5), MAX_POLL_BACKOFF);
+    let mut failing = Backoff::new(Duration::from_millis(500), MAX_POLL_BACKOFF);
+    let mut warned_cut_hold = false;
     let mut after_message = false;
     while ctx.budget.wait_for_room(ctx.held_limit, &ctx.stop, &ctx.metrics) && spacing.open(i, &ctx.stop, after_message) {
         ctx.metrics.poll_opened();
@@ -412,7 +416,7 @@ fn poll_loop(ctx: &Context, tx: &Sender<Held>, spacing: &Spacing, i: usize) {
                     ctx.policy.runner_id.as_deref().unwrap_or("?"),
                     ctx.remote.kid()
                 );
-                Some(Duration::from_secs(5))
+                Some(refused.next(None))
             }
             PollOutcome::NotFound => {
                 ctx.metrics.poll(metrics::Poll::NotFound);
@@ -424,30 +428,46 @@ fn poll_loop(ctx: &Context, tx: &Sender<Held>, spacing: &Spacing, i: usize) {
                     ctx.remote.shown_poll_url(),
                     ctx.remote.kid()
                 );
-                Some(Duration::from_secs(5))
+                Some(refused.next(None))
             }
-            PollOutcome::Status(code) => {
+            PollOutcome::Status { code, retry_after } => {
                 ctx.metrics.poll(if (400..500).contains(&code) && !crate::error::is_transient_code(code) {
                     metrics::Poll::ClientError
                 } else {
                     metrics::Poll::ServerError
                 });
-                log::warn!("poll answered HTTP {code} by {}; retrying with backoff", ctx.remote.shown_url());
-                Some(Duration::from_millis(500))
+                let wait = failing.next(retry_after.map(Duration::from_secs));
+                log::warn!("poll answered HTTP {code} by {}; retrying in {} ms", ctx.remote.shown_url(), wait.as_millis());
+                Some(wait)
+            }
+            PollOutcome::Transport(why) if sent.elapsed() + Duration::from_secs(1) >= ctx.hold + crate::remote::POLL_MARGIN => {
+                // The server held the poll past the client's timeout: a hold longer than
+                // POLL_HOLD + 15 s, not a failure. Poll again at once, and say what to set.
+                ctx.metrics.poll(metrics::Poll::TransportError);
+                if !warned_cut_hold {
+                    warned_cut_hold = true;
+                    log::warn!(
+                        "a poll to {} was held past the client timeout ({} s, POLL_HOLD + 15 s): {why}; set POLL_HOLD to the Orchestrator's hold",
+                        ctx.remote.shown_url(),
+                        (ctx.hold + crate::remote::POLL_MARGIN).as_secs()
+                    );
+                }
+                None
             }
             PollOutcome::Transport(why) => {
                 ctx.metrics.poll(metrics::Poll::TransportError);
-                log::warn!("poll to {} failed: {why}; retrying with backoff", ctx.remote.shown_url());
-                Some(Duration::from_millis(500))
+                let wait = failing.next(None);
+                log::warn!("poll to {} failed: {why}; retrying in {} ms", ctx.remote.shown_url(), wait.as_millis());
+                Some(wait)
             }
         };
         match delay {
-            None => failures = 0,
-            Some(first) => {
+            None => {
+                refused.reset();
+                failing.reset();
+            }
+            Some(wait) => {
                 spacing.close(i);
-                failures += 1;
-                let base = first.saturating_mul(1 << (failures - 1).min(10)).min(MAX_POLL_BACKOFF);
-                let wait = base / 2 + Duration::from_millis(crate::random::below(base.as_millis() as u64 / 2 + 1));
                 if ctx.stop.sleep(wait) {
                     return;
                 }

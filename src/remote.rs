@@ -31,8 +31,13 @@ pub enum PollOutcome {
     Unauthorized,
     /// 404: no such organisation or runner.
     NotFound,
-    /// Any other status.
-    Status(u16),
+    /// Any other status, with its `Retry-After` in seconds when sent.
+    Status {
+        /// The HTTP status code.
+        code: u16,
+        /// `Retry-After`, in seconds.
+        retry_after: Option<u64>,
+    },
     /// Connect, TLS, timeout, reset, oversized body.
     Transport(String),
 }
@@ -221,7 +226,7 @@ impl Remote {
             Ok(r) if r.status == 204 => PollOutcome::Empty,
             Ok(r) if r.status == 401 => PollOutcome::Unauthorized,
             Ok(r) if r.status == 404 => PollOutcome::NotFound,
-            Ok(r) => PollOutcome::Status(r.status),
+            Ok(r) => PollOutcome::Status { code: r.status, retry_after: r.retry_after },
             Err(why) => PollOutcome::Transport(why),
         }
     }

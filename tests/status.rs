@@ -185,3 +185,15 @@ fn a_report_refused_with_a_4xx_is_not_retried_and_a_busy_orchestrator_is_retried
     assert!(asked.elapsed() >= Duration::from_millis(900), "Retry-After: 1 is honoured");
     assert_eq!(world.orch.results().last().unwrap().status, 204);
 }
+
+#[test]
+fn a_poll_answered_with_retry_after_waits_that_long_and_a_4xx_poll_counts_as_a_client_error() {
+    use support::orchestrator::PollFault;
+    let world = World::new(HOLD);
+    world.orch.fault_next_polls(&[PollFault::StatusRetryAfter(503, 3), PollFault::Status(403)]);
+    let agent = world.spawn(&[]);
+    assert!(agent.wait_for_log("poll answered HTTP 503", WAIT).is_some_and(|l| l.contains("retrying in 3000 ms")), "{:?}", agent.logs());
+    assert!(eventually(WAIT, || agent.metric("kubernetes_agent_polls_total{outcome=\"client_error\"}") == 1.0), "{:?}", agent.logs());
+    assert_eq!(agent.metric("kubernetes_agent_polls_total{outcome=\"server_error\"}"), 1.0);
+    world.push(&check_message("d-after", "jobs", "deploy-token-d-after", FUTURE));
+}

@@ -40,6 +40,8 @@ pub struct PushRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub enum PollFault {
     Status(u16),
+    /// A status with `Retry-After` seconds.
+    StatusRetryAfter(u16, u64),
     Drop,
     Truncate,
     Slow(Duration),
@@ -296,6 +298,10 @@ fn poll(state: &Mutex<State>, req: &Request, org: &str, runner: &str) -> Reply {
             PollFault::Status(code) => {
                 record(&mut s, code, None);
                 return Reply::json(code, r#"{"error":"injected"}"#);
+            }
+            PollFault::StatusRetryAfter(code, seconds) => {
+                record(&mut s, code, None);
+                return Reply::json(code, r#"{"error":"injected"}"#).with_header("Retry-After", &seconds.to_string());
             }
             PollFault::Drop => {
                 record(&mut s, 0, None);
