@@ -214,3 +214,22 @@ fn response_headers_over_7_kib_are_a_clear_error_and_6_kib_pass() {
     let err = client(&too_big).send(&request::get_job(&n("jobs"), &n("d-1"))).unwrap_err().to_string();
     assert!(err.contains("response header is too big"), "{err}");
 }
+
+/// Seen on a real 1.20 control plane restarted mid-burst: the API server answers before
+/// its RBAC authorizer has synced, and refuses everything with 403 for a moment.
+#[test]
+fn a_403_right_after_the_api_server_was_unreachable_is_retried_while_its_authorizer_warms_up() {
+    use kubernetes_agent::backoff::{Stop, Until};
+    let (kube, dir) = (Kube::start("t"), TempDir::new("kc"));
+    let c = client(&kube, &dir, "t");
+    // A 403 from a server that was reachable all along is final, at once.
+    kube.fail_next("POST", "/jobs", 403, "Forbidden", None, 1);
+    let status = kube_error(c.send(&request::create_job(&n("jobs"), &n("d-0"), JOB.into())).unwrap_err());
+    assert_eq!((status.code, c.requests_sent()), (403, 1));
+    kube.go_down_for(Duration::from_millis(600));
+    kube.fail_next("POST", "/jobs", 403, "Forbidden", None, 2);
+    let stop = Stop::new();
+    c.send_until(&request::create_job(&n("jobs"), &n("d-1"), JOB.into()), Until::within(Duration::from_secs(20), &stop))
+        .expect("created once the authorizer answers");
+    assert!(kube.job("jobs", "d-1").is_some());
+}

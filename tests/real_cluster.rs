@@ -16,7 +16,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use miniserde::json::{self, Value};
-use support::agent::{check_message, eventually};
+use support::agent::{check_message, eventually, AgentProcess};
 use support::cluster::{
     agent_requests, create_codes, items, metric, nonce, within, Cluster, Real, AGENT_NAMESPACE, AGENT_ROLE, AGENT_SERVICE_ACCOUNT, AGENT_USER, HOLD,
     JOB_NAMESPACE, JOB_SERVICE_ACCOUNT, RUNNER, WAIT,
@@ -239,18 +239,17 @@ impl Drop for DeleteNode<'_> {
     }
 }
 
-#[test]
-#[ignore = "needs a control plane: run tests/real-cluster"]
-fn a_job_whose_pod_a_kubelet_reports_succeeded_is_not_reported() {
-    let real = Real::new();
+/// A Job of the default JobSpec whose one Pod the real scheduler bound to a Node made for
+/// it (Ready, as a kubelet would report it, and tainted so only this Job goes there):
+/// the agent, the Job's id and its Pod's name, and the Node, deleted on drop.
+fn job_on_its_own_node<'a>(real: &'a Real, what: &str) -> (AgentProcess, String, String, DeleteNode<'a>) {
     let n = nonce();
-    let (id, node) = (format!("rc-succeeded-{n}"), format!("rc-node-{n}"));
-    // A Node only this Job tolerates, Ready as a kubelet would report it.
+    let (id, node) = (format!("rc-{what}-{n}"), format!("rc-node-{n}"));
     let node_json = format!(
         r#"{{"apiVersion":"v1","kind":"Node","metadata":{{"name":"{node}","labels":{{"pool":"rc-{n}"}}}},"spec":{{"taints":[{{"key":"rc-only","value":"{n}","effect":"NoSchedule"}}]}}}}"#
     );
     real.cluster.kubectl_with_input(&["create", "-f", "-"], Some(&node_json)).unwrap_or_else(|e| panic!("{e}"));
-    let _node = DeleteNode(&real.cluster, node.clone());
+    let guard = DeleteNode(&real.cluster, node.clone());
     let now = kubernetes_agent::time::format_rfc3339(kubernetes_agent::time::now());
     let status = format!(
         r#"{{"status":{{"capacity":{{"cpu":"4","memory":"8Gi","pods":"110"}},"allocatable":{{"cpu":"4","memory":"8Gi","pods":"110"}},"conditions":[{{"type":"Ready","status":"True","reason":"KubeletReady","message":"kubelet is posting ready status","lastHeartbeatTime":"{now}","lastTransitionTime":"{now}"}}]}}}}"#
@@ -272,6 +271,14 @@ fn a_job_whose_pod_a_kubelet_reports_succeeded_is_not_reported() {
         get(&p, &["spec", "nodeName"]).and_then(text)
     });
     assert_eq!(bound.as_deref(), Some(node.as_str()), "the scheduler never bound the Pod to the test's Node");
+    (agent, id, pod, guard)
+}
+
+#[test]
+#[ignore = "needs a control plane: run tests/real-cluster"]
+fn a_job_whose_pod_a_kubelet_reports_succeeded_is_not_reported() {
+    let real = Real::new();
+    let (agent, id, pod, _node) = job_on_its_own_node(&real, "succeeded");
     // What a kubelet writes when the container exited 0 (a merge patch replaces the conditions list).
     let now = kubernetes_agent::time::format_rfc3339(kubernetes_agent::time::now());
     let pod_status = format!(
@@ -571,4 +578,71 @@ fn the_stand_in_answers_the_agents_requests_as_the_real_api_server_does() {
         }
     }
     assert!(differences.is_empty(), "the stand-in disagrees with kube-apiserver {}:\n{}", real.cluster.kubernetes_version, differences.join("\n"));
+}
+
+#[test]
+#[ignore = "needs a control plane: run tests/real-cluster"]
+fn a_runner_the_kubelet_reports_oom_killed_fails_the_real_job_and_is_reported_with_its_cause() {
+    let real = Real::new();
+    let (agent, id, pod, _node) = job_on_its_own_node(&real, "oom");
+    let now = kubernetes_agent::time::format_rfc3339(kubernetes_agent::time::now());
+    let pod_status = format!(
+        r#"{{"status":{{"phase":"Failed","startTime":"{now}","conditions":[{{"type":"Ready","status":"False","lastTransitionTime":"{now}","reason":"PodFailed"}},{{"type":"PodScheduled","status":"True","lastTransitionTime":"{now}"}}],"containerStatuses":[{{"name":"main","ready":false,"restartCount":0,"image":"ghcr.io/humanitec/platform-orchestrator-runner:1.4.0","imageID":"","state":{{"terminated":{{"exitCode":137,"reason":"OOMKilled","startedAt":"{now}","finishedAt":"{now}"}}}}}}]}}}}"#
+    );
+    real.cluster.must(&["-n", JOB_NAMESPACE, "patch", "pod", &pod, "--subresource=status", "--type=merge", "-p", &pod_status]);
+    // The real job controller, not the test, decides the Job failed (backoffLimit 0).
+    let failed = within(WAIT, || {
+        let job = real.cluster.job(JOB_NAMESPACE, &id)?;
+        matches!(get(&job, &["status", "failed"]), Some(Value::Number(_))).then_some(())
+    });
+    assert!(failed.is_some(), "the job controller never counted the Pod as failed");
+    real.push(&check_message(&id, JOB_NAMESPACE, &format!("deploy-token-{id}"), "2999-01-01T00:00:00Z"));
+    let body = within(WAIT, || real.reports(&id).pop()).unwrap_or_else(|| panic!("nothing reported: {:?}", agent.logs()));
+    assert!(body.contains("the runner Job failed before reporting a result: the runner container 'main' was OOM-killed (exit 137)"), "{body}");
+}
+
+#[test]
+#[ignore = "needs a control plane: run tests/real-cluster"]
+fn a_pod_the_real_scheduler_cannot_place_is_reported_after_the_startup_grace_before_expiry() {
+    let real = Real::new();
+    let id = format!("rc-unschedulable-{}", nonce());
+    let message = real
+        .create_job("default-jobspec.message.json", &id, JOB_NAMESPACE)
+        .replace(r#""restartPolicy": "Never","#, r#""restartPolicy": "Never", "nodeSelector": {"pool": "rc-nowhere"},"#);
+    let agent = real.started(&[("STARTUP_GRACE", "2s")]);
+    real.push(&message);
+    real.wait_job(JOB_NAMESPACE, &id, &agent);
+    let pod = within(WAIT, || pod_of(&real.cluster, JOB_NAMESPACE, &id)).expect("the job controller made no Pod");
+    let unschedulable = within(WAIT, || {
+        let p = real.cluster.get_json(&["-n", JOB_NAMESPACE, "pod", &pod]).ok()?;
+        json::to_string(&p).contains(r#""reason":"Unschedulable""#).then_some(())
+    });
+    assert!(unschedulable.is_some(), "the scheduler never marked the Pod Unschedulable");
+    std::thread::sleep(Duration::from_secs(3));
+    real.push(&check_message(&id, JOB_NAMESPACE, &format!("deploy-token-{id}"), "2999-01-01T00:00:00Z"));
+    let body = within(WAIT, || real.reports(&id).pop()).unwrap_or_else(|| panic!("nothing reported: {:?}", agent.logs()));
+    assert!(body.contains("job seems to be stuck: ") && body.contains(" - Unschedulable - no node can run the runner pod ("), "{body}");
+}
+
+#[test]
+#[ignore = "needs a control plane: run tests/real-cluster"]
+fn a_job_past_its_active_deadline_is_failed_by_the_real_job_controller_and_reported_with_its_cause() {
+    let real = Real::new();
+    let id = format!("rc-deadline-{}", nonce());
+    let message = real
+        .create_job("default-jobspec.message.json", &id, JOB_NAMESPACE)
+        .replace(r#""backoffLimit": 0,"#, r#""backoffLimit": 0, "activeDeadlineSeconds": 3,"#)
+        .replace(r#""restartPolicy": "Never","#, r#""restartPolicy": "Never", "nodeSelector": {"pool": "rc-nowhere"},"#);
+    assert!(message.contains(r#""activeDeadlineSeconds": 3"#), "the golden JobSpec changed shape: {message}");
+    let agent = real.started(&[]);
+    real.push(&message);
+    real.wait_job(JOB_NAMESPACE, &id, &agent);
+    let failed = within(Duration::from_secs(60), || {
+        let job = real.cluster.job(JOB_NAMESPACE, &id)?;
+        json::to_string(&job).contains(r#""reason":"DeadlineExceeded""#).then_some(())
+    });
+    assert!(failed.is_some(), "the job controller never failed the Job at its deadline");
+    real.push(&check_message(&id, JOB_NAMESPACE, &format!("deploy-token-{id}"), "2999-01-01T00:00:00Z"));
+    let body = within(WAIT, || real.reports(&id).pop()).unwrap_or_else(|| panic!("nothing reported: {:?}", agent.logs()));
+    assert!(body.contains("the Job ran past its activeDeadlineSeconds of 3 s and Kubernetes stopped it (DeadlineExceeded"), "{body}");
 }

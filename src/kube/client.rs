@@ -28,6 +28,10 @@ pub const BODY_CAP: u64 = 2 << 20;
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 /// Longest delay between two attempts of one request.
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
+/// How long after the API server was last unreachable a 403 is retried: a kube-apiserver
+/// that has just (re)started answers before its RBAC authorizer has synced and refuses
+/// everything for a moment (seen on a real 1.20 control plane restarted mid-burst).
+pub const AUTHORIZER_WARMUP: Duration = Duration::from_secs(30);
 
 /// The API server and the credentials to reach it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +95,8 @@ pub struct Client {
     settings: Settings,
     credentials: Mutex<Credentials>,
     requests: AtomicU64,
+    /// When a request last found the API server unreachable.
+    unreachable_at: Mutex<Option<Instant>>,
 }
 
 impl Client {
@@ -105,7 +111,13 @@ impl Client {
             None => None,
         };
         let agent = build_agent(ca_pem.as_deref(), &settings, target.ca_file.as_deref())?;
-        Ok(Client { target, settings, credentials: Mutex::new(Credentials { token, ca_pem, agent, read_at: Instant::now() }), requests: AtomicU64::new(0) })
+        Ok(Client {
+            target,
+            settings,
+            credentials: Mutex::new(Credentials { token, ca_pem, agent, read_at: Instant::now() }),
+            requests: AtomicU64::new(0),
+            unreachable_at: Mutex::new(None),
+        })
     }
 
     /// The API server URL.
@@ -157,9 +169,16 @@ impl Client {
                     let retry_after = reply.retry_after.or(status.retry_after_seconds).map(Duration::from_secs);
                     (Error::Kube { operation: request.operation.clone(), status }, retry_after)
                 }
-                Err(why) => (Error::transport(format!("{} at {}", request.operation, self.target.base_url), why), None),
+                Err(why) => {
+                    *self.unreachable_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+                    (Error::transport(format!("{} at {}", request.operation, self.target.base_url), why), None)
+                }
             };
-            if !error.is_transient() {
+            let warming_up = matches!(&error, Error::Kube { status, .. } if status.code == 403)
+                && self.unreachable_at.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|t| t.elapsed() < AUTHORIZER_WARMUP);
+            if warming_up {
+                log::warn!("{error}: the API server was unreachable moments ago and its authorizer may still be starting; retrying");
+            } else if !error.is_transient() {
                 return Err(error);
             }
             let delay = backoff.next(retry_after.map(|d| d.min(MAX_RETRY_AFTER)));
