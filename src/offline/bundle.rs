@@ -100,7 +100,9 @@ pub fn hide_userinfo(text: &str, url: &str) -> String {
         let password = info.split_once(':').map_or("", |(_, p)| p);
         for secret in [info, password] {
             for form in [secret.to_string(), percent_decoded(secret)] {
-                if !form.is_empty() {
+                // From 4 bytes, as the agent's scrubber: shorter ones would mangle every
+                // message ("git" as a user name) and are not secrets worth the name.
+                if form.len() >= 4 {
                     out = out.replace(&form, "***");
                 }
             }
@@ -496,9 +498,10 @@ fn module_ref_in(head: &[u8], module: &Module) -> std::result::Result<String, St
         }
         refs.push((oid, name));
     }
-    let wanted = [format!("refs/tags/{}", module.reference), format!("refs/heads/{}", module.reference)];
+    // `git bundle create f <ref>` records the full name: a tag's, a branch's, or the ref itself.
+    let wanted = [format!("refs/tags/{}", module.reference), format!("refs/heads/{}", module.reference), module.reference.clone()];
     match refs.as_slice() {
-        [(_, name)] if wanted.iter().any(|w| w == name) => Ok(name.to_string()),
+        [(_, name)] if name.starts_with("refs/") && wanted.iter().any(|w| w == name) => Ok(name.to_string()),
         _ => Err(format!(
             "it carries the refs {}, not exactly the module's {}: the bundle was altered; get a fresh copy",
             shown(&refs.iter().map(|(_, n)| *n).collect::<Vec<_>>().join(", ")),
@@ -942,6 +945,7 @@ mod tests {
             assert!(hidden.contains("https://***@git.internal/x"), "{hidden}");
         }
         assert_eq!(hide_userinfo("cloning https://git.internal/x", "https://git.internal/x"), "cloning https://git.internal/x");
+        assert_eq!(hide_userinfo("git said: fatal: ssh://git@h/x", "ssh://git@h/x"), "git said: fatal: ssh://***@h/x");
     }
 
     fn module(reference: &str) -> Module {
@@ -955,6 +959,10 @@ mod tests {
         assert_eq!(module_ref_in(one.as_bytes(), &module("v1.0.0")).unwrap(), "refs/tags/v1.0.0");
         let v3 = format!("# v3 git bundle\n@object-format=sha1\n{oid} refs/heads/main\n\nPACK");
         assert_eq!(module_ref_in(v3.as_bytes(), &module("main")).unwrap(), "refs/heads/main");
+        let full = format!("# v2 git bundle\n{oid} refs/heads/release\n\n");
+        assert_eq!(module_ref_in(full.as_bytes(), &module("refs/heads/release")).unwrap(), "refs/heads/release");
+        let head = format!("# v2 git bundle\n{oid} HEAD\n\n");
+        assert!(module_ref_in(head.as_bytes(), &module("HEAD")).is_err());
         for bad in [
             format!("# v2 git bundle\n{oid} refs/tags/v1.0.0\n{oid} refs/heads/evil\n\n"),
             format!("# v2 git bundle\n{oid} refs/heads/master\n\n"),
