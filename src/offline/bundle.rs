@@ -298,30 +298,17 @@ pub fn bundle(sources: &Sources, access: &Access, output: &Path) -> Result<(Stri
             "put each registry's credentials in a Docker-style auth file (--auth-file), which binds them to their host",
         ));
     }
-    let scratch = claim(output, "scratch", true)?;
-    let partial = match claim(output, "partial", false) {
-        Ok(p) => p,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&scratch);
-            return Err(e);
-        }
-    };
-    let result = stage_bundle(sources, access, &scratch, &partial);
-    let _ = std::fs::remove_dir_all(&scratch);
-    let checked = result.and_then(|text| match verify(&partial) {
+    // Owned: removed when dropped, on every path out of here (an error, a panic).
+    let scratch = Owned(claim(output, "scratch", true)?);
+    let partial = Owned(claim(output, "partial", false)?);
+    let result = stage_bundle(sources, access, &scratch.0, &partial.0);
+    drop(scratch);
+    let (text, anchor) = result.and_then(|text| match verify(&partial.0) {
         Ok(opened) => Ok((text, opened.sums_digest)),
-        Err(e) => Err(Error::decode(format!("the bundle just written ({})", partial.display()), format!("it fails its own verify, so it is not kept: {e}"))),
-    });
-    match checked {
-        Ok(text) => {
-            std::fs::rename(&partial, output).map_err(|e| Error::io(format!("renaming {} to {}", partial.display(), output.display()), e))?;
-            Ok(text)
-        }
-        Err(e) => {
-            let _ = std::fs::remove_file(&partial);
-            Err(e)
-        }
-    }
+        Err(e) => Err(Error::decode(format!("the bundle just written ({})", partial.0.display()), format!("it fails its own verify, so it is not kept: {e}"))),
+    })?;
+    std::fs::rename(&partial.0, output).map_err(|e| Error::io(format!("renaming {} to {}", partial.0.display(), output.display()), e))?;
+    Ok((text, anchor))
 }
 
 fn stage_bundle(sources: &Sources, access: &Access, scratch: &Path, partial: &Path) -> Result<String> {
@@ -809,19 +796,20 @@ pub struct Target {
     pub git_url: String,
 }
 
-/// A directory of our own under the temporary directory (created exclusively, so never
-/// someone else's), removed on drop: `push` works from read-only media.
-struct Scratch(PathBuf);
+/// A file or directory this run created, removed (whichever it is) when dropped.
+struct Owned(PathBuf);
 
-impl Scratch {
-    fn new(what: &str) -> Result<Scratch> {
+impl Owned {
+    /// A directory of our own under the temporary directory (created exclusively, so never
+    /// someone else's): `push` works from read-only media.
+    fn temp_dir(what: &str) -> Result<Owned> {
         let base = std::env::temp_dir();
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
         let mut last = None;
         for attempt in 0..16u32 {
             let path = base.join(format!("offline-install-{what}-{}-{nanos}-{attempt}", std::process::id()));
             match std::fs::create_dir(&path) {
-                Ok(()) => return Ok(Scratch(path)),
+                Ok(()) => return Ok(Owned(path)),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
                 Err(e) => return Err(Error::io(format!("creating a scratch directory in {} (set TMPDIR to a writable directory)", base.display()), e)),
             }
@@ -830,9 +818,11 @@ impl Scratch {
     }
 }
 
-impl Drop for Scratch {
+impl Drop for Owned {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        if std::fs::remove_file(&self.0).is_err() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 }
 
@@ -843,7 +833,7 @@ impl Drop for Scratch {
 pub fn push(path: &Path, target: &Target) -> Result<String> {
     let opened = verify(path)?;
     eprintln!("verified {}: every checksum and digest matches", path.display());
-    let scratch = Scratch::new("push")?;
+    let scratch = Owned::temp_dir("push")?;
     let module_file = scratch.0.join("module.bundle");
     opened.copy_checked("module/module.bundle", &module_file)?;
     let host = &target.registry.host;
