@@ -832,7 +832,11 @@ impl Drop for Owned {
 /// bundle on read-only media works and a full disk fails before the registry is touched.
 pub fn push(path: &Path, target: &Target) -> Result<String> {
     let opened = verify(path)?;
-    eprintln!("verified {}: every checksum and digest matches", path.display());
+    eprintln!(
+        "verified {}: every checksum and digest matches (SHA256SUMS sha256: {}: compare it with the value bundle printed)",
+        path.display(),
+        opened.sums_digest.hex()
+    );
     let scratch = Owned::temp_dir("push")?;
     let module_file = scratch.0.join("module.bundle");
     opened.copy_checked("module/module.bundle", &module_file)?;
