@@ -331,9 +331,7 @@ fn only_zeros_after<R: Read + Seek>(input: &mut R, at: u64, len: u64) -> io::Res
             return Ok(());
         }
         if buf[..n].iter().any(|&b| b != 0) {
-            return Err(bad(
-                "it holds data after its end-of-archive marker (an entry other tar readers would extract): the bundle was altered; get a fresh copy",
-            ));
+            return Err(bad("it holds data after its end-of-archive marker (an entry other tar readers would extract)"));
         }
     }
 }
