@@ -59,9 +59,22 @@ impl Run {
 
 /// Runs offline-install with `args`, killed after `within`.
 fn tool(dir: &Dir, args: &[&str], stdin: Option<&str>, within: Duration) -> Run {
+    tool_with(dir, Command::new(env!("CARGO_BIN_EXE_offline-install")), args, stdin, within, &[])
+}
+
+/// Runs offline-install with at most `kib` KiB of address space (`ulimit -v`).
+fn tool_in_memory(dir: &Dir, kib: u64, args: &[&str], within: Duration) -> Run {
+    let mut sh = Command::new("sh");
+    sh.args(["-c", &format!("ulimit -v {kib} && exec \"$0\" \"$@\""), env!("CARGO_BIN_EXE_offline-install")]);
+    tool_with(dir, sh, args, None, within, &[])
+}
+
+/// Runs `program` (offline-install, or a shell that execs it) with `args` and `env`, killed after `within`.
+fn tool_with(dir: &Dir, mut program: Command, args: &[&str], stdin: Option<&str>, within: Duration, env: &[(&str, &str)]) -> Run {
     let (out, err) = (dir.path("stdout.txt"), dir.path("stderr.txt"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_offline-install"))
+    let mut child = program
         .args(args)
+        .envs(env.iter().copied())
         .env_remove("HTTPS_PROXY")
         .env_remove("https_proxy")
         .env_remove("HTTP_PROXY")
@@ -104,16 +117,19 @@ struct Chunk {
     prefix: Vec<u8>,
     data: Vec<u8>,
     listed: Option<String>,
+    /// Header bytes to overwrite (offset, bytes) before the checksum: mode, owner, type.
+    patch: Vec<(usize, Vec<u8>)>,
 }
 
 fn file(name: &str, data: &[u8]) -> Chunk {
-    Chunk { name: name.as_bytes().to_vec(), prefix: Vec::new(), data: data.to_vec(), listed: Some(name.to_string()) }
+    Chunk { name: name.as_bytes().to_vec(), prefix: Vec::new(), data: data.to_vec(), listed: Some(name.to_string()), patch: Vec::new() }
 }
 
 fn header(c: &Chunk) -> Vec<u8> {
     let mut h = [0u8; 512];
     h[..c.name.len()].copy_from_slice(&c.name);
-    h[100..107].copy_from_slice(b"0000755");
+    // As this tool writes: 0755 for the tool, 0644 for the rest, owner 0:0 without names.
+    h[100..107].copy_from_slice(if c.name == b"offline-install" { b"0000755" } else { b"0000644" });
     h[108..115].copy_from_slice(b"0000000");
     h[116..123].copy_from_slice(b"0000000");
     h[124..135].copy_from_slice(format!("{:011o}", c.data.len()).as_bytes());
@@ -121,6 +137,9 @@ fn header(c: &Chunk) -> Vec<u8> {
     h[156] = b'0';
     h[257..265].copy_from_slice(b"ustar\x0000");
     h[345..345 + c.prefix.len()].copy_from_slice(&c.prefix);
+    for (at, bytes) in &c.patch {
+        h[*at..*at + bytes.len()].copy_from_slice(bytes);
+    }
     h[148..156].copy_from_slice(b"        ");
     let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
     h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
@@ -179,7 +198,8 @@ fn bundle_chunks(documents: &[String], top: &str, media: &str, manifest: Option<
             chunks.push(file(&format!("oci/blobs/sha256/{}", sha(d.as_bytes())), d.as_bytes()));
         }
     }
-    chunks.push(file("module/module.bundle", b"not a git bundle"));
+    // A git bundle header naming the module's one ref (and no pack: push's clone fails).
+    chunks.push(file("module/module.bundle", format!("# v2 git bundle\n{} refs/tags/v1.0.0\n\nno pack", "a".repeat(40)).as_bytes()));
     chunks.push(file("oci/oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#));
     let idx = format!(r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{media}","digest":"{}","size":{}}}]}}"#, digest(top.as_bytes()), top.len());
     chunks.push(file("oci/index.json", idx.as_bytes()));
@@ -229,8 +249,8 @@ fn a_second_tool_hidden_by_the_ustar_prefix_field_fails_verify() {
     let good = chunks.remove(0);
     // First the evil tool (unlisted), then the good one under prefix "zz": a reader that
     // ignores the prefix hashes the good bytes, while `tar -xf b.tar offline-install` extracts the evil ones.
-    chunks.insert(0, Chunk { name: b"offline-install".to_vec(), prefix: Vec::new(), data: EVIL.to_vec(), listed: None });
-    chunks.insert(1, Chunk { name: b"offline-install".to_vec(), prefix: b"zz".to_vec(), data: good.data.clone(), listed: Some("offline-install".into()) });
+    chunks.insert(0, Chunk { listed: None, ..file("offline-install", EVIL) });
+    chunks.insert(1, Chunk { prefix: b"zz".to_vec(), ..good });
     let run = smuggled_then_verified(&dir, &path, &chunks);
     assert!(run.stderr.contains("zz/offline-install"), "{}", run.stderr);
 }
@@ -256,7 +276,7 @@ fn a_second_tool_behind_a_nul_inside_its_name_fails_verify() {
     let mut chunks = valid_chunks();
     // Listed and hashed under "offline-install\0x" by a reader that keeps what follows a
     // NUL, extracted by GNU tar as "offline-install" (after the real one, so it wins).
-    chunks.insert(1, Chunk { name: b"offline-install\0x".to_vec(), prefix: Vec::new(), data: EVIL.to_vec(), listed: Some("offline-install\0x".into()) });
+    chunks.insert(1, Chunk { name: b"offline-install\0x".to_vec(), listed: Some("offline-install\0x".into()), ..file("x", EVIL) });
     let run = smuggled_then_verified(&dir, &path, &chunks);
     assert!(run.stderr.contains("NUL"), "{}", run.stderr);
 }
@@ -730,4 +750,332 @@ fn bundle_exits_non_zero_and_keeps_nothing_when_its_own_verify_fails() {
     assert_eq!(run.code, Some(1), "{}", run.all());
     assert!(run.stderr.contains("fails its own verify"), "{}", run.stderr);
     assert!(!out.exists() && !dir.path("bundle.partial").exists() && !dir.path("bundle.scratch").exists());
+}
+
+// ---- review of issue 11 ----------------------------------------------------------------
+
+/// `chunks` with `extra` inserted before the real entries.
+fn with_first(extra: Vec<Chunk>) -> Vec<Chunk> {
+    let mut chunks = extra;
+    chunks.extend(valid_chunks());
+    chunks
+}
+
+fn pax_chunk(records: &[(&str, &str)]) -> Chunk {
+    let mut data = Vec::new();
+    for (k, v) in records {
+        let body = format!(" {k}={v}\n");
+        let mut n = body.len() + 1;
+        while format!("{n}{body}").len() != n {
+            n += 1;
+        }
+        data.extend(format!("{n}{body}").bytes());
+    }
+    Chunk { listed: None, patch: vec![(156, b"x".to_vec())], ..file("PaxHeaders/x", &data) }
+}
+
+#[test]
+fn names_the_tool_never_writes_end_verify_at_the_first_one_within_little_memory() {
+    let dir = Dir::new("deepnames");
+    let path = dir.path("b.tar");
+    // 400 pax paths of ~4 KB and 2,044 components each: the old reader stored every
+    // ancestor of every name (1.7 GB) before refusing the first one.
+    let mut extra = Vec::new();
+    for i in 0..400 {
+        extra.push(pax_chunk(&[("path", &format!("e{i:05}/{}f", "a/".repeat(2044)))]));
+        extra.push(Chunk { listed: None, ..file("x", b"") });
+    }
+    write_tar(&path, &with_first(extra));
+    let started = Instant::now();
+    let run = tool_in_memory(&dir, 512 << 10, &["verify", path.to_str().unwrap()], QUICK);
+    assert_eq!(run.code, Some(1), "crashed? {}", run.all());
+    assert!(run.stderr.contains("over-long name") || run.stderr.contains("not an entry"), "{}", run.stderr);
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+}
+
+#[test]
+fn an_entry_after_the_end_of_archive_marker_fails_verify() {
+    for (case, marker) in [("one zero block", 512usize), ("the full marker", 1024)] {
+        let dir = Dir::new(&format!("trailing-{marker}"));
+        let path = dir.path("b.tar");
+        write_tar(&path, &valid_chunks());
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.truncate(bytes.len() - 1024);
+        bytes.extend(vec![0u8; marker]);
+        bytes.extend(header(&file("offline-install", EVIL)));
+        bytes.extend(vec![0u8; 1024]);
+        std::fs::write(&path, &bytes).unwrap();
+        // The attack is real: GNU tar -i reads on past zero blocks and extracts the evil tool.
+        let x = dir.path("x");
+        std::fs::create_dir_all(&x).unwrap();
+        let _ = Command::new("tar").arg("-xif").arg(&path).arg("-C").arg(&x).stderr(Stdio::null()).status().unwrap();
+        assert_eq!(std::fs::read(x.join("offline-install")).unwrap(), EVIL, "{case}: tar -xif extracts the evil tool");
+        let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
+        assert_eq!(run.code, Some(1), "{case}: {}", run.all());
+        assert!(run.stderr.contains("after its end-of-archive marker"), "{case}: {}", run.stderr);
+    }
+}
+
+#[test]
+fn a_setuid_tool_a_foreign_owner_a_pax_owner_or_a_directory_entry_fails_verify() {
+    let tool_with_meta = |patch: Vec<(usize, Vec<u8>)>| {
+        let mut chunks = valid_chunks();
+        chunks[0].patch = patch;
+        chunks
+    };
+    let cases: Vec<(&str, Vec<Chunk>, &str)> = vec![
+        ("setuid, foreign owner", tool_with_meta(vec![(100, b"0006777".to_vec()), (108, b"0001750".to_vec()), (265, b"nobody".to_vec())]), "mode 6777"),
+        ("setuid root", tool_with_meta(vec![(100, b"0004755".to_vec())]), "mode 4755"),
+        (
+            "world-writable blob",
+            {
+                let mut c = valid_chunks();
+                c[1].patch = vec![(100, b"0000777".to_vec())];
+                c
+            },
+            "mode 777",
+        ),
+        (
+            "pax owner",
+            {
+                let mut c = valid_chunks();
+                c.insert(0, pax_chunk(&[("uid", "1000")]));
+                c
+            },
+            "pax header",
+        ),
+        (
+            "directory etc/",
+            with_first(vec![Chunk { listed: None, patch: vec![(156, b"5".to_vec()), (100, b"0000777".to_vec())], ..file("etc/", b"") }]),
+            "the directory \"etc\"",
+        ),
+        (
+            "directory oci/",
+            with_first(vec![Chunk { listed: None, patch: vec![(156, b"5".to_vec()), (100, b"0001777".to_vec())], ..file("oci/", b"") }]),
+            "the directory \"oci\"",
+        ),
+    ];
+    for (case, chunks, why) in cases {
+        let dir = Dir::new("meta");
+        let path = dir.path("b.tar");
+        write_tar(&path, &chunks);
+        let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
+        assert_eq!(run.code, Some(1), "{case}: {}", run.all());
+        assert!(run.stderr.contains(why), "{case}: {}", run.stderr);
+    }
+}
+
+/// A real git bundle of `refs` of the module repository.
+fn git_bundle(dir: &Dir, module: &Path, refs: &[&str]) -> Vec<u8> {
+    let file = dir.path("m.bundle");
+    let _ = std::fs::remove_file(&file);
+    assert!(Command::new("git").arg("-C").arg(module).args(["bundle", "create", "--quiet"]).arg(&file).args(refs).status().unwrap().success());
+    std::fs::read(&file).unwrap()
+}
+
+fn head_of(module: &Path, reference: &str) -> String {
+    let out = Command::new("git").arg("-C").arg(module).args(["rev-parse", reference]).output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// `valid_chunks` with this git bundle and this module commit.
+fn with_module(bundle: &[u8], commit: &str) -> Vec<Chunk> {
+    let mut chunks = valid_chunks();
+    for c in chunks.iter_mut() {
+        if c.name == b"module/module.bundle" {
+            c.data = bundle.to_vec();
+        }
+        if c.name == b"manifest.json" {
+            c.data = String::from_utf8(c.data.clone()).unwrap().replace(&"a".repeat(40), commit).into_bytes();
+        }
+    }
+    chunks
+}
+
+fn push_plain(dir: &Dir, bundle: &Path, target: &Registry, git_url: &str) -> Run {
+    let registry = format!("{}/mirror", target.host());
+    tool(dir, &["push", bundle.to_str().unwrap(), "--registry", &registry, "--plain-http", "--git-url", git_url], None, QUICK)
+}
+
+#[test]
+fn a_git_bundle_with_other_refs_than_the_module_ref_fails_verify_and_push_pushes_only_that_ref_at_its_commit() {
+    let dir = Dir::new("gitrefs");
+    let module = module_repo(&dir);
+    assert!(Command::new("git").arg("-C").arg(&module).args(["branch", "evil"]).status().unwrap().success());
+    let path = dir.path("b.tar");
+    let commit = head_of(&module, "v1.0.0");
+    // Three refs, manifest.json names one.
+    write_tar(&path, &with_module(&git_bundle(&dir, &module, &["v1.0.0", "evil", "main"]), &commit));
+    let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("not exactly the module's"), "{}", run.stderr);
+    // The one ref, at another commit than manifest.json says: nothing reaches the Git service.
+    let target_git = dir.path("target.git");
+    assert!(Command::new("git").args(["init", "--quiet", "--bare"]).arg(&target_git).status().unwrap().success());
+    write_tar(&path, &with_module(&git_bundle(&dir, &module, &["v1.0.0"]), &"b".repeat(40)));
+    let target = Registry::start(false);
+    let run = push_plain(&dir, &path, &target, target_git.to_str().unwrap());
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("manifest.json says"), "{}", run.stderr);
+    let refs = Command::new("git").arg("-C").arg(&target_git).args(["for-each-ref"]).output().unwrap();
+    assert!(refs.stdout.is_empty(), "refs pushed: {}", String::from_utf8_lossy(&refs.stdout));
+    // The right bundle: exactly refs/tags/v1.0.0 arrives.
+    write_tar(&path, &with_module(&git_bundle(&dir, &module, &["v1.0.0"]), &commit));
+    let run = push_plain(&dir, &path, &target, target_git.to_str().unwrap());
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    let refs = Command::new("git").arg("-C").arg(&target_git).args(["for-each-ref", "--format=%(refname) %(objectname)"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&refs.stdout), format!("refs/tags/v1.0.0 {commit}\n"));
+}
+
+#[test]
+fn a_bundle_changed_between_verify_and_push_uploads_no_blob_whose_bytes_differ_from_its_digest() {
+    let dir = Dir::new("toctou");
+    let path = dir.path("b.tar");
+    write_tar(&path, &valid_chunks());
+    let target = Registry::start(false);
+    let file = path.clone();
+    target.with(|s| {
+        // At the first request (verify is done), rewrite the layer in place, same size.
+        s.on_request = Some(Box::new(move |_| {
+            let bytes = std::fs::read(&file).unwrap();
+            let at = bytes.windows(11).position(|w| w == b"layer-bytes").unwrap();
+            let mut changed = bytes.clone();
+            changed[at..at + 5].copy_from_slice(b"LAYER");
+            std::fs::write(&file, changed).unwrap();
+        }))
+    });
+    let run = push_plain(&dir, &path, &target, "/nonexistent");
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("changed after it was verified"), "{}", run.stderr);
+    target.with(|s| {
+        for (d, body) in &s.blobs {
+            assert_eq!(*d, digest(body.as_bytes()), "the registry was sent bytes that are not {d}");
+        }
+    });
+}
+
+#[test]
+fn a_git_service_that_never_answers_is_given_up_on() {
+    let dir = Dir::new("gitsilent");
+    let out = dir.path("bundle.tar");
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let source = Registry::start(false);
+    let (child, blobs) = image("layer");
+    serve(&source, (MANIFEST, &child), &[], &blobs);
+    let repo = format!("http://{}/x.git", silent.local_addr().unwrap());
+    let args = bundle_args(out.to_str().unwrap(), &source.host(), &repo);
+    let started = Instant::now();
+    let run = tool_with(
+        &dir,
+        Command::new(env!("CARGO_BIN_EXE_offline-install")),
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        None,
+        Duration::from_secs(30),
+        &[("OFFLINE_INSTALL_GIT_TIMEOUT", "2")],
+    );
+    assert!(!run.timed_out, "still waiting for git after 30 s");
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("did not finish within 2 s"), "{}", run.stderr);
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert!(!out.exists() && !dir.path("bundle.partial").exists() && !dir.path("bundle.scratch").exists());
+}
+
+#[test]
+fn a_module_url_password_with_a_slash_or_a_space_is_never_printed() {
+    for password in ["pa/ss", "pa ss"] {
+        let dir = Dir::new("gitpw");
+        let out = dir.path("bundle.tar");
+        let source = Registry::start(false);
+        let (child, blobs) = image("layer");
+        serve(&source, (MANIFEST, &child), &[], &blobs);
+        let repo = format!("http://u:{password}@127.0.0.1:1/x.git");
+        let run = run_bundle(&dir, &out, &source.host(), &repo);
+        assert_eq!(run.code, Some(1), "{}", run.all());
+        assert!(run.stderr.contains("fetching module http://***@127.0.0.1:1/x.git"), "{}", run.stderr);
+        assert!(!run.all().contains(password), "{password}: {}", run.all());
+    }
+}
+
+#[test]
+fn a_declared_blob_size_of_u64_max_fails_cleanly_and_leaves_nothing() {
+    let dir = Dir::new("hugesize");
+    let out = dir.path("bundle.tar");
+    let source = Registry::start(false);
+    let config = "cfg".to_string();
+    let manifest =
+        format!(r#"{{"schemaVersion":2,"mediaType":"{MANIFEST}","config":{{"digest":"{}","size":{}}},"layers":[]}}"#, digest(config.as_bytes()), u64::MAX);
+    serve(&source, (MANIFEST, &manifest), &[], &[config]);
+    let run = run_bundle(&dir, &out, &source.host(), "/nonexistent");
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("more than the"), "{}", run.stderr);
+    assert!(!out.exists() && !dir.path("bundle.partial").exists() && !dir.path("bundle.scratch").exists());
+}
+
+#[test]
+fn push_keeps_its_scratch_out_of_the_bundle_directory_and_checks_it_before_uploading() {
+    let dir = Dir::new("roscratch");
+    let path = dir.path("b.tar");
+    write_tar(&path, &valid_chunks());
+    // Something already named like the old scratch directory next to the bundle.
+    std::fs::write(dir.path("b.push-scratch"), "someone's file").unwrap();
+    let target = Registry::start(false);
+    let registry = format!("{}/mirror", target.host());
+    let args = ["push", path.to_str().unwrap(), "--registry", &registry, "--plain-http", "--git-url", "/nonexistent"];
+    let tmp = dir.path("no-such-tmp").display().to_string();
+    let run = tool_with(&dir, Command::new(env!("CARGO_BIN_EXE_offline-install")), &args, None, QUICK, &[("TMPDIR", &tmp)]);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("scratch directory"), "{}", run.stderr);
+    assert!(target.seen().is_empty(), "it uploaded before finding it has no scratch space: {:?}", target.seen());
+    assert_eq!(std::fs::read_to_string(dir.path("b.push-scratch")).unwrap(), "someone's file");
+    // With a temporary directory it gets as far as the module (not a git bundle here).
+    let run = push_plain(&dir, &path, &target, "/nonexistent");
+    assert!(run.stderr.contains("unpacking the module bundle"), "{}", run.all());
+    assert!(!target.seen().is_empty());
+}
+
+#[test]
+fn a_blob_nothing_references_fails_verify() {
+    let dir = Dir::new("unreferenced");
+    let path = dir.path("b.tar");
+    let extra = b"nobody points at me";
+    write_tar(&path, &with_first(vec![file(&format!("oci/blobs/sha256/{}", sha(extra)), extra)]));
+    let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("referenced by no artifact"), "{}", run.stderr);
+}
+
+#[test]
+fn verify_into_a_closed_pipe_does_not_panic() {
+    let dir = Dir::new("epipe");
+    let path = dir.path("b.tar");
+    write_tar(&path, &valid_chunks());
+    // A pipe whose reader is gone before the tool starts: every write gets EPIPE.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let child =
+        Command::new(env!("CARGO_BIN_EXE_offline-install")).args(["verify", path.to_str().unwrap()]).stdout(writer).stderr(Stdio::piped()).spawn().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
+
+#[test]
+fn bundle_prints_the_sha256_of_sha256sums_and_verify_prints_the_same_value() {
+    let dir = Dir::new("anchor");
+    let out = dir.path("bundle.tar");
+    let module = module_repo(&dir);
+    let source = Registry::start(false);
+    let (child, blobs) = image("layer");
+    serve(&source, (MANIFEST, &child), &[], &blobs);
+    let run = run_bundle(&dir, &out, &source.host(), module.to_str().unwrap());
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    let anchor = |text: &str| text.lines().find_map(|l| l.strip_prefix("SHA256SUMS sha256: ")).map(String::from);
+    let printed = anchor(&run.stdout).expect("bundle prints the anchor");
+    let x = dir.path("x");
+    std::fs::create_dir_all(&x).unwrap();
+    assert!(Command::new("tar").arg("-xf").arg(&out).arg("-C").arg(&x).arg("SHA256SUMS").status().unwrap().success());
+    assert_eq!(printed, sha(&std::fs::read(x.join("SHA256SUMS")).unwrap()));
+    let run = tool(&dir, &["verify", out.to_str().unwrap()], None, QUICK);
+    assert_eq!(anchor(&run.stdout), Some(printed), "{}", run.stdout);
 }

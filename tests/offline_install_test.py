@@ -174,6 +174,13 @@ def blob_puts(log):
         return sum(1 for line in f if "PUT /v2/" in line and "/blobs/uploads/" in line)
 
 
+def bundle_output(stdout):
+    """bundle's standard output: 'wrote FILE (N bytes)', manifest.json, then the trust anchor line."""
+    body = stdout.split("\n", 1)[1]
+    text, anchor = body.split("\nSHA256SUMS sha256: ", 1)
+    return json.loads(text), anchor.split("\n", 1)[0]
+
+
 def main():
     assert os.path.exists(TOOL), f"{TOOL} is missing: build the release musl binaries first"
     assert os.path.exists(IMAGE), f"{IMAGE} is missing: run tests/image_test.py first"
@@ -215,11 +222,13 @@ def main():
     source_agent = f"{source}/humanitec/kubernetes-agent:0.1.0"
     source_chart = f"{source}/humanitec/charts/humanitec-kubernetes-agent-runner:0.1.0"
 
+    anchors = {}
+
     def bundle():
         out = run([TOOL, "bundle", "--output", bundle_file, "--source-plain-http", "--agent-image", source_agent,
                    "--runner-image", f"{source}/humanitec/platform-orchestrator-runner:1.4.0", "--chart", f"oci://{source_chart}",
                    "--module-repo", module, "--module-ref", "v1.0.0"])
-        manifest = json.loads(out.stdout.split("\n", 1)[1])
+        manifest, anchors["bundle"] = bundle_output(out.stdout)
         digests = {a["role"]: a["digest"] for a in manifest["artifacts"]}
         assert digests["agent-image"] == raw_digest(source_agent, "--tls-verify=false"), digests
         assert digests["chart"] == raw_digest(source_chart, "--tls-verify=false"), digests
@@ -238,6 +247,10 @@ def main():
         os.makedirs(x)
         run(["tar", "-xf", bundle_file, "-C", x])
         run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=x)
+        # The trust anchor: bundle and verify print the same sha256 of SHA256SUMS.
+        with open(os.path.join(x, "SHA256SUMS"), "rb") as f:
+            sums = hashlib.sha256(f.read()).hexdigest()
+        assert anchors["bundle"] == sums and f"SHA256SUMS sha256: {sums}" in out.stdout, (anchors, out.stdout)
 
     check("verify passes, and sha256sum -c agrees with SHA256SUMS", verify)
 
@@ -358,7 +371,7 @@ def main():
         out = run([TOOL, "bundle", "--output", sub, "--source-plain-http", "--platform", "linux/amd64", "--agent-image", source_agent,
                    "--runner-image", f"{source}/humanitec/platform-orchestrator-runner:1.4.0", "--chart", f"oci://{source_chart}",
                    "--module-repo", module, "--module-ref", "v1.0.0"])
-        manifest = json.loads(out.stdout.split("\n", 1)[1])
+        manifest, _ = bundle_output(out.stdout)
         assert manifest["artifacts"][0]["platforms"] == ["linux/amd64"], manifest
         assert os.path.getsize(sub) < os.path.getsize(bundle_file)
         run([TOOL, "verify", sub])

@@ -29,11 +29,19 @@ bundle   (connected side) fetches every artifact into FILE: images keep their di
          digest changes; each platform's manifest keeps its own); the chart is copied as the
          OCI artifact Helm pushed; the module is a git bundle of --module-ref. FILE also
          holds manifest.json (what is inside, with digests), SHA256SUMS and this tool.
-verify   checks every checksum and digest in FILE without pushing anything.
+         It ends by printing 'SHA256SUMS sha256: <hex>': carry that value across apart
+         from FILE (a ticket, a phone call).
+verify   checks FILE against itself without pushing anything: every entry is one this
+         tool writes, read as every tar extracts it, with the checksum SHA256SUMS gives;
+         every artifact's graph is complete; the git bundle holds exactly the module ref.
+         It cannot tell who made FILE: compare the 'SHA256SUMS sha256:' line it prints
+         with the value bundle printed, carried apart; only a match proves FILE is that one.
 push     (air-gapped side) verifies first, then pushes images and chart under
          HOST/PATH/<name> (the chart keeps its name), skipping blobs the registry already
-         has (a re-run after an interruption finishes the job), pushes the module to
-         --git-url, and prints the values to use next.
+         has (a re-run after an interruption finishes the job), pushes the module's one
+         ref (at the commit manifest.json names) to --git-url, and prints the values to use
+         next. Its scratch space is under $TMPDIR (FILE may be on read-only media); what it
+         reads again after verify is checked again (a changed blob fails its upload).
 
 Credentials: --username with --password-stdin, or OFFLINE_INSTALL_USERNAME /
 OFFLINE_INSTALL_PASSWORD (source side: OFFLINE_INSTALL_SOURCE_USERNAME / _PASSWORD), or a
@@ -45,6 +53,9 @@ registries take their credentials from an auth file (per host), not the options.
 HTTPS is the default; --plain-http only when asked. --ca-file adds a private CA.
 bundle writes FILE's .partial (and .scratch/) next to it and refuses to start when one
 exists; it keeps FILE only when its own verify passes.
+Slow peers: a registry must start answering within 120 s and then move bodies at
+64 KiB/s on average; git gives up under 1,000 bytes/s for 60 s and is stopped after
+30 minutes (OFFLINE_INSTALL_GIT_TIMEOUT=SECONDS changes that); it never prompts.
 There are no default sources: name each one (the seed's public locations or your own).
 Exit codes: 0 done, 1 failed (nothing half-done is reported as done), 2 bad usage.
 ";
@@ -56,7 +67,7 @@ fn main() -> ExitCode {
             eprintln!("offline-install: {e}");
             match e {
                 Failure::Usage(_) => ExitCode::from(2),
-                Failure::Run(_) => ExitCode::from(1),
+                Failure::Run(_) | Failure::Output(_) => ExitCode::from(1),
             }
         }
     }
@@ -65,6 +76,7 @@ fn main() -> ExitCode {
 enum Failure {
     Usage(String),
     Run(kubernetes_agent::Error),
+    Output(std::io::Error),
 }
 
 impl std::fmt::Display for Failure {
@@ -72,6 +84,7 @@ impl std::fmt::Display for Failure {
         match self {
             Failure::Usage(u) => write!(f, "{u}\nrun 'offline-install --help' for usage"),
             Failure::Run(e) => write!(f, "{e}"),
+            Failure::Output(e) => write!(f, "writing to standard output failed: {e} (is the disk full?)"),
         }
     }
 }
@@ -98,10 +111,7 @@ fn run(argv: Vec<OsString>) -> Result<ExitCode, Failure> {
     let mut switches = std::collections::BTreeSet::new();
     while let Some(arg) = parser.next()? {
         match arg {
-            Short('h') | Long("help") => {
-                print!("{HELP}");
-                return Ok(ExitCode::SUCCESS);
-            }
+            Short('h') | Long("help") => return say(HELP, ExitCode::SUCCESS),
             Long("platform") => platforms.push(parser.value()?.string()?),
             Long(s @ ("source-plain-http" | "plain-http" | "source-password-stdin" | "password-stdin")) => {
                 switches.insert(s.to_string());
@@ -179,27 +189,48 @@ fn run(argv: Vec<OsString>) -> Result<ExitCode, Failure> {
                     .map(PathBuf::from)
                     .unwrap_or(std::env::current_exe().map_err(|e| Failure::Usage(format!("cannot find this tool's own path: {e}")))?),
             };
-            let manifest = bundle::bundle(&sources, &access("source-", "SOURCE_", "source credentials")?, &output)?;
-            println!("wrote {} ({} bytes)\n{manifest}", output.display(), std::fs::metadata(&output).map_or(0, |m| m.len()));
-            Ok(ExitCode::SUCCESS)
+            let (manifest, anchor) = bundle::bundle(&sources, &access("source-", "SOURCE_", "source credentials")?, &output)?;
+            let size = std::fs::metadata(&output).map_or(0, |m| m.len());
+            say(
+                &format!(
+                    "wrote {} ({size} bytes)\n{manifest}\nSHA256SUMS sha256: {}\n  carry this value to the far side apart from the bundle (a ticket, a phone call): verify prints it too, and only matching values prove the bundle is this one\n",
+                    output.display(),
+                    anchor.hex()
+                ),
+                ExitCode::SUCCESS,
+            )
         }
         Some("verify") => {
             let path = file.ok_or_else(|| Failure::Usage("verify needs the bundle file".into()))?;
             let opened = bundle::verify(&path)?;
-            println!("{}: every checksum and digest matches\n{}", path.display(), kubernetes_agent::commands::pretty(&opened.manifest));
-            Ok(ExitCode::SUCCESS)
+            let text = format!(
+                "{}: every checksum and digest matches\n{}\nSHA256SUMS sha256: {}\n  compare it with the value bundle printed, carried apart from the bundle: only then is it the bundle that was made\n",
+                path.display(),
+                kubernetes_agent::commands::pretty(&opened.manifest),
+                opened.sums_digest.hex()
+            );
+            say(&text, ExitCode::SUCCESS)
         }
         Some("push") => {
             let path = file.ok_or_else(|| Failure::Usage("push needs the bundle file".into()))?;
             let registry = bundle::RegistryAddress::parse(&need("registry")?).map_err(Failure::Usage)?;
             let target = Target { registry, access: access("", "", "registry credentials")?, git_url: need("git-url")? };
-            print!("{}", bundle::push(&path, &target)?);
-            Ok(ExitCode::SUCCESS)
+            say(&bundle::push(&path, &target)?, ExitCode::SUCCESS)
         }
         Some(other) => Err(Failure::Usage(format!("unknown command '{other}'"))),
-        None => {
-            print!("{HELP}");
-            Ok(ExitCode::from(2))
-        }
+        None => say(HELP, ExitCode::from(2)),
+    }
+}
+
+/// Writes `text` to standard output and returns `code`. A reader that went away
+/// (`verify FILE | head -1`) is not an error of ours: nothing panics, the code stands;
+/// any other write error fails with a message.
+fn say(text: &str, code: ExitCode) -> Result<ExitCode, Failure> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(code),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(code),
+        Err(e) => Err(Failure::Output(e)),
     }
 }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -29,6 +29,8 @@ pub const ROLE_ANNOTATION: &str = "org.opencontainers.image.ref.name";
 pub const ROLES: [&str; 3] = ["agent-image", "runner-image", "chart"];
 /// Size bound of `SHA256SUMS`.
 const MAX_SUMS: u64 = 16 << 20;
+/// The git bundle's header (signature, capabilities, refs) is read up to this size.
+const MAX_GIT_HEADER: u64 = 64 << 10;
 /// Entries a bundle holds besides its blobs.
 const FIXED_NAMES: [&str; 6] = ["offline-install", "oci/oci-layout", "oci/index.json", "module/module.bundle", "manifest.json", "SHA256SUMS"];
 
@@ -87,22 +89,46 @@ pub fn auth_file_entry(path: &Path, host: &str) -> Result<Option<Credentials>> {
     Ok(Some(Credentials { username: username.into(), password: password.into() }))
 }
 
-/// `text` with the user info of every URL in it (`scheme://user:password@`) replaced by
-/// `***`: git URLs may carry a token, and git's own messages may repeat them.
-pub fn redact_userinfo(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("://") {
-        out.push_str(&rest[..i + 3]);
-        rest = &rest[i + 3..];
-        let authority_end = rest.find(|c: char| c == '/' || c.is_whitespace() || c == '\'' || c == '"').unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@') {
-            out.push_str("***");
-            rest = &rest[at..];
+/// `text` with the user info of `url` (a git URL that may carry a token) hidden wherever
+/// it appears: the URL itself as [`crate::redact::url_without_userinfo`] shows it (everything
+/// up to its last `@`, so a password holding `/`, spaces or `@` is hidden whole), then any
+/// remaining copy of its user info or password, raw or percent-decoded, as git may echo it.
+pub fn hide_userinfo(text: &str, url: &str) -> String {
+    let mut out = text.replace(url, &crate::redact::url_without_userinfo(url));
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    if let Some((info, _)) = rest.rsplit_once('@') {
+        let password = info.split_once(':').map_or("", |(_, p)| p);
+        for secret in [info, password] {
+            for form in [secret.to_string(), percent_decoded(secret)] {
+                // From 4 bytes, as the agent's scrubber: shorter ones would mangle every
+                // message ("git" as a user name) and are not secrets worth the name.
+                if form.len() >= 4 {
+                    out = out.replace(&form, "***");
+                }
+            }
         }
     }
-    out.push_str(rest);
     out
+}
+
+fn percent_decoded(text: &str) -> String {
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (b[i], b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// What `bundle` fetches.
@@ -252,7 +278,8 @@ fn claim(output: &Path, extension: &str, dir: bool) -> Result<PathBuf> {
 /// blobs passing through `<output>.scratch/`), verified as `verify` would, and only then
 /// renamed, so an interrupted or failed run never leaves a file that looks complete.
 /// Both names must not exist before; whatever this run created is removed on error.
-pub fn bundle(sources: &Sources, access: &Access, output: &Path) -> Result<String> {
+/// Returns `manifest.json` and the sha256 of `SHA256SUMS` (the trust anchor).
+pub fn bundle(sources: &Sources, access: &Access, output: &Path) -> Result<(String, Digest)> {
     // Credentials from the options or the environment name no host: they are for one
     // registry, never offered to a second one (an auth file binds each to its host).
     let hosts: BTreeSet<String> = [&sources.agent_image, &sources.runner_image, &sources.chart]
@@ -271,30 +298,17 @@ pub fn bundle(sources: &Sources, access: &Access, output: &Path) -> Result<Strin
             "put each registry's credentials in a Docker-style auth file (--auth-file), which binds them to their host",
         ));
     }
-    let scratch = claim(output, "scratch", true)?;
-    let partial = match claim(output, "partial", false) {
-        Ok(p) => p,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&scratch);
-            return Err(e);
-        }
-    };
-    let result = stage_bundle(sources, access, &scratch, &partial);
-    let _ = std::fs::remove_dir_all(&scratch);
-    let checked = result.and_then(|text| match verify(&partial) {
-        Ok(_) => Ok(text),
-        Err(e) => Err(Error::decode(format!("the bundle just written ({})", partial.display()), format!("it fails its own verify, so it is not kept: {e}"))),
-    });
-    match checked {
-        Ok(text) => {
-            std::fs::rename(&partial, output).map_err(|e| Error::io(format!("renaming {} to {}", partial.display(), output.display()), e))?;
-            Ok(text)
-        }
-        Err(e) => {
-            let _ = std::fs::remove_file(&partial);
-            Err(e)
-        }
-    }
+    // Owned: removed when dropped, on every path out of here (an error, a panic).
+    let scratch = Owned(claim(output, "scratch", true)?);
+    let partial = Owned(claim(output, "partial", false)?);
+    let result = stage_bundle(sources, access, &scratch.0, &partial.0);
+    drop(scratch);
+    let (text, anchor) = result.and_then(|text| match verify(&partial.0) {
+        Ok(opened) => Ok((text, opened.sums_digest)),
+        Err(e) => Err(Error::decode(format!("the bundle just written ({})", partial.0.display()), format!("it fails its own verify, so it is not kept: {e}"))),
+    })?;
+    std::fs::rename(&partial.0, output).map_err(|e| Error::io(format!("renaming {} to {}", partial.0.display(), output.display()), e))?;
+    Ok((text, anchor))
 }
 
 fn stage_bundle(sources: &Sources, access: &Access, scratch: &Path, partial: &Path) -> Result<String> {
@@ -347,16 +361,17 @@ fn module_bundle(repo: &str, reference: &str, scratch: &Path) -> Result<(Vec<u8>
         ));
     }
     let mirror = scratch.join("module.git");
-    let shown_repo = redact_userinfo(repo);
+    let shown_repo = crate::redact::url_without_userinfo(repo);
     eprintln!("fetching module {shown_repo} at {reference}");
-    git(&["clone", "--quiet", "--mirror", "--", repo, &mirror.display().to_string()], None, "cloning the module repository")?;
+    git(&["clone", "--quiet", "--mirror", "--", repo, &mirror.display().to_string()], None, "cloning the module repository", repo)?;
     let commit = git(
         &["rev-parse", "--verify", "--end-of-options", &format!("{reference}^{{commit}}")],
         Some(&mirror),
         &format!("finding {reference} in the module repository"),
+        repo,
     )?;
     let file = scratch.join("module.bundle");
-    git(&["bundle", "create", "--quiet", &file.display().to_string(), reference], Some(&mirror), "creating the git bundle")?;
+    git(&["bundle", "create", "--quiet", &file.display().to_string(), reference], Some(&mirror), "creating the git bundle", repo)?;
     let bytes = std::fs::read(&file).map_err(|e| Error::io(format!("reading {}", file.display()), e))?;
     let mut o = Object::new();
     o.insert("source".into(), Value::String(shown_repo));
@@ -366,18 +381,59 @@ fn module_bundle(repo: &str, reference: &str, scratch: &Path) -> Result<(Vec<u8>
     Ok((bytes, Value::Object(o)))
 }
 
-/// Runs git; its messages are shown with URL user info redacted.
-fn git(args: &[&str], dir: Option<&Path>, what: &str) -> Result<String> {
+/// Wall-clock bound of one git command, unless `OFFLINE_INSTALL_GIT_TIMEOUT` (seconds) says otherwise.
+const GIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+/// Runs git without a terminal to prompt on (`GIT_TERMINAL_PROMPT=0`, no standard input),
+/// giving up on a transfer slower than 1,000 bytes/s for 60 s, and killed after the
+/// wall-clock bound; its messages are shown with `url`'s user info hidden.
+fn git(args: &[&str], dir: Option<&Path>, what: &str, url: &str) -> Result<String> {
+    let what = hide_userinfo(what, url);
+    let limit = std::env::var("OFFLINE_INSTALL_GIT_TIMEOUT").ok().and_then(|t| t.parse().ok()).map_or(GIT_TIMEOUT, std::time::Duration::from_secs);
     let mut cmd = Command::new("git");
     if let Some(d) = dir {
         cmd.arg("-C").arg(d);
     }
-    let out = cmd.args(args).output().map_err(|e| Error::io(format!("{what}: running git (is git installed?)"), e))?;
-    if !out.status.success() {
-        let stderr = redact_userinfo(String::from_utf8_lossy(&out.stderr).trim());
-        return Err(Error::transport(redact_userinfo(what), format!("git said: {stderr}")));
+    cmd.args(["-c", "http.lowSpeedLimit=1000", "-c", "http.lowSpeedTime=60"]).args(args);
+    cmd.env("GIT_TERMINAL_PROMPT", "0").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // Its own process group, so that the helpers it starts (git-remote-https, ssh) are
+    // stopped with it and release the pipes.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut child = cmd.spawn().map_err(|e| Error::io(format!("{what}: running git (is git installed?)"), e))?;
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(p) = pipe {
+                let _ = p.take(16 << 20).read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let started = std::time::Instant::now();
+    let status = loop {
+        match child.try_wait().map_err(|e| Error::io(format!("{what}: waiting for git"), e))? {
+            Some(status) => break Some(status),
+            None if started.elapsed() > limit => {
+                if let Ok(group) = libc::pid_t::try_from(child.id()) {
+                    // SAFETY: kill(2) on the process group this call created; no memory is touched.
+                    unsafe { libc::kill(-group, libc::SIGKILL) };
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            None => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    };
+    let (out, err) = (stdout.join().unwrap_or_default(), stderr.join().unwrap_or_default());
+    let said = hide_userinfo(String::from_utf8_lossy(&err).trim(), url);
+    match status {
+        None => Err(Error::transport(what, format!("git did not finish within {} s and was stopped (a Git service that does not answer?)", limit.as_secs()))),
+        Some(s) if !s.success() => Err(Error::transport(what, format!("git said: {said}"))),
+        Some(_) => Ok(String::from_utf8_lossy(&out).into_owned()),
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// One artifact of `manifest.json`, checked.
@@ -400,12 +456,56 @@ pub struct Module {
     pub reference: String,
     /// Its commit.
     pub commit: String,
+    /// The one ref the git bundle carries (`refs/tags/<reference>` or `refs/heads/<reference>`),
+    /// once `verify` has read the bundle's header.
+    pub full_ref: String,
+}
+
+/// The one ref a git bundle's header (`# v2 git bundle` or v3 with `@object-format`)
+/// may name: `refs/heads/<ref>` or `refs/tags/<ref>` of the module record, with no
+/// prerequisites and no other ref, so `push` can push exactly what `manifest.json` says.
+/// The commit of an annotated tag is its tag object's; `push` checks the commit itself.
+fn module_ref_in(head: &[u8], module: &Module) -> std::result::Result<String, String> {
+    let end = head.windows(2).position(|w| w == b"\n\n").ok_or("no git bundle header (or one over 64 KiB)")?;
+    let text = std::str::from_utf8(&head[..end]).map_err(|_| "a git bundle header that is not UTF-8")?;
+    let mut lines = text.split('\n');
+    let v3 = match lines.next() {
+        Some("# v2 git bundle") => false,
+        Some("# v3 git bundle") => true,
+        _ => return Err("not a git bundle (v2 or v3)".into()),
+    };
+    let mut refs = Vec::new();
+    for line in lines {
+        if v3 && refs.is_empty() && matches!(line, "@object-format=sha1" | "@object-format=sha256") {
+            continue;
+        }
+        let (oid, name) = line.split_once(' ').ok_or_else(|| format!("the header line {} is not '<commit> <ref>'", shown(line)))?;
+        if !(oid.len() == 40 || oid.len() == 64) || !oid.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("the header line {} is a prerequisite or capability this tool never writes", shown(line)));
+        }
+        refs.push((oid, name));
+    }
+    // `git bundle create f <ref>` records the full name: a tag's, a branch's, or the ref itself.
+    let wanted = [format!("refs/tags/{}", module.reference), format!("refs/heads/{}", module.reference), module.reference.clone()];
+    match refs.as_slice() {
+        [(_, name)] if name.starts_with("refs/") && wanted.iter().any(|w| w == name) => Ok(name.to_string()),
+        _ => Err(format!(
+            "it carries the refs {}, not exactly the module's {}: the bundle was altered; get a fresh copy",
+            shown(&refs.iter().map(|(_, n)| *n).collect::<Vec<_>>().join(", ")),
+            shown(&module.reference)
+        )),
+    }
 }
 
 /// A bundle opened for reading, every entry checked.
 pub struct Opened {
     path: PathBuf,
     entries: BTreeMap<String, tar::Entry>,
+    /// `SHA256SUMS`, checked.
+    sums: BTreeMap<String, Digest>,
+    /// The sha256 of `SHA256SUMS` itself: the trust anchor `bundle` prints, to be carried
+    /// apart from the bundle and compared with what `verify` prints.
+    pub sums_digest: Digest,
     /// `manifest.json` as written.
     pub manifest: Value,
     /// Its artifacts, checked.
@@ -436,12 +536,55 @@ impl Opened {
         Ok(bytes)
     }
 
+    /// Copies an entry to `to`, refused unless its bytes still have the sha256 `SHA256SUMS` gave.
+    fn copy_checked(&self, name: &str, to: &Path) -> Result<()> {
+        let entry = self.entry(name)?;
+        let expected = self.sums.get(name).ok_or_else(|| Error::decode(self.doc(), format!("{name} is not in SHA256SUMS")))?;
+        let mut out = BufWriter::new(File::create(to).map_err(|e| Error::io(format!("creating {}", to.display()), e))?);
+        let mut reader = tar::open(&self.path, entry).map_err(|e| Error::io(format!("reading {name}"), e))?;
+        let mut hasher = Hasher::new();
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let n = reader.read(&mut buf).map_err(|e| Error::io(format!("reading {name} from {}", self.doc()), e))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            out.write_all(&buf[..n]).map_err(|e| Error::io(format!("writing {} (is the disk full?)", to.display()), e))?;
+        }
+        out.flush().map_err(|e| Error::io(format!("writing {} (is the disk full?)", to.display()), e))?;
+        let actual = hasher.finish();
+        if actual != *expected {
+            return Err(Error::decode(self.doc(), format!("{name} now has sha256 {}: the file changed after it was verified", actual.hex())));
+        }
+        Ok(())
+    }
+
+    /// At most the first `max` bytes of an entry.
+    fn read_prefix(&self, name: &str, max: u64) -> Result<Vec<u8>> {
+        let entry = self.entry(name)?;
+        let mut bytes = Vec::new();
+        tar::open(&self.path, entry)
+            .and_then(|r| r.take(max).read_to_end(&mut bytes))
+            .map_err(|e| Error::io(format!("reading {name} from {}", self.path.display()), e))?;
+        Ok(bytes)
+    }
+
     fn blob_entry(&self, digest: &Digest) -> Result<tar::Entry> {
         self.entries.get(&digest.blob_name()).cloned().ok_or_else(|| Error::decode(self.doc(), format!("blob {digest} is missing")))
     }
 
+    /// A manifest read again from the bundle, refused unless it is still the `digest` it
+    /// was verified as (the file may have changed under us since `verify`).
     fn manifest_blob(&self, digest: &Digest, media_type: &str) -> Result<Manifest> {
-        Ok(Manifest::new(media_type.to_string(), self.read(&digest.blob_name(), document::MAX_MANIFEST as u64)?))
+        let m = Manifest::new(media_type.to_string(), self.read(&digest.blob_name(), document::MAX_MANIFEST as u64)?);
+        if m.digest != *digest {
+            return Err(Error::decode(
+                self.doc(),
+                format!("{} now holds {}: the file changed after it was verified; nothing more is pushed", digest.blob_name(), m.digest),
+            ));
+        }
+        Ok(m)
     }
 
     /// Walks one artifact's graph from the bundle (see [`graph::walk`]); every blob is
@@ -466,14 +609,32 @@ impl Opened {
 /// Returns the opened bundle.
 pub fn verify(path: &Path) -> Result<Opened> {
     let doc = format!("bundle {}", path.display());
-    let list = tar::index(path).map_err(|e| Error::decode(&doc, e.to_string()))?;
-    let entries: BTreeMap<String, tar::Entry> = list.into_iter().map(|e| (e.name.clone(), e)).collect();
-    for name in entries.keys() {
-        let blob = name.strip_prefix("oci/blobs/sha256/").is_some_and(|h| Digest::from_hex(h).is_ok());
-        if !blob && !FIXED_NAMES.contains(&name.as_str()) {
-            return Err(Error::decode(&doc, format!("it holds {}, which this tool never writes: the bundle was altered; get a fresh copy", shown(name))));
+    // Only names this tool writes, and no directories: the first other entry ends the read.
+    let ours = |name: &str, is_dir: bool| {
+        !is_dir && (FIXED_NAMES.contains(&name) || name.strip_prefix("oci/blobs/sha256/").is_some_and(|h| Digest::from_hex(h).is_ok()))
+    };
+    let list = tar::index(path, &ours).map_err(|e| Error::decode(&doc, format!("{e}: the bundle was altered; get a fresh copy")))?;
+    for e in &list {
+        // What this tool writes: no pax header, owner 0:0 without names, 0755 for the tool and
+        // 0644 for the rest, so `tar -xf` as root makes no setuid file and no one else's.
+        let mode = if e.name == "offline-install" { 0o755 } else { 0o644 };
+        if e.pax || e.uid != 0 || e.gid != 0 || !e.uname.is_empty() || !e.gname.is_empty() || e.mode != mode {
+            return Err(Error::decode(
+                &doc,
+                format!(
+                    "{} has mode {:o}, owner {}:{} ({}:{}){}, not what this tool writes ({mode:o}, 0:0): the bundle was altered; get a fresh copy",
+                    e.name,
+                    e.mode,
+                    e.uid,
+                    e.gid,
+                    shown(&e.uname),
+                    shown(&e.gname),
+                    if e.pax { " and a pax header" } else { "" }
+                ),
+            ));
         }
     }
+    let entries: BTreeMap<String, tar::Entry> = list.into_iter().map(|e| (e.name.clone(), e)).collect();
     let sums_entry = entries.get("SHA256SUMS").ok_or_else(|| Error::decode(&doc, "SHA256SUMS is missing"))?;
     if sums_entry.size > MAX_SUMS {
         return Err(Error::decode(&doc, "SHA256SUMS is too large"));
@@ -517,12 +678,15 @@ pub fn verify(path: &Path) -> Result<Opened> {
             return Err(Error::decode(&doc, format!("{name} does not hold the content its name says ({actual})")));
         }
     }
+    let sums_digest = Digest::of(sums.as_bytes());
     let mut opened = Opened {
         path: path.to_path_buf(),
         entries,
+        sums: listed,
+        sums_digest,
         manifest: Value::Null,
         artifacts: Vec::new(),
-        module: Module { reference: String::new(), commit: String::new() },
+        module: Module { reference: String::new(), commit: String::new(), full_ref: String::new() },
     };
     opened.manifest = document::parse(&opened.read("manifest.json", document::MAX_SMALL as u64)?, "manifest.json", document::MAX_SMALL)?;
     let (artifacts, module) = contents(&opened.manifest)?;
@@ -537,10 +701,22 @@ pub fn verify(path: &Path) -> Result<Opened> {
     if indexed != recorded {
         return Err(Error::decode(&doc, "oci/index.json and manifest.json name different artifacts: the bundle was altered; get a fresh copy"));
     }
+    // Every blob the bundle holds is one some artifact's graph references.
+    let mut referenced: BTreeSet<String> = BTreeSet::new();
     for artifact in &opened.artifacts {
-        opened.walk(artifact, &mut |_| Ok(()))?;
+        opened.walk(artifact, &mut |step| {
+            referenced.insert(match step {
+                Step::Blob(b) => b.digest.blob_name(),
+                Step::Manifest(m, _) => m.digest.blob_name(),
+            });
+            Ok(())
+        })?;
     }
-    opened.entry("module/module.bundle")?;
+    if let Some(extra) = opened.entries.keys().find(|n| n.starts_with("oci/blobs/") && !referenced.contains(*n)) {
+        return Err(Error::decode(&doc, format!("{extra} is referenced by no artifact: the bundle was altered; get a fresh copy")));
+    }
+    let head = opened.read_prefix("module/module.bundle", MAX_GIT_HEADER)?;
+    opened.module.full_ref = module_ref_in(&head, &opened.module).map_err(|why| Error::decode(&doc, format!("module/module.bundle: {why}")))?;
     Ok(opened)
 }
 
@@ -577,7 +753,7 @@ fn contents(manifest: &Value) -> Result<(Vec<Artifact>, Module)> {
     if !(commit.len() == 40 || commit.len() == 64) || !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Error::decode(doc, "the module record has no usable commit"));
     }
-    Ok((artifacts, Module { reference, commit }))
+    Ok((artifacts, Module { reference, commit, full_ref: String::new() }))
 }
 
 /// `host[:port][/path]` of the internal registry, checked: no user info (it would be
@@ -620,10 +796,50 @@ pub struct Target {
     pub git_url: String,
 }
 
+/// A file or directory this run created, removed (whichever it is) when dropped.
+struct Owned(PathBuf);
+
+impl Owned {
+    /// A directory of our own under the temporary directory (created exclusively, so never
+    /// someone else's): `push` works from read-only media.
+    fn temp_dir(what: &str) -> Result<Owned> {
+        let base = std::env::temp_dir();
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let mut last = None;
+        for attempt in 0..16u32 {
+            let path = base.join(format!("offline-install-{what}-{}-{nanos}-{attempt}", std::process::id()));
+            match std::fs::create_dir(&path) {
+                Ok(()) => return Ok(Owned(path)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+                Err(e) => return Err(Error::io(format!("creating a scratch directory in {} (set TMPDIR to a writable directory)", base.display()), e)),
+            }
+        }
+        Err(Error::io(format!("creating a scratch directory in {}", base.display()), last.unwrap_or_else(|| std::io::Error::other("exists"))))
+    }
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        if std::fs::remove_file(&self.0).is_err() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
 /// `push`: verify, then mirror every artifact and the module; returns the values to use next.
+/// The module's git bundle is copied (and checked against `SHA256SUMS` again) into a
+/// scratch directory under the temporary directory before anything is uploaded, so a
+/// bundle on read-only media works and a full disk fails before the registry is touched.
 pub fn push(path: &Path, target: &Target) -> Result<String> {
     let opened = verify(path)?;
-    eprintln!("verified {}: every checksum and digest matches", path.display());
+    eprintln!(
+        "verified {}: every checksum and digest matches (SHA256SUMS sha256: {}: compare it with the value bundle printed)",
+        path.display(),
+        opened.sums_digest.hex()
+    );
+    let scratch = Owned::temp_dir("push")?;
+    let module_file = scratch.0.join("module.bundle");
+    opened.copy_checked("module/module.bundle", &module_file)?;
     let host = &target.registry.host;
     let prefix = target.registry.prefix.as_ref();
     let dest = Registry::new(target.access.endpoint(host)?)?;
@@ -667,33 +883,23 @@ pub fn push(path: &Path, target: &Target) -> Result<String> {
         };
         mirrors.insert(format!("{from}={to}"));
     }
-    let Module { reference, commit } = &opened.module;
-    let git_shown = redact_userinfo(&target.git_url);
-    eprintln!("pushing the module ({reference} = {commit}) to {git_shown}");
-    let scratch = claim(path, "push-scratch", true)?;
-    let result = (|| -> Result<()> {
-        let file = scratch.join("module.bundle");
-        let entry = opened.entry("module/module.bundle")?.clone();
-        let mut out = File::create(&file).map_err(|e| Error::io(format!("creating {}", file.display()), e))?;
-        tar::open(path, &entry)
-            .and_then(|mut r| std::io::copy(&mut r, &mut out))
-            .map_err(|e| Error::io(format!("writing {} (is the disk full?)", file.display()), e))?;
-        let heads = git(&["bundle", "list-heads", &file.display().to_string()], None, "reading the module bundle")?;
-        let refs: Vec<String> = heads
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(1))
-            .filter(|r| r.starts_with("refs/") && r.bytes().all(|b| b.is_ascii_graphic() && b != b':'))
-            .map(|r| format!("{r}:{r}"))
-            .collect();
-        let bare = scratch.join("module.git");
-        git(&["clone", "--quiet", "--bare", "--", &file.display().to_string(), &bare.display().to_string()], None, "unpacking the module bundle")?;
-        let mut args = vec!["push", "--quiet", "--", target.git_url.as_str()];
-        args.extend(refs.iter().map(String::as_str));
-        git(&args, Some(&bare), &format!("pushing the module to {git_shown}"))?;
-        Ok(())
-    })();
-    let _ = std::fs::remove_dir_all(&scratch);
-    result?;
+    let Module { reference, commit, full_ref } = &opened.module;
+    let git_shown = crate::redact::url_without_userinfo(&target.git_url);
+    eprintln!("pushing the module ({full_ref} = {commit}) to {git_shown}");
+    let url = target.git_url.as_str();
+    let bare = scratch.0.join("module.git");
+    git(&["clone", "--quiet", "--bare", "--", &module_file.display().to_string(), &bare.display().to_string()], None, "unpacking the module bundle", url)?;
+    // Only the ref manifest.json names, and only at its commit.
+    let found = git(&["rev-parse", "--verify", "--end-of-options", &format!("{full_ref}^{{commit}}")], Some(&bare), "reading the module bundle", url)?;
+    if found.trim() != commit {
+        return Err(Error::decode(
+            format!("bundle {}", path.display()),
+            format!("the module's {full_ref} is commit {}, manifest.json says {commit}: the bundle was altered; get a fresh copy", shown(found.trim())),
+        ));
+    }
+    let refspec = format!("{full_ref}:{full_ref}");
+    git(&["push", "--quiet", "--", url, &refspec], Some(&bare), &format!("pushing the module to {git_shown}"), url)?;
+    drop(scratch);
     let counters = &dest.counters;
     eprintln!(
         "done: {} blobs uploaded ({:.1} MiB), {} already present",
@@ -720,12 +926,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn user_info_in_urls_and_git_messages_is_redacted() {
-        assert_eq!(redact_userinfo("https://u:hunter2@git.example/x.git"), "https://***@git.example/x.git");
-        assert_eq!(
-            redact_userinfo("fatal: unable to access 'http://tok@127.0.0.1:1/x/': failed; ssh://git@h/x and https://h/y"),
-            "fatal: unable to access 'http://***@127.0.0.1:1/x/': failed; ssh://***@h/x and https://h/y"
-        );
+    fn a_git_password_holding_a_slash_or_a_space_is_hidden_whole() {
+        for url in ["https://u:pa/ss@git.internal/x.git", "https://u:pa ss@git.internal/x", "https://u:p@ss@git.internal/x", "https://u:pa%2Fss@git.internal/x"]
+        {
+            let said = format!("fetching module {url}; fatal: unable to access '{url}/': failed; remote: u:pa/ss pa/ss pa ss");
+            let hidden = hide_userinfo(&said, url);
+            for secret in ["pa/ss", "pa ss", "p@ss", "pa%2Fss"] {
+                if url.contains(secret) || (secret == "pa/ss" && url.contains("%2F")) {
+                    assert!(!hidden.contains(secret), "{url}: {hidden}");
+                }
+            }
+            assert!(hidden.contains("https://***@git.internal/x"), "{hidden}");
+        }
+        assert_eq!(hide_userinfo("cloning https://git.internal/x", "https://git.internal/x"), "cloning https://git.internal/x");
+        assert_eq!(hide_userinfo("git said: fatal: ssh://git@h/x", "ssh://git@h/x"), "git said: fatal: ssh://***@h/x");
+    }
+
+    fn module(reference: &str) -> Module {
+        Module { reference: reference.into(), commit: "a".repeat(40), full_ref: String::new() }
+    }
+
+    #[test]
+    fn a_git_bundle_must_carry_exactly_the_module_ref() {
+        let oid = "a".repeat(40);
+        let one = format!("# v2 git bundle\n{oid} refs/tags/v1.0.0\n\nPACK");
+        assert_eq!(module_ref_in(one.as_bytes(), &module("v1.0.0")).unwrap(), "refs/tags/v1.0.0");
+        let v3 = format!("# v3 git bundle\n@object-format=sha1\n{oid} refs/heads/main\n\nPACK");
+        assert_eq!(module_ref_in(v3.as_bytes(), &module("main")).unwrap(), "refs/heads/main");
+        let full = format!("# v2 git bundle\n{oid} refs/heads/release\n\n");
+        assert_eq!(module_ref_in(full.as_bytes(), &module("refs/heads/release")).unwrap(), "refs/heads/release");
+        let head = format!("# v2 git bundle\n{oid} HEAD\n\n");
+        assert!(module_ref_in(head.as_bytes(), &module("HEAD")).is_err());
+        for bad in [
+            format!("# v2 git bundle\n{oid} refs/tags/v1.0.0\n{oid} refs/heads/evil\n\n"),
+            format!("# v2 git bundle\n{oid} refs/heads/master\n\n"),
+            format!("# v2 git bundle\n-{oid} prerequisite\n{oid} refs/tags/v1.0.0\n\n"),
+            format!("# v2 git bundle\n{oid} refs/tags/v1.0.0\n"),
+            format!("# v9 git bundle\n{oid} refs/tags/v1.0.0\n\n"),
+            "not a git bundle".to_string(),
+        ] {
+            assert!(module_ref_in(bad.as_bytes(), &module("v1.0.0")).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub const MAX_MANIFESTS: usize = 1024;
 /// Blobs (configs and layers) one walk visits at most.
 pub const MAX_BLOBS: usize = 16384;
 
+/// Declared sizes above this (64 GiB) are refused when a descriptor is parsed.
+pub const MAX_BLOB_SIZE: u64 = 64 << 30;
+
 /// Media types of an index.
 pub const INDEX_TYPES: [&str; 2] = ["application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"];
 const IMAGE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -50,7 +53,10 @@ impl Descriptor {
             _ => return Err(Error::decode(what, "a descriptor without a digest")),
         };
         let size = match get(v, &["size"]) {
-            Some(Value::Number(Number::U64(n))) => *n,
+            Some(Value::Number(Number::U64(n))) if *n <= MAX_BLOB_SIZE => *n,
+            Some(Value::Number(Number::U64(n))) => {
+                return Err(Error::decode(what, format!("the descriptor of {digest} gives it {n} bytes, more than the {MAX_BLOB_SIZE} this tool accepts")))
+            }
             _ => return Err(Error::decode(what, format!("the descriptor of {digest} has no size"))),
         };
         // Only ever sent as a Content-Type after `media_type_ok`; anything else is dropped.
@@ -131,8 +137,11 @@ pub fn walk(top: Manifest, fetch: &mut dyn FnMut(&Descriptor) -> Result<Manifest
         next: usize,
     }
     let top_parsed = parse(&top)?;
-    // Every digest seen, with the size first given for it.
+    // Every digest seen, with the size first given for it: manifests and blobs apart, so a
+    // layer whose digest is also an index child's (or the other way round) is still
+    // fetched, visited and pushed as both.
     let mut seen: HashMap<Digest, u64> = HashMap::new();
+    let mut seen_blobs: HashMap<Digest, u64> = HashMap::new();
     seen.insert(top.digest.clone(), top.bytes.len() as u64);
     let (mut manifests, mut blobs) = (1usize, 0usize);
     let mut stack = vec![Frame { manifest: top, parsed: top_parsed, next: 0 }];
@@ -167,7 +176,7 @@ pub fn walk(top: Manifest, fetch: &mut dyn FnMut(&Descriptor) -> Result<Manifest
         }
         let Some(frame) = stack.pop() else { break };
         for blob in &frame.parsed.blobs {
-            if let Some(&size) = seen.get(&blob.digest) {
+            if let Some(&size) = seen_blobs.get(&blob.digest) {
                 if size != blob.size {
                     return Err(Error::decode(
                         format!("manifest {}", frame.manifest.digest),
@@ -180,7 +189,7 @@ pub fn walk(top: Manifest, fetch: &mut dyn FnMut(&Descriptor) -> Result<Manifest
             if blobs > MAX_BLOBS {
                 return Err(Error::decode(format!("manifest {}", frame.manifest.digest), format!("the graph holds more than {MAX_BLOBS} blobs; refused")));
             }
-            seen.insert(blob.digest.clone(), blob.size);
+            seen_blobs.insert(blob.digest.clone(), blob.size);
             visit(Step::Blob(blob))?;
         }
         visit(Step::Manifest(&frame.manifest, &frame.parsed))?;
@@ -273,5 +282,26 @@ mod tests {
         let top = index(&[&child]);
         let result = walk(top, &mut |_| Ok(other.clone()), &mut |_| Ok(()));
         assert!(result.unwrap_err().to_string().contains("the manifest fetched for"));
+    }
+
+    #[test]
+    fn a_layer_whose_digest_is_also_an_index_child_is_visited_as_both() {
+        // The child manifest's bytes are also served as a layer of the first image.
+        let child = image("child-layer");
+        let d = &child.digest;
+        let first = Manifest::new(
+            IMAGE_MANIFEST.into(),
+            format!(r#"{{"schemaVersion":2,"config":{{"digest":"{d}","size":{}}},"layers":[]}}"#, child.bytes.len()).into_bytes(),
+        );
+        let top = index(&[&first, &child]);
+        let (result, fetches, order) = run(&top, &[first.clone(), child.clone()]);
+        result.unwrap();
+        assert_eq!(fetches, 2, "{order:?}");
+        assert!(order.contains(&format!("blob {}", d.short())) && order.contains(&format!("manifest {}", d.short())), "{order:?}");
+        // And the other way round: a manifest first, then a layer with its digest.
+        let top = index(&[&child, &first]);
+        let (result, _, order) = run(&top, &[first, child.clone()]);
+        result.unwrap();
+        assert!(order.contains(&format!("blob {}", d.short())) && order.contains(&format!("manifest {}", d.short())), "{order:?}");
     }
 }

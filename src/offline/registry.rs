@@ -25,9 +25,13 @@ application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docke
 
 /// Redirects followed for one GET or HEAD (each one checked against [`Origin`]'s rule).
 const MAX_REDIRECTS: usize = 5;
-/// How long a registry may take to start answering a request once it is sent (a blob
-/// body may then take as long as the whole-call bound of an hour).
+/// How long a registry may take to start answering a request once it is sent; also the
+/// grace a body gets before [`MIN_RATE`] applies.
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(120);
+/// The slowest average rate a body (sent or received) may move at: a request moving `n`
+/// bytes must have moved them within the response bound + `n / MIN_RATE` seconds, so a
+/// peer that drips a byte every few seconds is given up on, not waited for an hour.
+pub const MIN_RATE: u64 = 64 << 10;
 
 /// A repository path as the distribution spec allows it (`a/b-c/d.e`), checked once:
 /// components of lowercase letters and digits joined by `.`, `_`, `__` or dashes, at
@@ -401,10 +405,14 @@ impl Registry {
         self
     }
 
-    /// Runs one request under the response bound: a registry that accepts a connection and
-    /// never answers holds us for `response_timeout`, not for an hour.
-    fn run<S: ureq::AsSendBody>(&self, req: ureq::http::Request<S>) -> std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error> {
-        self.agent.run(self.agent.configure_request(req).timeout_recv_response(Some(self.response_timeout)).build())
+    /// Runs one request that moves about `bytes` bytes (sent or received) under the
+    /// response bound and the [`MIN_RATE`] bound on its bodies: a registry that accepts a
+    /// connection and never answers, or answers a byte at a time, holds us for
+    /// `response_timeout` + `bytes / MIN_RATE`, not for an hour.
+    fn run<S: ureq::AsSendBody>(&self, req: ureq::http::Request<S>, bytes: u64) -> std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+        let body = self.response_timeout + Duration::from_secs(bytes / MIN_RATE);
+        let config = self.agent.configure_request(req).timeout_recv_response(Some(self.response_timeout));
+        self.agent.run(config.timeout_recv_body(Some(body)).timeout_send_body(Some(body)).build())
     }
 
     fn url(&self, path: &str) -> String {
@@ -450,12 +458,13 @@ impl Registry {
 
     /// Sends one request (answering an auth challenge once, following redirects of a GET
     /// or HEAD), each hop under the credential rule. `scope` is the token scope.
-    fn send(&self, method: &str, url: &str, scope: &str, headers: &[(&str, &str)], body: &Body) -> Result<ureq::http::Response<ureq::Body>> {
+    /// `receive` is the size of the answer's body expected at most (for the rate bound).
+    fn send(&self, method: &str, url: &str, scope: &str, headers: &[(&str, &str)], body: &Body, receive: u64) -> Result<ureq::http::Response<ureq::Body>> {
         let mut url = url.to_string();
         for _ in 0..=MAX_REDIRECTS {
             let operation = format!("{method} {}", url.split('?').next().unwrap_or(&url));
             let credentials = self.credentials_allowed(&url, Destination::Registry).map_err(|why| Error::transport(&operation, why))?;
-            let response = self.send_once(&operation, method, &url, scope, headers, body, credentials)?;
+            let response = self.send_once(&operation, method, &url, scope, headers, body, credentials, receive)?;
             let status = response.status().as_u16();
             if !(matches!(status, 301 | 302 | 303 | 307 | 308) && matches!(method, "GET" | "HEAD")) {
                 return Ok(response);
@@ -476,6 +485,7 @@ impl Registry {
         headers: &[(&str, &str)],
         body: &Body,
         credentials: bool,
+        receive: u64,
     ) -> Result<ureq::http::Response<ureq::Body>> {
         let mut challenged = false;
         loop {
@@ -493,16 +503,16 @@ impl Registry {
                 req = req.header("Authorization", a.as_str());
             }
             let result = match body {
-                Body::Empty => self.run(req.body(()).map_err(|e| Error::transport(operation, e))?),
+                Body::Empty => self.run(req.body(()).map_err(|e| Error::transport(operation, e))?, receive),
                 Body::Bytes(b, content_type) => {
                     let req = req.header("Content-Type", *content_type).header("Content-Length", b.len().to_string());
-                    self.run(req.body(b.to_vec()).map_err(|e| Error::transport(operation, e))?)
+                    self.run(req.body(b.to_vec()).map_err(|e| Error::transport(operation, e))?, receive.max(b.len() as u64))
                 }
                 Body::Stream(open, len) => {
                     let reader = open().map_err(|e| Error::io(format!("reading the blob for {operation}"), e))?;
                     let req = req.header("Content-Type", "application/octet-stream").header("Content-Length", len.to_string());
                     let req = req.body(ureq::SendBody::from_owned_reader(reader)).map_err(|e| Error::transport(operation, e))?;
-                    self.run(req)
+                    self.run(req, receive.max(*len))
                 }
             };
             let response = result.map_err(|e| Error::transport(operation, format!("{e} (is the registry reachable, and the CA right?)")))?;
@@ -572,7 +582,8 @@ impl Registry {
     /// Fetches a manifest (or index) by tag or digest; one fetched by digest is checked against it.
     pub fn manifest(&self, repository: &Repository, selector: &Selector) -> Result<Manifest> {
         let url = self.url(&format!("/v2/{repository}/manifests/{selector}"));
-        let mut response = self.send("GET", &url, &format!("repository:{repository}:pull"), &[("Accept", MANIFEST_TYPES)], &Body::Empty)?;
+        let mut response =
+            self.send("GET", &url, &format!("repository:{repository}:pull"), &[("Accept", MANIFEST_TYPES)], &Body::Empty, document::MAX_MANIFEST as u64)?;
         let status = response.status().as_u16();
         let media_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").split(';').next().unwrap_or("").trim().to_string();
         let bytes =
@@ -595,12 +606,12 @@ impl Registry {
     /// Streams a blob into `out`, verifying its digest and size.
     pub fn blob(&self, repository: &Repository, digest: &Digest, size: u64, out: &mut dyn Write) -> Result<()> {
         let url = self.url(&format!("/v2/{repository}/blobs/{digest}"));
-        let mut response = self.send("GET", &url, &format!("repository:{repository}:pull"), &[], &Body::Empty)?;
+        let mut response = self.send("GET", &url, &format!("repository:{repository}:pull"), &[], &Body::Empty, size)?;
         let status = response.status().as_u16();
         if status != 200 {
             return Err(refused(&mut response, format!("GET {url}")));
         }
-        let mut reader = response.body_mut().with_config().limit(size + 1).reader();
+        let mut reader = response.body_mut().with_config().limit(size.saturating_add(1)).reader();
         let mut hasher = Hasher::new();
         let mut buf = vec![0u8; 64 << 10];
         let mut total = 0u64;
@@ -625,7 +636,7 @@ impl Registry {
     /// True when the registry already holds the blob.
     pub fn has_blob(&self, repository: &Repository, digest: &Digest) -> Result<bool> {
         let url = self.url(&format!("/v2/{repository}/blobs/{digest}"));
-        let response = self.send("HEAD", &url, &format!("repository:{repository}:pull,push"), &[], &Body::Empty)?;
+        let response = self.send("HEAD", &url, &format!("repository:{repository}:pull,push"), &[], &Body::Empty, 0)?;
         match response.status().as_u16() {
             200 => Ok(true),
             404 => Ok(false),
@@ -641,7 +652,7 @@ impl Registry {
         }
         let scope = format!("repository:{repository}:pull,push");
         let start = self.url(&format!("/v2/{repository}/blobs/uploads/"));
-        let mut response = self.send("POST", &start, &scope, &[], &Body::Bytes(&[], "application/octet-stream"))?;
+        let mut response = self.send("POST", &start, &scope, &[], &Body::Bytes(&[], "application/octet-stream"), 0)?;
         let status = response.status().as_u16();
         if status != 202 {
             return Err(refused(&mut response, format!("POST {start}")));
@@ -654,9 +665,18 @@ impl Registry {
         let separator = if location.contains('?') { '&' } else { '?' };
         let put = format!("{location}{separator}digest={}", crate::kube::request::encode(&digest.to_string()));
         let label = format!("pushing {}", digest.short());
-        let counted =
-            move || -> std::io::Result<Box<dyn Read>> { Ok(Box::new(Counting { inner: open()?, progress: Progress::new(label.clone(), size), done: 0 })) };
-        let mut response = self.send("PUT", &put, &scope, &[], &Body::Stream(&counted, size))?;
+        let expected = digest.clone();
+        let counted = move || -> std::io::Result<Box<dyn Read>> {
+            Ok(Box::new(Counting {
+                inner: open()?,
+                progress: Progress::new(label.clone(), size),
+                done: 0,
+                size,
+                hasher: Some(Hasher::new()),
+                expected: expected.clone(),
+            }))
+        };
+        let mut response = self.send("PUT", &put, &scope, &[], &Body::Stream(&counted, size), 0)?;
         let status = response.status().as_u16();
         if status != 201 {
             return Err(refused(&mut response, format!("PUT {}", put.split('?').next().unwrap_or(&put))));
@@ -669,7 +689,8 @@ impl Registry {
     /// Uploads a manifest under a tag or its digest.
     pub fn push_manifest(&self, repository: &Repository, selector: &Selector, manifest: &Manifest) -> Result<()> {
         let url = self.url(&format!("/v2/{repository}/manifests/{selector}"));
-        let mut response = self.send("PUT", &url, &format!("repository:{repository}:pull,push"), &[], &Body::Bytes(&manifest.bytes, &manifest.media_type))?;
+        let mut response =
+            self.send("PUT", &url, &format!("repository:{repository}:pull,push"), &[], &Body::Bytes(&manifest.bytes, &manifest.media_type), 0)?;
         let status = response.status().as_u16();
         if status != 201 {
             return Err(refused(&mut response, format!("PUT {url}")));
@@ -758,16 +779,42 @@ impl Progress {
     }
 }
 
+/// An upload body: counted for progress, and hashed as it goes, so that bytes which are
+/// not the digest being pushed (the bundle changed after `verify`) fail the upload before
+/// their last byte is sent.
 struct Counting {
     inner: Box<dyn Read>,
     progress: Progress,
     done: u64,
+    size: u64,
+    hasher: Option<Hasher>,
+    expected: Digest,
 }
 
 impl Read for Counting {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
+        let changed = |why: String| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, format!("the blob {} {why}; the bundle changed after it was verified", self.expected))
+        };
+        if self.done + n as u64 > self.size {
+            return Err(changed(format!("is longer than its {} bytes", self.size)));
+        }
+        if let Some(h) = self.hasher.as_mut() {
+            h.update(&buf[..n]);
+        }
         self.done += n as u64;
+        if n == 0 && self.done < self.size {
+            return Err(changed(format!("ended after {} of its {} bytes", self.done, self.size)));
+        }
+        if self.done == self.size {
+            if let Some(h) = self.hasher.take() {
+                let got = h.finish();
+                if got != self.expected {
+                    return Err(changed(format!("now reads as {got}")));
+                }
+            }
+        }
         self.progress.at(self.done);
         Ok(n)
     }
@@ -870,5 +917,53 @@ mod tests {
     fn credentials_debug_hides_the_password() {
         let c = Credentials { username: "u".into(), password: "hunter2".into() };
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_registry_that_drips_a_body_is_given_up_on_at_the_minimum_rate() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut request = [0u8; 4096];
+            let _ = conn.read(&mut request);
+            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n");
+            // At most 40 bytes, one per 250 ms (10 s): the client must hang up long before.
+            for _ in 0..40 {
+                if conn.write_all(b"x").and_then(|()| conn.flush()).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        });
+        let r = registry(&addr.to_string(), true).with_response_timeout(Duration::from_millis(500));
+        let started = std::time::Instant::now();
+        let e = r.blob(&Repository::parse("a/b").unwrap(), &Digest::of(b"x"), 1000, &mut Vec::new()).unwrap_err().to_string();
+        assert!(started.elapsed() < Duration::from_secs(5), "waited {:?}: {e}", started.elapsed());
+        assert!(e.contains("timeout") || e.contains("timed out"), "{e}");
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn an_upload_body_that_is_not_its_digest_fails_before_its_last_byte_is_sent() {
+        let good = vec![7u8; 100_000];
+        let mut changed = good.clone();
+        changed[99_999] = 8;
+        let body = |bytes: Vec<u8>| Counting {
+            inner: Box::new(std::io::Cursor::new(bytes)),
+            progress: Progress::new(String::new(), 100_000),
+            done: 0,
+            size: 100_000,
+            hasher: Some(Hasher::new()),
+            expected: Digest::of(&good),
+        };
+        let mut sent = Vec::new();
+        assert_eq!(std::io::copy(&mut body(good.clone()), &mut sent).unwrap(), 100_000);
+        let mut sent = Vec::new();
+        let e = std::io::copy(&mut body(changed), &mut sent).unwrap_err().to_string();
+        assert!(e.contains("changed after it was verified") && sent.len() < 100_000, "{e} after {} bytes", sent.len());
+        let e = std::io::copy(&mut body(vec![7u8; 100_001]), &mut Vec::new()).unwrap_err().to_string();
+        assert!(e.contains("longer"), "{e}");
     }
 }

@@ -9,8 +9,15 @@
 //! absolute paths, empty, `.` and `..` components, control characters, links, devices,
 //! sparse and GNU long-name entries, global pax headers and any pax key that would change
 //! what GNU tar extracts (`size`, `linkpath`, ...), numeric fields that are not plain
-//! octal, and a header with a bad checksum. Directory entries are allowed (other tools
-//! write them) and carry no data.
+//! octal, a header with a bad checksum, an end marker that is not two zero blocks, and
+//! anything but zero bytes after it (GNU tar `-i` and busybox read on past a zero block).
+//! Directory entries are allowed by the reader (other tools write them) and carry no data.
+//!
+//! The caller says which names it accepts ([`index_of`]'s `accept`), and the reader asks
+//! before it keeps anything about an entry: the first name the caller never expects ends
+//! the read, so a hostile archive cannot make the reader store what the caller would
+//! refuse anyway (thousands of 4 KB names of 2,000 components each). Each entry reports
+//! its mode, owner and whether a pax header preceded it, for the caller to judge.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -22,8 +29,10 @@ const BLOCK: u64 = 512;
 pub const MAX_ENTRIES: usize = 200_000;
 /// Size bound of one pax extended header.
 const MAX_PAX: u64 = 64 << 10;
-/// Length bound of a full name.
-const MAX_NAME: usize = 4096;
+/// Length bound of a full name (this tool writes at most 100 bytes).
+const MAX_NAME: usize = 256;
+/// Components of a full name at most (this tool writes at most 4).
+const MAX_COMPONENTS: usize = 8;
 /// pax keys that do not change which bytes land under which name.
 const HARMLESS_PAX_KEYS: [&str; 8] = ["mtime", "atime", "ctime", "uid", "gid", "uname", "gname", "comment"];
 
@@ -36,8 +45,19 @@ pub struct Entry {
     pub offset: u64,
     /// Data length.
     pub size: u64,
-    /// Permission bits.
+    /// Permission bits (all twelve: setuid, setgid and sticky included).
     pub mode: u32,
+    /// Numeric owner and group.
+    pub uid: u64,
+    /// Numeric group.
+    pub gid: u64,
+    /// Owner and group names (empty when the header has none).
+    pub uname: String,
+    /// Group name.
+    pub gname: String,
+    /// A pax extended header preceded this entry (its `uid`, `uname`, ... may then differ
+    /// from the fields above; a caller that never writes pax headers refuses such entries).
+    pub pax: bool,
 }
 
 /// Appends entries to a new archive.
@@ -124,10 +144,10 @@ fn name_field(field: &[u8]) -> Result<&[u8], String> {
 }
 
 /// A full name this reader accepts: relative, UTF-8, no NUL or control character, no
-/// empty, `.` or `..` component, at most 4096 bytes.
+/// empty, `.` or `..` component, at most 256 bytes and 8 components.
 pub fn check_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > MAX_NAME {
-        return Err("an empty or over-long name".into());
+    if name.is_empty() || name.len() > MAX_NAME || name.split('/').count() > MAX_COMPONENTS {
+        return Err(format!("an empty or over-long name (at most {MAX_NAME} bytes, {MAX_COMPONENTS} components)"));
     }
     if name.chars().any(char::is_control) {
         return Err("a NUL or control character in a name".into());
@@ -174,19 +194,21 @@ fn pax_path(data: &[u8]) -> Result<Option<String>, String> {
     Ok(path)
 }
 
-/// Reads the index of an archive file: every regular file with its data offset.
-pub fn index(path: &Path) -> io::Result<Vec<Entry>> {
+/// Reads the index of an archive file: every regular file with its data offset; `accept`
+/// as in [`index_of`].
+pub fn index(path: &Path, accept: &dyn Fn(&str, bool) -> bool) -> io::Result<Vec<Entry>> {
     let mut file = File::open(path)?;
     let len = file.metadata()?.len();
-    index_of(&mut file, len).map_err(|e| match e.kind() {
+    index_of(&mut file, len, accept).map_err(|e| match e.kind() {
         io::ErrorKind::InvalidData => io::Error::new(io::ErrorKind::InvalidData, format!("{} is not a bundle this tool wrote: {e}", path.display())),
         _ => e,
     })
 }
 
 /// Reads the index of an archive of `len` bytes from `input` (see the module docs for
-/// what is refused).
-pub fn index_of<R: Read + Seek>(input: &mut R, len: u64) -> io::Result<Vec<Entry>> {
+/// what is refused). `accept(name, is_directory)` is asked about each entry's full name
+/// before anything about it is kept; `false` refuses the archive there.
+pub fn index_of<R: Read + Seek>(input: &mut R, len: u64, accept: &dyn Fn(&str, bool) -> bool) -> io::Result<Vec<Entry>> {
     let bad = |why: String| io::Error::new(io::ErrorKind::InvalidData, why);
     let mut entries = Vec::new();
     let mut names: HashSet<String> = HashSet::new();
@@ -208,6 +230,7 @@ pub fn index_of<R: Read + Seek>(input: &mut R, len: u64) -> io::Result<Vec<Entry
             if pending_path.is_some() {
                 return Err(bad("a pax header at the end of the archive".into()));
             }
+            only_zeros_after(input, at, len)?;
             return Ok(entries);
         }
         let stored = parse_octal(&header[148..156]).ok_or_else(|| bad(format!("unreadable header checksum at offset {at}")))?;
@@ -250,6 +273,7 @@ pub fn index_of<R: Read + Seek>(input: &mut R, len: u64) -> io::Result<Vec<Entry
             _ => return Err(at_what("not a ustar header (or a GNU header with a prefix)".into())),
         };
         let header_name = String::from_utf8(full).map_err(|_| at_what("a name that is not UTF-8".into()))?;
+        let had_pax = pending_path.is_some();
         let name = match pending_path.take() {
             Some(p) if !p.is_empty() => p,
             Some(_) => header_name,
@@ -261,7 +285,11 @@ pub fn index_of<R: Read + Seek>(input: &mut R, len: u64) -> io::Result<Vec<Entry
             other => return Err(at_what(format!("{name:?} is not a regular file or directory (type {:?})", other as char))),
         };
         let name = if is_dir { name.strip_suffix('/').unwrap_or(&name).to_string() } else { name };
-        check_name(&name).map_err(|why| at_what(format!("{name:?}: {why}")))?;
+        check_name(&name).map_err(|why| at_what(format!("{}: {why}", shown(&name))))?;
+        if !accept(&name, is_dir) {
+            let what = if is_dir { "the directory" } else { "" };
+            return Err(at_what(format!("{what} {} is not an entry this archive may hold", shown(&name)).trim_start().to_string()));
+        }
         if is_dir && size != 0 {
             return Err(at_what(format!("the directory {name:?} carries data")));
         }
@@ -273,10 +301,44 @@ pub fn index_of<R: Read + Seek>(input: &mut R, len: u64) -> io::Result<Vec<Entry
         names.insert(name.clone());
         if !is_dir {
             files.insert(name.clone());
-            entries.push(Entry { name, offset: data, size, mode });
+            let text = |field: &[u8]| -> io::Result<String> {
+                let raw = name_field(field).map_err(&at_what)?;
+                String::from_utf8(raw.to_vec()).ok().filter(|t| !t.chars().any(char::is_control)).ok_or_else(|| at_what("an unreadable owner name".into()))
+            };
+            let uid = parse_octal(&header[108..116]).ok_or_else(|| at_what("an unreadable uid".into()))?;
+            let gid = parse_octal(&header[116..124]).ok_or_else(|| at_what("an unreadable gid".into()))?;
+            let (uname, gname) = (text(&header[265..297])?, text(&header[297..329])?);
+            entries.push(Entry { name, offset: data, size, mode, uid, gid, uname, gname, pax: had_pax });
         }
         at = next;
     }
+}
+
+/// The end-of-archive marker at `at` must be two zero blocks, and only zero bytes may
+/// follow it: readers that go on past a zero block (GNU tar `-i`, busybox) must find
+/// nothing there either.
+fn only_zeros_after<R: Read + Seek>(input: &mut R, at: u64, len: u64) -> io::Result<()> {
+    let bad = |why: &str| io::Error::new(io::ErrorKind::InvalidData, why.to_string());
+    if at + 2 * BLOCK > len {
+        return Err(bad("its end-of-archive marker is a single zero block, not two (truncated?)"));
+    }
+    input.seek(SeekFrom::Start(at))?;
+    let mut rest = input.take(len - at);
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = rest.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Err(bad("it holds data after its end-of-archive marker (an entry other tar readers would extract)"));
+        }
+    }
+}
+
+/// Hostile text in an error: quoted, escaped, at most 80 characters.
+fn shown(text: &str) -> String {
+    crate::offline::digest::shown(text)
 }
 
 /// A reader over one entry's data.
@@ -290,6 +352,8 @@ pub fn open(path: &Path, entry: &Entry) -> io::Result<io::Take<File>> {
 mod tests {
     use super::*;
 
+    const ANY: fn(&str, bool) -> bool = |_, _| true;
+
     #[test]
     fn written_archives_index_and_read_back_and_gnu_tar_agrees() {
         let dir = std::env::temp_dir().join(format!("ka-tar-{}", std::process::id()));
@@ -299,7 +363,7 @@ mod tests {
         w.append_bytes("a.txt", 0o644, b"hello").unwrap();
         w.append_bytes("dir/b.bin", 0o755, &vec![7u8; 1000]).unwrap();
         w.finish().unwrap();
-        let entries = index(&path).unwrap();
+        let entries = index(&path, &ANY).unwrap();
         assert_eq!(entries.iter().map(|e| (e.name.as_str(), e.size, e.mode)).collect::<Vec<_>>(), vec![("a.txt", 5, 0o644), ("dir/b.bin", 1000, 0o755)]);
         let mut text = String::new();
         open(&path, &entries[0]).unwrap().read_to_string(&mut text).unwrap();
@@ -318,7 +382,7 @@ mod tests {
         let path = dir.join("a.tar");
         let made = std::process::Command::new("tar").arg("-cf").arg(&path).arg("-C").arg(dir.join("in")).args(["blobs", "index.json"]).status().unwrap();
         assert!(made.success());
-        let entries = index(&path).unwrap();
+        let entries = index(&path, &ANY).unwrap();
         assert_eq!(entries.iter().map(|e| (e.name.as_str(), e.size)).collect::<Vec<_>>(), vec![("blobs/sha256/abc", 4), ("index.json", 2)]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -366,7 +430,7 @@ mod tests {
     }
 
     fn read(bytes: &[u8]) -> io::Result<Vec<Entry>> {
-        index_of(&mut io::Cursor::new(bytes), bytes.len() as u64)
+        index_of(&mut io::Cursor::new(bytes), bytes.len() as u64, &ANY)
     }
 
     #[test]
@@ -383,7 +447,7 @@ mod tests {
             std::fs::create_dir_all(dir.join("x")).unwrap();
             let path = dir.join("a.tar");
             std::fs::write(&path, bytes).unwrap();
-            let entries = index(&path).unwrap();
+            let entries = index(&path, &ANY).unwrap();
             let listed = std::process::Command::new("tar").arg("-tf").arg(&path).output().unwrap();
             let tar_files: Vec<String> = String::from_utf8_lossy(&listed.stdout).lines().filter(|l| !l.ends_with('/')).map(String::from).collect();
             assert_eq!(entries.iter().map(|e| e.name.clone()).collect::<Vec<_>>(), tar_files, "case {i}");
@@ -453,10 +517,65 @@ mod tests {
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[3] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
-        assert!(index(&path).unwrap_err().to_string().contains("corrupt"));
+        assert!(index(&path, &ANY).unwrap_err().to_string().contains("corrupt"));
         bytes[3] ^= 1;
         std::fs::write(&path, &bytes[..600]).unwrap();
-        assert!(index(&path).unwrap_err().to_string().contains("truncated"));
+        assert!(index(&path, &ANY).unwrap_err().to_string().contains("truncated"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn thousands_of_long_deep_names_are_refused_at_the_first_name_the_caller_does_not_expect() {
+        // The review's attack: pax paths of ~4 KB and 2,000 components, each made the
+        // reader store every ancestor (4 MB per entry) before the caller's name check.
+        let mut parts = Vec::new();
+        for i in 0..50 {
+            parts.push(pax(&[("path", &format!("e{i:05}/{}f", "a/".repeat(2044)))]));
+            parts.push(raw(b"x", b"", b'0', b"", USTAR));
+        }
+        let e = read(&archive(&parts)).unwrap_err().to_string();
+        assert!(e.contains("over-long name"), "{e}");
+        let seen = std::cell::Cell::new(0);
+        let only_a = |name: &str, _: bool| {
+            seen.set(seen.get() + 1);
+            name == "a"
+        };
+        let bytes = archive(&[raw(b"a", b"", b'0', b"", USTAR), raw(b"b/c", b"", b'0', b"", USTAR), raw(b"d", b"", b'0', b"", USTAR)]);
+        let e = index_of(&mut io::Cursor::new(&bytes), bytes.len() as u64, &only_a).unwrap_err().to_string();
+        assert!(e.contains("\"b/c\" is not an entry this archive may hold") && seen.get() == 2, "{e}");
+        let dirs = archive(&[raw(b"etc/", b"", b'5', b"", USTAR)]);
+        let e = index_of(&mut io::Cursor::new(&dirs), dirs.len() as u64, &|_, dir| !dir).unwrap_err().to_string();
+        assert!(e.contains("the directory \"etc\""), "{e}");
+    }
+
+    #[test]
+    fn an_entry_after_the_end_marker_or_a_lone_zero_block_is_refused() {
+        let tool = raw(b"offline-install", b"", b'0', b"good", USTAR);
+        let evil = raw(b"offline-install2", b"", b'0', b"echo EVIL", USTAR);
+        let after_marker = [archive(std::slice::from_ref(&tool)), evil.clone(), vec![0u8; 1024]].concat();
+        let after_one_block = [tool.clone(), vec![0u8; 512], evil, vec![0u8; 1024]].concat();
+        for (i, bytes) in [after_marker, after_one_block].iter().enumerate() {
+            let e = read(bytes).unwrap_err().to_string();
+            assert!(e.contains("after its end-of-archive marker"), "case {i}: {e}");
+        }
+        let lone = [tool.clone(), vec![0u8; 512]].concat();
+        assert!(read(&lone).unwrap_err().to_string().contains("single zero block"));
+        // GNU tar pads to its record size with zeros: still one archive.
+        let padded = [archive(&[tool]), vec![0u8; 10240 - 2048]].concat();
+        assert_eq!(read(&padded).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn each_entry_reports_its_mode_owner_and_pax_header() {
+        let mut h = raw(b"t", b"", b'0', b"x", USTAR);
+        h[100..107].copy_from_slice(b"0006777");
+        h[108..115].copy_from_slice(b"0001750");
+        h[265..271].copy_from_slice(b"nobody");
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h[..512].iter().map(|&b| u32::from(b)).sum();
+        h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        let entries = read(&archive(&[h, pax(&[("uid", "0")]), raw(b"u", b"", b'0', b"y", USTAR)])).unwrap();
+        assert_eq!((entries[0].mode, entries[0].uid, entries[0].gid, entries[0].uname.as_str(), entries[0].pax), (0o6777, 1000, 0, "nobody", false));
+        assert!(entries[1].pax && entries[1].uname.is_empty());
     }
 }

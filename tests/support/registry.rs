@@ -3,7 +3,8 @@
 //! with shared children, any bytes for any blob), stores what is pushed, records every
 //! request with its `Authorization`, and can demand Basic credentials, send a Bearer
 //! challenge naming any realm, name an upload `Location` on another origin, or redirect
-//! blob downloads elsewhere. `Recorder` is the "other origin": it records who came and
+//! blob downloads elsewhere, or run a hook on each request (to change the bundle under
+//! the tool between its verify and its push). `Recorder` is the "other origin": it records who came and
 //! with which credentials, and answers 200/201 with a token.
 
 use std::collections::BTreeMap;
@@ -30,6 +31,9 @@ pub enum Auth {
     Bearer { realm: String, token: String },
 }
 
+/// A hook run on each request.
+pub type Hook = Box<dyn FnMut(&Seen) + Send>;
+
 #[derive(Default)]
 pub struct State {
     /// Manifests by tag or digest: (media type, body).
@@ -43,6 +47,9 @@ pub struct State {
     pub upload_location: Option<String>,
     /// Blob GETs are redirected to this base URL + the request path.
     pub blob_redirect: Option<String>,
+    /// Run on every request before it is answered (a registry that also changes files
+    /// the tool reads, between its verify and its push).
+    pub on_request: Option<Hook>,
     pub seen: Vec<Seen>,
 }
 
@@ -73,10 +80,25 @@ impl Registry {
     }
 }
 
+/// Answers `req`; the answer to a HEAD carries no body (HTTP says so: the bytes of a
+/// 401's JSON body after a HEAD were read by the client as the next response on the
+/// kept-alive connection, "invalid HTTP version", the flaky failure of
+/// `an_upload_location_on_another_host_gets_no_credentials`).
 fn handle(state: &Mutex<State>, req: &Request) -> Reply {
+    match answer(state, req) {
+        Reply::Full { status, headers, .. } if req.method == "HEAD" => Reply::Full { status, headers, body: String::new() },
+        reply => reply,
+    }
+}
+
+fn answer(state: &Mutex<State>, req: &Request) -> Reply {
     let mut s = state.lock().unwrap();
     let authorization = req.header("authorization").map(String::from);
-    s.seen.push(Seen { method: req.method.clone(), path: req.path.clone(), authorization: authorization.clone() });
+    let seen = Seen { method: req.method.clone(), path: req.path.clone(), authorization: authorization.clone() };
+    if let Some(hook) = s.on_request.as_mut() {
+        hook(&seen);
+    }
+    s.seen.push(seen);
     if req.path == "/v2/" || req.path.starts_with("/v2/") {
         let ok = match &s.auth {
             Auth::None => true,

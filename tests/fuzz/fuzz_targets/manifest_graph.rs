@@ -1,9 +1,11 @@
 //! THE manifest graph walk: the input describes a DAG of up to 48 manifests (children
 //! and blobs per node, with knobs for a wrong size, a bad digest string and deep JSON),
 //! built into real documents with real digests; or (first byte odd) is one raw manifest
-//! document. The walk must end without panic; visit each digest at most once and fetch
-//! each child at most once; visit bottom-up (everything a manifest names before it); and
-//! walk every manifest of an honest graph whose longest path is within MAX_DEPTH.
+//! document. A knob makes a blob's digest one of the manifests' (the aliasing of review
+//! finding 10). The walk must end without panic; visit each digest at most once as a blob
+//! and once as a manifest, and fetch each child at most once; visit bottom-up (everything a
+//! manifest names before it, as what it names it); and walk every manifest of an honest
+//! graph whose longest path is within MAX_DEPTH.
 #![no_main]
 use std::collections::{HashMap, HashSet};
 
@@ -54,6 +56,11 @@ fuzz_target!(|data: &[u8]| {
                     reach[i].extend(below);
                 }
                 0x40 => blobs.push(format!(r#"{{"digest":"{}","size":{}}}"#, Digest::of(&[b & 7]), 1)),
+                0x80 if b & 0x3f == 0x3e && n > i + 1 => {
+                    // A layer whose digest is a manifest's: still a blob, and that manifest still a manifest.
+                    let m = docs[n - 1].as_ref().unwrap();
+                    blobs.push(format!(r#"{{"digest":"{}","size":{}}}"#, m.digest, m.bytes.len()));
+                }
                 0x80 if b & 0x3f == 0x3f => {
                     hostile = true;
                     children.push(r#"{"digest":"sha256:../../x","size":1}"#.to_string());
@@ -83,13 +90,16 @@ fuzz_target!(|data: &[u8]| {
             let (d, manifest) = match step {
                 Step::Blob(b) => (b.digest.clone(), false),
                 Step::Manifest(m, parsed) => {
-                    for c in parsed.children.iter().chain(&parsed.blobs) {
-                        assert!(visited.contains(&c.digest), "{} visited before what it names", m.digest);
+                    for c in &parsed.children {
+                        assert!(visited.contains(&(c.digest.clone(), true)), "{} visited before the manifests it names", m.digest);
+                    }
+                    for c in &parsed.blobs {
+                        assert!(visited.contains(&(c.digest.clone(), false)), "{} visited before the blobs it names", m.digest);
                     }
                     (m.digest.clone(), true)
                 }
             };
-            assert!(visited.insert(d.clone()), "{d} visited twice");
+            assert!(visited.insert((d.clone(), manifest)), "{d} visited twice");
             order.push((d, manifest));
             Ok(())
         },

@@ -2,8 +2,11 @@
 //! else ustar `prefix` + "/" + `name` when the magic is "ustar\0", each field up to its
 //! first NUL). The input describes entries (type, magic, name, prefix, pax path, data),
 //! built into an archive with valid checksums, or (first byte odd) is read as raw bytes.
-//! Whatever the reader accepts must be named as GNU tar names it, be relative, free of
-//! NULs and `..`, unique, and lie inside the archive; nothing panics.
+//! Knobs (second byte) append data after the end marker (which must then be refused) and
+//! give the reader a caller's name rule (only names not starting with `a`), which every
+//! accepted entry must satisfy. Whatever the reader accepts must be named as GNU tar names
+//! it, be relative, free of NULs and `..`, unique, at most 256 bytes and 8 components, and
+//! lie inside the archive; nothing panics.
 #![no_main]
 use std::collections::HashSet;
 use std::io::Cursor;
@@ -40,15 +43,19 @@ fuzz_target!(|data: &[u8]| {
     }
     if data[0] % 2 == 1 {
         let bytes = &data[1..];
-        if let Ok(entries) = tar::index_of(&mut Cursor::new(bytes), bytes.len() as u64) {
+        if let Ok(entries) = tar::index_of(&mut Cursor::new(bytes), bytes.len() as u64, &|_, _| true) {
             check(&entries, bytes.len() as u64, None);
         }
         return;
     }
+    if data.len() < 2 {
+        return;
+    }
+    let (trailing, ruled) = (data[1] & 1 == 1, data[1] & 2 == 2);
     // Entries separated by 0xff; fields of one entry by 0xfe: [type, magic, pax?] name prefix pax-path data.
     let mut archive = Vec::new();
     let mut expected = Vec::new();
-    for record in data[1..].split(|&b| b == 0xff).take(64) {
+    for record in data[2..].split(|&b| b == 0xff).take(64) {
         if record.len() < 3 {
             continue;
         }
@@ -90,8 +97,21 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     archive.extend_from_slice(&[0u8; 1024]);
-    if let Ok(entries) = tar::index_of(&mut Cursor::new(&archive), archive.len() as u64) {
-        check(&entries, archive.len() as u64, Some(&expected));
+    if trailing {
+        archive.extend_from_slice(&header(b"offline-install", b"", b'0', b"ustar\x0000", 0));
+        archive.extend_from_slice(&[0u8; 1024]);
+    }
+    let rule = |name: &str, _: bool| !ruled || !name.starts_with('a');
+    let result = tar::index_of(&mut Cursor::new(&archive), archive.len() as u64, &rule);
+    if trailing {
+        assert!(result.is_err(), "an entry after the end marker was not refused");
+    } else if let Ok(entries) = result {
+        assert!(entries.iter().all(|e| rule(&e.name, false)), "an entry the caller refuses was accepted");
+        if !ruled {
+            check(&entries, archive.len() as u64, Some(&expected));
+        } else {
+            check(&entries, archive.len() as u64, None);
+        }
     }
 });
 
