@@ -646,3 +646,24 @@ fn a_job_past_its_active_deadline_is_failed_by_the_real_job_controller_and_repor
     let body = within(WAIT, || real.reports(&id).pop()).unwrap_or_else(|| panic!("nothing reported: {:?}", agent.logs()));
     assert!(body.contains("the Job ran past its activeDeadlineSeconds of 3 s and Kubernetes stopped it (DeadlineExceeded"), "{body}");
 }
+
+#[test]
+#[ignore = "needs a control plane: run tests/real-cluster"]
+fn a_runner_pod_the_kubelet_reports_evicted_fails_the_real_job_and_is_reported_with_the_eviction() {
+    let real = Real::new();
+    let (agent, id, pod, _node) = job_on_its_own_node(&real, "evicted");
+    let now = kubernetes_agent::time::format_rfc3339(kubernetes_agent::time::now());
+    // What a kubelet writes when it evicts a pod under node pressure.
+    let pod_status = format!(
+        r#"{{"status":{{"phase":"Failed","reason":"Evicted","message":"The node was low on resource: memory. Container main was using 3Gi, which exceeds its request of 1Gi.","startTime":"{now}"}}}}"#
+    );
+    real.cluster.must(&["-n", JOB_NAMESPACE, "patch", "pod", &pod, "--subresource=status", "--type=merge", "-p", &pod_status]);
+    let failed = within(WAIT, || {
+        let job = real.cluster.job(JOB_NAMESPACE, &id)?;
+        matches!(get(&job, &["status", "failed"]), Some(Value::Number(_))).then_some(())
+    });
+    assert!(failed.is_some(), "the job controller never counted the evicted Pod as failed");
+    real.push(&check_message(&id, JOB_NAMESPACE, &format!("deploy-token-{id}"), "2999-01-01T00:00:00Z"));
+    let body = within(WAIT, || real.reports(&id).pop()).unwrap_or_else(|| panic!("nothing reported: {:?}", agent.logs()));
+    assert!(body.contains("the runner pod was evicted (The node was low on resource: memory."), "{body}");
+}
