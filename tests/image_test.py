@@ -1,14 +1,15 @@
 """The container image, built and checked without a Docker engine or network:
 
-- buildah (vfs storage, chroot isolation) builds Containerfile for linux/amd64 and
-  linux/arm64 from the release musl binaries, and pushes one multi-arch OCI index to
-  target/image/kubernetes-agent.oci.tar;
+- `.ci/release image` (the release script: buildah, vfs storage, chroot isolation, every
+  timestamp SOURCE_DATE_EPOCH) builds Containerfile for linux/amd64 and linux/arm64 and pushes
+  one multi-arch OCI index to target/image/kubernetes-agent.oci.tar;
 - per platform: config (non-root numeric user, entrypoint, default argument, OCI labels,
-  port), exactly one layer holding only /opt/runner/runner, size;
+  port), exactly one layer holding only /opt/runner/runner and the SBOM beside it
+  (/opt/runner/kubernetes-agent.cdx.json, the one built for that target), size;
 - the amd64 binary from the layer answers `version` and `--help` in an otherwise empty
   root (chroot); the arm64 one answers `version` under qemu-user.
 
-Expects both release binaries (tests/run builds them). Prints 'N passed, N failed'.
+Expects both release binaries and their SBOMs (tests/run builds them with .ci/release). Prints 'N passed, N failed'.
 """
 import json
 import os
@@ -42,24 +43,17 @@ def version():
         return next(line.split('"')[1] for line in f if line.startswith("version = "))
 
 
-def build(ver):
+def build():
+    """The release image, by the one release script (.ci/release image: buildah, fixed timestamps)."""
     shutil.rmtree(OUT, ignore_errors=True)
     os.makedirs(OUT)
-    buildah = ["buildah", "--storage-driver", "vfs"]
-    index = f"localhost/kubernetes-agent:{ver}-index"
-    subprocess.run([*buildah, "manifest", "rm", index], capture_output=True)
-    run(*buildah, "manifest", "create", index)
-    for arch, target in PLATFORMS.items():
-        tag = f"localhost/kubernetes-agent:{ver}-{arch}"
-        run(*buildah, "build", "--isolation", "chroot", "--quiet", "--platform", f"linux/{arch}", "--build-arg", f"TARGET={target}",
-            "--build-arg", f"VERSION={ver}", "-f", "Containerfile", "-t", tag, ".")
-        run(*buildah, "manifest", "add", index, tag)
-    run(*buildah, "manifest", "push", "--all", "--quiet", index, f"oci-archive:{ARCHIVE}:kubernetes-agent:{ver}")
+    return run("bash", ".ci/release", "image", ARCHIVE).strip()
 
 
 def main():
     ver = version()
-    build(ver)
+    digest = build()
+    print(f"      index digest: {digest}")
     layout = os.path.join(OUT, "oci")
     os.makedirs(layout)
     with tarfile.open(ARCHIVE) as t:
@@ -90,10 +84,15 @@ def main():
                 t.extractall(root, filter="tar")
             for dirpath, _, _ in os.walk(root):
                 os.chmod(dirpath, 0o755)
-            check(f"{arch}: the layer holds only opt/runner/runner", files == ["opt/runner/runner"], files)
+            check(f"{arch}: the layer holds only the binary and its SBOM", files == ["opt/runner/kubernetes-agent.cdx.json", "opt/runner/runner"], files)
             binary = os.path.join(root, "opt", "runner", "runner")
             mode = os.stat(binary).st_mode & 0o777
             check(f"{arch}: the binary is mode 0555", mode == 0o555, oct(mode))
+            shipped = os.path.join(root, "opt", "runner", "kubernetes-agent.cdx.json")
+            built = os.path.join(ROOT, "target", PLATFORMS[arch], "release", "kubernetes-agent.cdx.json")
+            with open(shipped, "rb") as a, open(built, "rb") as b:
+                check(f"{arch}: the SBOM beside the binary is the one built for {PLATFORMS[arch]}", a.read() == b.read(), shipped)
+            check(f"{arch}: the SBOM is mode 0444", os.stat(shipped).st_mode & 0o777 == 0o444, oct(os.stat(shipped).st_mode))
             if arch == "amd64":
                 chroot = shutil.which("chroot")
                 empty = lambda *a: subprocess.run([chroot, "--userspec=65532:65532", root, "/opt/runner/runner", *a], capture_output=True, text=True, env={})
