@@ -602,7 +602,7 @@ fn create_job(ctx: &Context, m: CreateJob) {
     let body = json::to_string(&job);
     drop(job);
     // The audit trail identifies the Job by the digest of exactly what is sent.
-    let sha256 = audit::sha256_hex(body.as_bytes());
+    let sha256 = crate::hex::sha256(body.as_bytes());
     let audited = |decision| audit::Entry::new(decision, &job_id, &namespace).field("sha256", &sha256);
     for r in &rewrites {
         audited(Decision::ImageRewritten).field("container", &r.container).field("from", &r.from).field("to", &r.to).log();

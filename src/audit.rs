@@ -101,15 +101,6 @@ impl Entry {
     }
 }
 
-/// The lowercase hex SHA-256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
-    digest.as_ref().iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,14 +110,9 @@ mod tests {
     }
 
     #[test]
-    fn sha256_is_the_standard_digest_in_lowercase_hex() {
-        assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-    }
-
-    #[test]
     fn a_line_names_the_decision_deployment_and_namespace_after_the_prefix() {
-        let line = Entry::new(Decision::Created, &name("d-1"), &name("jobs")).field("sha256", &sha256_hex(b"{}")).line().to_string();
-        assert_eq!(line, format!("audit: decision=created deployment=d-1 namespace=jobs sha256={}", sha256_hex(b"{}")));
+        let line = Entry::new(Decision::Created, &name("d-1"), &name("jobs")).field("sha256", &crate::hex::sha256(b"{}")).line().to_string();
+        assert_eq!(line, format!("audit: decision=created deployment=d-1 namespace=jobs sha256={}", crate::hex::sha256(b"{}")));
     }
 
     #[test]

@@ -115,8 +115,7 @@ pub fn parse_public_pem(pem: &str) -> Result<[u8; 32], String> {
 
 /// The `kid` of raw public-key bytes.
 pub fn kid_of(public: &[u8]) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, public);
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::sha256(public)
 }
 
 /// The public PEM folded onto one line, the form `runner_configuration.key` takes in

@@ -19,6 +19,7 @@ pub mod config;
 pub mod diagnose;
 pub mod error;
 pub mod file;
+pub mod hex;
 pub mod http;
 pub mod json;
 pub mod jwt;

@@ -114,7 +114,7 @@ fn audit_lines(logs: &[String]) -> Vec<(String, miniserde::json::Value)> {
 
 #[test]
 fn every_create_job_decision_is_one_audit_line_with_the_digest_of_what_was_sent_and_no_secret() {
-    use kubernetes_agent::audit::sha256_hex;
+    use kubernetes_agent::hex::sha256 as sha256_hex;
     let world = World::new(HOLD);
     // At LOG_LEVEL=warn the info lines go, the audit lines stay.
     let agent = world.started(&[("LOG_FORMAT", "json"), ("LOG_LEVEL", "warn"), ("IMAGE_MIRRORS", "ghcr.io/humanitec=registry.internal/mirror")]);

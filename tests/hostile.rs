@@ -12,12 +12,6 @@ use support::agent::{check_message, create_job_message, eventually, World, RUNNE
 const HOLD: Duration = Duration::from_secs(2);
 const WAIT: Duration = Duration::from_secs(20);
 
-/// Peak resident memory of the agent in KiB (`VmHWM`).
-fn peak_rss_kib(agent: &support::agent::AgentProcess) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", agent.child.id())).unwrap_or_default();
-    status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
-}
-
 #[test]
 fn deep_nesting_in_a_create_job_is_reported_and_the_agent_keeps_serving() {
     let world = World::new(HOLD);
@@ -32,7 +26,7 @@ fn deep_nesting_in_a_create_job_is_reported_and_the_agent_keeps_serving() {
     world.push(&world.create_job_message_with("d-abyss", "jobs", &format!("{}{}", "[".repeat(500_000), "]".repeat(500_000))));
     assert!(eventually(WAIT, || world.orch.results().iter().any(|r| r.deployment == "d-abyss")), "{:?}", agent.logs());
     assert!(agent.wait_exit(Duration::from_millis(100)).is_none(), "the agent died: {:?}", agent.logs());
-    assert!(peak_rss_kib(&agent) < 16 << 10, "peak RSS {} KiB", peak_rss_kib(&agent));
+    assert!(agent.peak_rss_kib() < 16 << 10, "peak RSS {} KiB", agent.peak_rss_kib());
     world.push(&world.create_job_message("d-after", "jobs"));
     assert!(eventually(WAIT, || world.kube.job("jobs", "d-after").is_some()), "the next message must still be served: {:?}", agent.logs());
     assert!(world.kube.job("jobs", "d-deep").is_none() && world.kube.job("jobs", "d-abyss").is_none());

@@ -88,7 +88,7 @@ impl Hasher {
 
     /// The digest of everything fed.
     pub fn finish(self) -> Digest {
-        Digest { hex: self.0.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect() }
+        Digest { hex: crate::hex::encode(self.0.finish().as_ref()) }
     }
 }
 

@@ -372,8 +372,7 @@ fn flood(t: &mut Table) {
     let all = eventually(Duration::from_secs(180), || world.kube.job_names().len() == count);
     let done_in = start.elapsed();
     let creates = world.kube.seen().iter().filter(|s| s.method == "POST").count();
-    let status = std::fs::read_to_string(format!("/proc/{}/status", agent.child.id())).unwrap_or_default();
-    let peak = status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok());
+    let peak = Some(agent.peak_rss_kib() as f64).filter(|kib| *kib > 0.0);
     t.row(&format!("flood: {count} x 60 KB create-jobs, API answering in 200 ms: peak RSS"), format!("{:.2} MiB", peak.unwrap_or(f64::NAN) / 1024.0));
     t.row(
         "flood: all delivered / all Jobs created, after",
