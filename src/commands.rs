@@ -8,8 +8,8 @@ use miniserde::json::{self, Value};
 
 use crate::error::{Error, Result};
 use crate::file;
-use crate::key::{self, RunnerKey};
-use crate::message::{self, Message};
+use crate::orchestrator::key::{self, RunnerKey};
+use crate::orchestrator::message::{self, Message};
 use crate::render::{self, JobPolicy};
 
 /// The version line.

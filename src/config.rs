@@ -17,11 +17,11 @@ use miniserde::json::Value;
 
 use crate::error::{Error, Result};
 use crate::json::get;
-use crate::key::RunnerKey;
 use crate::kube::client::DEFAULT_SERVICE_ACCOUNT_DIR;
 use crate::kube::Target;
-use crate::mirror::Mirror;
-use crate::pod_security::{Check, Level};
+use crate::orchestrator::key::RunnerKey;
+use crate::render::mirror::Mirror;
+use crate::render::pod_security::{Check, Level};
 use crate::render::{Allow, JobPolicy};
 
 /// One configuration setting.
@@ -403,7 +403,7 @@ pub struct AgentConfig {
     /// Signing key.
     pub key: RunnerKey,
     /// The Orchestrator: base URL (no trailing slash), trust and proxy.
-    pub connection: crate::remote::Connection,
+    pub connection: crate::orchestrator::Connection,
     /// Local Job policy.
     pub policy: JobPolicy,
     /// The Kubernetes API.
@@ -446,7 +446,7 @@ pub fn agent_config_all(values: &Values) -> Result<AgentConfig, Vec<Error>> {
     take(resolve_key(values).map(|v| key = Some(v)));
     take(
         checked_url(values.get_or_default("REMOTE_URL"), "REMOTE_URL")
-            .and_then(|url| crate::remote::Connection::resolve(&url, values))
+            .and_then(|url| crate::orchestrator::Connection::resolve(&url, values))
             .map(|v| connection = Some(v)),
     );
     take(resolve_listen(values).map(|v| listen = Some(v)));

@@ -31,7 +31,7 @@ pub enum Error {
     Refused {
         /// The Pod Security Standards level whose check `rule` is; `None` for the other
         /// local rules.
-        level: Option<crate::pod_security::Level>,
+        level: Option<crate::render::pod_security::Level>,
         /// The rule's (or check's) name, e.g. `namespace-allow-list` or `capabilities`.
         rule: &'static str,
         /// What in the Job broke it.
@@ -152,8 +152,8 @@ impl<W: fmt::Write> fmt::Write for OneLine<W> {
     }
 }
 
-impl From<crate::pod_security::Refusal> for Error {
-    fn from(r: crate::pod_security::Refusal) -> Error {
+impl From<crate::render::pod_security::Refusal> for Error {
+    fn from(r: crate::render::pod_security::Refusal) -> Error {
         Error::Refused { level: Some(r.level), rule: r.check.name(), detail: r.detail }
     }
 }

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use kubernetes_agent::cli::{self, Command};
-use kubernetes_agent::{agent, check, commands, config, listener, logging, signals};
+use kubernetes_agent::{agent, commands, config, ops::check, ops::listener, ops::logging, sys::signals};
 
 fn main() -> ExitCode {
     let args = match cli::parse(std::env::args_os().skip(1)) {

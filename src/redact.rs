@@ -26,7 +26,7 @@ pub const MIN_LEN: usize = 4;
 /// What a secret is replaced with.
 pub const REDACTED: &str = "<redacted>";
 /// Longest text [`scrub`] looks at; what follows is cut (log lines and reports are
-/// shorter still: see [`crate::logging`]).
+/// shorter still: see [`crate::ops::logging`]).
 pub const SCAN_LIMIT: usize = 16 << 10;
 
 /// A long-lived secret, replaced whenever it changes.

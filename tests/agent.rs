@@ -151,7 +151,7 @@ fn every_create_job_decision_is_one_audit_line_with_the_digest_of_what_was_sent_
     assert_eq!(msgs.iter().filter(|m| m.contains("deployment=d-152")).count(), 2, "one rewrite and one failure: {msgs:#?}");
     assert_eq!(lines.len(), 8, "{msgs:#?}");
     for (raw, v) in &lines {
-        assert_eq!(support::kube::get(v, &["target"]).and_then(text).as_deref(), Some(kubernetes_agent::audit::TARGET), "{raw}");
+        assert_eq!(support::kube::get(v, &["target"]).and_then(text).as_deref(), Some(kubernetes_agent::ops::audit::TARGET), "{raw}");
         for secret in ["job-secret-token-", "deploy-token-", "<redacted>"] {
             assert!(!raw.contains(secret), "a Job env value or a token in an audit line: {raw}");
         }
@@ -254,7 +254,7 @@ fn orchestrator_down_then_back_loses_no_delivered_message_and_shows_backoff() {
 #[test]
 fn key_mismatch_is_a_loud_401_naming_the_kid_and_the_agent_stays_up() {
     let world = World::new(HOLD);
-    let other = kubernetes_agent::key::RunnerKey::generate().unwrap();
+    let other = kubernetes_agent::orchestrator::key::RunnerKey::generate().unwrap();
     let pem = other.private_pem();
     let mut agent = world.spawn(&[("PRIVATE_KEY", &pem)]);
     let line = agent.wait_for_log("401", WAIT).expect("a 401 error line");

@@ -122,19 +122,19 @@ fn keygen_output_round_trips_through_openssl() {
     let text = Command::new("openssl").args(["pkey", "-in", private.to_str().unwrap(), "-noout", "-text"]).output().unwrap();
     assert!(String::from_utf8_lossy(&text.stdout).contains("ED25519 Private-Key"));
     // The printed kid is the SHA-256 of the raw key, as the Orchestrator computes it.
-    let raw = kubernetes_agent::key::parse_public_pem(&std::fs::read_to_string(&public).unwrap()).unwrap();
-    assert!(printed.contains(&format!("kid: {}", kubernetes_agent::key::kid_of(&raw))), "{printed}");
+    let raw = kubernetes_agent::orchestrator::key::parse_public_pem(&std::fs::read_to_string(&public).unwrap()).unwrap();
+    assert!(printed.contains(&format!("kid: {}", kubernetes_agent::orchestrator::key::kid_of(&raw))), "{printed}");
     assert!(printed.contains("-----BEGIN PUBLIC KEY-----\\n"), "one-line public key: {printed}");
     // An openssl-made key is accepted by the agent's config.
     let made = dir.path().join("openssl.pem");
     assert!(Command::new("openssl").args(["genpkey", "-algorithm", "ed25519", "-out", made.to_str().unwrap()]).status().unwrap().success());
     let pem = std::fs::read_to_string(&made).unwrap();
-    kubernetes_agent::key::RunnerKey::from_pkcs8_pem(&pem, "test").unwrap();
+    kubernetes_agent::orchestrator::key::RunnerKey::from_pkcs8_pem(&pem, "test").unwrap();
 }
 
 #[test]
 fn configuration_errors_are_one_line_exit_2_and_never_show_the_key() {
-    let key = kubernetes_agent::key::RunnerKey::from_seed([9; 32]).private_pem();
+    let key = kubernetes_agent::orchestrator::key::RunnerKey::from_seed([9; 32]).private_pem();
     let broken = key.replace("-----END PRIVATE KEY-----", "");
     let cases: &[(&[(&str, &str)], &str)] = &[
         (&[("RUNNER_ID", "r1"), ("PRIVATE_KEY", &key)], "configuration ORG_ID: not set"),
@@ -248,7 +248,7 @@ fn output_within(cmd: &mut Command, within: Duration) -> Output {
 
 /// The agent's settings with a valid key, for tests that break one setting.
 fn agent_env(extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    let key = kubernetes_agent::key::RunnerKey::from_seed([9; 32]).private_pem();
+    let key = kubernetes_agent::orchestrator::key::RunnerKey::from_seed([9; 32]).private_pem();
     let mut env = vec![("ORG_ID".to_string(), "o".to_string()), ("RUNNER_ID".into(), "r1".into()), ("PRIVATE_KEY".into(), key)];
     for (k, v) in extra {
         env.retain(|(name, _)| name != k && !(*k == "PRIVATE_KEY_FILE" && name == "PRIVATE_KEY"));
@@ -320,7 +320,7 @@ fn a_non_utf8_lang_crashes_no_command() {
 
 #[test]
 fn a_non_utf8_private_key_is_a_one_line_error_naming_it_that_never_shows_the_key() {
-    let key = kubernetes_agent::key::RunnerKey::from_seed([7; 32]).private_pem();
+    let key = kubernetes_agent::orchestrator::key::RunnerKey::from_seed([7; 32]).private_pem();
     let body = key.lines().nth(1).unwrap().to_string();
     let mut value = key.clone().into_bytes();
     value.insert(40, 0xff);

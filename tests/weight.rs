@@ -8,7 +8,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use kubernetes_agent::json::{Shape, MAX_CONTAINERS, MAX_DEPTH, MAX_VALUES};
-use kubernetes_agent::message::{self, Message};
+use kubernetes_agent::orchestrator::message::{self, Message};
 use kubernetes_agent::render::{self, JobPolicy};
 
 struct Counting;

@@ -4,6 +4,7 @@
 //! error bodies are parsed by [`status`]. No watch, no apply, no kubeconfig parsing.
 
 pub mod client;
+pub mod diagnose;
 pub mod request;
 pub mod status;
 

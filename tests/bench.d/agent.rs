@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use kubernetes_agent::agent::{self, Context};
 use kubernetes_agent::config::{self, Values};
-use kubernetes_agent::remote::PollOutcome;
+use kubernetes_agent::orchestrator::PollOutcome;
 use support::agent::{agent_binary, check_message, eventually, AgentProcess, World, RUNNER};
 use support::server::certs_dir;
 

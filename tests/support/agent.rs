@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kubernetes_agent::key::RunnerKey;
+use kubernetes_agent::orchestrator::key::RunnerKey;
 
 use super::kube::Kube;
 use super::orchestrator::Orchestrator;

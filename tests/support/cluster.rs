@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use miniserde::json::{self, Value};
 
-use kubernetes_agent::key::RunnerKey;
+use kubernetes_agent::orchestrator::key::RunnerKey;
 
 use super::agent::{check_message, eventually, AgentProcess, TempDir};
 use super::kube::{get, text};

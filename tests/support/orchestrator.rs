@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use kubernetes_agent::{jwt, key};
+use kubernetes_agent::{orchestrator::jwt, orchestrator::key};
 
 use super::server::{Handler, Reply, Request, Server};
 

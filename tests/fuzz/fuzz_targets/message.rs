@@ -4,7 +4,7 @@
 //! decoded message's Debug nor the error ever shows the deployment token.
 #![no_main]
 use kubernetes_agent::kube::request;
-use kubernetes_agent::message::{self, Message};
+use kubernetes_agent::orchestrator::message::{self, Message};
 use libfuzzer_sys::fuzz_target;
 use miniserde::json::{self, Value};
 

@@ -7,7 +7,7 @@
 //! crash, and whatever the parser accepts is within its bounds.
 #![no_main]
 use kubernetes_agent::json::{self, Shape, MAX_DEPTH};
-use kubernetes_agent::message::{self, Message};
+use kubernetes_agent::orchestrator::message::{self, Message};
 use kubernetes_agent::render::{self, JobPolicy};
 use libfuzzer_sys::fuzz_target;
 

@@ -1,7 +1,7 @@
 //! PEM/DER key parsing, base64 and JWT verification: never panic, and a token that
 //! verifies stops verifying when its signature is altered.
 #![no_main]
-use kubernetes_agent::{base64, jwt, key};
+use kubernetes_agent::{base64, orchestrator::jwt, orchestrator::key};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

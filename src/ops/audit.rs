@@ -129,9 +129,9 @@ mod tests {
 
     #[test]
     fn a_pod_security_refusal_gives_its_check_and_level() {
-        let e = Error::from(crate::pod_security::Refusal {
-            level: crate::pod_security::Level::Restricted,
-            check: crate::pod_security::Check::Capabilities,
+        let e = Error::from(crate::render::pod_security::Refusal {
+            level: crate::render::pod_security::Level::Restricted,
+            check: crate::render::pod_security::Check::Capabilities,
             detail: "container 'main' adds SYS_ADMIN".into(),
         });
         let line = Entry::new(Decision::Refused, &name("d-1"), &name("jobs")).rule_of(&e).line().to_string();

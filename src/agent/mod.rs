@@ -17,17 +17,17 @@ use std::time::{Duration, Instant};
 
 use miniserde::json::{self, Value};
 
-use crate::audit::{self, Decision};
 use crate::backoff::{Backoff, Until};
 use crate::config::AgentConfig;
-use crate::diagnose;
 use crate::error::{Error, Result};
 use crate::json::{get, text};
+use crate::kube::diagnose;
 use crate::kube::{self, request, Reason};
-use crate::message::{self, CheckJobStatus, CreateJob, Message, Secret};
-use crate::metrics::{self, Metrics};
 use crate::name::Name;
-use crate::remote::{PollOutcome, Remote, ReportOutcome};
+use crate::ops::audit::{self, Decision};
+use crate::ops::metrics::{self, Metrics};
+use crate::orchestrator::message::{self, CheckJobStatus, CreateJob, Message, Secret};
+use crate::orchestrator::{PollOutcome, Remote, ReportOutcome};
 use crate::render::{self, JobPolicy};
 
 /// Workers acting on messages in parallel (each create-job is one short API call, so a
@@ -52,7 +52,7 @@ pub const MIN_EMPTY_POLL: Duration = Duration::from_secs(1);
 pub const READY_WITHIN: Duration = Duration::from_secs(90);
 /// The weight of messages held (queued or being handled) at which polls pause. A poll
 /// already open may still bring one more each, so the most ever held is this plus
-/// `POLLS` times the weight of the largest message ([`crate::remote::MESSAGE_CAP`] of
+/// `POLLS` times the weight of the largest message ([`crate::orchestrator::MESSAGE_CAP`] of
 /// text within the parser's bounds).
 pub const HELD_BUDGET: usize = 8 << 20;
 /// Distinct message bodies remembered for de-duplication (more within the window are
@@ -390,7 +390,7 @@ fn poll_loop(ctx: &Context, tx: &Sender<Held>, spacing: &Spacing, i: usize) {
             PollOutcome::Empty => {
                 ctx.metrics.poll(metrics::Poll::Empty);
                 // A quiet hold: give back the stack the last TLS handshake left resident.
-                crate::stack::trim();
+                crate::sys::stack::trim();
                 let held = sent.elapsed();
                 if held >= MIN_EMPTY_POLL {
                     if let Some(hold) = spacing.held(held) {
@@ -440,7 +440,7 @@ fn poll_loop(ctx: &Context, tx: &Sender<Held>, spacing: &Spacing, i: usize) {
                 log::warn!("poll answered HTTP {code} by {}; retrying in {} ms", ctx.remote.shown_url(), wait.as_millis());
                 Some(wait)
             }
-            PollOutcome::Transport(why) if sent.elapsed() + Duration::from_secs(1) >= ctx.hold + crate::remote::POLL_MARGIN => {
+            PollOutcome::Transport(why) if sent.elapsed() + Duration::from_secs(1) >= ctx.hold + crate::orchestrator::POLL_MARGIN => {
                 // The server held the poll past the client's timeout: a hold longer than
                 // POLL_HOLD + 15 s, not a failure. Poll again at once, and say what to set.
                 ctx.metrics.poll(metrics::Poll::TransportError);
@@ -449,7 +449,7 @@ fn poll_loop(ctx: &Context, tx: &Sender<Held>, spacing: &Spacing, i: usize) {
                     log::warn!(
                         "a poll to {} was held past the client timeout ({} s, POLL_HOLD + 15 s): {why}; set POLL_HOLD to the Orchestrator's hold",
                         ctx.remote.shown_url(),
-                        (ctx.hold + crate::remote::POLL_MARGIN).as_secs()
+                        (ctx.hold + crate::orchestrator::POLL_MARGIN).as_secs()
                     );
                 }
                 None
@@ -538,7 +538,7 @@ fn work(ctx: &Context, rx: &Mutex<Receiver<Held>>) {
                 // handshake to the API server) left resident. Not between messages of a
                 // burst, where the next one would only fault the pages back in.
                 TryRecvError::Empty => {
-                    crate::stack::trim();
+                    crate::sys::stack::trim();
                     rx.recv().map_err(|_| TryRecvError::Disconnected)
                 }
                 e => Err(e),
@@ -828,7 +828,7 @@ fn list_items(ctx: &Context, req: &request::ApiRequest) -> Result<Vec<Value>> {
 fn report_failure(ctx: &Context, deployment_id: &str, token: &Secret, message: &str) -> bool {
     // What the deployment is told goes through the same scrubbing as the log: an API
     // server's 422 may quote a Job's env value back.
-    let message = crate::redact::scrub_to(message, crate::logging::MAX_LINE);
+    let message = crate::redact::scrub_to(message, crate::ops::logging::MAX_LINE);
     let until = Until::within(REPORT_RETRY_FOR, &ctx.stop);
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(15));
     loop {

@@ -13,18 +13,22 @@
 //! 6. `settle_service_account`: the account the pod will run as, with the deprecated
 //!    `serviceAccount` field made to agree with `serviceAccountName` (or refused);
 //! 7. `enforce`: the Pod Security Standards at `JOB_POD_SECURITY`'s level
-//!    ([`crate::pod_security`]) and the service-account allow-list, on the final pod.
+//!    ([`crate::render::pod_security`]) and the service-account allow-list, on the final pod.
 //!
 //! A refusal is an [`Error::Refused`] naming the rule. Kubernetes' own validation is not
 //! repeated here: whatever the API server rejects comes back as its `Invalid` status.
+
+pub mod merge;
+pub mod mirror;
+pub mod pod_security;
 
 use miniserde::json::{self, Object, Value};
 
 use crate::error::{Error, Result};
 use crate::json::get;
-use crate::merge;
-use crate::mirror::{self, Mirror};
+
 use crate::name::Name;
+use mirror::Mirror;
 
 pub use crate::name::is_dns1123_label;
 
@@ -44,8 +48,8 @@ pub const ANNOTATION_RUNNER_ID: &str = "humanitec.dev/runner-id";
 pub const MANAGED_BY: &str = "humanitec-kubernetes-agent";
 
 /// The Pod Security Standards checks the local policy exempts (`JOB_ALLOW`).
-pub use crate::pod_security::Exemptions as Allow;
-pub use crate::pod_security::Level;
+pub use crate::render::pod_security::Exemptions as Allow;
+pub use crate::render::pod_security::Level;
 
 /// Everything local that shapes a Job. Empty allow-lists allow anything RBAC permits.
 #[derive(Debug, Clone, Default)]
@@ -180,7 +184,7 @@ fn apply_mirrors(job: &mut Value, mirrors: &[Mirror]) -> Vec<Rewrite> {
     if !rewrites.is_empty() {
         let recorded: Vec<String> = rewrites.iter().map(|r| format!("{}={}", r.container, r.from)).collect();
         let annotations = object_at(job, &["spec", "template", "metadata", "annotations"]);
-        annotations.insert(crate::diagnose::ANNOTATION_MIRRORED.into(), Value::String(recorded.join(",")));
+        annotations.insert(crate::kube::diagnose::ANNOTATION_MIRRORED.into(), Value::String(recorded.join(",")));
     }
     rewrites
 }
@@ -188,7 +192,7 @@ fn apply_mirrors(job: &mut Value, mirrors: &[Mirror]) -> Vec<Rewrite> {
 fn enforce(job: &Value, policy: &JobPolicy) -> Result<()> {
     let pod = get(job, &["spec", "template", "spec"]);
     let annotations = get(job, &["spec", "template", "metadata", "annotations"]);
-    crate::pod_security::check(pod, annotations, policy.pod_security, policy.allow)?;
+    crate::render::pod_security::check(pod, annotations, policy.pod_security, policy.allow)?;
     if !policy.service_accounts.is_empty() {
         // settle_service_account made serviceAccountName the account the pod runs as.
         let account = match pod.and_then(|p| get(p, &["serviceAccountName"])) {
@@ -247,7 +251,7 @@ fn settle_service_account(job: &mut Value) -> Result<()> {
     Ok(())
 }
 
-use crate::pod_security::CONTAINER_LISTS;
+use crate::render::pod_security::CONTAINER_LISTS;
 
 fn containers_mut(job: &mut Value) -> Vec<&mut Object> {
     let mut out = Vec::new();
@@ -390,7 +394,7 @@ mod tests {
 
     #[test]
     fn privileged_host_namespaces_and_host_path_are_refused_unless_allowed() {
-        use crate::pod_security::Check;
+        use crate::render::pod_security::Check;
         let cases = [
             (r#"{"template":{"spec":{"initContainers":[{"name":"i","securityContext":{"privileged":true}}]}}}"#, Check::Privileged),
             (r#"{"template":{"spec":{"hostPID":true}}}"#, Check::HostNamespaces),

@@ -1,5 +1,5 @@
 //! Log output: JSON lines by default (`time`, `level`, `msg`, `target`, and `runnerId` as
-//! upstream logs it; `"audit":true` on the lines of [`crate::audit`]) or plain text, on
+//! upstream logs it; `"audit":true` on the lines of [`crate::ops::audit`]) or plain text, on
 //! standard error. `LOG_LEVEL` sets our level (audit lines are kept at any level) while
 //! dependencies stay at `warn`; `RUST_LOG`, when set, replaces all that with its own filter.
 //! Callers never log a secret on purpose; every line is still passed through
@@ -25,7 +25,7 @@ pub fn init(config: &LogConfig) {
             builder
                 .filter_level(log::LevelFilter::Warn)
                 .filter_module("kubernetes_agent", config.level)
-                .filter_module(crate::audit::TARGET, config.level.max(log::LevelFilter::Info));
+                .filter_module(crate::ops::audit::TARGET, config.level.max(log::LevelFilter::Info));
         }
     }
     let runner_id = config.runner_id.clone();
@@ -41,7 +41,7 @@ pub fn init(config: &LogConfig) {
                 if let Some(id) = &runner_id {
                     line.push_str(&format!(r#","runnerId":{}"#, quote(id)));
                 }
-                if record.target() == crate::audit::TARGET {
+                if record.target() == crate::ops::audit::TARGET {
                     line.push_str(r#","audit":true"#);
                 }
                 line.push('}');

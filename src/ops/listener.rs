@@ -41,7 +41,7 @@ pub fn start(addr: SocketAddr, ctx: Arc<Context>) -> Result<SocketAddr> {
     std::thread::Builder::new()
         .name("listener".into())
         .spawn(move || {
-            crate::stack::trim();
+            crate::sys::stack::trim();
             let open = Arc::new(Mutex::new(Open::default()));
             for stream in listener.incoming() {
                 if ctx.stop.is_stopped() {

@@ -3,15 +3,19 @@
 //! sleeps, retries or decides policy. Proxy and trust are resolved here from the
 //! environment the way Go and OpenSSL resolve them, and never apply to Kubernetes.
 
+pub mod jwt;
+pub mod key;
+pub mod message;
+
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::config::Values;
 use crate::error::{Error, Result};
 use crate::http::{self, AgentSettings, Trust};
-use crate::jwt::{self, Claims};
-use crate::key::RunnerKey;
-use crate::message::Secret;
+use jwt::Claims;
+use key::RunnerKey;
+use message::Secret;
 
 /// Client timeout of a poll beyond the server's hold, so a held poll is never cut short.
 pub const POLL_MARGIN: Duration = Duration::from_secs(15);
@@ -233,7 +237,7 @@ impl Remote {
 
     /// Reports a failed deployment (PROTOCOL §4). `message` must not hold secrets.
     pub fn report_failure(&self, deployment_id: &str, token: &Secret, message: &str) -> Result<ReportOutcome> {
-        if !crate::message::is_deployment_id(deployment_id) {
+        if !crate::orchestrator::message::is_deployment_id(deployment_id) {
             return Err(Error::decode("a deployment id", "it is not 1-253 letters, digits, '-' or '_'; nothing was sent"));
         }
         let url = format!("{}/orgs/{}/deployments/{}/results", self.connection.base_url, self.org_id, crate::kube::request::encode(deployment_id));

@@ -7,7 +7,7 @@
 use miniserde::json::{self, Number, Object, Value};
 
 use crate::base64;
-use crate::key::RunnerKey;
+use crate::orchestrator::key::RunnerKey;
 
 const HEADER: &str = r#"{"alg":"EdDSA","typ":"JWT"}"#;
 

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use crate::config::AgentConfig;
 use crate::error::Error;
-use crate::key;
 use crate::kube;
 use crate::kube::request;
 use crate::name::Name;
-use crate::remote::Remote;
+use crate::orchestrator::key;
+use crate::orchestrator::Remote;
 
 /// The verbs the agent needs: (verb, API group, resource).
 pub const NEEDED: [(&str, &str, &str); 5] =
@@ -35,7 +35,7 @@ pub fn run(config: &AgentConfig, out: &mut dyn std::io::Write) -> bool {
     };
     let orchestrator = crate::redact::url_without_userinfo(&config.connection.base_url);
     item(true, format!("configuration: org {}, runner {}, Orchestrator {orchestrator}", config.org_id, config.runner_id), "");
-    let exempt: Vec<&str> = crate::pod_security::Check::ALL.iter().filter(|c| config.policy.allow.contains(**c)).map(|c| c.name()).collect();
+    let exempt: Vec<&str> = crate::render::pod_security::Check::ALL.iter().filter(|c| config.policy.allow.contains(**c)).map(|c| c.name()).collect();
     let exempt = if exempt.is_empty() { String::new() } else { format!(", exempting {} (JOB_ALLOW)", exempt.join(", ")) };
     item(true, format!("pod security: every Job's pod must meet level '{}' (JOB_POD_SECURITY){exempt}", config.policy.pod_security), "");
     item(
