@@ -26,8 +26,8 @@ runner's job image (pod_template container 'main') pointing at it, or at its mir
 /// renders its Job.
 pub fn render_input(input: Option<&Path>, policy: &JobPolicy) -> Result<String> {
     let (bytes, source) = match input {
-        Some(path) => (file::read_capped(path, file::RENDER_INPUT_CAP, "a message file"), path.display().to_string()),
-        None => (file::read_capped_from(std::io::stdin().lock(), file::RENDER_INPUT_CAP, "a message"), "standard input".to_string()),
+        Some(path) => (file::read_capped(path, crate::orchestrator::MESSAGE_CAP, "a message file"), path.display().to_string()),
+        None => (file::read_capped_from(std::io::stdin().lock(), crate::orchestrator::MESSAGE_CAP, "a message"), "standard input".to_string()),
     };
     let bytes = bytes.map_err(|e| match e.kind() {
         std::io::ErrorKind::FileTooLarge => Error::decode(format!("message from {source}"), e.to_string()),

@@ -16,10 +16,13 @@ use std::time::Duration;
 use miniserde::json::Value;
 
 use crate::error::{Error, Result};
+use crate::http::{self, Trust};
 use crate::json::get;
 use crate::kube::client::DEFAULT_SERVICE_ACCOUNT_DIR;
 use crate::kube::Target;
+use crate::ops::logging::{LogConfig, LogFormat};
 use crate::orchestrator::key::RunnerKey;
+use crate::orchestrator::Connection;
 use crate::render::mirror::Mirror;
 use crate::render::pod_security::{Check, Level};
 use crate::render::{Allow, JobPolicy};
@@ -215,30 +218,6 @@ impl Values {
     }
 }
 
-/// Log output shape.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    /// One JSON object per line.
-    Json,
-    /// Human-readable lines.
-    Text,
-}
-
-/// Logging settings; resolved first so that later errors are logged in the right shape.
-#[derive(Debug, Clone)]
-pub struct LogConfig {
-    /// The level from `LOG_LEVEL`.
-    pub level: log::LevelFilter,
-    /// `RUST_LOG`, when set: overrides `level`.
-    pub rust_log: Option<String>,
-    /// Output shape.
-    pub format: LogFormat,
-    /// Added to every JSON line as `runnerId`.
-    pub runner_id: Option<String>,
-    /// Set when `LOG_LEVEL` was not understood: logged as a warning once logging is up.
-    pub level_warning: Option<String>,
-}
-
 /// Resolves logging. `LOG_LEVEL` is lenient as upstream is: an unknown level warns and
 /// falls back to info. `LOG_FORMAT` is ours and strict.
 pub fn log_config(values: &Values) -> Result<LogConfig> {
@@ -403,7 +382,7 @@ pub struct AgentConfig {
     /// Signing key.
     pub key: RunnerKey,
     /// The Orchestrator: base URL (no trailing slash), trust and proxy.
-    pub connection: crate::orchestrator::Connection,
+    pub connection: Connection,
     /// Local Job policy.
     pub policy: JobPolicy,
     /// The Kubernetes API.
@@ -444,11 +423,7 @@ pub fn agent_config_all(values: &Values) -> Result<AgentConfig, Vec<Error>> {
     take(resolve_org_id(values).map(|v| org_id = Some(v)));
     take(resolve_runner_id(values).map(|v| runner_id = Some(v)));
     take(resolve_key(values).map(|v| key = Some(v)));
-    take(
-        checked_url(values.get_or_default("REMOTE_URL"), "REMOTE_URL")
-            .and_then(|url| crate::orchestrator::Connection::resolve(&url, values))
-            .map(|v| connection = Some(v)),
-    );
+    take(checked_url(values.get_or_default("REMOTE_URL"), "REMOTE_URL").and_then(|url| orchestrator_connection(&url, values)).map(|v| connection = Some(v)));
     take(resolve_listen(values).map(|v| listen = Some(v)));
     take(resolve_token_lifetime(values).map(|v| token_lifetime = Some(v)));
     take(resolve_polls(values).map(|v| polls = Some(v)));
@@ -597,6 +572,81 @@ fn duration(values: &Values, name: &str) -> Result<Duration> {
         Ok(n) if scale > 0 && n <= 7 * 86_400 => Ok(Duration::from_secs(n * scale)),
         _ => Err(Error::config(name, format!("'{raw}' is not a duration"), "write a whole number with s, m or h, e.g. 30s or 15m")),
     }
+}
+
+/// Resolves trust and proxy for `base_url` from `values`:
+/// - trust: `SSL_CERT_FILE` / `SSL_CERT_DIR` (colon-separated) replace the built-in
+///   public roots, as they replace the system store for Go and OpenSSL; `REMOTE_CA_FILE`
+///   adds to whichever is in force;
+/// - proxy: `HTTPS_PROXY` (or `https_proxy`, then `ALL_PROXY`) for https URLs,
+///   `HTTP_PROXY` for http, unless `NO_PROXY` matches the host.
+pub fn orchestrator_connection(base_url: &str, values: &Values) -> Result<Connection> {
+    let mut system: Option<Vec<Vec<u8>>> = None;
+    if let Some(file) = values.get("SSL_CERT_FILE") {
+        let pem = crate::file::read_capped(std::path::Path::new(file), crate::file::CA_BUNDLE_CAP, "a CA bundle").map_err(|e| {
+            Error::config("SSL_CERT_FILE", format!("cannot read {file}: {e}"), "point it at a PEM bundle, or unset it to use the built-in public roots")
+        })?;
+        system.get_or_insert_with(Vec::new).extend(http::pem_certificates(&pem).unwrap_or_default());
+    }
+    if let Some(dirs) = values.get("SSL_CERT_DIR") {
+        let files = crate::file::read_cert_dirs(dirs.split(':').filter(|d| !d.is_empty()).map(std::path::Path::new))
+            .map_err(|e| Error::config("SSL_CERT_DIR", e.to_string(), "point it at a directory of PEM files, or unset it"))?;
+        let certs = system.get_or_insert_with(Vec::new);
+        for pem in files {
+            certs.extend(http::pem_certificates(&pem).unwrap_or_default());
+        }
+    }
+    if system.as_ref().is_some_and(Vec::is_empty) {
+        return Err(Error::config(
+            "SSL_CERT_FILE",
+            "SSL_CERT_FILE / SSL_CERT_DIR hold no PEM certificate",
+            "point them at PEM CA bundles, or unset both to use the built-in public roots",
+        ));
+    }
+    let extra = match values.get("REMOTE_CA_FILE") {
+        Some(p) => http::read_certificates(std::path::Path::new(p)).map_err(|why| Error::config("REMOTE_CA_FILE", why, "point it at a PEM CA bundle"))?,
+        None => Vec::new(),
+    };
+    let trust = match system {
+        Some(mut certs) => {
+            certs.extend(extra);
+            Trust::Specific(certs.into())
+        }
+        None if extra.is_empty() => Trust::WebPki,
+        None => Trust::WebPkiAnd(extra.into()),
+    };
+    let https = base_url.starts_with("https://");
+    let candidates: &[&str] =
+        if https { &["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"] } else { &["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"] };
+    let proxy = candidates.iter().find_map(|k| values.get(k)).map(String::from);
+    let no_proxy = values.get("NO_PROXY").or_else(|| values.get("no_proxy")).unwrap_or("");
+    let proxy = proxy.filter(|_| !no_proxy_matches(no_proxy, host_of(base_url)));
+    if let Some(p) = &proxy {
+        ureq::Proxy::new(p).map_err(|_| Error::config("HTTPS_PROXY", "the proxy URL is not understood", "use http://[user:password@]host:port"))?;
+    }
+    Ok(Connection { base_url: base_url.to_string(), trust, proxy })
+}
+
+fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or(v6);
+    }
+    authority.split(':').next().unwrap_or(authority)
+}
+
+/// `NO_PROXY` as curl and Go read it: `*`, exact hosts or IPs, and domain suffixes
+/// (`example.com` and `.example.com` both cover `api.example.com`). CIDR ranges are not
+/// supported (list the Orchestrator's host instead).
+pub fn no_proxy_matches(no_proxy: &str, host: &str) -> bool {
+    let host = host.to_ascii_lowercase();
+    no_proxy.split(',').map(|e| e.trim().to_ascii_lowercase()).filter(|e| !e.is_empty()).any(|entry| {
+        let entry = entry.split(':').next().unwrap_or(&entry).to_string();
+        let bare = entry.trim_start_matches("*.").trim_start_matches('.');
+        entry == "*" || host == bare || host.ends_with(&format!(".{bare}"))
+    })
 }
 
 #[cfg(test)]
@@ -785,5 +835,37 @@ mod tests {
             assert!(seen.insert(s.env), "{}", s.env);
             assert!(s.flag.is_empty() || seen.insert(s.flag), "{}", s.flag);
         }
+    }
+
+    #[test]
+    fn no_proxy_matches_hosts_suffixes_and_star() {
+        assert!(no_proxy_matches("localhost,.internal", "api.internal"));
+        assert!(no_proxy_matches("internal", "api.internal"));
+        assert!(no_proxy_matches("*.internal", "api.internal"));
+        assert!(no_proxy_matches("*", "anything"));
+        assert!(no_proxy_matches("10.0.0.1", "10.0.0.1"));
+        assert!(!no_proxy_matches("internal", "notinternal"));
+        assert!(!no_proxy_matches("", "api.humanitec.dev"));
+    }
+
+    #[test]
+    fn proxy_is_chosen_by_scheme_and_skipped_by_no_proxy() {
+        let v = Values::from_env([("HTTPS_PROXY", "http://proxy:3128"), ("HTTP_PROXY", "http://plain:3128"), ("NO_PROXY", ".internal")]);
+        assert_eq!(orchestrator_connection("https://api.humanitec.dev", &v).unwrap().proxy.as_deref(), Some("http://proxy:3128"));
+        assert_eq!(orchestrator_connection("http://api.humanitec.dev", &v).unwrap().proxy.as_deref(), Some("http://plain:3128"));
+        assert_eq!(orchestrator_connection("https://orch.internal:8443", &v).unwrap().proxy, None);
+        assert_eq!(host_of("https://user@[::1]:8443/x"), "::1");
+    }
+
+    #[test]
+    fn ssl_cert_file_replaces_and_remote_ca_file_adds() {
+        let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/certs/ca.pem");
+        let c = orchestrator_connection("https://x", &Values::from_env([("REMOTE_CA_FILE", ca)])).unwrap();
+        assert!(matches!(c.trust, Trust::WebPkiAnd(ref v) if v.len() == 1));
+        let c = orchestrator_connection("https://x", &Values::from_env([("SSL_CERT_FILE", ca)])).unwrap();
+        assert!(matches!(c.trust, Trust::Specific(ref v) if v.len() == 1));
+        assert!(matches!(orchestrator_connection("https://x", &Values::default()).unwrap().trust, Trust::WebPki));
+        let e = orchestrator_connection("https://x", &Values::from_env([("SSL_CERT_FILE", "/nonexistent")])).unwrap_err().to_string();
+        assert!(e.starts_with("configuration SSL_CERT_FILE: cannot read"), "{e}");
     }
 }

@@ -18,9 +18,6 @@ pub const TOKEN_CAP: u64 = 64 << 10;
 pub const CA_BUNDLE_CAP: u64 = 4 << 20;
 /// Largest `JOB_POLICY_FILE` read. A policy is a few hundred bytes of Job template.
 pub const POLICY_CAP: u64 = 1 << 20;
-/// Largest message `render` reads: the same as the agent reads from the Orchestrator, so
-/// `render` accepts exactly what the agent would.
-pub const RENDER_INPUT_CAP: u64 = crate::orchestrator::MESSAGE_CAP;
 /// Largest small file read (the pod's namespace file holds one name).
 pub const NAME_FILE_CAP: u64 = 4 << 10;
 /// Most entries of one `SSL_CERT_DIR` directory looked at. Debian's holds about 300.

@@ -1,10 +1,10 @@
 //! The binary: parse, report, choose the exit code. Everything else is the library.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use kubernetes_agent::cli::{self, Command};
-use kubernetes_agent::{agent, commands, config, ops::check, ops::listener, ops::logging, sys::signals};
+use kubernetes_agent::ops::{check, logging};
+use kubernetes_agent::{agent, commands, config};
 
 fn main() -> ExitCode {
     let args = match cli::parse(std::env::args_os().skip(1)) {
@@ -54,41 +54,9 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return report(Err(e)),
             };
-            report(run_agent(&config))
+            report(agent::run(&config))
         }
     }
-}
-
-/// Runs the agent until SIGTERM or SIGINT.
-fn run_agent(config: &config::AgentConfig) -> kubernetes_agent::Result<()> {
-    signals::block();
-    let context = Arc::new(agent::Context::new(config)?);
-    if let Some(addr) = config.listen {
-        let bound = listener::start(addr, context.clone())?;
-        log::info!("serving /healthz, /readyz and /metrics on {bound}");
-    }
-    let running = agent::start(context, config.polls);
-    let signal = signals::wait();
-    log::info!(
-        "{signal} received: no new polls; waiting up to {} s for the {} open poll(s) to end and for {} in-flight message(s)",
-        config.shutdown_timeout.as_secs(),
-        running.context.metrics.open_polls(),
-        running.context.metrics.in_flight()
-    );
-    let left = running.shutdown(config.shutdown_timeout);
-    if left.polls > 0 {
-        log::warn!(
-            "exiting with {} poll(s) still held after SHUTDOWN_TIMEOUT: a message handed to them now is lost; set SHUTDOWN_TIMEOUT above the Orchestrator's hold",
-            left.polls
-        );
-    }
-    if left.messages > 0 {
-        log::warn!("exiting with {} message(s) unhandled after SHUTDOWN_TIMEOUT; their deployments are re-checked by the Orchestrator", left.messages);
-    }
-    if left == agent::Left::default() {
-        log::info!("stopped cleanly");
-    }
-    Ok(())
 }
 
 /// Prints an error on one line and picks the exit code: 2 for configuration and input, 1 otherwise.

@@ -137,6 +137,22 @@ impl Client {
         self.send_until(request, Until::within(self.settings.retry_for, &NEVER))
     }
 
+    /// The `items` of a list reply, sent as [`Client::send_until`]. A reply that is not a
+    /// JSON list is an error, never an empty list (which would read as "no pod started").
+    pub fn list_until(&self, request: &ApiRequest, until: Until<'_>) -> Result<Vec<miniserde::json::Value>> {
+        use miniserde::json::Value;
+        let body = self.send_until(request, until)?;
+        let document = format!("the Kubernetes reply to {}", request.operation);
+        match crate::json::parse(&body, &document)? {
+            Value::Object(mut o) => match o.remove("items") {
+                Some(Value::Array(mut a)) => Ok(std::mem::take(&mut *a)),
+                Some(Value::Null) => Ok(Vec::new()),
+                _ => Err(Error::decode(document, "it has no 'items' list")),
+            },
+            _ => Err(Error::decode(document, "it is not a JSON object")),
+        }
+    }
+
     /// [`Client::send`], retrying transient failures only while `until` allows: no
     /// attempt starts after its deadline, and a stop ends the waiting at once.
     pub fn send_until(&self, request: &ApiRequest, until: Until<'_>) -> Result<String> {

@@ -11,7 +11,6 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::agent::Context;
 use crate::error::{Error, Result};
 
 /// Whole time one connection may take, from accept to its reply written: a probe sends its
@@ -34,8 +33,18 @@ struct Open {
     threads: usize,
 }
 
+/// What the listener reads from the running agent.
+pub trait Probe: Send + Sync + 'static {
+    /// The agent is stopping: serve no more.
+    fn stopping(&self) -> bool;
+    /// `/readyz` answers 200.
+    fn ready(&self) -> bool;
+    /// The `/metrics` page.
+    fn metrics(&self) -> String;
+}
+
 /// Binds `addr` and serves on a background thread. Returns the bound address.
-pub fn start(addr: SocketAddr, ctx: Arc<Context>) -> Result<SocketAddr> {
+pub fn start<P: Probe>(addr: SocketAddr, ctx: Arc<P>) -> Result<SocketAddr> {
     let listener = TcpListener::bind(addr).map_err(|e| Error::io(format!("binding the listener on {addr} (LISTEN_ADDRESS)"), e))?;
     let bound = listener.local_addr().map_err(|e| Error::io("reading the listener address", e))?;
     std::thread::Builder::new()
@@ -44,7 +53,7 @@ pub fn start(addr: SocketAddr, ctx: Arc<Context>) -> Result<SocketAddr> {
             crate::sys::stack::trim();
             let open = Arc::new(Mutex::new(Open::default()));
             for stream in listener.incoming() {
-                if ctx.stop.is_stopped() {
+                if ctx.stopping() {
                     return;
                 }
                 match stream {
@@ -61,7 +70,7 @@ pub fn start(addr: SocketAddr, ctx: Arc<Context>) -> Result<SocketAddr> {
 /// Hands `stream` to a thread of its own, shutting down the oldest connection first when
 /// [`MAX_CONNECTIONS`] are open. Threads are bounded too: while twice as many still run
 /// (shut-down ones finish within microseconds), a new connection is closed at once.
-fn accept(stream: TcpStream, open: &Arc<Mutex<Open>>, ctx: &Arc<Context>) {
+fn accept<P: Probe>(stream: TcpStream, open: &Arc<Mutex<Open>>, ctx: &Arc<P>) {
     let id = {
         let mut o = open.lock().unwrap_or_else(|p| p.into_inner());
         if o.threads >= 2 * MAX_CONNECTIONS {
@@ -80,7 +89,7 @@ fn accept(stream: TcpStream, open: &Arc<Mutex<Open>>, ctx: &Arc<Context>) {
     };
     let (thread_open, ctx) = (open.clone(), ctx.clone());
     let spawned = std::thread::Builder::new().name("listener-conn".into()).stack_size(CONNECTION_STACK).spawn(move || {
-        serve(stream, &ctx);
+        serve(stream, &*ctx);
         let mut o = thread_open.lock().unwrap_or_else(|p| p.into_inner());
         o.connections.retain(|(i, _)| *i != id);
         o.threads -= 1;
@@ -94,7 +103,7 @@ fn accept(stream: TcpStream, open: &Arc<Mutex<Open>>, ctx: &Arc<Context>) {
 
 /// Reads one request head and answers it, all within [`CONNECTION_DEADLINE`]; a client
 /// that has not sent its head by then is closed unanswered.
-fn serve(mut stream: TcpStream, ctx: &Context) {
+fn serve(mut stream: TcpStream, ctx: &dyn Probe) {
     let deadline = Instant::now() + CONNECTION_DEADLINE;
     let left = || deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero());
     let mut buf = [0u8; 2048];
@@ -121,12 +130,12 @@ fn serve(mut stream: TcpStream, ctx: &Context) {
     }
 }
 
-fn route(path: &str, ctx: &Context) -> (&'static str, &'static str, String) {
+fn route(path: &str, ctx: &dyn Probe) -> (&'static str, &'static str, String) {
     match path {
         "/healthz" => ("200 OK", "text/plain", "ok\n".into()),
         "/readyz" if ctx.ready() => ("200 OK", "text/plain", "ready\n".into()),
         "/readyz" => ("503 Service Unavailable", "text/plain", "not ready: no authenticated poll succeeded recently (see the logs)\n".into()),
-        "/metrics" => ("200 OK", "text/plain; version=0.0.4", ctx.metrics.render(ctx.kube.requests_sent())),
+        "/metrics" => ("200 OK", "text/plain; version=0.0.4", ctx.metrics()),
         _ => ("404 Not Found", "text/plain", "not found: try /healthz, /readyz or /metrics\n".into()),
     }
 }

@@ -8,7 +8,29 @@
 
 use std::io::Write;
 
-use crate::config::{LogConfig, LogFormat};
+/// Log output shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// Logging settings; resolved first so that later errors are logged in the right shape.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// The level from `LOG_LEVEL`.
+    pub level: log::LevelFilter,
+    /// `RUST_LOG`, when set: overrides `level`.
+    pub rust_log: Option<String>,
+    /// Output shape.
+    pub format: LogFormat,
+    /// Added to every JSON line as `runnerId`.
+    pub runner_id: Option<String>,
+    /// Set when `LOG_LEVEL` was not understood: logged as a warning once logging is up.
+    pub level_warning: Option<String>,
+}
 
 /// Longest message a log line carries; the rest is cut (a peer's reply can be megabytes).
 pub const MAX_LINE: usize = 8 << 10;

@@ -307,7 +307,7 @@ fn main() {
         std::thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
                 if let PollOutcome::Message(body) = ctx.remote.poll() {
-                    agent::handle(&ctx, body);
+                    agent::handle::handle(&ctx, body);
                 }
             }
         })
