@@ -22,11 +22,6 @@ impl Stop {
         Stop { stopped: Mutex::new(None), wake: Condvar::new() }
     }
 
-    /// Asks every thread to stop now.
-    pub fn stop(&self) {
-        self.stop_within(Duration::ZERO);
-    }
-
     /// Asks every thread to stop, letting accepted work retry for `grace` more.
     pub fn stop_within(&self, grace: Duration) {
         let mut stopped = self.stopped.lock().unwrap_or_else(|p| p.into_inner());
@@ -170,7 +165,7 @@ mod tests {
         assert!(!long.wait(Duration::from_secs(5)), "not past the grace");
         assert!(asked.elapsed() < Duration::from_millis(100), "refused at once");
         let now = Stop::default();
-        now.stop();
+        now.stop_within(Duration::ZERO);
         assert!(!Until::within(Duration::from_secs(60), &now).wait(Duration::from_millis(1)));
     }
 
@@ -180,7 +175,7 @@ mod tests {
         std::thread::scope(|scope| {
             scope.spawn(|| {
                 std::thread::sleep(Duration::from_millis(100));
-                stop.stop();
+                stop.stop_within(Duration::ZERO);
             });
             let asked = std::time::Instant::now();
             assert!(!Until::within(Duration::from_secs(60), &stop).wait(Duration::from_secs(10)));

@@ -69,11 +69,6 @@ impl Budget {
         *held
     }
 
-    /// The weight held now.
-    pub fn held(&self) -> usize {
-        *self.held.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Blocks while the held weight is at or over `limit`; false when stopping. Returns
     /// at once when there is room, which is always the case but under a flood.
     fn wait_for_room(&self, limit: usize, stop: &Stop, metrics: &Metrics) -> bool {
@@ -632,7 +627,7 @@ mod tests {
         };
         std::thread::sleep(Duration::from_millis(50));
         let asked = Instant::now();
-        stop.stop();
+        stop.stop_within(Duration::ZERO);
         assert!(!waiter.join().unwrap(), "a stopped poll does not open");
         assert!(asked.elapsed() < Duration::from_secs(3), "released in {:?}", asked.elapsed());
     }

@@ -400,6 +400,7 @@ impl Registry {
 
     /// The same client with another bound on the wait for an answer (default:
     /// [`DEFAULT_RESPONSE_TIMEOUT`]).
+    #[cfg(test)]
     pub fn with_response_timeout(mut self, timeout: Duration) -> Registry {
         self.response_timeout = timeout;
         self

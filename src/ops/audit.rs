@@ -91,6 +91,7 @@ impl Entry {
     }
 
     /// The line as logged.
+    #[cfg(test)]
     pub fn line(&self) -> &str {
         &self.line
     }

@@ -252,11 +252,6 @@ impl Metrics {
         self.last_success.lock().unwrap_or_else(|p| p.into_inner()).map(|t| t.elapsed())
     }
 
-    /// Count of one poll outcome.
-    pub fn polls(&self, outcome: Poll) -> u64 {
-        self.polls[index(outcome)].load(Ordering::Relaxed)
-    }
-
     /// The Prometheus text exposition. `kube_requests` comes from the Kubernetes client.
     pub fn render(&self, kube_requests: u64) -> String {
         let mut out = String::new();

@@ -97,22 +97,6 @@ pub fn public_pem_of(public: &[u8; 32]) -> String {
     to_pem(&der, "PUBLIC KEY")
 }
 
-/// Parses an SPKI PEM (`-----BEGIN PUBLIC KEY-----`) holding an Ed25519 key; used by the
-/// Orchestrator stand-in and by `check`. The PEM may be on one line, as the Orchestrator
-/// stores `runner_configuration.key`.
-pub fn parse_public_pem(pem: &str) -> Result<[u8; 32], String> {
-    let der = pem_body(pem, "PUBLIC KEY")?;
-    let mut outer = Der::new(&der);
-    let mut spki = Der::new(outer.expect(0x30, "SubjectPublicKeyInfo")?);
-    let algorithm = spki.expect(0x30, "AlgorithmIdentifier")?;
-    check_algorithm(algorithm)?;
-    let bits = spki.expect(0x03, "subjectPublicKey")?;
-    match bits {
-        [0x00, key @ ..] if key.len() == 32 => Ok(key.try_into().expect("length checked")),
-        _ => Err(format!("Ed25519 public key must be 32 bytes, found a BIT STRING of {} bytes", bits.len())),
-    }
-}
-
 /// The `kid` of raw public-key bytes.
 pub fn kid_of(public: &[u8]) -> String {
     crate::hex::sha256(public)
@@ -239,7 +223,8 @@ mod tests {
         let key = RunnerKey::from_pkcs8_pem(OPENSSL_PEM, "test").unwrap();
         assert_eq!(key.private_pem(), OPENSSL_PEM);
         assert_eq!(key.kid().len(), 64);
-        assert_eq!(parse_public_pem(&key.public_pem()).unwrap(), key.public_bytes());
+        let spki = [&[0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00][..], &key.public_bytes()].concat();
+        assert_eq!(key.public_pem(), format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", base64::encode(&spki)));
     }
 
     #[test]

@@ -19,11 +19,6 @@ use crate::name::{self, Name};
 pub struct Secret(String);
 
 impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: String) -> Secret {
-        Secret(value)
-    }
-
     /// The value, for the one place that sends it.
     pub fn expose(&self) -> &str {
         &self.0

@@ -10,7 +10,9 @@
 //! With REAL_CLUSTER set (`bash tests/real-cluster --bench` does it) the last rows are
 //! measured against a real kube-apiserver; BENCH_REAL_ONLY=1 prints only those.
 
-#[path = "../support/mod.rs"]
+// The benchmark uses part of the test support.
+#[allow(dead_code)]
+#[path = "../integration/support/mod.rs"]
 mod support;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -150,7 +152,7 @@ fn main() {
     // Idle: every poll has been held and answered empty at least once (2 s holds).
     std::thread::sleep(Duration::from_secs(5));
     let resident = |agent: &AgentProcess| {
-        let (file, anon) = agent.rss_split_kib();
+        let (file, anon) = rss_split_kib(agent);
         format!(
             "{:.2} MiB ({:.2} MiB the binary's mapped pages, {:.2} MiB heap and stacks)",
             (file + anon) as f64 / 1024.0,
@@ -172,9 +174,9 @@ fn main() {
     // Idle CPU: polls answered 204 after the stand-in's 2 s hold, over 30 s; scaled to the
     // real 30 s hold. /proc counts in clock ticks (10 ms), so a figure below one tick is
     // printed as a bound, not as zero.
-    let (cpu0, polls0) = (agent.cpu_seconds(), world.orch.polls().len());
+    let (cpu0, polls0) = (cpu_seconds(&agent), world.orch.polls().len());
     std::thread::sleep(Duration::from_secs(30));
-    let (cpu, polls) = (agent.cpu_seconds() - cpu0, world.orch.polls().len() - polls0);
+    let (cpu, polls) = (cpu_seconds(&agent) - cpu0, world.orch.polls().len() - polls0);
     let polls_per_hour = 2.0 * 3600.0 / 30.0;
     let bound = cpu.max(0.01);
     let qualifier = if cpu < 0.01 { "below one 10 ms tick: at most " } else { "" };
@@ -394,7 +396,7 @@ fn flood(t: &mut Table) {
 /// lifecycle as the API server's own audit log counts them (not the agent's counter), and
 /// the burst's message -> Job created latency, the creation time taken from the audit log.
 fn real_api_server_rows(t: &mut Table) {
-    use support::cluster::{agent_requests, created_micros, nonce, Cluster, Real, JOB_NAMESPACE};
+    use support::cluster::{agent_requests, nonce, Cluster, Real, JOB_NAMESPACE};
     let Some(path) = std::env::var_os("REAL_CLUSTER") else {
         t.row("real API server rows", "not measured: run `bash tests/real-cluster --bench`".into());
         return;
@@ -529,4 +531,48 @@ fn image_sizes(bin: &std::path::Path) -> String {
 /// Today's date from the system clock, without a date crate.
 fn chrono_free_date() -> String {
     kubernetes_agent::time::format_rfc3339(kubernetes_agent::time::now())[..10].to_string()
+}
+
+/// Resident memory split by what backs it, in KiB, from /proc/<pid>/smaps_rollup:
+/// (file-backed: the binary's own mapped pages; anonymous: heap, stacks, statics).
+fn rss_split_kib(agent: &AgentProcess) -> (u64, u64) {
+    let rollup = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", agent.child.id())).unwrap_or_default();
+    let field =
+        |name: &str| rollup.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let (rss, anon) = (field("Rss:"), field("Anonymous:"));
+    (rss.saturating_sub(anon), anon)
+}
+
+/// User + system CPU time consumed so far, in seconds, from /proc.
+fn cpu_seconds(agent: &AgentProcess) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", agent.child.id())).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0) + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    // SAFETY: sysconf has no preconditions.
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+/// An audit event's `stageTimestamp` (`2026-12-01T19:34:06.144519Z`) in microseconds since
+/// the epoch.
+fn audit_micros(event: &miniserde::json::Value) -> Option<i64> {
+    let stamp = support::kube::get(event, &["stageTimestamp"]).and_then(support::kube::text)?;
+    let (seconds, fraction) = stamp.trim_end_matches('Z').split_once('.').unwrap_or((stamp.trim_end_matches('Z'), "0"));
+    let whole = kubernetes_agent::time::parse_rfc3339(&format!("{seconds}Z"))?;
+    let micros: i64 = format!("{fraction:0<6}")[..6].parse().ok()?;
+    Some(whole * 1_000_000 + micros)
+}
+
+/// When the API server finished each of the agent's successful (201) Job creates, by name.
+fn created_micros(cluster: &support::cluster::Cluster) -> std::collections::BTreeMap<String, i64> {
+    cluster
+        .audit()
+        .iter()
+        .filter(|e| support::kube::get(e, &["user", "username"]).and_then(support::kube::text).as_deref() == Some(support::cluster::AGENT_USER))
+        .filter(|e| {
+            support::kube::get(e, &["stage"]).and_then(support::kube::text).as_deref() == Some("ResponseComplete")
+                && support::kube::get(e, &["verb"]).and_then(support::kube::text).as_deref() == Some("create")
+        })
+        .filter(|e| matches!(support::kube::get(e, &["responseStatus", "code"]), Some(miniserde::json::Value::Number(n)) if n.to_string() == "201"))
+        .filter_map(|e| Some((support::kube::get(e, &["objectRef", "name"]).and_then(support::kube::text)?, audit_micros(e)?)))
+        .collect()
 }

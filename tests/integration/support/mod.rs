@@ -1,7 +1,6 @@
 //! Shared test support: the Kubernetes and Orchestrator stand-ins on one small HTTPS
 //! server, and helpers to run the real agent binary against them. Used by every
 //! integration test and by the demo (tests/demo.rs); never part of the agent binary.
-#![allow(dead_code)]
 
 pub mod agent;
 pub mod cluster;

@@ -1,6 +1,6 @@
 //! End to end: the real agent binary against both stand-ins over TLS on loopback.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

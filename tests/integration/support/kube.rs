@@ -1,5 +1,5 @@
 //! A Kubernetes API stand-in, faithful where the agent can tell (checked against a real
-//! kube-apiserver 1.20 by `tests/real_cluster.rs`): bearer-token checks
+//! kube-apiserver 1.20 by `tests/integration/real_cluster.rs`): bearer-token checks
 //! (401 with a `Status`), `Status` bodies with `reason` and `code`, 201/409 AlreadyExists
 //! on create, 404 NotFound, 422 Invalid naming the field, 403 Forbidden for verbs the
 //! test denies, 429 with `Retry-After` and `details.retryAfterSeconds`, `labelSelector`
@@ -20,7 +20,6 @@ use super::server::{Handler, Reply, Request, Server};
 pub struct Seen {
     pub method: String,
     pub path: String,
-    pub query: BTreeMap<String, String>,
     pub authorized: bool,
 }
 
@@ -97,6 +96,7 @@ impl Kube {
     }
 
     /// Every request waits `d` before it is handled.
+    #[allow(dead_code)] // only the benchmark (tests/bench.d) uses it
     pub fn set_latency(&self, d: std::time::Duration) {
         self.state.lock().unwrap().latency = d;
     }
@@ -155,6 +155,7 @@ impl Kube {
         self.state.lock().unwrap().jobs.keys().map(|(_, n)| n.clone()).collect()
     }
 
+    #[allow(dead_code)] // only the benchmark (tests/bench.d) uses it
     pub fn created_at(&self, name: &str) -> Option<std::time::Instant> {
         self.state.lock().unwrap().created_at.get(name).copied()
     }
@@ -244,7 +245,7 @@ fn handle(state: &Mutex<State>, req: &Request) -> Reply {
     }
     let token = req.header("authorization").and_then(|a| a.strip_prefix("Bearer ")).map(str::to_string);
     let authorized = token.as_ref().is_some_and(|t| s.tokens.contains(t));
-    s.seen.push(Seen { method: req.method.clone(), path: req.path.clone(), query: req.query.clone(), authorized });
+    s.seen.push(Seen { method: req.method.clone(), path: req.path.clone(), authorized });
     if !authorized {
         return status(401, "Unauthorized", "Unauthorized", None);
     }
@@ -373,7 +374,7 @@ fn create_job(s: &mut State, ns: &str, body: &str) -> Reply {
 }
 
 /// What kube-apiserver 1.20 adds to a Job it creates (checked against the real one by
-/// `tests/real_cluster.rs`): `parallelism` 1 (and `completions` 1 when neither was set),
+/// `tests/integration/real_cluster.rs`): `parallelism` 1 (and `completions` 1 when neither was set),
 /// `backoffLimit` 6, the generated selector `controller-uid=<uid>`, the labels
 /// `controller-uid` and `job-name` on the pod template, and the template's labels (those
 /// two included) on the Job when it has none.

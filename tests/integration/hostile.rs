@@ -2,7 +2,7 @@
 //! what a compromised or buggy Orchestrator (or a peer echoing what it was sent) could
 //! send. Each test is named after the defect it keeps out.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

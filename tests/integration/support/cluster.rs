@@ -34,7 +34,6 @@ const CALL_TIMEOUT: &str = "60";
 pub struct Cluster {
     pub api_url: String,
     pub ca_file: PathBuf,
-    pub admin_token_file: PathBuf,
     pub kubeconfig: PathBuf,
     pub apiserver_ctl: PathBuf,
     pub audit_log: PathBuf,
@@ -58,7 +57,6 @@ impl Cluster {
         Cluster {
             api_url: field("api_url"),
             ca_file: field("ca_file").into(),
-            admin_token_file: field("admin_token_file").into(),
             kubeconfig: field("kubeconfig").into(),
             apiserver_ctl: field("apiserver_ctl").into(),
             audit_log: field("audit_log").into(),
@@ -236,7 +234,7 @@ pub fn within<T>(d: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
 }
 
 // The agent on the real control plane, driven through the Orchestrator stand-in: shared by
-// tests/real_cluster.rs and the benchmark's real-API-server rows.
+// tests/integration/real_cluster.rs and the benchmark's real-API-server rows.
 
 pub const HOLD: Duration = Duration::from_secs(2);
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -411,26 +409,4 @@ pub fn agent_requests(cluster: &Cluster) -> Vec<(String, String, String, String,
 /// The response codes the API server gave the agent's creates of Job `name`, in order.
 pub fn create_codes(cluster: &Cluster, name: &str) -> Vec<u16> {
     agent_requests(cluster).into_iter().filter(|(verb, resource, n, _, _)| verb == "create" && resource == "jobs" && n == name).map(|r| r.4).collect()
-}
-
-/// An audit event's `stageTimestamp` (`2026-12-01T19:34:06.144519Z`) in microseconds since
-/// the epoch.
-pub fn audit_micros(event: &Value) -> Option<i64> {
-    let stamp = get(event, &["stageTimestamp"]).and_then(text)?;
-    let (seconds, fraction) = stamp.trim_end_matches('Z').split_once('.').unwrap_or((stamp.trim_end_matches('Z'), "0"));
-    let whole = kubernetes_agent::time::parse_rfc3339(&format!("{seconds}Z"))?;
-    let micros: i64 = format!("{fraction:0<6}")[..6].parse().ok()?;
-    Some(whole * 1_000_000 + micros)
-}
-
-/// When the API server finished each of the agent's successful (201) Job creates, by name.
-pub fn created_micros(cluster: &Cluster) -> BTreeMap<String, i64> {
-    cluster
-        .audit()
-        .iter()
-        .filter(|e| get(e, &["user", "username"]).and_then(text).as_deref() == Some(AGENT_USER))
-        .filter(|e| get(e, &["stage"]).and_then(text).as_deref() == Some("ResponseComplete") && get(e, &["verb"]).and_then(text).as_deref() == Some("create"))
-        .filter(|e| matches!(get(e, &["responseStatus", "code"]), Some(Value::Number(n)) if n.to_string() == "201"))
-        .filter_map(|e| Some((get(e, &["objectRef", "name"]).and_then(text)?, audit_micros(e)?)))
-        .collect()
 }

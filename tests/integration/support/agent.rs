@@ -49,7 +49,8 @@ pub struct World {
     pub kube: Kube,
     pub orch: Orchestrator,
     pub key: RunnerKey,
-    pub dir: TempDir,
+    /// Holds the world's files until it is dropped.
+    _dir: TempDir,
     pub token_file: PathBuf,
 }
 
@@ -62,7 +63,7 @@ impl World {
         let dir = TempDir::new("world");
         let token_file = dir.path().join("token");
         std::fs::write(&token_file, format!("{KUBE_TOKEN}\n")).unwrap();
-        World { kube, orch, key, dir, token_file }
+        World { kube, orch, key, _dir: dir, token_file }
     }
 
     /// The environment the agent runs with: upstream variables plus out-of-cluster access.
@@ -153,7 +154,6 @@ pub fn agent_binary() -> PathBuf {
 pub struct AgentProcess {
     pub child: Child,
     pub lines: Arc<Mutex<Vec<String>>>,
-    pub stdout: Arc<Mutex<Vec<String>>>,
 }
 
 impl AgentProcess {
@@ -167,18 +167,17 @@ impl AgentProcess {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start the agent binary");
+        // Both streams, so a secret scan of the lines sees anything the agent printed.
         let lines = Arc::new(Mutex::new(Vec::new()));
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        for (pipe, sink) in
-            [(Box::new(child.stderr.take().unwrap()) as Box<dyn Read + Send>, lines.clone()), (Box::new(child.stdout.take().unwrap()), stdout.clone())]
-        {
+        for pipe in [Box::new(child.stderr.take().unwrap()) as Box<dyn Read + Send>, Box::new(child.stdout.take().unwrap())] {
+            let sink = lines.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(pipe).lines().map_while(Result::ok) {
                     sink.lock().unwrap().push(line);
                 }
             });
         }
-        AgentProcess { child, lines, stdout }
+        AgentProcess { child, lines }
     }
 
     pub fn logs(&self) -> Vec<String> {
@@ -234,26 +233,6 @@ impl AgentProcess {
     fn status_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
         status.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
-    }
-
-    /// Resident memory split by what backs it, in KiB, from /proc/<pid>/smaps_rollup:
-    /// (file-backed: the binary's own mapped pages; anonymous: heap, stacks, statics).
-    pub fn rss_split_kib(&self) -> (u64, u64) {
-        let rollup = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", self.child.id())).unwrap_or_default();
-        let field = |name: &str| {
-            rollup.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-        };
-        let (rss, anon) = (field("Rss:"), field("Anonymous:"));
-        (rss.saturating_sub(anon), anon)
-    }
-
-    /// User + system CPU time consumed so far, in seconds, from /proc.
-    pub fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
-        let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0) + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-        // SAFETY: sysconf has no preconditions.
-        ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
     }
 
     pub fn signal(&self, sig: i32) {

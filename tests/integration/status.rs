@@ -2,7 +2,7 @@
 //! Jobs that failed without their runner reporting, and pods that cannot start, reported
 //! with their cause; transient states and `STARTUP_GRACE=off` left as upstream leaves them.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The hand-built Kubernetes client against the API stand-in: credentials, Status
 //! classification, retries and selectors.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 
@@ -96,7 +96,7 @@ fn server_errors_are_retried_until_the_callers_deadline_and_a_stop_ends_the_wait
     std::thread::scope(|scope| {
         scope.spawn(|| {
             std::thread::sleep(Duration::from_millis(150));
-            stop.stop();
+            stop.stop_within(Duration::ZERO);
         });
         let started = Instant::now();
         let _ = c.send_until(&request::get_job(&n("jobs"), &n("d-1")), Until::within(Duration::from_secs(60), &stop));

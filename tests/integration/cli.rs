@@ -1,7 +1,7 @@
 //! The binary as a user meets it: `render` golden files, `keygen` with openssl,
 //! configuration errors, `standard`, `check`, and `--help` against the README.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -122,7 +122,7 @@ fn keygen_output_round_trips_through_openssl() {
     let text = Command::new("openssl").args(["pkey", "-in", private.to_str().unwrap(), "-noout", "-text"]).output().unwrap();
     assert!(String::from_utf8_lossy(&text.stdout).contains("ED25519 Private-Key"));
     // The printed kid is the SHA-256 of the raw key, as the Orchestrator computes it.
-    let raw = kubernetes_agent::orchestrator::key::parse_public_pem(&std::fs::read_to_string(&public).unwrap()).unwrap();
+    let raw = support::orchestrator::public_key_from_pem(&std::fs::read_to_string(&public).unwrap()).unwrap();
     assert!(printed.contains(&format!("kid: {}", kubernetes_agent::orchestrator::key::kid_of(&raw))), "{printed}");
     assert!(printed.contains("-----BEGIN PUBLIC KEY-----\\n"), "one-line public key: {printed}");
     // An openssl-made key is accepted by the agent's config.

@@ -2,7 +2,7 @@
 //! the Kubernetes API unreachable for a while, Orchestrator replies slower than the client
 //! timeout, and a soak whose resident memory must not grow. Every wait is bounded.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

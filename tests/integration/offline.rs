@@ -1,9 +1,9 @@
-//! offline-install against a hostile registry stand-in (tests/support/registry.rs) and
+//! offline-install against a hostile registry stand-in (tests/integration/support/registry.rs) and
 //! crafted bundles, each test named after the defect it closes. The tool runs as a child
 //! process (bounded in time), so a hang or a stack overflow fails the test instead of
 //! taking the test run down. Everything talks to 127.0.0.1 only.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

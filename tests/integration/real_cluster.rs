@@ -9,7 +9,7 @@
 //! Every wait is bounded; every object a test makes is named after the test and a nonce,
 //! so a second run against a kept cluster (`tests/real-cluster --shell`) does not collide.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;

@@ -15,7 +15,6 @@ use super::server::{Handler, Reply, Request, Server};
 /// One recorded poll.
 #[derive(Debug, Clone)]
 pub struct PollRecord {
-    pub runner: String,
     pub status: u16,
     pub claims: Option<jwt::Claims>,
 }
@@ -151,7 +150,7 @@ impl Orchestrator {
     }
 
     pub fn register(&self, org: &str, runner: &str, public_pem: &str) {
-        let public = key::parse_public_pem(public_pem).expect("a valid SPKI PEM");
+        let public = public_key_from_pem(public_pem).expect("a valid SPKI PEM");
         self.state.lock().unwrap().runners.insert((org.into(), runner.into()), public);
     }
 
@@ -161,6 +160,7 @@ impl Orchestrator {
     }
 
     /// Marks a deployment final (the job reported itself): later results get 409.
+    #[allow(dead_code)] // only the demo (tests/demo.rs) uses it
     pub fn finalise(&self, id: &str) {
         self.state.lock().unwrap().finals.insert(id.into(), "success".into());
     }
@@ -212,6 +212,7 @@ impl Orchestrator {
     /// A poll from inside this process: no connection, no TLS, no JWT, registered the
     /// instant it is called. The benchmark's lower bound for how soon any poller can be
     /// open again after a push.
+    #[allow(dead_code)] // only the benchmark (tests/bench.d) uses it
     pub fn hold_poll(&self, runner: &str, hold: Duration) -> Option<String> {
         wait_for_message(&self.state, runner, hold, Box::new(|| false)).ok().flatten()
     }
@@ -260,6 +261,7 @@ impl Orchestrator {
     }
 
     /// For each push, how long until the next poll was registered (the server-side gap).
+    #[allow(dead_code)] // only the benchmark (tests/bench.d) uses it
     pub fn reopen_delays(&self) -> Vec<Duration> {
         let s = self.state.lock().unwrap();
         s.pushes.iter().filter(|p| p.delivered_to > 0).filter_map(|p| s.registered.iter().find(|r| **r >= p.at).map(|r| r.duration_since(p.at))).collect()
@@ -267,10 +269,6 @@ impl Orchestrator {
 
     pub fn tokens(&self) -> Vec<String> {
         self.state.lock().unwrap().tokens.clone()
-    }
-
-    pub fn pushes(&self) -> Vec<PushRecord> {
-        self.state.lock().unwrap().pushes.clone()
     }
 }
 
@@ -287,7 +285,7 @@ fn handle(state: &Mutex<State>, req: &Request) -> Reply {
 
 fn poll(state: &Mutex<State>, req: &Request, org: &str, runner: &str) -> Reply {
     let mut s = state.lock().unwrap();
-    let record = |s: &mut State, status: u16, claims: Option<jwt::Claims>| s.polls.push(PollRecord { runner: runner.into(), status, claims });
+    let record = |s: &mut State, status: u16, claims: Option<jwt::Claims>| s.polls.push(PollRecord { status, claims });
     if let Some(code) = s.down {
         record(&mut s, code, None);
         return Reply::json(code, r#"{"error":"down"}"#);
@@ -328,7 +326,7 @@ fn poll(state: &Mutex<State>, req: &Request, org: &str, runner: &str) -> Reply {
     };
     let token = req.header("authorization").and_then(|a| a.strip_prefix("JWT ").or_else(|| a.strip_prefix("Bearer ")));
     let now = kubernetes_agent::time::now() as u64;
-    let claims = match token.map(|t| jwt::verify(t, &public, now)) {
+    let claims = match token.map(|t| verify_jwt(t, &public, now)) {
         Some(Ok(c)) if c.org_id == org && c.runner_id == runner && c.kid == key::kid_of(&public) => {
             s.tokens.push(token.unwrap_or_default().to_string());
             c
@@ -430,4 +428,72 @@ fn result(state: &Mutex<State>, req: &Request, id: &str) -> Reply {
         409 => Reply::json(409, r#"{"error":"deployment already final"}"#),
         _ => Reply::json(401, r#"{"error":"bad deployment token"}"#),
     }
+}
+
+/// The raw key of an Ed25519 SPKI PEM as the Orchestrator stores it (`runner_configuration.key`,
+/// possibly folded onto one line with literal `\n`): the fixed 12-byte DER prefix, then the key.
+pub fn public_key_from_pem(pem: &str) -> Result<[u8; 32], String> {
+    const PREFIX: [u8; 12] = [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
+    let pem = pem.replace("\\n", "\n");
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    if !pem.trim_start().starts_with("-----BEGIN PUBLIC KEY-----") {
+        return Err("not a PUBLIC KEY PEM".into());
+    }
+    let der = kubernetes_agent::base64::decode(body.trim()).ok_or("the PEM body is not base64")?;
+    match der.strip_prefix(&PREFIX[..]) {
+        Some(key) if key.len() == 32 => Ok(key.try_into().expect("length checked")),
+        _ => Err("not an Ed25519 SubjectPublicKeyInfo".into()),
+    }
+}
+
+/// The Orchestrator's check of a runner's JWT, written here apart from the agent's signer:
+/// verifies `token` against raw Ed25519 public-key bytes and returns its claims.
+/// `now` (seconds since the epoch) is checked against `exp` when the token has one.
+pub fn verify_jwt(token: &str, public: &[u8; 32], now: u64) -> Result<jwt::Claims, String> {
+    let mut parts = token.split('.');
+    let (Some(header), Some(body), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err("a JWT has exactly three dot-separated parts".into());
+    };
+    let header_json = decode_segment(header, "header")?;
+    let header_value: miniserde::json::Value = miniserde::json::from_str(&header_json).map_err(|_| "header is not JSON".to_string())?;
+    let alg = match &header_value {
+        miniserde::json::Value::Object(o) => o.get("alg"),
+        _ => None,
+    };
+    if !matches!(alg, Some(miniserde::json::Value::String(a)) if a == "EdDSA") {
+        return Err("header alg is not EdDSA".into());
+    }
+    let signature = kubernetes_agent::base64::decode(signature).ok_or("signature is not base64url")?;
+    if signature.len() != 64 {
+        return Err("signature is not 64 bytes".into());
+    }
+    let signing_input = &token[..header.len() + 1 + body.len()];
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, public)
+        .verify(signing_input.as_bytes(), &signature)
+        .map_err(|_| "signature does not verify with the registered public key".to_string())?;
+    let body_json = decode_segment(body, "claims")?;
+    let Ok(miniserde::json::Value::Object(claims)) = miniserde::json::from_str::<miniserde::json::Value>(&body_json) else {
+        return Err("claims are not a JSON object".into());
+    };
+    let text = |name: &str| match claims.get(name) {
+        Some(miniserde::json::Value::String(s)) => Ok(s.clone()),
+        _ => Err(format!("claim {name} is missing or not a string")),
+    };
+    let number = |name: &str| match claims.get(name) {
+        None => Ok(None),
+        Some(miniserde::json::Value::Number(miniserde::json::Number::U64(n))) => Ok(Some(*n)),
+        Some(_) => Err(format!("claim {name} is not a non-negative integer")),
+    };
+    let parsed = jwt::Claims { org_id: text("org_id")?, runner_id: text("runner_id")?, kid: text("kid")?, iat: number("iat")?, exp: number("exp")? };
+    if let Some(exp) = parsed.exp {
+        if now >= exp {
+            return Err(format!("token expired at {exp} (now {now})"));
+        }
+    }
+    Ok(parsed)
+}
+
+fn decode_segment(segment: &str, what: &str) -> Result<String, String> {
+    let bytes = kubernetes_agent::base64::decode(segment).ok_or_else(|| format!("{what} is not base64url"))?;
+    String::from_utf8(bytes).map_err(|_| format!("{what} is not UTF-8"))
 }
