@@ -50,7 +50,7 @@ pub fn is_dns1123_label(s: &str) -> bool {
 /// Why `s` is not a label, in words for an error, with the value shown safely (control
 /// characters dropped, at most 80 characters).
 pub fn label_problem(s: &str) -> String {
-    let shown: String = s.chars().filter(|c| !c.is_control()).take(80).collect();
+    let shown = crate::text::snippet(s, 80);
     if s.len() > 63 {
         format!("'{shown}…' is {} bytes long; Kubernetes names here are at most 63", s.len())
     } else {

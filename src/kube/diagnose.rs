@@ -259,11 +259,7 @@ fn count(v: &Value, path: &[&str]) -> u64 {
 /// A peer's text as it may appear in a report: control characters dropped, at most 300
 /// characters.
 fn shown(s: &str) -> String {
-    let mut out: String = s.chars().filter(|c| !c.is_control()).take(300).collect();
-    if s.chars().count() > 300 {
-        out.push('…');
-    }
-    out
+    crate::text::snippet(s, 300)
 }
 
 #[cfg(test)]

@@ -4,9 +4,9 @@
 //! error bodies are parsed by [`status`]. No watch, no apply, no kubeconfig parsing.
 
 pub mod client;
-pub mod diagnose;
+pub(crate) mod diagnose;
 pub mod request;
-pub mod status;
+pub(crate) mod status;
 
 pub use client::{Client, Target};
 pub use request::ApiRequest;

@@ -53,7 +53,7 @@ impl Status {
         };
         let Some(o) = parsed else {
             // Scrubbed before it is cut, so no secret is left half-shown at the cut.
-            let snippet: String = crate::redact::scrub(body).chars().filter(|c| !c.is_control()).take(200).collect();
+            let snippet = crate::text::snippet(&crate::redact::scrub(body), 200);
             let message = if snippet.trim().is_empty() { format!("HTTP {code} with no Status body") } else { format!("HTTP {code}: {snippet}") };
             return Status { code, reason: String::new(), message, retry_after_seconds: None };
         };

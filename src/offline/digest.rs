@@ -100,12 +100,7 @@ impl Default for Hasher {
 
 /// Hostile text in an error: quoted, escaped, at most 80 characters.
 pub fn shown(text: &str) -> String {
-    let cut: String = text.chars().take(80).collect();
-    if cut.len() < text.len() {
-        format!("{cut:?}…")
-    } else {
-        format!("{cut:?}")
-    }
+    crate::text::quoted(text, 80)
 }
 
 #[cfg(test)]

@@ -721,7 +721,7 @@ fn registry_error(status: u16, body: &[u8]) -> String {
                             _ => String::new(),
                         };
                         // A hostile registry's words reach the terminal: no control characters.
-                        Some(format!("{}: {}", field("code"), field("message")).chars().filter(|c| !c.is_control()).take(300).collect::<String>())
+                        Some(crate::text::snippet(&format!("{}: {}", field("code"), field("message")), 300))
                     }
                     _ => None,
                 })
@@ -729,7 +729,7 @@ fn registry_error(status: u16, body: &[u8]) -> String {
                 .join("; "),
             _ => String::new(),
         },
-        _ => text.chars().filter(|c| !c.is_control()).take(200).collect(),
+        _ => crate::text::snippet(&text, 200),
     };
     let hint = match status {
         401 => " (authentication failed: check the credentials)",

@@ -4,6 +4,6 @@
 
 pub mod audit;
 pub mod check;
-pub mod listener;
+pub(crate) mod listener;
 pub mod logging;
-pub mod metrics;
+pub(crate) mod metrics;

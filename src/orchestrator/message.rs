@@ -109,7 +109,7 @@ pub fn decode(body: &str) -> Result<Message> {
             }))
         }
         other => {
-            let shown: String = other.chars().filter(|c| !c.is_control()).take(40).collect();
+            let shown = crate::text::snippet(other, 40);
             Err(Error::decode(doc, format!("unknown action '{shown}'")))
         }
     }

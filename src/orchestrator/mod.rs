@@ -179,7 +179,7 @@ impl Remote {
             200..=299 => Ok(ReportOutcome::Accepted),
             409 => Ok(ReportOutcome::AlreadyFinal),
             code => {
-                let detail: String = crate::redact::scrub(&reply.body).chars().filter(|c| !c.is_control()).take(200).collect();
+                let detail = crate::text::snippet(&crate::redact::scrub(&reply.body), 200);
                 Err(Error::Orchestrator { operation, code, retry_after: reply.retry_after, detail })
             }
         }

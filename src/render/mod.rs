@@ -18,9 +18,9 @@
 //! A refusal is an [`Error::Refused`] naming the rule. Kubernetes' own validation is not
 //! repeated here: whatever the API server rejects comes back as its `Invalid` status.
 
-pub mod merge;
-pub mod mirror;
-pub mod pod_security;
+pub(crate) mod merge;
+pub(crate) mod mirror;
+pub(crate) mod pod_security;
 
 use miniserde::json::{self, Object, Value};
 
@@ -236,7 +236,7 @@ fn settle_service_account(job: &mut Value) -> Result<()> {
         }
         (false, false) if current == deprecated => {}
         (false, false) => {
-            let show = |s: &str| s.chars().filter(|c| !c.is_control()).take(63).collect::<String>();
+            let show = |s: &str| crate::text::snippet(s, 63);
             return Err(Error::Refused {
                 level: None,
                 rule: "service-account-fields",

@@ -562,9 +562,9 @@ fn is_zero(n: &Number) -> bool {
     }
 }
 
-/// A peer's text as a refusal shows it: no control characters, at most 63 characters.
+/// A peer's text as a refusal shows it (see [`crate::text::snippet`]).
 fn shown(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control()).take(63).collect()
+    crate::text::snippet(s, 63)
 }
 
 /// A value as a refusal shows it: scalars as written, strings quoted, the rest by kind.

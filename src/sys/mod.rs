@@ -2,8 +2,8 @@
 //! ([`signals`]), trimming thread stacks ([`stack`]) and the workers' scheduling
 //! class ([`batch_scheduling`]).
 
-pub mod signals;
-pub mod stack;
+pub(crate) mod signals;
+pub(crate) mod stack;
 
 /// Puts the calling (worker) thread under SCHED_BATCH, which the kernel never lets preempt
 /// a running thread on wake-up: a worker woken by a message then does not take the CPU from
