@@ -136,6 +136,7 @@ fn write_pretty(value: &Value, depth: usize, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scratch::TempDir;
 
     #[test]
     fn pretty_output_parses_back_to_the_same_value() {
@@ -148,33 +149,26 @@ mod tests {
 
     #[test]
     fn keygen_refuses_to_overwrite_a_key() {
-        let dir = std::env::temp_dir().join(format!("ka-keygen-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let first = keygen(&dir, false).unwrap();
+        let scratch = TempDir::new("keygen");
+        let dir = scratch.path();
+        let first = keygen(dir, false).unwrap();
         assert!(first.contains("kid: "));
         let before = std::fs::read(dir.join("runner_private_key.pem")).unwrap();
-        assert!(keygen(&dir, false).unwrap_err().to_string().contains("refusing to replace"));
+        assert!(keygen(dir, false).unwrap_err().to_string().contains("refusing to replace"));
         assert_eq!(std::fs::read(dir.join("runner_private_key.pem")).unwrap(), before);
-        assert!(keygen(&dir, true).is_ok());
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    fn fresh_dir(label: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("ka-keygen-{label}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+        assert!(keygen(dir, true).is_ok());
     }
 
     #[test]
     fn keygen_force_replaces_symlinks_at_the_key_paths_instead_of_writing_through_them() {
-        let dir = fresh_dir("link");
+        let scratch = TempDir::new("keygen-link");
+        let dir = scratch.path();
         for name in ["runner_private_key.pem", "runner_public_key.pem"] {
             let victim = dir.join(format!("{name}.victim"));
             std::fs::write(&victim, "precious\n").unwrap();
             std::os::unix::fs::symlink(&victim, dir.join(name)).unwrap();
         }
-        keygen(&dir, true).unwrap();
+        keygen(dir, true).unwrap();
         for name in ["runner_private_key.pem", "runner_public_key.pem"] {
             assert_eq!(std::fs::read_to_string(dir.join(format!("{name}.victim"))).unwrap(), "precious\n", "{name} was written through its symlink");
             let meta = std::fs::symlink_metadata(dir.join(name)).unwrap();
@@ -182,19 +176,18 @@ mod tests {
         }
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(dir.join("runner_private_key.pem")).unwrap().permissions().mode() & 0o777, 0o600);
-        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name()).filter(|n| n.to_string_lossy().ends_with(".tmp")).collect();
+        let left: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.file_name()).filter(|n| n.to_string_lossy().ends_with(".tmp")).collect();
         assert!(left.is_empty(), "temporary files left: {left:?}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn keygen_without_force_refuses_a_dangling_symlink_and_creates_nothing_through_it() {
-        let dir = fresh_dir("dangling");
+        let scratch = TempDir::new("keygen-dangling");
+        let dir = scratch.path();
         let target = dir.join("planted");
         std::os::unix::fs::symlink(&target, dir.join("runner_public_key.pem")).unwrap();
-        assert!(keygen(&dir, false).unwrap_err().to_string().contains("refusing to replace"));
+        assert!(keygen(dir, false).unwrap_err().to_string().contains("refusing to replace"));
         assert!(!target.exists(), "a file was created through the dangling symlink");
         assert!(!dir.join("runner_private_key.pem").exists());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -755,8 +755,7 @@ mod tests {
 
     #[test]
     fn key_file_is_read_and_key_text_never_echoed() {
-        let dir = std::env::temp_dir().join(format!("ka-config-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::scratch::TempDir::new("config");
         let path = dir.join("key.pem");
         std::fs::write(&path, KEY).unwrap();
         let env = upstream_env().into_iter().filter(|(k, _)| *k != "PRIVATE_KEY").chain([("PRIVATE_KEY_FILE", path.display().to_string())]);
@@ -765,13 +764,11 @@ mod tests {
         let env = upstream_env().into_iter().filter(|(k, _)| *k != "PRIVATE_KEY").chain([("PRIVATE_KEY_FILE", path.display().to_string())]);
         let e = agent_config(&Values::from_env(env)).unwrap_err().to_string();
         assert!(e.contains("truncated") && !e.contains("MC4CAQAw"), "{e}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn policy_file_must_be_a_job_shaped_object_without_identity() {
-        let dir = std::env::temp_dir().join(format!("ka-policy-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::scratch::TempDir::new("policy");
         let path = dir.join("policy.json");
         let check = |content: &str| {
             std::fs::write(&path, content).unwrap();
@@ -783,7 +780,6 @@ mod tests {
         let deep = format!("{{\"spec\":{}1{}}}", "[".repeat(100_000), "]".repeat(100_000));
         assert!(check(&deep).unwrap_err().to_string().contains("nests deeper than 64 levels"), "a deep policy file is refused, not a stack overflow");
         assert!(check(r#"{"metadata":{"namespace":"x"}}"#).unwrap_err().to_string().contains("metadata.namespace"));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -112,12 +112,7 @@ fn size(bytes: u64) -> String {
 mod tests {
     use super::*;
 
-    fn temp_dir(label: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("ka-file-{label}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
+    use crate::scratch::TempDir;
 
     fn mkfifo(path: &Path) {
         let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
@@ -134,17 +129,16 @@ mod tests {
 
     #[test]
     fn a_file_of_exactly_the_cap_is_read_whole() {
-        let dir = temp_dir("exact");
+        let dir = TempDir::new("file-exact");
         let path = dir.join("f");
         std::fs::write(&path, vec![b'x'; 100]).unwrap();
         assert_eq!(read_capped(&path, 100, "f").unwrap().len(), 100);
         assert_eq!(read_capped(&path, 99, "f").unwrap_err().kind(), io::ErrorKind::FileTooLarge);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_fifo_without_a_writer_reads_as_empty_instead_of_hanging() {
-        let dir = temp_dir("fifo");
+        let dir = TempDir::new("file-fifo");
         let path = dir.join("fifo");
         mkfifo(&path);
         let (tx, rx) = std::sync::mpsc::channel();
@@ -152,41 +146,38 @@ mod tests {
         std::thread::spawn(move || tx.send(read_capped(&p, 1024, "f").map(|b| b.len())).unwrap());
         let got = rx.recv_timeout(std::time::Duration::from_secs(5)).expect("read_capped returned within 5 s");
         assert_eq!(got.unwrap(), 0);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_cert_dir_reads_regular_files_once_and_skips_fifos_and_devices() {
-        let dir = temp_dir("certdir");
+        let dir = TempDir::new("file-certdir");
         std::fs::write(dir.join("a.pem"), "A").unwrap();
         std::os::unix::fs::symlink(dir.join("a.pem"), dir.join("1234abcd.0")).unwrap();
         std::os::unix::fs::symlink("/dev/zero", dir.join("zero.pem")).unwrap();
         mkfifo(&dir.join("fifo.pem"));
         std::fs::create_dir(dir.join("sub")).unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
-        let d = dir.clone();
+        let d = dir.0.clone();
         std::thread::spawn(move || tx.send(read_cert_dirs([d.as_path(), d.as_path()])).unwrap());
         let files = rx.recv_timeout(std::time::Duration::from_secs(5)).expect("no hang on the FIFO").unwrap();
         assert_eq!(files, vec![b"A".to_vec()]);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn cert_dirs_are_read_within_one_budget_and_a_bounded_number_of_entries() {
-        let dir = temp_dir("budget");
+        let dir = TempDir::new("file-budget");
         let big = vec![b'x'; (CA_BUNDLE_CAP / 2) as usize + 1];
         for i in 0..2 {
             std::fs::write(dir.join(format!("{i}.pem")), &big).unwrap();
         }
-        let e = read_cert_dirs([dir.as_path()]).unwrap_err();
+        let e = read_cert_dirs([dir.path()]).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::FileTooLarge, "{e}");
         assert!(e.to_string().contains("the certificate directories hold more than 4 MiB in all"), "{e}");
         std::fs::remove_file(dir.join("1.pem")).unwrap();
         for i in 1..=CERT_DIR_ENTRIES_CAP {
             std::fs::write(dir.join(format!("{i}.pem")), "").unwrap();
         }
-        let e = read_cert_dirs([dir.as_path()]).unwrap_err();
+        let e = read_cert_dirs([dir.path()]).unwrap_err();
         assert!(e.to_string().ends_with("has more than 4096 entries; refusing to read them all"), "{e}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -27,6 +27,9 @@ pub mod orchestrator;
 pub(crate) mod random;
 pub(crate) mod redact;
 pub mod render;
+#[cfg(test)]
+#[path = "../tests/integration/support/scratch.rs"]
+pub(crate) mod scratch;
 pub(crate) mod sys;
 pub(crate) mod text;
 pub mod time;

@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::registry::{Auth, Recorder, Registry};
+use support::scratch::TempDir;
 
 const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -20,28 +21,6 @@ fn sha(bytes: &[u8]) -> String {
 
 fn digest(bytes: &[u8]) -> String {
     format!("sha256:{}", sha(bytes))
-}
-
-/// A temporary directory, removed on drop.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let d = std::env::temp_dir().join(format!("ka-offline-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Dir(d)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 struct Run {
@@ -58,20 +37,20 @@ impl Run {
 }
 
 /// Runs offline-install with `args`, killed after `within`.
-fn tool(dir: &Dir, args: &[&str], stdin: Option<&str>, within: Duration) -> Run {
+fn tool(dir: &TempDir, args: &[&str], stdin: Option<&str>, within: Duration) -> Run {
     tool_with(dir, Command::new(env!("CARGO_BIN_EXE_offline-install")), args, stdin, within, &[])
 }
 
 /// Runs offline-install with at most `kib` KiB of address space (`ulimit -v`).
-fn tool_in_memory(dir: &Dir, kib: u64, args: &[&str], within: Duration) -> Run {
+fn tool_in_memory(dir: &TempDir, kib: u64, args: &[&str], within: Duration) -> Run {
     let mut sh = Command::new("sh");
     sh.args(["-c", &format!("ulimit -v {kib} && exec \"$0\" \"$@\""), env!("CARGO_BIN_EXE_offline-install")]);
     tool_with(dir, sh, args, None, within, &[])
 }
 
 /// Runs `program` (offline-install, or a shell that execs it) with `args` and `env`, killed after `within`.
-fn tool_with(dir: &Dir, mut program: Command, args: &[&str], stdin: Option<&str>, within: Duration, env: &[(&str, &str)]) -> Run {
-    let (out, err) = (dir.path("stdout.txt"), dir.path("stderr.txt"));
+fn tool_with(dir: &TempDir, mut program: Command, args: &[&str], stdin: Option<&str>, within: Duration, env: &[(&str, &str)]) -> Run {
+    let (out, err) = (dir.join("stdout.txt"), dir.join("stderr.txt"));
     let mut child = program
         .args(args)
         .envs(env.iter().copied())
@@ -82,7 +61,7 @@ fn tool_with(dir: &Dir, mut program: Command, args: &[&str], stdin: Option<&str>
         .env_remove("ALL_PROXY")
         .env_remove("OFFLINE_INSTALL_USERNAME")
         .env_remove("OFFLINE_INSTALL_PASSWORD")
-        .env("REGISTRY_AUTH_FILE", dir.path("no-auth-file.json"))
+        .env("REGISTRY_AUTH_FILE", dir.join("no-auth-file.json"))
         .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(std::fs::File::create(&out).unwrap())
         .stderr(std::fs::File::create(&err).unwrap())
@@ -217,8 +196,8 @@ fn valid_chunks() -> Vec<Chunk> {
 
 #[test]
 fn a_crafted_valid_bundle_passes_verify_so_the_refusals_below_are_about_their_defect() {
-    let dir = Dir::new("valid");
-    let path = dir.path("b.tar");
+    let dir = TempDir::new("offline-valid");
+    let path = dir.join("b.tar");
     write_tar(&path, &valid_chunks());
     let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
     assert_eq!(run.code, Some(0), "{}", run.all());
@@ -230,9 +209,9 @@ const EVIL: &[u8] = b"#!/bin/sh\necho EVIL\n";
 
 /// Writes `chunks`, proves that `tar -xf bundle offline-install` extracts the EVIL tool
 /// from them, then runs verify, which must refuse the bundle.
-fn smuggled_then_verified(dir: &Dir, path: &Path, chunks: &[Chunk]) -> Run {
+fn smuggled_then_verified(dir: &TempDir, path: &Path, chunks: &[Chunk]) -> Run {
     write_tar(path, chunks);
-    let x = dir.path("x");
+    let x = dir.join("x");
     std::fs::create_dir_all(&x).unwrap();
     assert!(Command::new("tar").arg("-xf").arg(path).arg("-C").arg(&x).arg("offline-install").status().unwrap().success());
     assert_eq!(std::fs::read(x.join("offline-install")).unwrap(), EVIL, "the attack is real: GNU tar extracts the evil bytes");
@@ -243,8 +222,8 @@ fn smuggled_then_verified(dir: &Dir, path: &Path, chunks: &[Chunk]) -> Run {
 
 #[test]
 fn a_second_tool_hidden_by_the_ustar_prefix_field_fails_verify() {
-    let dir = Dir::new("prefix");
-    let path = dir.path("b.tar");
+    let dir = TempDir::new("offline-prefix");
+    let path = dir.join("b.tar");
     let mut chunks = valid_chunks();
     let good = chunks.remove(0);
     // First the evil tool (unlisted), then the good one under prefix "zz": a reader that
@@ -257,8 +236,8 @@ fn a_second_tool_hidden_by_the_ustar_prefix_field_fails_verify() {
 
 #[test]
 fn a_duplicate_entry_name_fails_verify() {
-    let dir = Dir::new("dup");
-    let path = dir.path("b.tar");
+    let dir = TempDir::new("offline-dup");
+    let path = dir.join("b.tar");
     let mut chunks = valid_chunks();
     let good = chunks.remove(0);
     chunks.insert(0, Chunk { listed: None, ..file("offline-install", b"evil") });
@@ -271,8 +250,8 @@ fn a_duplicate_entry_name_fails_verify() {
 
 #[test]
 fn a_second_tool_behind_a_nul_inside_its_name_fails_verify() {
-    let dir = Dir::new("nul");
-    let path = dir.path("b.tar");
+    let dir = TempDir::new("offline-nul");
+    let path = dir.join("b.tar");
     let mut chunks = valid_chunks();
     // Listed and hashed under "offline-install\0x" by a reader that keeps what follows a
     // NUL, extracted by GNU tar as "offline-install" (after the real one, so it wins).
@@ -299,8 +278,8 @@ fn shared_dag(depth: usize) -> (Vec<String>, String) {
 
 #[test]
 fn verify_of_a_deep_manifest_dag_with_shared_children_ends_at_once() {
-    let dir = Dir::new("dag40");
-    let path = dir.path("b.tar");
+    let dir = TempDir::new("offline-dag40");
+    let path = dir.join("b.tar");
     let (docs, top) = shared_dag(40);
     write_tar(&path, &bundle_chunks(&docs, &top, INDEX, None));
     let started = Instant::now();
@@ -313,8 +292,8 @@ fn verify_of_a_deep_manifest_dag_with_shared_children_ends_at_once() {
 
 #[test]
 fn an_index_chain_20000_deep_fails_verify_without_overflowing_the_stack() {
-    let dir = Dir::new("chain");
-    let path = dir.path("b.tar");
+    let dir = TempDir::new("offline-chain");
+    let path = dir.join("b.tar");
     let (image_manifest, blobs) = image("chain-layer");
     let mut docs = blobs;
     docs.push(image_manifest.clone());
@@ -333,8 +312,8 @@ fn an_index_chain_20000_deep_fails_verify_without_overflowing_the_stack() {
 
 #[test]
 fn a_manifest_json_nested_50000_deep_fails_verify_without_overflowing_the_stack() {
-    let dir = Dir::new("deepjson");
-    let path = dir.path("b.tar");
+    let dir = TempDir::new("offline-deepjson");
+    let path = dir.join("b.tar");
     let (m, blobs) = image("layer-bytes");
     let mut docs = blobs;
     docs.push(m.clone());
@@ -347,8 +326,8 @@ fn a_manifest_json_nested_50000_deep_fails_verify_without_overflowing_the_stack(
 
 #[test]
 fn push_of_a_manifest_dag_with_shared_children_sends_each_manifest_once() {
-    let dir = Dir::new("dagpush");
-    let path = dir.path("b.tar");
+    let dir = TempDir::new("offline-dagpush");
+    let path = dir.join("b.tar");
     let (docs, top) = shared_dag(6);
     write_tar(&path, &bundle_chunks(&docs, &top, INDEX, None));
     let target = Registry::start(false);
@@ -361,7 +340,7 @@ fn push_of_a_manifest_dag_with_shared_children_sends_each_manifest_once() {
             &format!("{}/mirror", target.host()),
             "--plain-http",
             "--git-url",
-            dir.path("none.git").to_str().unwrap(),
+            dir.join("none.git").to_str().unwrap(),
         ],
         None,
         QUICK,
@@ -380,8 +359,8 @@ fn push_of_a_manifest_dag_with_shared_children_sends_each_manifest_once() {
 
 #[test]
 fn verify_refuses_a_manifest_json_record_without_a_digest() {
-    let dir = Dir::new("nodigest");
-    let path = dir.path("b.tar");
+    let dir = TempDir::new("offline-nodigest");
+    let path = dir.join("b.tar");
     let (m, blobs) = image("layer-bytes");
     let mut docs = blobs;
     docs.push(m.clone());
@@ -397,8 +376,8 @@ fn verify_refuses_a_manifest_json_record_without_a_digest() {
 
 #[test]
 fn a_registry_address_with_a_password_is_refused_without_printing_it() {
-    let dir = Dir::new("userinfo");
-    let path = dir.path("b.tar");
+    let dir = TempDir::new("offline-userinfo");
+    let path = dir.join("b.tar");
     write_tar(&path, &valid_chunks());
     let run =
         tool(&dir, &["push", path.to_str().unwrap(), "--registry", "mirror:hunter2@127.0.0.1:1/x", "--plain-http", "--git-url", "/nonexistent"], None, QUICK);
@@ -409,8 +388,8 @@ fn a_registry_address_with_a_password_is_refused_without_printing_it() {
 
 #[test]
 fn a_source_reference_with_a_password_is_refused_without_printing_it() {
-    let dir = Dir::new("srcuserinfo");
-    let out = dir.path("b.tar");
+    let dir = TempDir::new("offline-srcuserinfo");
+    let out = dir.join("b.tar");
     let run = tool(
         &dir,
         &[
@@ -459,17 +438,17 @@ fn bundle_args<'a>(out: &'a str, source: &'a str, module: &'a str) -> Vec<String
     .collect()
 }
 
-fn run_bundle(dir: &Dir, out: &Path, source: &str, module: &str) -> Run {
+fn run_bundle(dir: &TempDir, out: &Path, source: &str, module: &str) -> Run {
     let args = bundle_args(out.to_str().unwrap(), source, module);
     tool(dir, &args.iter().map(String::as_str).collect::<Vec<_>>(), None, QUICK)
 }
 
 #[test]
 fn a_blob_digest_with_a_path_is_refused_before_any_file_is_written() {
-    let dir = Dir::new("pwned");
-    std::fs::create_dir_all(dir.path("out")).unwrap();
-    let out = dir.path("out/bundle.tar");
-    let absolute = dir.path("PWNED-absolute");
+    let dir = TempDir::new("offline-pwned");
+    std::fs::create_dir_all(dir.join("out")).unwrap();
+    let out = dir.join("out/bundle.tar");
+    let absolute = dir.join("PWNED-absolute");
     for hostile in [format!("sha256:{}", absolute.display()), "sha256:../PWNED-relative".to_string()] {
         let source = Registry::start(false);
         let manifest = format!(r#"{{"schemaVersion":2,"mediaType":"{MANIFEST}","config":{{"digest":"{hostile}","size":9}},"layers":[]}}"#);
@@ -479,18 +458,18 @@ fn a_blob_digest_with_a_path_is_refused_before_any_file_is_written() {
         });
         let run = run_bundle(&dir, &out, &source.host(), "/nonexistent");
         assert!(!absolute.exists(), "the registry wrote {}", absolute.display());
-        assert!(!dir.path("out/PWNED-relative").exists() && !dir.path("PWNED-relative").exists(), "the registry wrote outside the scratch directory");
+        assert!(!dir.join("out/PWNED-relative").exists() && !dir.join("PWNED-relative").exists(), "the registry wrote outside the scratch directory");
         assert_eq!(run.code, Some(1), "{}", run.all());
         assert!(run.stderr.contains("not a digest"), "{}", run.stderr);
         assert!(!source.seen().iter().any(|s| s.path.contains("/blobs/")), "a blob was fetched by a hostile digest");
-        let left: Vec<_> = std::fs::read_dir(dir.path("out")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let left: Vec<_> = std::fs::read_dir(dir.join("out")).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert!(left.is_empty(), "left behind: {left:?}");
     }
 }
 
 /// A git repository with a tag v1.0.0, for `--module-repo`.
-fn module_repo(dir: &Dir) -> PathBuf {
-    let repo = dir.path("module");
+fn module_repo(dir: &TempDir) -> PathBuf {
+    let repo = dir.join("module");
     std::fs::create_dir_all(&repo).unwrap();
     let git = |args: &[&str]| {
         let ok = Command::new("git").arg("-C").arg(&repo).args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"]).args(args).output().unwrap();
@@ -521,8 +500,8 @@ fn serve(source: &Registry, top: (&str, &str), children: &[(&str, &str)], blobs:
 
 #[test]
 fn bundle_then_verify_then_push_mirror_every_digest() {
-    let dir = Dir::new("e2e");
-    let out = dir.path("bundle.tar");
+    let dir = TempDir::new("offline-e2e");
+    let out = dir.join("bundle.tar");
     let module = module_repo(&dir);
     let source = Registry::start(false);
     let (child, blobs) = image("layer");
@@ -530,11 +509,11 @@ fn bundle_then_verify_then_push_mirror_every_digest() {
     serve(&source, (INDEX, &top), &[(MANIFEST, &child)], &blobs);
     let run = run_bundle(&dir, &out, &source.host(), module.to_str().unwrap());
     assert_eq!(run.code, Some(0), "{}", run.all());
-    assert!(!dir.path("bundle.scratch").exists() && !dir.path("bundle.partial").exists());
+    assert!(!dir.join("bundle.scratch").exists() && !dir.join("bundle.partial").exists());
     let run = tool(&dir, &["verify", out.to_str().unwrap()], None, QUICK);
     assert_eq!(run.code, Some(0), "{}", run.all());
     let target = Registry::start(true);
-    let git_target = dir.path("target.git");
+    let git_target = dir.join("target.git");
     assert!(Command::new("git").args(["init", "--quiet", "--bare"]).arg(&git_target).status().unwrap().success());
     let ca = support::server::certs_dir().join("ca.pem");
     let run = tool(
@@ -565,8 +544,8 @@ fn bundle_then_verify_then_push_mirror_every_digest() {
 
 #[test]
 fn bundle_fails_when_an_index_child_digest_is_a_tag() {
-    let dir = Dir::new("tagchild");
-    let out = dir.path("bundle.tar");
+    let dir = TempDir::new("offline-tagchild");
+    let out = dir.join("bundle.tar");
     let module = module_repo(&dir);
     let source = Registry::start(false);
     let (child, blobs) = image("layer");
@@ -581,8 +560,8 @@ fn bundle_fails_when_an_index_child_digest_is_a_tag() {
 
 #[test]
 fn a_blob_redirect_to_another_host_is_followed_without_credentials() {
-    let dir = Dir::new("redirect");
-    let out = dir.path("bundle.tar");
+    let dir = TempDir::new("offline-redirect");
+    let out = dir.join("bundle.tar");
     let module = module_repo(&dir);
     let source = Registry::start(true);
     let cdn = Recorder::start(true);
@@ -609,33 +588,33 @@ fn a_blob_redirect_to_another_host_is_followed_without_credentials() {
 
 #[test]
 fn bundle_refuses_an_existing_scratch_directory_and_leaves_it_alone() {
-    let dir = Dir::new("scratch");
-    let out = dir.path("bundle.tar");
-    std::fs::create_dir_all(dir.path("bundle.scratch")).unwrap();
-    std::fs::write(dir.path("bundle.scratch/keep"), "someone's file").unwrap();
+    let dir = TempDir::new("offline-scratch");
+    let out = dir.join("bundle.tar");
+    std::fs::create_dir_all(dir.join("bundle.scratch")).unwrap();
+    std::fs::write(dir.join("bundle.scratch/keep"), "someone's file").unwrap();
     let run = run_bundle(&dir, &out, "127.0.0.1:1", "/nonexistent");
     assert_eq!(run.code, Some(1), "{}", run.all());
-    assert_eq!(std::fs::read_to_string(dir.path("bundle.scratch/keep")).unwrap(), "someone's file");
+    assert_eq!(std::fs::read_to_string(dir.join("bundle.scratch/keep")).unwrap(), "someone's file");
     assert!(run.stderr.contains("bundle.scratch already exists"), "{}", run.stderr);
-    assert!(!dir.path("bundle.partial").exists(), "it created a .partial it then left");
+    assert!(!dir.join("bundle.partial").exists(), "it created a .partial it then left");
 }
 
 #[test]
 fn bundle_refuses_an_existing_partial_file_and_leaves_it_alone() {
-    let dir = Dir::new("partial");
-    let out = dir.path("bundle.tar");
-    std::fs::write(dir.path("bundle.partial"), "another run's bundle").unwrap();
+    let dir = TempDir::new("offline-partial");
+    let out = dir.join("bundle.tar");
+    std::fs::write(dir.join("bundle.partial"), "another run's bundle").unwrap();
     let run = run_bundle(&dir, &out, "127.0.0.1:1", "/nonexistent");
     assert_eq!(run.code, Some(1), "{}", run.all());
-    assert_eq!(std::fs::read_to_string(dir.path("bundle.partial")).unwrap(), "another run's bundle");
+    assert_eq!(std::fs::read_to_string(dir.join("bundle.partial")).unwrap(), "another run's bundle");
     assert!(run.stderr.contains("bundle.partial already exists"), "{}", run.stderr);
-    assert!(!dir.path("bundle.scratch").exists(), "it left the .scratch it created");
+    assert!(!dir.join("bundle.scratch").exists(), "it left the .scratch it created");
 }
 
 // ---- 4. credentials to other origins ---------------------------------------------------
 
 /// `push` to a TLS stand-in as user `mirror` with password `hunter2` (on standard input).
-fn push_as_mirror(dir: &Dir, bundle: &Path, target: &Registry) -> Run {
+fn push_as_mirror(dir: &TempDir, bundle: &Path, target: &Registry) -> Run {
     let ca = support::server::certs_dir().join("ca.pem");
     let registry = format!("{}/mirror", target.host());
     let args = [
@@ -656,8 +635,8 @@ fn push_as_mirror(dir: &Dir, bundle: &Path, target: &Registry) -> Run {
 
 #[test]
 fn credentials_are_not_sent_to_a_plain_http_bearer_realm_on_another_host() {
-    let dir = Dir::new("realm");
-    let path = dir.path("b.tar");
+    let dir = TempDir::new("offline-realm");
+    let path = dir.join("b.tar");
     write_tar(&path, &valid_chunks());
     let realm = Recorder::start(false);
     let target = Registry::start(true);
@@ -671,8 +650,8 @@ fn credentials_are_not_sent_to_a_plain_http_bearer_realm_on_another_host() {
 
 #[test]
 fn an_upload_location_on_another_host_gets_no_credentials() {
-    let dir = Dir::new("location");
-    let path = dir.path("b.tar");
+    let dir = TempDir::new("offline-location");
+    let path = dir.join("b.tar");
     write_tar(&path, &valid_chunks());
     let elsewhere = Recorder::start(true);
     let target = Registry::start(true);
@@ -690,8 +669,8 @@ fn an_upload_location_on_another_host_gets_no_credentials() {
 
 #[test]
 fn bundle_of_a_deep_index_chain_stops_at_the_depth_bound() {
-    let dir = Dir::new("srcchain");
-    let out = dir.path("bundle.tar");
+    let dir = TempDir::new("offline-srcchain");
+    let out = dir.join("bundle.tar");
     let module = module_repo(&dir);
     let source = Registry::start(false);
     let (image_manifest, blobs) = image("chain-layer");
@@ -706,15 +685,15 @@ fn bundle_of_a_deep_index_chain_stops_at_the_depth_bound() {
     let run = run_bundle(&dir, &out, &source.host(), module.to_str().unwrap());
     assert_eq!(run.code, Some(1), "{}", run.all());
     assert!(run.stderr.contains("nested deeper than 8"), "{}", run.stderr);
-    assert!(!out.exists() && !dir.path("bundle.partial").exists() && !dir.path("bundle.scratch").exists());
+    assert!(!out.exists() && !dir.join("bundle.partial").exists() && !dir.join("bundle.scratch").exists());
     let fetched = source.seen().iter().filter(|s| s.path.contains("/manifests/sha256:")).count();
     assert!(fetched <= 8, "{fetched} manifests fetched");
 }
 
 #[test]
 fn source_credentials_from_the_options_are_not_offered_to_a_second_source_registry() {
-    let dir = Dir::new("twosources");
-    let out = dir.path("bundle.tar");
+    let dir = TempDir::new("offline-twosources");
+    let out = dir.join("bundle.tar");
     let module = module_repo(&dir);
     let (first, second) = (Registry::start(false), Registry::start(false));
     let (child, blobs) = image("layer");
@@ -729,13 +708,13 @@ fn source_credentials_from_the_options_are_not_offered_to_a_second_source_regist
     assert!(second.seen().iter().all(|s| s.authorization.is_none()), "the first registry's credentials went to the second: {:?}", second.seen());
     assert_eq!(run.code, Some(1), "{}", run.all());
     assert!(run.stderr.contains("auth file"), "{}", run.stderr);
-    assert!(!out.exists() && !dir.path("bundle.partial").exists() && !dir.path("bundle.scratch").exists());
+    assert!(!out.exists() && !dir.join("bundle.partial").exists() && !dir.join("bundle.scratch").exists());
 }
 
 #[test]
 fn bundle_exits_non_zero_and_keeps_nothing_when_its_own_verify_fails() {
-    let dir = Dir::new("ownverify");
-    let out = dir.path("bundle.tar");
+    let dir = TempDir::new("offline-ownverify");
+    let out = dir.join("bundle.tar");
     let module = module_repo(&dir);
     // A ref git takes but verify refuses (over 255 characters): staging succeeds, the
     // final verify does not.
@@ -749,7 +728,7 @@ fn bundle_exits_non_zero_and_keeps_nothing_when_its_own_verify_fails() {
     let run = tool(&dir, &args.iter().map(String::as_str).collect::<Vec<_>>(), None, QUICK);
     assert_eq!(run.code, Some(1), "{}", run.all());
     assert!(run.stderr.contains("fails its own verify"), "{}", run.stderr);
-    assert!(!out.exists() && !dir.path("bundle.partial").exists() && !dir.path("bundle.scratch").exists());
+    assert!(!out.exists() && !dir.join("bundle.partial").exists() && !dir.join("bundle.scratch").exists());
 }
 
 // ---- review of issue 11 ----------------------------------------------------------------
@@ -776,8 +755,8 @@ fn pax_chunk(records: &[(&str, &str)]) -> Chunk {
 
 #[test]
 fn names_the_tool_never_writes_end_verify_at_the_first_one_within_little_memory() {
-    let dir = Dir::new("deepnames");
-    let path = dir.path("b.tar");
+    let dir = TempDir::new("offline-deepnames");
+    let path = dir.join("b.tar");
     // 400 pax paths of ~4 KB and 2,044 components each: the old reader stored every
     // ancestor of every name (1.7 GB) before refusing the first one.
     let mut extra = Vec::new();
@@ -796,8 +775,8 @@ fn names_the_tool_never_writes_end_verify_at_the_first_one_within_little_memory(
 #[test]
 fn an_entry_after_the_end_of_archive_marker_fails_verify() {
     for (case, marker) in [("one zero block", 512usize), ("the full marker", 1024)] {
-        let dir = Dir::new(&format!("trailing-{marker}"));
-        let path = dir.path("b.tar");
+        let dir = TempDir::new(&format!("offline-trailing-{marker}"));
+        let path = dir.join("b.tar");
         write_tar(&path, &valid_chunks());
         let mut bytes = std::fs::read(&path).unwrap();
         bytes.truncate(bytes.len() - 1024);
@@ -806,7 +785,7 @@ fn an_entry_after_the_end_of_archive_marker_fails_verify() {
         bytes.extend(vec![0u8; 1024]);
         std::fs::write(&path, &bytes).unwrap();
         // The attack is real: GNU tar -i reads on past zero blocks and extracts the evil tool.
-        let x = dir.path("x");
+        let x = dir.join("x");
         std::fs::create_dir_all(&x).unwrap();
         let _ = Command::new("tar").arg("-xif").arg(&path).arg("-C").arg(&x).stderr(Stdio::null()).status().unwrap();
         assert_eq!(std::fs::read(x.join("offline-install")).unwrap(), EVIL, "{case}: tar -xif extracts the evil tool");
@@ -856,8 +835,8 @@ fn a_setuid_tool_a_foreign_owner_a_pax_owner_or_a_directory_entry_fails_verify()
         ),
     ];
     for (case, chunks, why) in cases {
-        let dir = Dir::new("meta");
-        let path = dir.path("b.tar");
+        let dir = TempDir::new("offline-meta");
+        let path = dir.join("b.tar");
         write_tar(&path, &chunks);
         let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
         assert_eq!(run.code, Some(1), "{case}: {}", run.all());
@@ -866,8 +845,8 @@ fn a_setuid_tool_a_foreign_owner_a_pax_owner_or_a_directory_entry_fails_verify()
 }
 
 /// A real git bundle of `refs` of the module repository.
-fn git_bundle(dir: &Dir, module: &Path, refs: &[&str]) -> Vec<u8> {
-    let file = dir.path("m.bundle");
+fn git_bundle(dir: &TempDir, module: &Path, refs: &[&str]) -> Vec<u8> {
+    let file = dir.join("m.bundle");
     let _ = std::fs::remove_file(&file);
     assert!(Command::new("git").arg("-C").arg(module).args(["bundle", "create", "--quiet"]).arg(&file).args(refs).status().unwrap().success());
     std::fs::read(&file).unwrap()
@@ -892,17 +871,17 @@ fn with_module(bundle: &[u8], commit: &str) -> Vec<Chunk> {
     chunks
 }
 
-fn push_plain(dir: &Dir, bundle: &Path, target: &Registry, git_url: &str) -> Run {
+fn push_plain(dir: &TempDir, bundle: &Path, target: &Registry, git_url: &str) -> Run {
     let registry = format!("{}/mirror", target.host());
     tool(dir, &["push", bundle.to_str().unwrap(), "--registry", &registry, "--plain-http", "--git-url", git_url], None, QUICK)
 }
 
 #[test]
 fn a_git_bundle_with_other_refs_than_the_module_ref_fails_verify_and_push_pushes_only_that_ref_at_its_commit() {
-    let dir = Dir::new("gitrefs");
+    let dir = TempDir::new("offline-gitrefs");
     let module = module_repo(&dir);
     assert!(Command::new("git").arg("-C").arg(&module).args(["branch", "evil"]).status().unwrap().success());
-    let path = dir.path("b.tar");
+    let path = dir.join("b.tar");
     let commit = head_of(&module, "v1.0.0");
     // Three refs, manifest.json names one.
     write_tar(&path, &with_module(&git_bundle(&dir, &module, &["v1.0.0", "evil", "main"]), &commit));
@@ -910,7 +889,7 @@ fn a_git_bundle_with_other_refs_than_the_module_ref_fails_verify_and_push_pushes
     assert_eq!(run.code, Some(1), "{}", run.all());
     assert!(run.stderr.contains("not exactly the module's"), "{}", run.stderr);
     // The one ref, at another commit than manifest.json says: nothing reaches the Git service.
-    let target_git = dir.path("target.git");
+    let target_git = dir.join("target.git");
     assert!(Command::new("git").args(["init", "--quiet", "--bare"]).arg(&target_git).status().unwrap().success());
     write_tar(&path, &with_module(&git_bundle(&dir, &module, &["v1.0.0"]), &"b".repeat(40)));
     let target = Registry::start(false);
@@ -929,8 +908,8 @@ fn a_git_bundle_with_other_refs_than_the_module_ref_fails_verify_and_push_pushes
 
 #[test]
 fn a_bundle_changed_between_verify_and_push_uploads_no_blob_whose_bytes_differ_from_its_digest() {
-    let dir = Dir::new("toctou");
-    let path = dir.path("b.tar");
+    let dir = TempDir::new("offline-toctou");
+    let path = dir.join("b.tar");
     write_tar(&path, &valid_chunks());
     let target = Registry::start(false);
     let file = path.clone();
@@ -956,8 +935,8 @@ fn a_bundle_changed_between_verify_and_push_uploads_no_blob_whose_bytes_differ_f
 
 #[test]
 fn a_git_service_that_never_answers_is_given_up_on() {
-    let dir = Dir::new("gitsilent");
-    let out = dir.path("bundle.tar");
+    let dir = TempDir::new("offline-gitsilent");
+    let out = dir.join("bundle.tar");
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let source = Registry::start(false);
     let (child, blobs) = image("layer");
@@ -977,14 +956,14 @@ fn a_git_service_that_never_answers_is_given_up_on() {
     assert_eq!(run.code, Some(1), "{}", run.all());
     assert!(run.stderr.contains("did not finish within 2 s"), "{}", run.stderr);
     assert!(started.elapsed() < Duration::from_secs(20));
-    assert!(!out.exists() && !dir.path("bundle.partial").exists() && !dir.path("bundle.scratch").exists());
+    assert!(!out.exists() && !dir.join("bundle.partial").exists() && !dir.join("bundle.scratch").exists());
 }
 
 #[test]
 fn a_module_url_password_with_a_slash_or_a_space_is_never_printed() {
     for password in ["pa/ss", "pa ss"] {
-        let dir = Dir::new("gitpw");
-        let out = dir.path("bundle.tar");
+        let dir = TempDir::new("offline-gitpw");
+        let out = dir.join("bundle.tar");
         let source = Registry::start(false);
         let (child, blobs) = image("layer");
         serve(&source, (MANIFEST, &child), &[], &blobs);
@@ -998,8 +977,8 @@ fn a_module_url_password_with_a_slash_or_a_space_is_never_printed() {
 
 #[test]
 fn a_declared_blob_size_of_u64_max_fails_cleanly_and_leaves_nothing() {
-    let dir = Dir::new("hugesize");
-    let out = dir.path("bundle.tar");
+    let dir = TempDir::new("offline-hugesize");
+    let out = dir.join("bundle.tar");
     let source = Registry::start(false);
     let config = "cfg".to_string();
     let manifest =
@@ -1008,25 +987,25 @@ fn a_declared_blob_size_of_u64_max_fails_cleanly_and_leaves_nothing() {
     let run = run_bundle(&dir, &out, &source.host(), "/nonexistent");
     assert_eq!(run.code, Some(1), "{}", run.all());
     assert!(run.stderr.contains("more than the"), "{}", run.stderr);
-    assert!(!out.exists() && !dir.path("bundle.partial").exists() && !dir.path("bundle.scratch").exists());
+    assert!(!out.exists() && !dir.join("bundle.partial").exists() && !dir.join("bundle.scratch").exists());
 }
 
 #[test]
 fn push_keeps_its_scratch_out_of_the_bundle_directory_and_checks_it_before_uploading() {
-    let dir = Dir::new("roscratch");
-    let path = dir.path("b.tar");
+    let dir = TempDir::new("offline-roscratch");
+    let path = dir.join("b.tar");
     write_tar(&path, &valid_chunks());
     // Something already named like the old scratch directory next to the bundle.
-    std::fs::write(dir.path("b.push-scratch"), "someone's file").unwrap();
+    std::fs::write(dir.join("b.push-scratch"), "someone's file").unwrap();
     let target = Registry::start(false);
     let registry = format!("{}/mirror", target.host());
     let args = ["push", path.to_str().unwrap(), "--registry", &registry, "--plain-http", "--git-url", "/nonexistent"];
-    let tmp = dir.path("no-such-tmp").display().to_string();
+    let tmp = dir.join("no-such-tmp").display().to_string();
     let run = tool_with(&dir, Command::new(env!("CARGO_BIN_EXE_offline-install")), &args, None, QUICK, &[("TMPDIR", &tmp)]);
     assert_eq!(run.code, Some(1), "{}", run.all());
     assert!(run.stderr.contains("scratch directory"), "{}", run.stderr);
     assert!(target.seen().is_empty(), "it uploaded before finding it has no scratch space: {:?}", target.seen());
-    assert_eq!(std::fs::read_to_string(dir.path("b.push-scratch")).unwrap(), "someone's file");
+    assert_eq!(std::fs::read_to_string(dir.join("b.push-scratch")).unwrap(), "someone's file");
     // With a temporary directory it gets as far as the module (not a git bundle here).
     let run = push_plain(&dir, &path, &target, "/nonexistent");
     assert!(run.stderr.contains("unpacking the module bundle"), "{}", run.all());
@@ -1035,8 +1014,8 @@ fn push_keeps_its_scratch_out_of_the_bundle_directory_and_checks_it_before_uploa
 
 #[test]
 fn a_blob_nothing_references_fails_verify() {
-    let dir = Dir::new("unreferenced");
-    let path = dir.path("b.tar");
+    let dir = TempDir::new("offline-unreferenced");
+    let path = dir.join("b.tar");
     let extra = b"nobody points at me";
     write_tar(&path, &with_first(vec![file(&format!("oci/blobs/sha256/{}", sha(extra)), extra)]));
     let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
@@ -1046,8 +1025,8 @@ fn a_blob_nothing_references_fails_verify() {
 
 #[test]
 fn verify_into_a_closed_pipe_does_not_panic() {
-    let dir = Dir::new("epipe");
-    let path = dir.path("b.tar");
+    let dir = TempDir::new("offline-epipe");
+    let path = dir.join("b.tar");
     write_tar(&path, &valid_chunks());
     // A pipe whose reader is gone before the tool starts: every write gets EPIPE.
     let (reader, writer) = std::io::pipe().unwrap();
@@ -1062,8 +1041,8 @@ fn verify_into_a_closed_pipe_does_not_panic() {
 
 #[test]
 fn bundle_prints_the_sha256_of_sha256sums_and_verify_prints_the_same_value() {
-    let dir = Dir::new("anchor");
-    let out = dir.path("bundle.tar");
+    let dir = TempDir::new("offline-anchor");
+    let out = dir.join("bundle.tar");
     let module = module_repo(&dir);
     let source = Registry::start(false);
     let (child, blobs) = image("layer");
@@ -1072,7 +1051,7 @@ fn bundle_prints_the_sha256_of_sha256sums_and_verify_prints_the_same_value() {
     assert_eq!(run.code, Some(0), "{}", run.all());
     let anchor = |text: &str| text.lines().find_map(|l| l.strip_prefix("SHA256SUMS sha256: ")).map(String::from);
     let printed = anchor(&run.stdout).expect("bundle prints the anchor");
-    let x = dir.path("x");
+    let x = dir.join("x");
     std::fs::create_dir_all(&x).unwrap();
     assert!(Command::new("tar").arg("-xf").arg(&out).arg("-C").arg(&x).arg("SHA256SUMS").status().unwrap().success());
     assert_eq!(printed, sha(&std::fs::read(x.join("SHA256SUMS")).unwrap()));

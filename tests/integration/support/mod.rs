@@ -8,4 +8,5 @@ pub mod kube;
 pub mod orchestrator;
 pub mod proxy;
 pub mod registry;
+pub mod scratch;
 pub mod server;
