@@ -1,6 +1,6 @@
-//! One message, top to bottom: [`handle`] decodes it and hands it to [`create_job`] (render
-//! → Pod Security Standards → create, one bounded call) or [`check_job_status`] (get the
-//! Job → diagnose → report a failure or a stuck start), and [`report_failure`] tells the
+//! One message, top to bottom: [`handle`] decodes it and hands it to `create_job` (render
+//! → Pod Security Standards → create, one bounded call) or `check_job_status` (get the
+//! Job → diagnose → report a failure or a stuck start), and `report_failure` tells the
 //! Orchestrator when a deployment must fail. Every decision of a create-job is one
 //! [`audit`] line; while a message is handled its deployment token and Job env values are
 //! known secrets ([`crate::redact`]).
