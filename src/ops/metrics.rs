@@ -15,109 +15,84 @@ pub trait Label: Copy + 'static {
     fn label(self) -> &'static str;
 }
 
-/// How a poll ended (`polls_total{outcome}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Poll {
-    /// 200 with a message.
-    Message,
-    /// 204: the hold ended with nothing.
-    Empty,
-    /// 401.
-    Unauthorized,
-    /// 404.
-    NotFound,
-    /// Another 4xx: the request is wrong and will stay wrong.
-    ClientError,
-    /// 5xx (and 408/429: the server is busy).
-    ServerError,
-    /// No HTTP answer: connect, TLS, timeout, reset.
-    TransportError,
+/// Declares a [`Label`] enum: each variant with the label value it renders as, in
+/// rendering order (so `ALL` and `label` cannot drift from the variants).
+macro_rules! labels {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)*
+        }
+
+        impl Label for $name {
+            const ALL: &'static [$name] = &[$($name::$variant,)*];
+            fn label(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)*
+                }
+            }
+        }
+    };
 }
 
-impl Label for Poll {
-    const ALL: &'static [Poll] = &[Poll::Message, Poll::Empty, Poll::Unauthorized, Poll::NotFound, Poll::ClientError, Poll::ServerError, Poll::TransportError];
-    fn label(self) -> &'static str {
-        match self {
-            Poll::Message => "message",
-            Poll::Empty => "empty",
-            Poll::Unauthorized => "unauthorized",
-            Poll::NotFound => "not_found",
-            Poll::ClientError => "client_error",
-            Poll::ServerError => "server_error",
-            Poll::TransportError => "transport_error",
-        }
+labels! {
+    /// How a poll ended (`polls_total{outcome}`).
+    Poll {
+        /// 200 with a message.
+        Message => "message",
+        /// 204: the hold ended with nothing.
+        Empty => "empty",
+        /// 401.
+        Unauthorized => "unauthorized",
+        /// 404.
+        NotFound => "not_found",
+        /// Another 4xx: the request is wrong and will stay wrong.
+        ClientError => "client_error",
+        /// 5xx (and 408/429: the server is busy).
+        ServerError => "server_error",
+        /// No HTTP answer: connect, TLS, timeout, reset.
+        TransportError => "transport_error",
     }
 }
 
-/// What a received message was (`messages_total{action}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// A decoded create-job.
-    CreateJob,
-    /// A decoded check-job-status.
-    CheckJobStatus,
-    /// Undecodable.
-    Invalid,
-    /// The same body on another poll moments ago.
-    Duplicate,
-}
-
-impl Label for Kind {
-    const ALL: &'static [Kind] = &[Kind::CreateJob, Kind::CheckJobStatus, Kind::Invalid, Kind::Duplicate];
-    fn label(self) -> &'static str {
-        match self {
-            Kind::CreateJob => "create-job",
-            Kind::CheckJobStatus => "check-job-status",
-            Kind::Invalid => "invalid",
-            Kind::Duplicate => "duplicate",
-        }
+labels! {
+    /// What a received message was (`messages_total{action}`).
+    Kind {
+        /// A decoded create-job.
+        CreateJob => "create-job",
+        /// A decoded check-job-status.
+        CheckJobStatus => "check-job-status",
+        /// Undecodable.
+        Invalid => "invalid",
+        /// The same body on another poll moments ago.
+        Duplicate => "duplicate",
     }
 }
 
-/// What a create-job ended as (`jobs_total{result}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobResult {
-    /// 201.
-    Created,
-    /// 409 AlreadyExists: success.
-    AlreadyExists,
-    /// Refused by local policy; never sent.
-    Refused,
-    /// Kubernetes said no, or could not be reached in time.
-    Failed,
-}
-
-impl Label for JobResult {
-    const ALL: &'static [JobResult] = &[JobResult::Created, JobResult::AlreadyExists, JobResult::Refused, JobResult::Failed];
-    fn label(self) -> &'static str {
-        match self {
-            JobResult::Created => "created",
-            JobResult::AlreadyExists => "already_exists",
-            JobResult::Refused => "refused",
-            JobResult::Failed => "failed",
-        }
+labels! {
+    /// What a create-job ended as (`jobs_total{result}`).
+    JobResult {
+        /// 201.
+        Created => "created",
+        /// 409 AlreadyExists: success.
+        AlreadyExists => "already_exists",
+        /// Refused by local policy; never sent.
+        Refused => "refused",
+        /// Kubernetes said no, or could not be reached in time.
+        Failed => "failed",
     }
 }
 
-/// What a failure report ended as (`failure_reports_total{result}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Report {
-    /// 2xx.
-    Accepted,
-    /// 409: already final.
-    AlreadyFinal,
-    /// Not delivered.
-    Failed,
-}
-
-impl Label for Report {
-    const ALL: &'static [Report] = &[Report::Accepted, Report::AlreadyFinal, Report::Failed];
-    fn label(self) -> &'static str {
-        match self {
-            Report::Accepted => "accepted",
-            Report::AlreadyFinal => "already_final",
-            Report::Failed => "failed",
-        }
+labels! {
+    /// What a failure report ended as (`failure_reports_total{result}`).
+    Report {
+        /// 2xx.
+        Accepted => "accepted",
+        /// 409: already final.
+        AlreadyFinal => "already_final",
+        /// Not delivered.
+        Failed => "failed",
     }
 }
 
