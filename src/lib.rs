@@ -32,7 +32,7 @@
 //! ops/                     logs, audit lines, the listener and metrics, `check`
 //! sys/                     every unsafe call: signals, stack trimming, scheduling
 //! offline/                 offline-install's library (src/bin/offline-install.rs is its CLI)
-//! leaves                   backoff, base64, error, file, hex, http, json, name, random,
+//! leaves                   backoff, base64, error, file, hex, http, image, json, name, random,
 //!                          redact, text, time: used by the above, using none of them
 //! ```
 //!
@@ -54,6 +54,7 @@ pub mod error;
 pub(crate) mod file;
 pub mod hex;
 pub(crate) mod http;
+pub(crate) mod image;
 pub mod json;
 pub mod kube;
 pub mod name;

@@ -189,14 +189,7 @@ reference and is not echoed; give credentials with the options, the environment 
             Some(i) if !rest[i + 1..].contains('/') => (&rest[..i], Some(rest[i + 1..].to_string())),
             _ => (rest, None),
         };
-        let first = name.split('/').next().unwrap_or("");
-        let (registry, repository) = if name.contains('/') && (first.contains(['.', ':', '[']) || first == "localhost") {
-            (first.to_string(), name[first.len() + 1..].to_string())
-        } else if name.contains('/') {
-            ("docker.io".to_string(), name.to_string())
-        } else {
-            ("docker.io".to_string(), format!("library/{name}"))
-        };
+        let (registry, repository) = crate::image::registry_and_path(name);
         let repository = Repository::parse(&repository).map_err(|why| format!("{quoted} is not an image reference (registry/repository:tag): {why}"))?;
         if !host_ok(&registry) {
             return Err(format!("{quoted} is not an image reference: {} is not a registry host[:port]", shown(&registry)));
@@ -220,11 +213,7 @@ reference and is not echoed; give credentials with the options, the environment 
 
     /// The host the API is served on (Docker Hub's differs from its name).
     pub fn api_host(&self) -> &str {
-        if self.registry == "docker.io" {
-            "registry-1.docker.io"
-        } else {
-            &self.registry
-        }
+        crate::image::api_host(&self.registry)
     }
 }
 

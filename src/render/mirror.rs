@@ -33,15 +33,10 @@ impl Mirror {
     }
 }
 
-/// Expands Docker Hub short names the way the container runtime does.
+/// The full reference, Docker Hub short names expanded (see [`crate::image`]).
 fn normalise(image: &str) -> String {
-    let first = image.split('/').next().unwrap_or("");
-    let has_registry = image.contains('/') && (first.contains(['.', ':']) || first == "localhost");
-    match (has_registry, image.contains('/')) {
-        (true, _) => image.to_string(),
-        (false, true) => format!("docker.io/{image}"),
-        (false, false) => format!("docker.io/library/{image}"),
-    }
+    let (registry, path) = crate::image::registry_and_path(image);
+    format!("{registry}/{path}")
 }
 
 /// The rewritten reference, or `None` when no rule matches.
