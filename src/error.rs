@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use crate::kube::Status;
+use crate::kube::status::Status;
 
 /// Everything that can go wrong, classified once.
 #[derive(Debug)]

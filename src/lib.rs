@@ -34,6 +34,8 @@
 //! offline/                 offline-install's library (src/bin/offline-install.rs is its CLI)
 //! leaves                   backoff, base64, error, file, hex, http, image, json, name, random,
 //!                          redact, text, time: used by the above, using none of them
+//!                          (error names two data types, kube::status::Status and the
+//!                          Pod Security level, from modules that use nothing)
 //! ```
 //!
 //! What it deliberately does not do: run Jobs itself (upstream's `standard` mode), parse

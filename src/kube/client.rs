@@ -263,6 +263,40 @@ fn build_agent(ca_pem: Option<&[u8]>, settings: &Settings, ca_path: Option<&Path
     Ok(http::agent(&AgentSettings { trust, proxy: None, timeout: settings.timeout, redirects: 0 }))
 }
 
+/// Reading a Kubernetes error body (the data and its classification are in
+/// [`super::status`]).
+impl Status {
+    /// Parses `body` as a `Status`; falls back to one built from `code` when it is not.
+    pub fn parse(code: u16, body: &str) -> Status {
+        let parsed = match crate::json::parse(body, "a Kubernetes Status") {
+            Ok(miniserde::json::Value::Object(o)) if matches!(o.get("kind"), Some(miniserde::json::Value::String(k)) if k == "Status") => Some(o),
+            _ => None,
+        };
+        let Some(o) = parsed else {
+            // Scrubbed before it is cut, so no secret is left half-shown at the cut.
+            let snippet = crate::text::snippet(&crate::redact::scrub(body), 200);
+            let message = if snippet.trim().is_empty() { format!("HTTP {code} with no Status body") } else { format!("HTTP {code}: {snippet}") };
+            return Status { code, reason: String::new(), message, retry_after_seconds: None };
+        };
+        let text = |k: &str| match o.get(k) {
+            Some(miniserde::json::Value::String(s)) => s.clone(),
+            _ => String::new(),
+        };
+        let retry_after_seconds = match o.get("details") {
+            Some(miniserde::json::Value::Object(d)) => match d.get("retryAfterSeconds") {
+                Some(miniserde::json::Value::Number(miniserde::json::Number::U64(n))) => Some(*n),
+                _ => None,
+            },
+            _ => None,
+        };
+        let body_code = match o.get("code") {
+            Some(miniserde::json::Value::Number(miniserde::json::Number::U64(n))) => u16::try_from(*n).ok(),
+            _ => None,
+        };
+        Status { code: body_code.unwrap_or(code), reason: text("reason"), message: text("message"), retry_after_seconds }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

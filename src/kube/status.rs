@@ -1,11 +1,10 @@
 //! The Kubernetes `Status` object that every API error carries, and the classification
 //! of it the agent acts on: reason first, HTTP code second (kube-rs does the same).
 //! When a body is not a `Status` (a proxy's HTML page, an empty reply), one is
-//! synthesised from the HTTP code so callers see a single shape.
+//! synthesised from the HTTP code so callers see a single shape ([`Status::parse`], with
+//! the client, which alone reads API replies: this module depends on nothing).
 
 use std::fmt;
-
-use miniserde::json::{Number, Value};
 
 /// What happened, as the API server names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,36 +44,6 @@ pub struct Status {
 }
 
 impl Status {
-    /// Parses `body` as a `Status`; falls back to one built from `code` when it is not.
-    pub fn parse(code: u16, body: &str) -> Status {
-        let parsed = match crate::json::parse(body, "a Kubernetes Status") {
-            Ok(Value::Object(o)) if matches!(o.get("kind"), Some(Value::String(k)) if k == "Status") => Some(o),
-            _ => None,
-        };
-        let Some(o) = parsed else {
-            // Scrubbed before it is cut, so no secret is left half-shown at the cut.
-            let snippet = crate::text::snippet(&crate::redact::scrub(body), 200);
-            let message = if snippet.trim().is_empty() { format!("HTTP {code} with no Status body") } else { format!("HTTP {code}: {snippet}") };
-            return Status { code, reason: String::new(), message, retry_after_seconds: None };
-        };
-        let text = |k: &str| match o.get(k) {
-            Some(Value::String(s)) => s.clone(),
-            _ => String::new(),
-        };
-        let retry_after_seconds = match o.get("details") {
-            Some(Value::Object(d)) => match d.get("retryAfterSeconds") {
-                Some(Value::Number(Number::U64(n))) => Some(*n),
-                _ => None,
-            },
-            _ => None,
-        };
-        let body_code = match o.get("code") {
-            Some(Value::Number(Number::U64(n))) => u16::try_from(*n).ok(),
-            _ => None,
-        };
-        Status { code: body_code.unwrap_or(code), reason: text("reason"), message: text("message"), retry_after_seconds }
-    }
-
     /// The classification the agent acts on.
     pub fn reason(&self) -> Reason {
         match self.reason.as_str() {
