@@ -78,14 +78,12 @@ impl World {
 
     /// Starts the agent like [`World::spawn`] and waits (bounded) for its first poll.
     pub fn started(&self, extra: &[(&str, &str)]) -> AgentProcess {
-        let agent = self.spawn(extra);
-        assert!(self.orch.wait_for_polls(RUNNER, 1, Duration::from_secs(20)), "the agent never opened a poll: {:?}", agent.logs());
-        agent
+        polling(&self.orch, self.spawn(extra), Duration::from_secs(20))
     }
 
     /// Pushes `message` as the Orchestrator does (retrying for up to 10 s); one poll must take it.
     pub fn push(&self, message: &str) {
-        assert!(self.orch.push_retrying(RUNNER, message, Duration::from_secs(10)) > 0, "no poll took the message");
+        push(&self.orch, message, Duration::from_secs(10));
     }
 
     /// Like [`World::create_job_message`], with `extra` (any JSON text) added to the
@@ -125,6 +123,18 @@ pub fn check_message(id: &str, namespace: &str, token: &str, expires_at: &str) -
 /// musl build), else the one cargo built for this test run.
 pub fn agent_binary() -> PathBuf {
     std::env::var_os("AGENT_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kubernetes-agent")))
+}
+
+/// `agent` once it has opened a poll on `orch` (waiting at most `within`).
+pub fn polling(orch: &Orchestrator, agent: AgentProcess, within: Duration) -> AgentProcess {
+    assert!(orch.wait_for_polls(RUNNER, 1, within), "the agent never opened a poll: {:?}", agent.logs());
+    agent
+}
+
+/// Pushes `message` to the runner's polls as the Orchestrator does, retrying for up to
+/// `within`; one poll must take it.
+pub fn push(orch: &Orchestrator, message: &str, within: Duration) {
+    assert!(orch.push_retrying(RUNNER, message, within) > 0, "no poll took the message");
 }
 
 /// A running agent process.

@@ -319,13 +319,11 @@ impl Real {
     }
 
     pub fn started(&self, extra: &[(&str, &str)]) -> AgentProcess {
-        let agent = self.spawn(extra);
-        assert!(self.orch.wait_for_polls(RUNNER, 1, WAIT), "the agent never opened a poll: {:?}", agent.logs());
-        agent
+        super::agent::polling(&self.orch, self.spawn(extra), WAIT)
     }
 
     pub fn push(&self, message: &str) {
-        assert!(self.orch.push_retrying(RUNNER, message, Duration::from_secs(20)) > 0, "no poll took the message");
+        super::agent::push(&self.orch, message, Duration::from_secs(20));
     }
 
     /// A create-job as the Orchestrator sends it for a runner whose job service account is
