@@ -78,12 +78,12 @@ impl World {
 
     /// Starts the agent like [`World::spawn`] and waits (bounded) for its first poll.
     pub fn started(&self, extra: &[(&str, &str)]) -> AgentProcess {
-        polling(&self.orch, self.spawn(extra), Duration::from_secs(20))
+        polling(&self.orch, RUNNER, self.spawn(extra), Duration::from_secs(20))
     }
 
     /// Pushes `message` as the Orchestrator does (retrying for up to 10 s); one poll must take it.
     pub fn push(&self, message: &str) {
-        push(&self.orch, message, Duration::from_secs(10));
+        push(&self.orch, RUNNER, message, Duration::from_secs(10));
     }
 
     /// Like [`World::create_job_message`], with `extra` (any JSON text) added to the
@@ -125,16 +125,16 @@ pub fn agent_binary() -> PathBuf {
     std::env::var_os("AGENT_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kubernetes-agent")))
 }
 
-/// `agent` once it has opened a poll on `orch` (waiting at most `within`).
-pub fn polling(orch: &Orchestrator, agent: AgentProcess, within: Duration) -> AgentProcess {
-    assert!(orch.wait_for_polls(RUNNER, 1, within), "the agent never opened a poll: {:?}", agent.logs());
+/// `agent` once it has opened a poll on `orch` as `runner` (waiting at most `within`).
+pub fn polling(orch: &Orchestrator, runner: &str, agent: AgentProcess, within: Duration) -> AgentProcess {
+    assert!(orch.wait_for_polls(runner, 1, within), "the agent never opened a poll: {:?}", agent.logs());
     agent
 }
 
-/// Pushes `message` to the runner's polls as the Orchestrator does, retrying for up to
+/// Pushes `message` to `runner`'s polls as the Orchestrator does, retrying for up to
 /// `within`; one poll must take it.
-pub fn push(orch: &Orchestrator, message: &str, within: Duration) {
-    assert!(orch.push_retrying(RUNNER, message, within) > 0, "no poll took the message");
+pub fn push(orch: &Orchestrator, runner: &str, message: &str, within: Duration) {
+    assert!(orch.push_retrying(runner, message, within) > 0, "no poll took the message");
 }
 
 /// A running agent process.

@@ -319,11 +319,11 @@ impl Real {
     }
 
     pub fn started(&self, extra: &[(&str, &str)]) -> AgentProcess {
-        super::agent::polling(&self.orch, self.spawn(extra), WAIT)
+        super::agent::polling(&self.orch, RUNNER, self.spawn(extra), WAIT)
     }
 
     pub fn push(&self, message: &str) {
-        super::agent::push(&self.orch, message, Duration::from_secs(20));
+        super::agent::push(&self.orch, RUNNER, message, Duration::from_secs(20));
     }
 
     /// A create-job as the Orchestrator sends it for a runner whose job service account is
