@@ -1079,3 +1079,230 @@ fn bundle_prints_the_sha256_of_sha256sums_and_verify_prints_the_same_value() {
     let run = tool(&dir, &["verify", out.to_str().unwrap()], None, QUICK);
     assert_eq!(anchor(&run.stdout), Some(printed), "{}", run.stdout);
 }
+
+// ---- signatures and attachments (issue 16) ---------------------------------------
+
+const PAYLOAD_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+
+/// A fresh P-256 key pair and its `cosign.pub` (PEM SubjectPublicKeyInfo, lines of 64).
+fn cosign_key(dir: &Dir, name: &str) -> (ring::signature::EcdsaKeyPair, PathBuf) {
+    let rng = ring::rand::SystemRandom::new();
+    let alg = &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING;
+    let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
+    let pair = ring::signature::EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).unwrap();
+    let mut der = b"\x30\x59\x30\x13\x06\x07\x2a\x86\x48\xce\x3d\x02\x01\x06\x08\x2a\x86\x48\xce\x3d\x03\x01\x07\x03\x42\x00".to_vec();
+    der.extend_from_slice(ring::signature::KeyPair::public_key(&pair).as_ref());
+    let body = kubernetes_agent::base64::encode(&der);
+    let lines: Vec<&str> = body.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
+    let path = dir.path(&format!("{name}.pub"));
+    std::fs::write(&path, format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", lines.join("\n"))).unwrap();
+    (pair, path)
+}
+
+/// cosign's signature manifest for `image` signed by `pair`, and its payload and config blobs.
+fn cosign_signature(pair: &ring::signature::EcdsaKeyPair, image: &str) -> (String, Vec<String>) {
+    let payload = format!(
+        r#"{{"critical":{{"identity":{{"docker-reference":"127.0.0.1:1/humanitec/kubernetes-agent"}},"image":{{"docker-manifest-digest":"{image}"}},"type":"cosign container image signature"}},"optional":null}}"#
+    );
+    let sig = pair.sign(&ring::rand::SystemRandom::new(), payload.as_bytes()).unwrap();
+    let config = format!(r#"{{"rootfs":{{"type":"layers","diff_ids":["{}"]}}}}"#, digest(payload.as_bytes()));
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[{{"mediaType":"{PAYLOAD_TYPE}","digest":"{}","size":{},"annotations":{{"dev.cosignproject.cosign/signature":"{}"}}}}]}}"#,
+        digest(config.as_bytes()),
+        config.len(),
+        digest(payload.as_bytes()),
+        payload.len(),
+        kubernetes_agent::base64::encode(sig.as_ref())
+    );
+    (manifest, vec![config, payload])
+}
+
+/// A crafted bundle of one image with `attached` (kind, subject, manifest) recorded in
+/// manifest.json and listed in oci/index.json (unless `unindexed`).
+fn attached_bundle(path: &Path, image_docs: (&str, &[String]), attached: &[(&str, &str, &str, &[String])], unindexed: bool) {
+    let (top, blobs) = image_docs;
+    let mut docs: Vec<String> = blobs.to_vec();
+    docs.push(top.to_string());
+    let mut records = Vec::new();
+    let mut entries = vec![format!(r#"{{"mediaType":"{MANIFEST}","digest":"{}","size":{}}}"#, digest(top.as_bytes()), top.len())];
+    for (kind, subject, manifest, blobs) in attached {
+        docs.extend(blobs.iter().cloned());
+        docs.push(manifest.to_string());
+        records.push(format!(
+            r#"{{"kind":"{kind}","subject":"{subject}","digest":"{}","mediaType":"{MANIFEST}","size":{}}}"#,
+            digest(manifest.as_bytes()),
+            manifest.len()
+        ));
+        if !unindexed {
+            entries.push(format!(r#"{{"mediaType":"{MANIFEST}","digest":"{}","size":{}}}"#, digest(manifest.as_bytes()), manifest.len()));
+        }
+    }
+    let manifest_json = manifest_json(top, MANIFEST).replace(r#""platforms":[]"#, &format!(r#""platforms":[],"attachments":[{}]"#, records.join(",")));
+    let mut chunks = bundle_chunks(&docs, top, MANIFEST, Some(manifest_json));
+    let idx = format!(r#"{{"schemaVersion":2,"manifests":[{}]}}"#, entries.join(","));
+    for c in chunks.iter_mut().filter(|c| c.name == b"oci/index.json") {
+        c.data = idx.clone().into_bytes();
+    }
+    write_tar(path, &chunks);
+}
+
+#[test]
+fn verify_key_accepts_a_bundle_signed_by_the_key_and_refuses_another_key_naming_the_image() {
+    let dir = Dir::new("signed");
+    let (pair, key) = cosign_key(&dir, "cosign");
+    let (_, other) = cosign_key(&dir, "other");
+    let (top, blobs) = image("layer-bytes");
+    let (sig, sig_blobs) = cosign_signature(&pair, &digest(top.as_bytes()));
+    let path = dir.path("b.tar");
+    attached_bundle(&path, (&top, &blobs), &[("signature", &digest(top.as_bytes()), &sig, &sig_blobs)], false);
+    let run = tool(&dir, &["verify", path.to_str().unwrap(), "--key", key.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert!(run.stdout.contains("agent-image: sha256:") && run.stdout.contains("is signed by the key"), "{}", run.stdout);
+    let run = tool(&dir, &["verify", path.to_str().unwrap(), "--key", other.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("agent-image") && run.stderr.contains("does not verify with the key"), "{}", run.stderr);
+    // push --key refuses before it connects to anything (the registry port is closed).
+    let run = tool(&dir, &["push", path.to_str().unwrap(), "--key", other.to_str().unwrap(), "--registry", "127.0.0.1:1", "--git-url", "x"], None, QUICK);
+    assert!(run.code == Some(1) && run.stderr.contains("does not verify with the key"), "{}", run.all());
+}
+
+#[test]
+fn verify_key_refuses_an_image_with_no_signature_naming_it() {
+    let dir = Dir::new("unsigned");
+    let (_, key) = cosign_key(&dir, "cosign");
+    let path = dir.path("b.tar");
+    write_tar(&path, &valid_chunks());
+    let run = tool(&dir, &["verify", path.to_str().unwrap(), "--key", key.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("agent-image") && run.stderr.contains("carries no signature"), "{}", run.stderr);
+    // Without --key the same bundle verifies: the refusal is the signature's.
+    assert_eq!(tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK).code, Some(0));
+}
+
+#[test]
+fn a_signature_of_another_image_moved_onto_this_one_is_refused() {
+    // A doctored but self-consistent bundle: a genuine signature of image B recorded as the
+    // signature of image A.
+    let dir = Dir::new("moved-sig");
+    let (pair, key) = cosign_key(&dir, "cosign");
+    let (top, blobs) = image("layer-a");
+    let (other, _) = image("layer-b");
+    let (sig, sig_blobs) = cosign_signature(&pair, &digest(other.as_bytes()));
+    let path = dir.path("b.tar");
+    attached_bundle(&path, (&top, &blobs), &[("signature", &digest(top.as_bytes()), &sig, &sig_blobs)], false);
+    let run = tool(&dir, &["verify", path.to_str().unwrap(), "--key", key.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains(&format!("signs {}", digest(other.as_bytes()))), "{}", run.stderr);
+}
+
+#[test]
+fn an_attachment_whose_subject_is_not_in_its_artifact_graph_fails_verify() {
+    let dir = Dir::new("stray-subject");
+    let (pair, _) = cosign_key(&dir, "cosign");
+    let (top, blobs) = image("layer-bytes");
+    let stray = digest(b"an image this bundle does not hold");
+    let (sig, sig_blobs) = cosign_signature(&pair, &stray);
+    let path = dir.path("b.tar");
+    attached_bundle(&path, (&top, &blobs), &[("signature", &stray, &sig, &sig_blobs)], false);
+    let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("not in the agent-image graph"), "{}", run.stderr);
+}
+
+#[test]
+fn an_attachment_whose_manifest_names_another_subject_fails_verify() {
+    // manifest.json says it is attached to the image; its own `subject` says otherwise:
+    // two fields meaning one thing must agree.
+    let dir = Dir::new("two-subjects");
+    let (top, blobs) = image("layer-bytes");
+    let elsewhere = digest(b"elsewhere");
+    let referrer = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{MANIFEST}","artifactType":"application/vnd.cyclonedx+json","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{}","size":2}},"layers":[],"subject":{{"mediaType":"{MANIFEST}","digest":"{elsewhere}","size":9}}}}"#,
+        digest(b"{}")
+    );
+    let path = dir.path("b.tar");
+    attached_bundle(&path, (&top, &blobs), &[("sbom", &digest(top.as_bytes()), &referrer, &["{}".to_string()])], false);
+    let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("names another subject"), "{}", run.stderr);
+}
+
+#[test]
+fn an_attachment_missing_from_oci_index_json_fails_verify() {
+    let dir = Dir::new("unindexed");
+    let (pair, _) = cosign_key(&dir, "cosign");
+    let (top, blobs) = image("layer-bytes");
+    let (sig, sig_blobs) = cosign_signature(&pair, &digest(top.as_bytes()));
+    let path = dir.path("b.tar");
+    attached_bundle(&path, (&top, &blobs), &[("signature", &digest(top.as_bytes()), &sig, &sig_blobs)], true);
+    let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("name different artifacts"), "{}", run.stderr);
+}
+
+#[test]
+fn two_signatures_claiming_one_tag_fail_verify() {
+    let dir = Dir::new("two-sigs");
+    let (pair, _) = cosign_key(&dir, "cosign");
+    let (top, blobs) = image("layer-bytes");
+    let subject = digest(top.as_bytes());
+    let (a, a_blobs) = cosign_signature(&pair, &subject);
+    let (b, b_blobs) = cosign_signature(&pair, &subject);
+    let path = dir.path("b.tar");
+    attached_bundle(&path, (&top, &blobs), &[("signature", &subject, &a, &a_blobs), ("signature", &subject, &b, &b_blobs)], false);
+    let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("two attachments claim the tag"), "{}", run.stderr);
+}
+
+#[test]
+fn one_image_under_three_names_carries_and_mirrors_its_signature_in_each_repository() {
+    // Found by the real-registry test: the agent and runner images were the same digest in
+    // two repositories, and verify refused the bundle because both carried the tag
+    // sha256-<hex>.sig (tags are per repository). The stand-in serves one manifest under
+    // every repository's name, so all three artifacts here are that one image.
+    let dir = Dir::new("sig-e2e");
+    let (pair, key) = cosign_key(&dir, "cosign");
+    let out = dir.path("bundle.tar");
+    let module = module_repo(&dir);
+    let source = Registry::start(false);
+    let (top, blobs) = image("layer");
+    serve(&source, (MANIFEST, &top), &[], &blobs);
+    let (sig, sig_blobs) = cosign_signature(&pair, &digest(top.as_bytes()));
+    let tag = format!("sha256-{}.sig", sha(top.as_bytes()));
+    source.with(|s| {
+        s.manifests.insert(tag.clone(), (MANIFEST.into(), sig.clone()));
+        for b in &sig_blobs {
+            s.blobs.insert(digest(b.as_bytes()), b.clone());
+        }
+    });
+    let run = run_bundle(&dir, &out, &source.host(), module.to_str().unwrap());
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert_eq!(run.stdout.matches(r#""kind": "signature""#).count(), 3, "{}", run.stdout);
+    let run = tool(&dir, &["verify", out.to_str().unwrap(), "--key", key.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    let target = Registry::start(false);
+    let git_target = dir.path("target.git");
+    assert!(Command::new("git").args(["init", "--quiet", "--bare"]).arg(&git_target).status().unwrap().success());
+    let args = [
+        "push",
+        out.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "--registry",
+        &target.host(),
+        "--plain-http",
+        "--git-url",
+        git_target.to_str().unwrap(),
+    ];
+    let run = tool(&dir, &args, None, QUICK);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    target.with(|s| {
+        assert_eq!(s.manifests.get(&tag).map(|m| m.1.as_str()), Some(sig.as_str()), "the signature is mirrored under its tag");
+        for b in &sig_blobs {
+            assert_eq!(s.blobs.get(&digest(b.as_bytes())), Some(b));
+        }
+    });
+    let pushed: Vec<String> = target.seen().iter().filter(|r| r.method == "PUT" && r.path.ends_with(&tag)).map(|r| r.path.clone()).collect();
+    assert_eq!(pushed.len(), 3, "one .sig per repository: {pushed:?}");
+}
