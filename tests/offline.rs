@@ -1306,3 +1306,86 @@ fn one_image_under_three_names_carries_and_mirrors_its_signature_in_each_reposit
     let pushed: Vec<String> = target.seen().iter().filter(|r| r.method == "PUT" && r.path.ends_with(&tag)).map(|r| r.path.clone()).collect();
     assert_eq!(pushed.len(), 3, "one .sig per repository: {pushed:?}");
 }
+
+/// An OCI 1.1 referrer of `subject` (a manifest with `subject` and `artifactType`) and its blob.
+fn referrer(subject: &str, size: usize, note: &str) -> (String, String) {
+    let blob = format!(r#"{{"note":"{note}"}}"#);
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{MANIFEST}","artifactType":"application/vnd.example.note+json","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{}","size":2}},"layers":[{{"mediaType":"application/vnd.example.note+json","digest":"{}","size":{}}}],"subject":{{"mediaType":"{MANIFEST}","digest":"{subject}","size":{size}}}}}"#,
+        digest(b"{}"),
+        digest(blob.as_bytes()),
+        blob.len()
+    );
+    (manifest, blob)
+}
+
+/// A source serving one image, and `referrers` of it through the referrers API.
+fn source_with_referrers(referrers: &[(String, String)]) -> (Registry, String) {
+    let source = Registry::start(false);
+    let (top, blobs) = image("layer");
+    serve(&source, (MANIFEST, &top), &[], &blobs);
+    let list: Vec<String> =
+        referrers.iter().map(|(m, _)| format!(r#"{{"mediaType":"{MANIFEST}","digest":"{}","size":{}}}"#, digest(m.as_bytes()), m.len())).collect();
+    source.with(|s| {
+        s.manifests
+            .insert(format!("referrers/{}", digest(top.as_bytes())), (INDEX.into(), format!(r#"{{"schemaVersion":2,"manifests":[{}]}}"#, list.join(","))));
+        s.blobs.insert(digest(b"{}"), "{}".into());
+        for (m, blob) in referrers {
+            s.manifests.insert(digest(m.as_bytes()), (MANIFEST.into(), m.clone()));
+            s.blobs.insert(digest(blob.as_bytes()), blob.clone());
+        }
+    });
+    (source, top)
+}
+
+#[test]
+fn referrers_from_the_api_are_carried_and_listed_in_the_tag_schema_index_of_a_registry_without_it() {
+    let dir = Dir::new("referrers");
+    let out = dir.path("bundle.tar");
+    let module = module_repo(&dir);
+    let (top, _) = image("layer");
+    let (source, _) = source_with_referrers(&[referrer(&digest(top.as_bytes()), top.len(), "scanned")]);
+    let run = run_bundle(&dir, &out, &source.host(), module.to_str().unwrap());
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert_eq!(run.stdout.matches(r#""kind": "referrer""#).count(), 3, "{}", run.stdout);
+    let target = Registry::start(false);
+    let git_target = dir.path("target.git");
+    assert!(Command::new("git").args(["init", "--quiet", "--bare"]).arg(&git_target).status().unwrap().success());
+    let args = ["push", out.to_str().unwrap(), "--registry", &target.host(), "--plain-http", "--git-url", git_target.to_str().unwrap()];
+    let run = tool(&dir, &args, None, QUICK);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    let (r, blob) = referrer(&digest(top.as_bytes()), top.len(), "scanned");
+    target.with(|s| {
+        assert_eq!(s.manifests.get(&digest(r.as_bytes())).map(|m| m.1.as_str()), Some(r.as_str()), "the referrer is pushed by digest");
+        assert_eq!(s.blobs.get(&digest(blob.as_bytes())), Some(&blob));
+        let index = &s.manifests.get(&format!("sha256-{}", sha(top.as_bytes()))).expect("the referrers tag schema index").1;
+        assert!(index.contains(&digest(r.as_bytes())) && index.contains("application/vnd.example.note+json"), "{index}");
+    });
+}
+
+#[test]
+fn a_referrer_naming_another_subject_is_refused_by_bundle() {
+    // The referrers answer is not content-addressed: a registry may list anything in it.
+    let dir = Dir::new("referrer-elsewhere");
+    let out = dir.path("bundle.tar");
+    let module = module_repo(&dir);
+    let (source, _) = source_with_referrers(&[referrer(&digest(b"another image"), 9, "stray")]);
+    let run = run_bundle(&dir, &out, &source.host(), module.to_str().unwrap());
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("its manifest names another subject (or none): refused"), "{}", run.stderr);
+}
+
+#[test]
+fn more_referrers_than_the_bound_are_refused_by_bundle() {
+    let dir = Dir::new("referrer-flood");
+    let out = dir.path("bundle.tar");
+    let module = module_repo(&dir);
+    let (top, _) = image("layer");
+    let many: Vec<(String, String)> = (0..65).map(|i| referrer(&digest(top.as_bytes()), top.len(), &format!("n{i}"))).collect();
+    let (source, _) = source_with_referrers(&many);
+    let run = run_bundle(&dir, &out, &source.host(), module.to_str().unwrap());
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("more than the 64"), "{}", run.stderr);
+    let fetched = source.seen().iter().filter(|r| r.path.contains("/manifests/sha256:")).count();
+    assert_eq!(fetched, 0, "no referrer was fetched before the list was refused");
+}

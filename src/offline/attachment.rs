@@ -389,13 +389,16 @@ fn in_gzip_tar(file: &Path, path: &str) -> Result<Option<Vec<u8>>> {
     Ok(found)
 }
 
-/// The content of the regular file `path` in the tar stream `r` (ustar names, with
-/// their prefix; a leading `./` or `/` ignored), at most [`MAX_SBOM`] bytes, reading at
-/// most [`MAX_LAYER_READ`] bytes; `None` when it is not there or the stream is not tar.
+/// The content of the regular file `path` in the tar stream `r`, named as GNU tar names
+/// it when extracting (a pax `path`, else a GNU long name, else the ustar prefix and name;
+/// a leading `./` or `/` ignored), at most [`MAX_SBOM`] bytes, reading at most
+/// [`MAX_LAYER_READ`] bytes; `None` when it is not there or the stream is not tar.
 pub fn in_tar(r: &mut dyn Read, path: &str) -> Option<Vec<u8>> {
     let mut r = r.take(MAX_LAYER_READ);
     let mut header = [0u8; 512];
     let mut found = None;
+    // The name a pax extended header or a GNU long-name entry gives the next entry.
+    let mut next_name: Option<String> = None;
     loop {
         r.read_exact(&mut header).ok()?;
         if header.iter().all(|&b| b == 0) {
@@ -408,9 +411,20 @@ pub fn in_tar(r: &mut dyn Read, path: &str) -> Option<Vec<u8>> {
         let octal = std::str::from_utf8(field(124, 136)).ok()?.trim_matches([' ', '\0']);
         let size = u64::from_str_radix(if octal.is_empty() { "0" } else { octal }, 8).ok()?;
         let (name, prefix) = (std::str::from_utf8(field(0, 100)).ok()?, std::str::from_utf8(field(345, 500)).unwrap_or(""));
-        let full = if &header[257..262] == b"ustar" && !prefix.is_empty() { format!("{prefix}/{name}") } else { name.to_string() };
-        let regular = matches!(header[156], b'0' | 0);
+        let ustar = if &header[257..262] == b"ustar" && !prefix.is_empty() { format!("{prefix}/{name}") } else { name.to_string() };
         let padded = size.div_ceil(512) * 512;
+        if matches!(header[156], b'x' | b'L') {
+            if size > 64 << 10 {
+                return None;
+            }
+            let mut data = vec![0u8; padded as usize];
+            r.read_exact(&mut data).ok()?;
+            let data = &data[..size as usize];
+            next_name = if header[156] == b'L' { Some(String::from_utf8_lossy(data).trim_end_matches('\0').to_string()) } else { pax_path(data).or(next_name) };
+            continue;
+        }
+        let full = next_name.take().unwrap_or(ustar);
+        let regular = matches!(header[156], b'0' | 0);
         if regular && full.trim_start_matches("./").trim_start_matches('/') == path && size <= MAX_SBOM {
             let mut bytes = vec![0u8; size as usize];
             r.read_exact(&mut bytes).ok()?;
@@ -421,6 +435,24 @@ pub fn in_tar(r: &mut dyn Read, path: &str) -> Option<Vec<u8>> {
             return None;
         }
     }
+}
+
+/// The `path` record of a pax extended header (`<len> path=<value>\n` records).
+fn pax_path(mut data: &[u8]) -> Option<String> {
+    let mut path = None;
+    while !data.is_empty() {
+        let space = data.iter().position(|&b| b == b' ')?;
+        let len: usize = std::str::from_utf8(&data[..space]).ok()?.parse().ok()?;
+        if len <= space || len > data.len() {
+            return None;
+        }
+        let record = &data[space + 1..len];
+        if let Some(value) = record.strip_prefix(b"path=") {
+            path = Some(String::from_utf8_lossy(value.strip_suffix(b"\n").unwrap_or(value)).into_owned());
+        }
+        data = &data[len..];
+    }
+    path
 }
 
 #[cfg(test)]
@@ -448,6 +480,29 @@ mod tests {
         tar.extend([0u8; 1024]);
         assert_eq!(in_tar(&mut tar.as_slice(), SBOM_PATH).unwrap(), br#"{"bomFormat":"CycloneDX"}"#);
         assert_eq!(in_tar(&mut entry("etc/passwd", b"x").as_slice(), SBOM_PATH), None);
+    }
+
+    #[test]
+    fn the_sbom_is_found_under_the_name_tar_extracts_it_as_a_pax_path_or_a_gnu_long_name() {
+        // A pax header renames the next entry: the one whose ustar name is the SBOM's path is
+        // extracted elsewhere, and the one the pax header names is the SBOM.
+        let record = format!("path={SBOM_PATH}\n");
+        let pax = format!("{} {record}", record.len() + 3);
+        let mut x = entry("PaxHeaders/x", pax.as_bytes());
+        x[156] = b'x';
+        let mut decoy_pax = entry("PaxHeaders/y", b"20 path=elsewhere/a\n");
+        decoy_pax[156] = b'x';
+        let mut tar = decoy_pax;
+        tar.extend(entry(SBOM_PATH, b"decoy"));
+        tar.extend(x);
+        tar.extend(entry("opt/runner/short", b"real"));
+        tar.extend([0u8; 1024]);
+        assert_eq!(in_tar(&mut tar.as_slice(), SBOM_PATH).unwrap(), b"real");
+        let mut long = entry("././@LongLink", format!("{SBOM_PATH}\0").as_bytes());
+        long[156] = b'L';
+        long.extend(entry("opt/runner/trunc", b"long"));
+        long.extend([0u8; 1024]);
+        assert_eq!(in_tar(&mut long.as_slice(), SBOM_PATH).unwrap(), b"long");
         assert_eq!(in_tar(&mut &b"not a tar"[..], SBOM_PATH), None);
     }
 

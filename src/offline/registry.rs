@@ -597,7 +597,10 @@ impl Registry {
     fn manifest_or_404(&self, repository: &Repository, selector: &Selector) -> Result<std::result::Result<Manifest, Vec<u8>>> {
         let manifest = match self.document(repository, &format!("manifests/{selector}"), MANIFEST_TYPES)? {
             Ok(m) => m,
-            Err(body) => return Ok(Err(body)),
+            Err((404, body)) => return Ok(Err(body)),
+            Err((status, body)) => {
+                return Err(Error::transport(format!("GET {}", self.url(&format!("/v2/{repository}/manifests/{selector}"))), registry_error(status, &body)))
+            }
         };
         if let Selector::Digest(d) = selector {
             if *d != manifest.digest {
@@ -612,16 +615,21 @@ impl Registry {
 
     /// The OCI 1.1 referrers index of `subject` (`GET /v2/<name>/referrers/<digest>`), or
     /// `None` when the registry does not implement the referrers API (HTTP 404, as
-    /// docker-registry 2.8 answers). Not content-addressed: the caller checks every
-    /// descriptor in it by fetching it by digest.
+    /// docker-registry 2.8 answers, or 400, 405 or 501 for a path it does not route).
+    /// Not content-addressed: the caller checks every descriptor in it by fetching it by digest.
     pub fn referrers(&self, repository: &Repository, subject: &Digest) -> Result<Option<Manifest>> {
-        Ok(self.document(repository, &format!("referrers/{subject}"), "application/vnd.oci.image.index.v1+json")?.ok())
+        match self.document(repository, &format!("referrers/{subject}"), "application/vnd.oci.image.index.v1+json")? {
+            Ok(index) => Ok(Some(index)),
+            Err((400 | 404 | 405 | 501, _)) => Ok(None),
+            Err((status, body)) => {
+                Err(Error::transport(format!("GET {}", self.url(&format!("/v2/{repository}/referrers/{subject}"))), registry_error(status, &body)))
+            }
+        }
     }
 
     /// GETs `/v2/<repository>/<path>` (a manifest or a referrers index) bounded by
-    /// [`document::MAX_MANIFEST`]; on HTTP 404 the registry's body, on any other status but
-    /// 200 an error naming the registry's answer.
-    fn document(&self, repository: &Repository, path: &str, accept: &str) -> Result<std::result::Result<Manifest, Vec<u8>>> {
+    /// [`document::MAX_MANIFEST`]; on any status but 200, the status and the registry's body.
+    fn document(&self, repository: &Repository, path: &str, accept: &str) -> Result<std::result::Result<Manifest, (u16, Vec<u8>)>> {
         let url = self.url(&format!("/v2/{repository}/{path}"));
         let mut response =
             self.send("GET", &url, &format!("repository:{repository}:pull"), &[("Accept", accept)], &Body::Empty, document::MAX_MANIFEST as u64)?;
@@ -631,8 +639,7 @@ impl Registry {
             response.body_mut().with_config().limit(document::MAX_MANIFEST as u64).read_to_vec().map_err(|e| Error::transport(format!("reading {url}"), e))?;
         match status {
             200 => Ok(Ok(Manifest::new(media_type, bytes))),
-            404 => Ok(Err(bytes)),
-            _ => Err(Error::transport(format!("GET {url}"), registry_error(status, &bytes))),
+            _ => Ok(Err((status, bytes))),
         }
     }
 
