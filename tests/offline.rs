@@ -1389,3 +1389,16 @@ fn more_referrers_than_the_bound_are_refused_by_bundle() {
     let fetched = source.seen().iter().filter(|r| r.path.contains("/manifests/sha256:")).count();
     assert_eq!(fetched, 0, "no referrer was fetched before the list was refused");
 }
+
+#[test]
+fn bundle_refuses_key_rather_than_ignoring_it() {
+    // --key is checked by verify and push; bundle given one must not look as if it checked.
+    let dir = Dir::new("bundle-key");
+    let out = dir.path("b.tar");
+    let mut args = bundle_args(out.to_str().unwrap(), "127.0.0.1:1", "/nonexistent");
+    args.extend(["--key".to_string(), "cosign.pub".to_string()]);
+    let run = tool(&dir, &args.iter().map(String::as_str).collect::<Vec<_>>(), None, QUICK);
+    assert_eq!(run.code, Some(2), "{}", run.all());
+    assert!(run.stderr.contains("--key is for verify and push"), "{}", run.stderr);
+    assert!(!out.exists());
+}

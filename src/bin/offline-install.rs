@@ -13,7 +13,8 @@ use kubernetes_agent::offline::signature::PublicKey;
 const HELP: &str = "\
 offline-install: carry the agent image, the runner image, the chart and the TF module
 repository across an air gap in one file, and mirror them into an internal OCI registry
-and Git service. Needs nothing but this static tool, a shell and (for the module) git.
+and Git service. Needs nothing but this static tool, a shell and (for the module) git;
+bundle also runs gzip -dc to read the agent image's SBOM out of its layer.
 
 Usage:
   offline-install bundle --output FILE --agent-image REF --runner-image REF --chart REF
@@ -188,6 +189,9 @@ fn run(argv: Vec<OsString>) -> Result<ExitCode, Failure> {
     };
     match command.as_deref() {
         Some("bundle") => {
+            if flags.contains_key("key") {
+                return Err(Failure::Usage("--key is for verify and push (which check the signatures bundle carried)".into()));
+            }
             let output = PathBuf::from(need("output")?);
             let sources = Sources {
                 agent_image: need("agent-image")?,
