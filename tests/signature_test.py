@@ -9,6 +9,8 @@ real docker-registry (Debian, 2.8: no referrers API) on loopback:
   the signatures under the same tags, where the Python checker accepts them (and refuses
   them for another key); the SBOM is found under `sha256-<platform digest>.sbom` with
   skopeo and equals /opt/runner/kubernetes-agent.cdx.json extracted from the image;
+- a copy of the bundle doctored consistently (payload altered, SHA256SUMS regenerated)
+  passes verify and is refused by verify --key;
 - a tampered signature, an altered payload, another key's signature, and an unsigned
   image are each refused by verify --key (naming the image) and by the checker, and
   push --key pushes nothing for them.
@@ -165,6 +167,56 @@ def main():
 
     check("push --key mirrors every signature (the checker accepts them, not another key's) and the SBOM under sha256-<digest>.sbom, equal to the image's file",
           push_mirrors_signatures_and_sbom)
+
+    def doctored_bundle_passes_verify_but_not_verify_key():
+        # Someone who can write the bundle alters the agent image's signed payload and makes
+        # everything consistent again: the blob names, the signature manifest, manifest.json,
+        # oci/index.json and SHA256SUMS. verify (checksums) cannot tell; verify --key can.
+        with tarfile.open(good) as t:
+            entries = [[m.name, m.mode, t.extractfile(m).read()] for m in t.getmembers()]
+        files = {name: data for name, _, data in entries}
+        blob = lambda d: "oci/blobs/sha256/" + d.split(":", 1)[1]  # noqa: E731
+        sha = lambda b: "sha256:" + hashlib.sha256(b).hexdigest()  # noqa: E731
+        manifest = json.loads(files["manifest.json"])
+        sig = next(a for a in manifest["artifacts"][0]["attachments"] if a["kind"] == "signature")
+        sig_manifest = json.loads(files[blob(sig["digest"])])
+        layer = sig_manifest["layers"][0]
+        altered = files[blob(layer["digest"])].replace(b"humanitec", b"attacker0")
+        replaced = {blob(layer["digest"]): (blob(sha(altered)), altered)}
+        layer["digest"], layer["size"] = sha(altered), len(altered)
+        new_sig = json.dumps(sig_manifest).encode()
+        replaced[blob(sig["digest"])] = (blob(sha(new_sig)), new_sig)
+        index = json.loads(files["oci/index.json"])
+        for d in index["manifests"]:
+            if d["digest"] == sig["digest"]:
+                d["digest"], d["size"] = sha(new_sig), len(new_sig)
+        sig["digest"], sig["size"] = sha(new_sig), len(new_sig)
+        replaced["manifest.json"] = ("manifest.json", json.dumps(manifest, indent=2).encode())
+        replaced["oci/index.json"] = ("oci/index.json", json.dumps(index).encode())
+        out = []
+        for name, mode, data in entries:
+            name, data = replaced.get(name, (name, data))
+            if name == "SHA256SUMS":
+                data = "".join(f"{hashlib.sha256(d).hexdigest()}  {n}\n" for n, _, d in out).encode()
+            out.append((name, mode, data))
+        doctored = os.path.join(WORK, "doctored.tar")
+        with open(doctored, "wb") as f:
+            for name, mode, data in out:  # the tool's own tar format: ustar, 0:0, no pax
+                h = bytearray(512)
+                h[:len(name)] = name.encode()
+                h[100:108], h[108:116], h[116:124] = b"%07o\0" % mode, b"0000000\0", b"0000000\0"
+                h[124:136], h[136:148], h[156:157] = b"%011o\0" % len(data), b"00000000000\0", b"0"
+                h[257:265], h[148:156] = b"ustar\x0000", b" " * 8
+                h[148:156] = b"%06o\0 " % sum(h)
+                f.write(bytes(h) + data + bytes(-len(data) % 512))
+            f.write(bytes(1024))
+        plain = run([TOOL, "verify", doctored], check_rc=False)
+        assert plain.returncode == 0 and "every checksum and digest matches" in plain.stdout, plain.stderr
+        keyed = run([TOOL, "verify", doctored, "--key", public], check_rc=False)
+        assert keyed.returncode == 1 and "agent-image" in keyed.stderr and "does not verify with the key" in keyed.stderr, keyed.stderr
+
+    check("a consistently doctored bundle (altered payload, SHA256SUMS regenerated) passes verify but not verify --key",
+          doctored_bundle_passes_verify_but_not_verify_key)
 
     def refused(case, sign_agent, runner=names["runner"]):
         sign_agent()
