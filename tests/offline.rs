@@ -1402,3 +1402,76 @@ fn bundle_refuses_key_rather_than_ignoring_it() {
     assert!(run.stderr.contains("--key is for verify and push"), "{}", run.stderr);
     assert!(!out.exists());
 }
+
+#[test]
+fn an_index_listing_one_child_many_times_looks_up_its_attachments_once() {
+    // The walk visits a repeated child once; the attachment lookups did once per listing
+    // (five requests each: a hostile index of 4 MiB repeats one child 40,000 times).
+    let dir = Dir::new("repeated-child");
+    let out = dir.path("bundle.tar");
+    let module = module_repo(&dir);
+    let source = Registry::start(false);
+    let (child, blobs) = image("layer");
+    let top = index(&vec![child.as_str(); 50]);
+    serve(&source, (INDEX, &top), &[(MANIFEST, &child)], &blobs);
+    let run = run_bundle(&dir, &out, &source.host(), module.to_str().unwrap());
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    let sig = format!("/manifests/sha256-{}.sig", sha(child.as_bytes()));
+    let lookups = source.seen().iter().filter(|r| r.path.ends_with(&sig)).count();
+    assert_eq!(lookups, 3, "once per artifact (agent, runner, chart), not once per listing");
+}
+
+#[test]
+fn platforms_sharing_a_layer_fetch_it_again_once_for_the_sbom() {
+    let dir = Dir::new("shared-layer");
+    let out = dir.path("bundle.tar");
+    let module = module_repo(&dir);
+    let source = Registry::start(false);
+    let (amd64, blobs) = image("shared-layer");
+    let arm64 = amd64.replacen(r#""schemaVersion":2"#, r#""schemaVersion":2,"annotations":{"platform":"arm64"}"#, 1);
+    let child = |m: &str| format!(r#"{{"mediaType":"{MANIFEST}","digest":"{}","size":{}}}"#, digest(m.as_bytes()), m.len());
+    let top = format!(r#"{{"schemaVersion":2,"mediaType":"{INDEX}","manifests":[{},{}]}}"#, child(&amd64), child(&arm64));
+    serve(&source, (INDEX, &top), &[(MANIFEST, &amd64), (MANIFEST, &arm64)], &blobs);
+    let run = run_bundle(&dir, &out, &source.host(), module.to_str().unwrap());
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    let layer = format!("/blobs/{}", digest(b"shared-layer"));
+    let fetches = source.seen().iter().filter(|r| r.method == "GET" && r.path.ends_with(&layer)).count();
+    assert_eq!(fetches, 2, "once for the bundle, once to look for the SBOM in it");
+}
+
+#[test]
+fn a_manifest_json_record_with_more_attachments_than_the_bound_fails_verify() {
+    let dir = Dir::new("many-attachments");
+    let (m, blobs) = image("layer-bytes");
+    let mut docs = blobs;
+    docs.push(m.clone());
+    let record = format!(r#"{{"kind":"signature","subject":"{0}","digest":"{0}","mediaType":"{MANIFEST}","size":1}}"#, digest(m.as_bytes()));
+    let many = vec![record; 1025].join(",");
+    let json = manifest_json(&m, MANIFEST).replace(r#""platforms":[]"#, &format!(r#""platforms":[],"attachments":[{many}]"#));
+    let path = dir.path("b.tar");
+    write_tar(&path, &bundle_chunks(&docs, &m, MANIFEST, Some(json)));
+    let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("more than 1024 attachments"), "{}", run.stderr);
+}
+
+#[test]
+fn the_sbom_is_found_in_a_platform_manifest_its_index_calls_an_index() {
+    // What a manifest is, its own bytes say: a descriptor's media type is the index's claim.
+    let dir = Dir::new("sbom-layer");
+    let out = dir.path("bundle.tar");
+    let module = module_repo(&dir);
+    let source = Registry::start(false);
+    let sbom = r#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[]}"#;
+    let mut layer = header(&file("opt/runner/kubernetes-agent.cdx.json", sbom.as_bytes()));
+    layer.extend_from_slice(&[0u8; 1024]);
+    let (child, blobs) = image(std::str::from_utf8(&layer).unwrap());
+    let top = index(&[&child]);
+    assert!(top.contains(&format!(r#""mediaType":"{INDEX}","digest":"{}""#, digest(child.as_bytes()))));
+    serve(&source, (INDEX, &top), &[(MANIFEST, &child)], &blobs);
+    let run = run_bundle(&dir, &out, &source.host(), module.to_str().unwrap());
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert_eq!(run.stdout.matches(r#""kind": "sbom""#).count(), 1, "{}", run.stdout);
+    let listed = Command::new("tar").arg("-tf").arg(&out).output().unwrap();
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(&format!("oci/blobs/sha256/{}", sha(sbom.as_bytes()))), "the SBOM's bytes are a blob");
+}

@@ -13,6 +13,7 @@
 //! supported: attachments of attachments (a signature's signature), and referrers beyond
 //! [`MAX_REFERRERS`] per subject (refused, not cut).
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -28,6 +29,8 @@ use crate::json::{get, text};
 
 /// Referrers one subject may have in a bundle.
 pub const MAX_REFERRERS: usize = 64;
+/// Attachments one artifact may have in `manifest.json`.
+pub const MAX_ATTACHMENTS: usize = 1024;
 /// Where the agent image keeps its SBOM.
 pub const SBOM_PATH: &str = "opt/runner/kubernetes-agent.cdx.json";
 /// The artifact type (and layer media type) of a CycloneDX JSON SBOM.
@@ -183,17 +186,30 @@ pub fn find(
     stage: &mut dyn FnMut(Stage) -> Result<()>,
 ) -> Result<Vec<Attachment>> {
     let parsed = graph::parse(top)?;
+    // Each digest once: an index may list one child many times (the walk visits it once).
     let mut subjects = vec![(top.digest.clone(), top.media_type.clone(), top.bytes.len() as u64)];
-    subjects.extend(parsed.children.iter().map(|c| (c.digest.clone(), c.media_type.clone(), c.size)));
+    for c in &parsed.children {
+        if !subjects.iter().any(|(d, _, _)| *d == c.digest) {
+            subjects.push((c.digest.clone(), c.media_type.clone(), c.size));
+        }
+    }
+    // What each layer held, so that platforms sharing a layer fetch it again once, not once each.
+    let mut scanned: HashMap<Digest, Option<Vec<u8>>> = HashMap::new();
     let mut found: Vec<Attachment> = Vec::new();
     if let Some(scratch) = sbom {
-        for (digest, media_type, size) in &subjects {
-            if INDEX_TYPES.contains(&media_type.as_str()) || (*digest == top.digest && !parsed.children.is_empty()) {
+        // Each image manifest: the top when it is one, else the index's children (whatever
+        // media type their descriptors claim: what a manifest is, its own bytes say).
+        for (digest, _, size) in &subjects {
+            if *digest == top.digest && !parsed.children.is_empty() {
                 continue;
             }
-            let manifest = if *digest == top.digest { top.clone() } else { source.manifest(repository, &Selector::Digest(digest.clone()))? };
-            let Some(file) = sbom_of_image(source, repository, &manifest, scratch)? else { continue };
-            let subject = Descriptor { media_type: media_type.clone(), digest: digest.clone(), size: *size, platform: None };
+            let mut manifest = if *digest == top.digest { top.clone() } else { source.manifest(repository, &Selector::Digest(digest.clone()))? };
+            typed(&mut manifest)?;
+            if INDEX_TYPES.contains(&manifest.media_type.as_str()) {
+                continue;
+            }
+            let Some(file) = sbom_of_image(source, repository, &manifest, scratch, &mut scanned)? else { continue };
+            let subject = Descriptor { media_type: manifest.media_type.clone(), digest: digest.clone(), size: *size, platform: None };
             let (artifact, blobs) = sbom_artifact(&file, &subject);
             for blob in blobs {
                 stage(Stage::Bytes(blob))?;
@@ -338,8 +354,15 @@ pub fn sbom_artifact(sbom: &[u8], subject: &Descriptor) -> (Manifest, [Vec<u8>; 
 /// The SBOM file in an image manifest's layers (the last layer holding it wins, as in
 /// the image's filesystem), checked to be CycloneDX JSON; `None` when no layer holds it.
 /// Layers are fetched again into `scratch` and read with `gzip -dc` (on the connected
-/// side, where `bundle` runs); a layer that is neither tar nor gzip'd tar is skipped.
-pub fn sbom_of_image(source: &Registry, repository: &Repository, manifest: &Manifest, scratch: &Path) -> Result<Option<Vec<u8>>> {
+/// side, where `bundle` runs), each at most once: `scanned` remembers what a layer held;
+/// a layer that is neither tar nor gzip'd tar is skipped.
+pub fn sbom_of_image(
+    source: &Registry,
+    repository: &Repository,
+    manifest: &Manifest,
+    scratch: &Path,
+    scanned: &mut HashMap<Digest, Option<Vec<u8>>>,
+) -> Result<Option<Vec<u8>>> {
     let what = format!("manifest {}", manifest.digest);
     let value = document::parse(&manifest.bytes, &what, document::MAX_MANIFEST)?;
     let Some(Value::Array(layers)) = get(&value, &["layers"]) else { return Ok(None) };
@@ -350,6 +373,12 @@ pub fn sbom_of_image(source: &Registry, repository: &Repository, manifest: &Mani
             "application/vnd.oci.image.layer.v1.tar" => false,
             _ => continue,
         };
+        if let Some(held) = scanned.get(&layer.digest) {
+            match held {
+                Some(bytes) => return Ok(Some(bytes.clone())),
+                None => continue,
+            }
+        }
         let file = scratch.join(format!("layer-{}", layer.digest.hex()));
         {
             let mut out = std::io::BufWriter::new(std::fs::File::create(&file).map_err(|e| Error::io(format!("creating {}", file.display()), e))?);
@@ -362,6 +391,7 @@ pub fn sbom_of_image(source: &Registry, repository: &Repository, manifest: &Mani
             in_tar(&mut std::fs::File::open(&file).map_err(|e| Error::io("reading a layer", e))?, SBOM_PATH)
         };
         let _ = std::fs::remove_file(&file);
+        scanned.insert(layer.digest.clone(), found.clone());
         if let Some(bytes) = found {
             let doc = format!("{SBOM_PATH} in layer {}", layer.digest);
             let sbom = document::parse(&bytes, &doc, MAX_SBOM as usize)?;

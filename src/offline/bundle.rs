@@ -838,9 +838,10 @@ fn contents(manifest: &Value) -> Result<(Vec<Artifact>, Module)> {
         }
         let attachments = match get(record, &["attachments"]) {
             None => Vec::new(),
-            Some(Value::Array(list)) => {
+            Some(Value::Array(list)) if list.len() <= attachment::MAX_ATTACHMENTS => {
                 list.iter().map(|a| Attachment::parse(a, &role)).collect::<std::result::Result<_, _>>().map_err(|why| Error::decode(doc, why))?
             }
+            Some(Value::Array(_)) => return Err(Error::decode(doc, format!("the {role} record has more than {} attachments", attachment::MAX_ATTACHMENTS))),
             Some(_) => return Err(Error::decode(doc, format!("the {role} record's attachments are not a list"))),
         };
         artifacts.push(Artifact { role, source, digest, media_type, attachments });
