@@ -1475,3 +1475,44 @@ fn the_sbom_is_found_in_a_platform_manifest_its_index_calls_an_index() {
     let listed = Command::new("tar").arg("-tf").arg(&out).output().unwrap();
     assert!(String::from_utf8_lossy(&listed.stdout).contains(&format!("oci/blobs/sha256/{}", sha(sbom.as_bytes()))), "the SBOM's bytes are a blob");
 }
+
+#[test]
+fn a_target_with_the_referrers_api_gets_the_sbom_as_a_referrer_not_under_a_tag() {
+    let dir = Dir::new("referrers-target");
+    let out = dir.path("bundle.tar");
+    let module = module_repo(&dir);
+    let source = Registry::start(false);
+    let sbom = r#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[]}"#;
+    let mut layer = header(&file("opt/runner/kubernetes-agent.cdx.json", sbom.as_bytes()));
+    layer.extend_from_slice(&[0u8; 1024]);
+    let (top, blobs) = image(std::str::from_utf8(&layer).unwrap());
+    serve(&source, (MANIFEST, &top), &[], &blobs);
+    let run = run_bundle(&dir, &out, &source.host(), module.to_str().unwrap());
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    let push = |target: &Registry| {
+        let git_target = dir.path(&format!("target-{}.git", target.host().replace(':', "-")));
+        assert!(Command::new("git").args(["init", "--quiet", "--bare"]).arg(&git_target).status().unwrap().success());
+        let args = ["push", out.to_str().unwrap(), "--registry", &target.host(), "--plain-http", "--git-url", git_target.to_str().unwrap()];
+        let run = tool(&dir, &args, None, QUICK);
+        assert_eq!(run.code, Some(0), "{}", run.all());
+    };
+    let tag = format!("sha256-{}.sbom", sha(top.as_bytes()));
+    // With the referrers API (the stand-in answers it for the image): by digest only.
+    let capable = Registry::start(false);
+    capable.with(|s| {
+        s.manifests
+            .insert(format!("referrers/{}", digest(top.as_bytes())), (INDEX.into(), format!(r#"{{"schemaVersion":2,"mediaType":"{INDEX}","manifests":[]}}"#)));
+    });
+    push(&capable);
+    capable.with(|s| {
+        assert!(!s.manifests.contains_key(&tag), "no tag where the registry indexes referrers itself");
+        let referrer =
+            s.manifests.values().find(|(_, body)| body.contains(r#""artifactType":"application/vnd.cyclonedx+json""#)).expect("the SBOM artifact by digest");
+        assert!(referrer.1.contains(&format!(r#""digest":"{}""#, digest(top.as_bytes()))), "its subject is the image: {}", referrer.1);
+        assert_eq!(s.blobs.get(&digest(sbom.as_bytes())).map(String::as_str), Some(sbom));
+    });
+    // Without it (docker-registry 2.8): under the tag.
+    let plain = Registry::start(false);
+    push(&plain);
+    plain.with(|s| assert!(s.manifests.get(&tag).is_some_and(|m| m.1.contains("application/vnd.cyclonedx+json")), "the .sbom tag fallback"));
+}
