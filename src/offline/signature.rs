@@ -73,8 +73,14 @@ impl PublicKey {
         let mut lines = text.trim().lines().map(|l| l.trim_end_matches('\r'));
         let begin = lines.next().unwrap_or("");
         if begin != "-----BEGIN PUBLIC KEY-----" {
-            let found: String = begin.chars().take(40).collect();
-            return Err(format!("the key file must be one '-----BEGIN PUBLIC KEY-----' PEM block, it starts with {found:?}"));
+            // Only a PEM label is shown: a file that is not a PEM may be a secret (a private
+            // key's bytes, a token) given here by mistake, and is not echoed.
+            return Err(match begin.strip_prefix("-----BEGIN ").and_then(|l| l.strip_suffix("-----")) {
+                Some(label) if label.len() <= 40 && label.bytes().all(|b| b.is_ascii_uppercase() || b == b' ') => {
+                    format!("the key file holds a '{label}' PEM block; give the public key, one '-----BEGIN PUBLIC KEY-----' block (cosign.pub)")
+                }
+                _ => "the key file is not a PEM '-----BEGIN PUBLIC KEY-----' block (its content is not shown)".to_string(),
+            });
         }
         let mut body = String::new();
         let mut ended = false;
@@ -350,7 +356,7 @@ mod tests {
         let ed25519 = crate::key::RunnerKey::from_seed([1; 32]).public_pem();
         assert!(PublicKey::from_pem(ed25519.as_bytes()).unwrap_err().contains("Ed25519"));
         let e = PublicKey::from_pem(b"-----BEGIN ENCRYPTED COSIGN PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED COSIGN PRIVATE KEY-----\n").unwrap_err();
-        assert!(e.contains("BEGIN PUBLIC KEY"), "{e}");
+        assert!(e.contains("'ENCRYPTED COSIGN PRIVATE KEY' PEM block") && e.contains("BEGIN PUBLIC KEY"), "{e}");
         let mut good = P256_SPKI_PREFIX.to_vec();
         good.push(4);
         good.extend_from_slice(&[9u8; 64]);
@@ -362,6 +368,15 @@ mod tests {
         assert!(PublicKey::from_pem(pem(&trailing, "PUBLIC KEY").as_bytes()).unwrap_err().contains("only ECDSA P-256"));
         let truncated = pem(&good, "PUBLIC KEY").replace("-----END PUBLIC KEY-----\n", "");
         assert!(PublicKey::from_pem(truncated.as_bytes()).unwrap_err().contains("truncated"));
+    }
+
+    #[test]
+    fn a_key_file_that_is_not_a_pem_is_refused_without_echoing_it() {
+        for secret in ["c2VjcmV0LXRva2VuLWRvLW5vdC1wcmludA==\n", "-----BEGIN c2VjcmV0LXRva2Vu-----\n", "hunter2-password"] {
+            let e = PublicKey::from_pem(secret.as_bytes()).unwrap_err();
+            assert!(e.contains("content is not shown"), "{e}");
+            assert!(!e.contains("c2VjcmV0") && !e.contains("hunter2"), "{e}");
+        }
     }
 
     #[test]
