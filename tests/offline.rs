@@ -1421,6 +1421,22 @@ fn an_index_listing_one_child_many_times_looks_up_its_attachments_once() {
     assert_eq!(lookups, 3, "once per artifact (agent, runner, chart), not once per listing");
 }
 
+/// A layer tar holding `sbom` at the agent image's SBOM path.
+fn sbom_layer(sbom: &str) -> String {
+    let mut layer = header(&file("opt/runner/kubernetes-agent.cdx.json", sbom.as_bytes()));
+    layer.extend_from_slice(&[0u8; 1024]);
+    String::from_utf8(layer).unwrap()
+}
+
+/// A second platform's manifest with the same config and layers as `first`, and the index
+/// of both (children typed as image manifests).
+fn second_platform(first: &str) -> (String, String) {
+    let second = first.replacen(r#""schemaVersion":2"#, r#""schemaVersion":2,"annotations":{"platform":"arm64"}"#, 1);
+    let child = |m: &str| format!(r#"{{"mediaType":"{MANIFEST}","digest":"{}","size":{}}}"#, digest(m.as_bytes()), m.len());
+    let top = format!(r#"{{"schemaVersion":2,"mediaType":"{INDEX}","manifests":[{},{}]}}"#, child(first), child(&second));
+    (second, top)
+}
+
 #[test]
 fn platforms_sharing_a_layer_fetch_it_again_once_for_the_sbom() {
     let dir = Dir::new("shared-layer");
@@ -1428,9 +1444,7 @@ fn platforms_sharing_a_layer_fetch_it_again_once_for_the_sbom() {
     let module = module_repo(&dir);
     let source = Registry::start(false);
     let (amd64, blobs) = image("shared-layer");
-    let arm64 = amd64.replacen(r#""schemaVersion":2"#, r#""schemaVersion":2,"annotations":{"platform":"arm64"}"#, 1);
-    let child = |m: &str| format!(r#"{{"mediaType":"{MANIFEST}","digest":"{}","size":{}}}"#, digest(m.as_bytes()), m.len());
-    let top = format!(r#"{{"schemaVersion":2,"mediaType":"{INDEX}","manifests":[{},{}]}}"#, child(&amd64), child(&arm64));
+    let (arm64, top) = second_platform(&amd64);
     serve(&source, (INDEX, &top), &[(MANIFEST, &amd64), (MANIFEST, &arm64)], &blobs);
     let run = run_bundle(&dir, &out, &source.host(), module.to_str().unwrap());
     assert_eq!(run.code, Some(0), "{}", run.all());
@@ -1463,9 +1477,7 @@ fn the_sbom_is_found_in_a_platform_manifest_its_index_calls_an_index() {
     let module = module_repo(&dir);
     let source = Registry::start(false);
     let sbom = r#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[]}"#;
-    let mut layer = header(&file("opt/runner/kubernetes-agent.cdx.json", sbom.as_bytes()));
-    layer.extend_from_slice(&[0u8; 1024]);
-    let (child, blobs) = image(std::str::from_utf8(&layer).unwrap());
+    let (child, blobs) = image(&sbom_layer(sbom));
     let top = index(&[&child]);
     assert!(top.contains(&format!(r#""mediaType":"{INDEX}","digest":"{}""#, digest(child.as_bytes()))));
     serve(&source, (INDEX, &top), &[(MANIFEST, &child)], &blobs);
@@ -1483,9 +1495,7 @@ fn a_target_with_the_referrers_api_gets_the_sbom_as_a_referrer_not_under_a_tag()
     let module = module_repo(&dir);
     let source = Registry::start(false);
     let sbom = r#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[]}"#;
-    let mut layer = header(&file("opt/runner/kubernetes-agent.cdx.json", sbom.as_bytes()));
-    layer.extend_from_slice(&[0u8; 1024]);
-    let (top, blobs) = image(std::str::from_utf8(&layer).unwrap());
+    let (top, blobs) = image(&sbom_layer(sbom));
     serve(&source, (MANIFEST, &top), &[], &blobs);
     let run = run_bundle(&dir, &out, &source.host(), module.to_str().unwrap());
     assert_eq!(run.code, Some(0), "{}", run.all());
@@ -1515,4 +1525,27 @@ fn a_target_with_the_referrers_api_gets_the_sbom_as_a_referrer_not_under_a_tag()
     let plain = Registry::start(false);
     push(&plain);
     plain.with(|s| assert!(s.manifests.get(&tag).is_some_and(|m| m.1.contains("application/vnd.cyclonedx+json")), "the .sbom tag fallback"));
+}
+
+#[test]
+fn platforms_sharing_an_sbom_layer_each_get_the_sbom_attached_and_it_is_stored_once() {
+    // The layer is searched once; the second platform's SBOM artifact is made from what the
+    // first search found (its digest and size), so one SBOM at most is held in memory.
+    let dir = Dir::new("shared-sbom");
+    let out = dir.path("bundle.tar");
+    let module = module_repo(&dir);
+    let source = Registry::start(false);
+    let sbom = r#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[]}"#;
+    let (amd64, blobs) = image(&sbom_layer(sbom));
+    let (arm64, top) = second_platform(&amd64);
+    serve(&source, (INDEX, &top), &[(MANIFEST, &amd64), (MANIFEST, &arm64)], &blobs);
+    let run = run_bundle(&dir, &out, &source.host(), module.to_str().unwrap());
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    for platform in [&amd64, &arm64] {
+        assert!(run.stdout.contains(&format!("\"subject\": \"{}\"", digest(platform.as_bytes()))), "{}", run.stdout);
+    }
+    assert_eq!(run.stdout.matches(r#""kind": "sbom""#).count(), 2, "{}", run.stdout);
+    let listed = Command::new("tar").arg("-tf").arg(&out).output().unwrap();
+    let name = format!("oci/blobs/sha256/{}", sha(sbom.as_bytes()));
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).lines().filter(|l| *l == name).count(), 1);
 }

@@ -194,7 +194,7 @@ pub fn find(
         }
     }
     // What each layer held, so that platforms sharing a layer fetch it again once, not once each.
-    let mut scanned: HashMap<Digest, Option<Vec<u8>>> = HashMap::new();
+    let mut scanned: HashMap<Digest, Option<(Digest, u64)>> = HashMap::new();
     let mut found: Vec<Attachment> = Vec::new();
     if let Some(scratch) = sbom {
         // Each image manifest: the top when it is one, else the index's children (whatever
@@ -208,13 +208,14 @@ pub fn find(
             if INDEX_TYPES.contains(&manifest.media_type.as_str()) {
                 continue;
             }
-            let Some(file) = sbom_of_image(source, repository, &manifest, scratch, &mut scanned)? else { continue };
+            let Some(sbom) = sbom_of_image(source, repository, &manifest, scratch, &mut scanned)? else { continue };
             let subject = Descriptor { media_type: manifest.media_type.clone(), digest: digest.clone(), size: *size, platform: None };
-            let (artifact, blobs) = sbom_artifact(&file, &subject);
-            for blob in blobs {
-                stage(Stage::Bytes(blob))?;
+            let artifact = sbom_artifact(&sbom.digest, sbom.size, &subject);
+            stage(Stage::Bytes(EMPTY.to_vec()))?;
+            if let Some(bytes) = sbom.bytes {
+                stage(Stage::Bytes(bytes))?;
             }
-            eprintln!("  SBOM of {}: {SBOM_PATH} from its layer ({} bytes), attached as {}", digest.short(), file.len(), artifact.digest.short());
+            eprintln!("  SBOM of {}: {SBOM_PATH} from its layer ({} bytes), attached as {}", digest.short(), sbom.size, artifact.digest.short());
             found.push(Attachment::of(Kind::Sbom, digest, &artifact));
             stage(Stage::Bytes(artifact.bytes))?;
         }
@@ -320,17 +321,29 @@ fn artifact_type(manifest: &Manifest) -> Option<String> {
     text(&value, &["artifactType"]).map(str::to_string)
 }
 
-/// The OCI 1.1 artifact holding `sbom` with `subject`, and its two blobs (the empty
-/// config and the SBOM). Deterministic: the same SBOM and subject make the same digest.
-pub fn sbom_artifact(sbom: &[u8], subject: &Descriptor) -> (Manifest, [Vec<u8>; 2]) {
-    let descriptor = |media_type: &str, bytes: &[u8]| {
+/// An SBOM found in an image's layer.
+pub struct Sbom {
+    /// Its digest.
+    pub digest: Digest,
+    /// Its size.
+    pub size: u64,
+    /// Its bytes, the first time it is found (they are staged once, and only one SBOM is in
+    /// memory at a time, however many layers hold one).
+    pub bytes: Option<Vec<u8>>,
+}
+
+/// The OCI 1.1 artifact holding the SBOM `sbom` (`size` bytes) with `subject`; its blobs
+/// are the empty config ([`EMPTY`]) and the SBOM. Deterministic: the same SBOM and subject
+/// make the same digest.
+pub fn sbom_artifact(sbom: &Digest, size: u64, subject: &Descriptor) -> Manifest {
+    let descriptor = |media_type: &str, digest: &Digest, size: u64| {
         let mut o = Object::new();
         o.insert("mediaType".into(), Value::String(media_type.into()));
-        o.insert("digest".into(), Value::String(Digest::of(bytes).to_string()));
-        o.insert("size".into(), Value::Number(Number::U64(bytes.len() as u64)));
+        o.insert("digest".into(), Value::String(digest.to_string()));
+        o.insert("size".into(), Value::Number(Number::U64(size)));
         o
     };
-    let mut layer = descriptor(SBOM_TYPE, sbom);
+    let mut layer = descriptor(SBOM_TYPE, sbom, size);
     let mut title = Object::new();
     title.insert("org.opencontainers.image.title".into(), Value::String("kubernetes-agent.cdx.json".into()));
     layer.insert("annotations".into(), Value::Object(title));
@@ -344,25 +357,24 @@ pub fn sbom_artifact(sbom: &[u8], subject: &Descriptor) -> (Manifest, [Vec<u8>; 
     m.insert("schemaVersion".into(), Value::Number(Number::U64(2)));
     m.insert("mediaType".into(), Value::String(IMAGE_MANIFEST.into()));
     m.insert("artifactType".into(), Value::String(SBOM_TYPE.into()));
-    m.insert("config".into(), Value::Object(descriptor(EMPTY_TYPE, EMPTY)));
+    m.insert("config".into(), Value::Object(descriptor(EMPTY_TYPE, &Digest::of(EMPTY), EMPTY.len() as u64)));
     m.insert("layers".into(), Value::Array(layers));
     m.insert("subject".into(), Value::Object(s));
-    let bytes = miniserde::json::to_string(&Value::Object(m)).into_bytes();
-    (Manifest::new(IMAGE_MANIFEST.into(), bytes), [EMPTY.to_vec(), sbom.to_vec()])
+    Manifest::new(IMAGE_MANIFEST.into(), miniserde::json::to_string(&Value::Object(m)).into_bytes())
 }
 
 /// The SBOM file in an image manifest's layers (the last layer holding it wins, as in
 /// the image's filesystem), checked to be CycloneDX JSON; `None` when no layer holds it.
 /// Layers are fetched again into `scratch` and read with `gzip -dc` (on the connected
-/// side, where `bundle` runs), each at most once: `scanned` remembers what a layer held;
-/// a layer that is neither tar nor gzip'd tar is skipped.
+/// side, where `bundle` runs), each at most once: `scanned` remembers which SBOM (digest
+/// and size) a layer held; a layer that is neither tar nor gzip'd tar is skipped.
 pub fn sbom_of_image(
     source: &Registry,
     repository: &Repository,
     manifest: &Manifest,
     scratch: &Path,
-    scanned: &mut HashMap<Digest, Option<Vec<u8>>>,
-) -> Result<Option<Vec<u8>>> {
+    scanned: &mut HashMap<Digest, Option<(Digest, u64)>>,
+) -> Result<Option<Sbom>> {
     let what = format!("manifest {}", manifest.digest);
     let value = document::parse(&manifest.bytes, &what, document::MAX_MANIFEST)?;
     let Some(Value::Array(layers)) = get(&value, &["layers"]) else { return Ok(None) };
@@ -375,7 +387,7 @@ pub fn sbom_of_image(
         };
         if let Some(held) = scanned.get(&layer.digest) {
             match held {
-                Some(bytes) => return Ok(Some(bytes.clone())),
+                Some((digest, size)) => return Ok(Some(Sbom { digest: digest.clone(), size: *size, bytes: None })),
                 None => continue,
             }
         }
@@ -391,14 +403,14 @@ pub fn sbom_of_image(
             in_tar(&mut std::fs::File::open(&file).map_err(|e| Error::io("reading a layer", e))?, SBOM_PATH)
         };
         let _ = std::fs::remove_file(&file);
-        scanned.insert(layer.digest.clone(), found.clone());
+        scanned.insert(layer.digest.clone(), found.as_ref().map(|b| (Digest::of(b), b.len() as u64)));
         if let Some(bytes) = found {
             let doc = format!("{SBOM_PATH} in layer {}", layer.digest);
             let sbom = document::parse(&bytes, &doc, MAX_SBOM as usize)?;
             if text(&sbom, &["bomFormat"]) != Some("CycloneDX") {
                 return Err(Error::decode(doc, "it is not a CycloneDX SBOM (no bomFormat CycloneDX)"));
             }
-            return Ok(Some(bytes));
+            return Ok(Some(Sbom { digest: Digest::of(&bytes), size: bytes.len() as u64, bytes: Some(bytes) }));
         }
     }
     Ok(None)
@@ -556,12 +568,16 @@ mod tests {
     #[test]
     fn the_sbom_artifact_names_its_subject_and_type_and_is_deterministic() {
         let subject = Descriptor { media_type: IMAGE_MANIFEST.into(), digest: Digest::of(b"m"), size: 1, platform: None };
-        let (m, blobs) = sbom_artifact(br#"{"bomFormat":"CycloneDX"}"#, &subject);
+        let sbom = br#"{"bomFormat":"CycloneDX"}"#;
+        let m = sbom_artifact(&Digest::of(sbom), sbom.len() as u64, &subject);
         assert_eq!(subject_of(&m).unwrap(), Some(subject.digest.clone()));
         assert_eq!(artifact_type(&m).as_deref(), Some(SBOM_TYPE));
-        assert_eq!(Digest::of(&blobs[0]).to_string(), "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a");
-        assert_eq!(sbom_artifact(br#"{"bomFormat":"CycloneDX"}"#, &subject).0.digest, m.digest);
+        assert_eq!(Digest::of(EMPTY).to_string(), "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a");
+        assert_eq!(sbom_artifact(&Digest::of(sbom), sbom.len() as u64, &subject).digest, m.digest);
         let parsed = graph::parse(&m).unwrap();
-        assert_eq!(parsed.blobs.iter().map(|d| d.digest.clone()).collect::<Vec<_>>(), blobs.iter().map(|b| Digest::of(b)).collect::<Vec<_>>());
+        assert_eq!(
+            parsed.blobs.iter().map(|d| (d.digest.clone(), d.size)).collect::<Vec<_>>(),
+            [(Digest::of(EMPTY), 2), (Digest::of(sbom), sbom.len() as u64)]
+        );
     }
 }
