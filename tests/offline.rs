@@ -1549,3 +1549,28 @@ fn platforms_sharing_an_sbom_layer_each_get_the_sbom_attached_and_it_is_stored_o
     let name = format!("oci/blobs/sha256/{}", sha(sbom.as_bytes()));
     assert_eq!(String::from_utf8_lossy(&listed.stdout).lines().filter(|l| *l == name).count(), 1);
 }
+
+#[test]
+fn referrers_listed_in_the_tag_schema_index_of_a_source_without_the_api_are_carried() {
+    let dir = Dir::new("referrers-tag-schema");
+    let out = dir.path("bundle.tar");
+    let module = module_repo(&dir);
+    let source = Registry::start(false);
+    let (top, blobs) = image("layer");
+    serve(&source, (MANIFEST, &top), &[], &blobs);
+    let (r, blob) = referrer(&digest(top.as_bytes()), top.len(), "from-the-tag");
+    let listing = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{INDEX}","manifests":[{{"mediaType":"{MANIFEST}","digest":"{}","size":{}}}]}}"#,
+        digest(r.as_bytes()),
+        r.len()
+    );
+    source.with(|s| {
+        s.manifests.insert(format!("sha256-{}", sha(top.as_bytes())), (INDEX.into(), listing));
+        s.manifests.insert(digest(r.as_bytes()), (MANIFEST.into(), r.clone()));
+        s.blobs.insert(digest(b"{}"), "{}".into());
+        s.blobs.insert(digest(blob.as_bytes()), blob.clone());
+    });
+    let run = run_bundle(&dir, &out, &source.host(), module.to_str().unwrap());
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert!(run.stdout.contains(&format!("\"digest\": \"{}\"", digest(r.as_bytes()))) && run.stdout.contains(r#""kind": "referrer""#), "{}", run.stdout);
+}
