@@ -1574,3 +1574,16 @@ fn referrers_listed_in_the_tag_schema_index_of_a_source_without_the_api_are_carr
     assert_eq!(run.code, Some(0), "{}", run.all());
     assert!(run.stdout.contains(&format!("\"digest\": \"{}\"", digest(r.as_bytes()))) && run.stdout.contains(r#""kind": "referrer""#), "{}", run.stdout);
 }
+
+#[test]
+fn an_agent_image_without_the_sbom_is_bundled_with_a_note_that_none_is_carried() {
+    let dir = Dir::new("no-sbom");
+    let out = dir.path("bundle.tar");
+    let module = module_repo(&dir);
+    let source = Registry::start(false);
+    let (top, blobs) = image("layer");
+    serve(&source, (MANIFEST, &top), &[], &blobs);
+    let run = run_bundle(&dir, &out, &source.host(), module.to_str().unwrap());
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert!(run.stderr.contains("no SBOM: no platform of") && !run.stdout.contains(r#""kind": "sbom""#), "{}", run.all());
+}

@@ -220,6 +220,9 @@ pub fn find(
             stage(Stage::Bytes(artifact.bytes))?;
         }
     }
+    if sbom.is_some() && found.is_empty() {
+        eprintln!("  no SBOM: no platform of {} holds {SBOM_PATH} in a tar or tar+gzip layer; the bundle carries none of its own", top.digest.short());
+    }
     for (subject, _, _) in &subjects {
         for kind in [Kind::Signature, Kind::Attestation, Kind::Sbom] {
             if found.iter().any(|a| a.kind == kind && a.subject == *subject) {
