@@ -24,8 +24,8 @@ from helm_python import chart as helm_chart
 from helm_python import registry as helm_registry
 
 from checks import check, finish
-from registries import (CERTS, IMAGE, PASSWORD, ROOT, TOOL, WORK, TokenServer, blob_puts, git_daemon, raw_digest,
-                        registry, run, stop_all)
+from registries import (CERTS, IMAGE, PASSWORD, ROOT, TOOL, WORK, TokenServer, blob_puts, git_daemon, module_repo,
+                        raw_digest, registry, run, stop_all)
 
 
 def bundle_output(stdout):
@@ -51,16 +51,7 @@ def main():
     helm_registry.push(packaged, f"oci://{source}/humanitec/charts", plain_http=True)
 
     # The module repository, and the Git server it is mirrored to.
-    module = os.path.join(WORK, "module")
-    os.makedirs(module)
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", "-C", module]
-    run(["git", "init", "--quiet", "-b", "main", module])
-    with open(os.path.join(module, "main.tf"), "w") as f:
-        f.write('variable "cluster" {}\n')
-    run([*git, "add", "."])
-    run([*git, "commit", "--quiet", "-m", "module"])
-    run([*git, "tag", "v1.0.0"])
-    commit = run([*git, "rev-parse", "v1.0.0^{commit}"]).stdout.strip()
+    module, commit = module_repo()
     git_url = git_daemon("git")
 
     bundle_file = os.path.join(WORK, "agent-bundle.tar")

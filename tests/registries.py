@@ -157,6 +157,20 @@ def blob_puts(log):
         return sum(1 for line in f if "PUT /v2/" in line and "/blobs/uploads/" in line)
 
 
+def module_repo(name="module"):
+    """A module repository WORK/<name> (git, one commit, tag v1.0.0); returns its path and commit."""
+    module = os.path.join(WORK, name)
+    os.makedirs(module)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", "-C", module]
+    run(["git", "init", "--quiet", "-b", "main", module])
+    with open(os.path.join(module, "main.tf"), "w") as f:
+        f.write('variable "cluster" {}\n')
+    run([*git, "add", "."])
+    run([*git, "commit", "--quiet", "-m", "module"])
+    run([*git, "tag", "v1.0.0"])
+    return module, run([*git, "rev-parse", "v1.0.0^{commit}"]).stdout.strip()
+
+
 def git_daemon(name):
     """A git daemon with receive-pack serving an empty bare repository WORK/<name>/module.git;
     returns its git:// URL once it answers."""

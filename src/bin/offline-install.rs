@@ -8,19 +8,21 @@ use std::process::ExitCode;
 
 use kubernetes_agent::offline::bundle::{self, Access, Sources, Target};
 use kubernetes_agent::offline::registry::Credentials;
+use kubernetes_agent::offline::signature::PublicKey;
 
 const HELP: &str = "\
 offline-install: carry the agent image, the runner image, the chart and the TF module
 repository across an air gap in one file, and mirror them into an internal OCI registry
-and Git service. Needs nothing but this static tool, a shell and (for the module) git.
+and Git service. Needs nothing but this static tool, a shell and (for the module) git;
+bundle also runs gzip -dc to read the agent image's SBOM out of its layer.
 
 Usage:
   offline-install bundle --output FILE --agent-image REF --runner-image REF --chart REF
                          --module-repo URL --module-ref REF [--platform OS/ARCH]...
                          [--source-plain-http] [--source-ca-file PEM] [--source-username USER]
                          [--source-password-stdin] [--auth-file FILE] [--tool PATH]
-  offline-install verify FILE
-  offline-install push FILE --registry HOST[:PORT][/PATH] --git-url URL
+  offline-install verify FILE [--key PUBKEY.pem]
+  offline-install push FILE --registry HOST[:PORT][/PATH] --git-url URL [--key PUBKEY.pem]
                          [--plain-http] [--ca-file PEM] [--username USER] [--password-stdin]
                          [--auth-file FILE]
 
@@ -29,6 +31,10 @@ bundle   (connected side) fetches every artifact into FILE: images keep their di
          digest changes; each platform's manifest keeps its own); the chart is copied as the
          OCI artifact Helm pushed; the module is a git bundle of --module-ref. FILE also
          holds manifest.json (what is inside, with digests), SHA256SUMS and this tool.
+         Each artifact's attachments in the source come along (cosign's sha256-<hex>.sig,
+         .att and .sbom tags, and OCI referrers), and the agent image's SBOM
+         (/opt/runner/kubernetes-agent.cdx.json, read from its own layer) is added as an
+         OCI artifact attached to each platform's manifest.
          It ends by printing 'SHA256SUMS sha256: <hex>': carry that value across apart
          from FILE (a ticket, a phone call).
 verify   checks FILE against itself without pushing anything: every entry is one this
@@ -36,12 +42,18 @@ verify   checks FILE against itself without pushing anything: every entry is one
          every artifact's graph is complete; the git bundle holds exactly the module ref.
          It cannot tell who made FILE: compare the 'SHA256SUMS sha256:' line it prints
          with the value bundle printed, carried apart; only a match proves FILE is that one.
+         --key PUBKEY.pem (cosign.pub, ECDSA P-256) proves origin, offline: every artifact
+         must carry a cosign signature of its digest that verifies with the key, else
+         FILE is refused, naming the artifact.
 push     (air-gapped side) verifies first, then pushes images and chart under
          HOST/PATH/<name> (the chart keeps its name), skipping blobs the registry already
          has (a re-run after an interruption finishes the job), pushes the module's one
          ref (at the commit manifest.json names) to --git-url, and prints the values to use
          next. Its scratch space is under $TMPDIR (FILE may be on read-only media); what it
          reads again after verify is checked again (a changed blob fails its upload).
+         Attachments go next to their image: under their tags, and a manifest with a
+         subject by digest where the registry has the referrers API. --key checks the
+         signatures as verify --key does before anything is pushed.
 
 Credentials: --username with --password-stdin, or OFFLINE_INSTALL_USERNAME /
 OFFLINE_INSTALL_PASSWORD (source side: OFFLINE_INSTALL_SOURCE_USERNAME / _PASSWORD), or a
@@ -133,6 +145,7 @@ fn run(argv: Vec<OsString>) -> Result<ExitCode, Failure> {
                     "git-url",
                     "ca-file",
                     "username",
+                    "key",
                 ];
                 if !known.contains(&name.as_str()) {
                     return Err(Failure::Usage(format!("unknown option --{name}")));
@@ -176,6 +189,9 @@ fn run(argv: Vec<OsString>) -> Result<ExitCode, Failure> {
     };
     match command.as_deref() {
         Some("bundle") => {
+            if flags.contains_key("key") {
+                return Err(Failure::Usage("--key is for verify and push (which check the signatures bundle carried)".into()));
+            }
             let output = PathBuf::from(need("output")?);
             let sources = Sources {
                 agent_image: need("agent-image")?,
@@ -203,8 +219,15 @@ fn run(argv: Vec<OsString>) -> Result<ExitCode, Failure> {
         Some("verify") => {
             let path = file.ok_or_else(|| Failure::Usage("verify needs the bundle file".into()))?;
             let opened = bundle::verify(&path)?;
+            let signed = match flags.get("key") {
+                Some(key) => {
+                    let lines = opened.check_signatures(&PublicKey::read(&PathBuf::from(key))?)?;
+                    format!("{}\nevery artifact's signature verifies with {key}: the bundle holds what the key's owner signed\n", lines.join("\n"))
+                }
+                None => String::new(),
+            };
             let text = format!(
-                "{}: every checksum and digest matches\n{}\nSHA256SUMS sha256: {}\n  compare it with the value bundle printed, carried apart from the bundle: only then is it the bundle that was made\n",
+                "{}: every checksum and digest matches\n{}\n{signed}SHA256SUMS sha256: {}\n  compare it with the value bundle printed, carried apart from the bundle: only then is it the bundle that was made\n",
                 path.display(),
                 kubernetes_agent::commands::pretty(&opened.manifest),
                 opened.sums_digest.hex()
@@ -215,7 +238,8 @@ fn run(argv: Vec<OsString>) -> Result<ExitCode, Failure> {
             let path = file.ok_or_else(|| Failure::Usage("push needs the bundle file".into()))?;
             let registry = bundle::RegistryAddress::parse(&need("registry")?).map_err(Failure::Usage)?;
             let target = Target { registry, access: access("", "", "registry credentials")?, git_url: need("git-url")? };
-            say(&bundle::push(&path, &target)?, ExitCode::SUCCESS)
+            let key = flags.get("key").map(|k| PublicKey::read(&PathBuf::from(k))).transpose()?;
+            say(&bundle::push(&path, &target, key.as_ref())?, ExitCode::SUCCESS)
         }
         Some(other) => Err(Failure::Usage(format!("unknown command '{other}'"))),
         None => say(HELP, ExitCode::from(2)),

@@ -12,10 +12,12 @@ use std::sync::Arc;
 
 use miniserde::json::{Array, Number, Object, Value};
 
+use super::attachment::{self, Attachment};
 use super::digest::{shown, Digest, Hasher};
 use super::document;
 use super::graph::{self, Descriptor, Step, INDEX_TYPES};
 use super::registry::{self, Credentials, Endpoint, Manifest, Reference, Registry, Repository, Selector};
+use super::signature::{self, PublicKey};
 use super::tar;
 use crate::error::{Error, Result};
 use crate::http::Trust;
@@ -192,9 +194,10 @@ impl Staged {
     }
 }
 
-/// Copies one image or chart (with every manifest and blob it references) into the
-/// bundle and returns its top-level descriptor and its `manifest.json` record.
-fn stage_artifact(staged: &mut Staged, access: &Access, role: &str, reference: &str, platforms: &[String]) -> Result<(Value, Value)> {
+/// Copies one image or chart (with every manifest and blob it references, and its
+/// attachments: see [`attachment`]) into the bundle and returns its top-level descriptor,
+/// its `manifest.json` record and its attachments' descriptors.
+fn stage_artifact(staged: &mut Staged, access: &Access, role: &str, reference: &str, platforms: &[String]) -> Result<(Value, Value, Vec<Value>)> {
     let r = Reference::parse(reference).map_err(|why| Error::config(role, why, "give a reference like registry.example/path/name:tag"))?;
     let source = Registry::new(access.endpoint(r.api_host())?)?;
     eprintln!("fetching {role} {r}");
@@ -236,6 +239,16 @@ fn stage_artifact(staged: &mut Staged, access: &Access, role: &str, reference: &
         Step::Blob(blob) => staged.add_blob(&source, &repository, blob),
         Step::Manifest(m, _) => staged.add_manifest(m),
     })?;
+    let sbom = (role == ROLES[0]).then_some(staged.scratch.clone());
+    let attachments = attachment::find(&source, &repository, &top, sbom.as_deref(), &mut |stage| match stage {
+        attachment::Stage::Bytes(bytes) => staged.add_manifest(&Manifest::new(String::new(), bytes)),
+        attachment::Stage::Graph(m) => {
+            graph::walk(m, &mut |child| source.manifest(&repository, &Selector::Digest(child.digest.clone())), &mut |step| match step {
+                Step::Blob(blob) => staged.add_blob(&source, &repository, blob),
+                Step::Manifest(m, _) => staged.add_manifest(m),
+            })
+        }
+    })?;
     let mut descriptor = Object::new();
     descriptor.insert("mediaType".into(), Value::String(top.media_type.clone()));
     descriptor.insert("digest".into(), Value::String(top.digest.to_string()));
@@ -251,8 +264,11 @@ fn stage_artifact(staged: &mut Staged, access: &Access, role: &str, reference: &
     let mut plat = Array::new();
     plat.extend(kept_platforms.into_iter().map(Value::String));
     record.insert("platforms".into(), Value::Array(plat));
+    let mut records = Array::new();
+    records.extend(attachments.iter().map(Attachment::record));
+    record.insert("attachments".into(), Value::Array(records));
     eprintln!("  {role}: {} ({})", top.digest, top.media_type);
-    Ok((Value::Object(descriptor), Value::Object(record)))
+    Ok((Value::Object(descriptor), Value::Object(record), attachments.iter().map(Attachment::descriptor).collect()))
 }
 
 /// A path next to `output` that this run creates and owns; an existing one is refused
@@ -321,8 +337,9 @@ fn stage_bundle(sources: &Sources, access: &Access, scratch: &Path, partial: &Pa
     for (role, reference, platforms) in
         [(ROLES[0], &sources.agent_image, &sources.platforms), (ROLES[1], &sources.runner_image, &sources.platforms), (ROLES[2], &sources.chart, &Vec::new())]
     {
-        let (descriptor, record) = stage_artifact(&mut staged, access, role, reference, platforms)?;
+        let (descriptor, record, attached) = stage_artifact(&mut staged, access, role, reference, platforms)?;
         index_entries.push(descriptor);
+        index_entries.extend(attached);
         records.push(record);
     }
     let (module_bytes, module) = module_bundle(&sources.module_repo, &sources.module_ref, scratch)?;
@@ -447,6 +464,8 @@ pub struct Artifact {
     pub digest: Digest,
     /// Media type of its top manifest.
     pub media_type: String,
+    /// What is attached to it (signatures, SBOMs, referrers), checked by `verify`.
+    pub attachments: Vec<Attachment>,
 }
 
 /// The module record of `manifest.json`, checked.
@@ -587,10 +606,68 @@ impl Opened {
         Ok(m)
     }
 
+    /// Checks one attachment of `artifact` against the bundle: its subject is one of the
+    /// artifact's `manifests`, its manifest has the size recorded and names no other
+    /// subject, and no other attachment claims its tag in the repository it is pushed to
+    /// (`tags`: the repository's name and the tag, across the bundle; tags are per
+    /// repository, so one image under two names has its signature in each).
+    fn check_attachment(&self, artifact: &Artifact, a: &Attachment, manifests: &BTreeSet<Digest>, tags: &mut BTreeSet<(String, String)>) -> Result<()> {
+        let what = format!("{}: the {} {}", self.doc(), a.kind.name(), a.digest);
+        if !manifests.contains(&a.subject) {
+            return Err(Error::decode(
+                what,
+                format!("it is attached to {}, which is not in the {} graph: the bundle was altered; get a fresh copy", a.subject, artifact.role),
+            ));
+        }
+        let m = self.manifest_blob(&a.digest, &a.media_type)?;
+        if m.bytes.len() as u64 != a.size {
+            return Err(Error::decode(what, format!("it is {} bytes, manifest.json says {}: the bundle was altered; get a fresh copy", m.bytes.len(), a.size)));
+        }
+        if attachment::subject_of(&m)?.is_some_and(|s| s != a.subject) {
+            return Err(Error::decode(what, format!("its manifest names another subject than {}: the bundle was altered; get a fresh copy", a.subject)));
+        }
+        if let Some(tag) = a.kind.tag(&a.subject) {
+            if !tags.insert((artifact.source.repository.name().to_string(), tag.clone())) {
+                return Err(Error::decode(what, format!("two attachments claim the tag {tag} of one repository: the bundle was altered; get a fresh copy")));
+            }
+        }
+        Ok(())
+    }
+
+    /// `verify --key`: every artifact (both images and the chart) must carry a cosign
+    /// signature of its top digest that [`signature::verify`] accepts with `key`, offline;
+    /// the first one that does not, or an artifact with none, is the error, naming it.
+    /// Returns one line per artifact.
+    pub fn check_signatures(&self, key: &PublicKey) -> Result<Vec<String>> {
+        let mut lines = Vec::new();
+        for artifact in &self.artifacts {
+            let name = format!("the {} {} ({})", artifact.role, artifact.source, artifact.digest);
+            let Some(sig) = artifact.attachments.iter().find(|a| a.kind == attachment::Kind::Signature && a.subject == artifact.digest) else {
+                return Err(Error::decode(
+                    self.doc(),
+                    format!(
+                        "{name} carries no signature ({}): refused; sign it at the source (cosign sign --key) and bundle again",
+                        signature::tag_of(&artifact.digest)
+                    ),
+                ));
+            };
+            let manifest = self.manifest_blob(&sig.digest, &sig.media_type)?;
+            let what = format!("the signature of {name} in {}", self.doc());
+            signature::verify(key, &artifact.digest, &manifest.bytes, &what, &mut |d| self.read(&d.digest.blob_name(), signature::MAX_PAYLOAD))?;
+            lines.push(format!("{}: {} is signed by the key ({})", artifact.role, artifact.digest, signature::tag_of(&artifact.digest)));
+        }
+        Ok(lines)
+    }
+
     /// Walks one artifact's graph from the bundle (see [`graph::walk`]); every blob is
     /// checked to be present with the size its descriptor gives.
     fn walk(&self, artifact: &Artifact, visit: &mut dyn FnMut(Step) -> Result<()>) -> Result<()> {
-        let top = self.manifest_blob(&artifact.digest, &artifact.media_type)?;
+        self.walk_from(&artifact.digest, &artifact.media_type, visit)
+    }
+
+    /// [`Opened::walk`] from any manifest of the bundle (an attachment's).
+    fn walk_from(&self, digest: &Digest, media_type: &str, visit: &mut dyn FnMut(Step) -> Result<()>) -> Result<()> {
+        let top = self.manifest_blob(digest, media_type)?;
         graph::walk(top, &mut |child| self.manifest_blob(&child.digest, &child.media_type), &mut |step| {
             if let Step::Blob(blob) = &step {
                 let entry = self.blob_entry(&blob.digest)?;
@@ -697,20 +774,36 @@ pub fn verify(path: &Path) -> Result<Opened> {
         Some(Value::Array(a)) => a.iter().map(|d| Descriptor::parse(d, "oci/index.json").map(|d| d.digest)).collect::<Result<_>>()?,
         _ => return Err(Error::decode("oci/index.json", "no manifests")),
     };
-    let recorded: BTreeSet<Digest> = opened.artifacts.iter().map(|a| a.digest.clone()).collect();
+    let attached = opened.artifacts.iter().flat_map(|a| a.attachments.iter().map(|t| t.digest.clone()));
+    let recorded: BTreeSet<Digest> = opened.artifacts.iter().map(|a| a.digest.clone()).chain(attached).collect();
     if indexed != recorded {
         return Err(Error::decode(&doc, "oci/index.json and manifest.json name different artifacts: the bundle was altered; get a fresh copy"));
     }
     // Every blob the bundle holds is one some artifact's graph references.
     let mut referenced: BTreeSet<String> = BTreeSet::new();
+    let mut tags = BTreeSet::new();
     for artifact in &opened.artifacts {
+        let mut manifests = BTreeSet::new();
         opened.walk(artifact, &mut |step| {
             referenced.insert(match step {
                 Step::Blob(b) => b.digest.blob_name(),
-                Step::Manifest(m, _) => m.digest.blob_name(),
+                Step::Manifest(m, _) => {
+                    manifests.insert(m.digest.clone());
+                    m.digest.blob_name()
+                }
             });
             Ok(())
         })?;
+        for a in &artifact.attachments {
+            opened.check_attachment(artifact, a, &manifests, &mut tags)?;
+            opened.walk_from(&a.digest, &a.media_type, &mut |step| {
+                referenced.insert(match step {
+                    Step::Blob(b) => b.digest.blob_name(),
+                    Step::Manifest(m, _) => m.digest.blob_name(),
+                });
+                Ok(())
+            })?;
+        }
     }
     if let Some(extra) = opened.entries.keys().find(|n| n.starts_with("oci/blobs/") && !referenced.contains(*n)) {
         return Err(Error::decode(&doc, format!("{extra} is referenced by no artifact: the bundle was altered; get a fresh copy")));
@@ -743,7 +836,15 @@ fn contents(manifest: &Value) -> Result<(Vec<Artifact>, Module)> {
         if !graph::media_type_ok(&media_type) {
             return Err(Error::decode(doc, format!("the {role} record has an unusable mediaType")));
         }
-        artifacts.push(Artifact { role, source, digest, media_type });
+        let attachments = match get(record, &["attachments"]) {
+            None => Vec::new(),
+            Some(Value::Array(list)) if list.len() <= attachment::MAX_ATTACHMENTS => {
+                list.iter().map(|a| Attachment::parse(a, &role)).collect::<std::result::Result<_, _>>().map_err(|why| Error::decode(doc, why))?
+            }
+            Some(Value::Array(_)) => return Err(Error::decode(doc, format!("the {role} record has more than {} attachments", attachment::MAX_ATTACHMENTS))),
+            Some(_) => return Err(Error::decode(doc, format!("the {role} record's attachments are not a list"))),
+        };
+        artifacts.push(Artifact { role, source, digest, media_type, attachments });
     }
     let reference = text(manifest, &["module", "ref"]);
     let commit = text(manifest, &["module", "commit"]);
@@ -830,8 +931,13 @@ impl Drop for Owned {
 /// The module's git bundle is copied (and checked against `SHA256SUMS` again) into a
 /// scratch directory under the temporary directory before anything is uploaded, so a
 /// bundle on read-only media works and a full disk fails before the registry is touched.
-pub fn push(path: &Path, target: &Target) -> Result<String> {
+pub fn push(path: &Path, target: &Target, key: Option<&PublicKey>) -> Result<String> {
     let opened = verify(path)?;
+    if let Some(key) = key {
+        for line in opened.check_signatures(key)? {
+            eprintln!("{line}");
+        }
+    }
     eprintln!(
         "verified {}: every checksum and digest matches (SHA256SUMS sha256: {}: compare it with the value bundle printed)",
         path.display(),
@@ -849,20 +955,7 @@ pub fn push(path: &Path, target: &Target) -> Result<String> {
         let (role, source) = (&artifact.role, &artifact.source);
         let repository = source.repository.under(prefix);
         eprintln!("pushing {role} to {host}/{repository}");
-        opened.walk(artifact, &mut |step| match step {
-            Step::Blob(blob) => {
-                let entry = opened.blob_entry(&blob.digest)?;
-                let size = entry.size;
-                let bundle_path = opened.path.clone();
-                let open = move || -> std::io::Result<Box<dyn Read>> { Ok(Box::new(tar::open(&bundle_path, &entry)?)) };
-                dest.push_blob(&repository, &blob.digest, size, &open).map(|_| ())
-            }
-            Step::Manifest(m, _) if m.digest == artifact.digest => Ok(()),
-            Step::Manifest(m, parsed) => {
-                let typed = Manifest { media_type: parsed.media_type.clone(), bytes: m.bytes.clone(), digest: m.digest.clone() };
-                dest.push_manifest(&repository, &Selector::Digest(m.digest.clone()), &typed)
-            }
-        })?;
+        opened.walk(artifact, &mut |step| push_step(&opened, &dest, &repository, &artifact.digest, step))?;
         let top = opened.manifest_blob(&artifact.digest, &artifact.media_type)?;
         let tag = source.tag.clone().unwrap_or_else(|| "latest".into());
         let selector = match &source.digest {
@@ -871,6 +964,7 @@ pub fn push(path: &Path, target: &Target) -> Result<String> {
         };
         dest.push_manifest(&repository, &selector, &top)?;
         eprintln!("  {role}: {host}/{repository}:{tag} = {}", artifact.digest);
+        push_attachments(&opened, &dest, &repository, artifact)?;
         match role.as_str() {
             "agent-image" => values.push(format!("image.repository={host}/{repository}\nimage.tag={tag}")),
             "chart" => values.push(format!("chart: oci://{host}/{repository} --version {tag}")),
@@ -914,6 +1008,53 @@ pub fn push(path: &Path, target: &Target) -> Result<String> {
         counters.blobs_pushed.load(Ordering::Relaxed),
         counters.blobs_skipped.load(Ordering::Relaxed)
     ))
+}
+
+/// Pushes what one step of a walk from the bundle visits (a blob, or a child manifest by
+/// its digest); the walk's `top` is pushed by the caller, under its tag.
+fn push_step(opened: &Opened, dest: &Registry, repository: &Repository, top: &Digest, step: Step) -> Result<()> {
+    match step {
+        Step::Blob(blob) => {
+            let entry = opened.blob_entry(&blob.digest)?;
+            let size = entry.size;
+            let bundle_path = opened.path.clone();
+            let open = move || -> std::io::Result<Box<dyn Read>> { Ok(Box::new(tar::open(&bundle_path, &entry)?)) };
+            dest.push_blob(repository, &blob.digest, size, &open).map(|_| ())
+        }
+        Step::Manifest(m, _) if m.digest == *top => Ok(()),
+        Step::Manifest(m, parsed) => {
+            let typed = Manifest { media_type: parsed.media_type.clone(), bytes: m.bytes.clone(), digest: m.digest.clone() };
+            dest.push_manifest(repository, &Selector::Digest(m.digest.clone()), &typed)
+        }
+    }
+}
+
+/// Mirrors the attachments of `artifact` next to it: each one's graph, then its manifest
+/// under its tag (`sha256-<hex>.sig`, `.att`, `.sbom`); a manifest with a `subject` goes
+/// by digest instead where the registry implements the referrers API (it indexes it
+/// itself), and a plain referrer on a registry without that API is also listed in the
+/// `sha256-<hex>` index the referrers tag schema names.
+fn push_attachments(opened: &Opened, dest: &Registry, repository: &Repository, artifact: &Artifact) -> Result<()> {
+    if artifact.attachments.is_empty() {
+        return Ok(());
+    }
+    let referrers_api = dest.referrers(repository, &artifact.digest)?.is_some();
+    for a in &artifact.attachments {
+        opened.walk_from(&a.digest, &a.media_type, &mut |step| push_step(opened, dest, repository, &a.digest, step))?;
+        let manifest = opened.manifest_blob(&a.digest, &a.media_type)?;
+        let referrer = attachment::subject_of(&manifest)?.is_some();
+        let (selector, shown) = match a.kind.tag(&a.subject) {
+            _ if referrer && referrers_api => (Selector::Digest(a.digest.clone()), format!("a referrer of {}", a.subject.short())),
+            Some(tag) => (Selector::Tag(tag.clone()), tag),
+            None => (Selector::Digest(a.digest.clone()), format!("listed in sha256-{}", &a.subject.hex()[..12])),
+        };
+        dest.push_manifest(repository, &selector, &manifest)?;
+        if a.kind.tag(&a.subject).is_none() && !referrers_api {
+            attachment::list_in_tag_schema(dest, repository, &a.subject, &manifest)?;
+        }
+        eprintln!("  {} of {}: {shown} = {}", a.kind.name(), artifact.role, a.digest.short());
+    }
+    Ok(())
 }
 
 /// The string at `path`, or empty.

@@ -5,7 +5,7 @@
 //! [`MAX_BLOBS`] blobs are visited, and the walk keeps its own stack (no recursion a
 //! hostile graph could deepen). Visits come bottom-up, in the order a registry accepts
 //! pushes: a manifest's blobs, then the manifest; an index's children, then the index.
-//! Not followed: `subject` and referrers (they are not copied).
+//! Not followed: `subject` (attachments are found and walked apart, by [`super::attachment`]).
 
 use std::collections::HashMap;
 

@@ -6,12 +6,16 @@
 //! (`offline-install`), an OCI image layout (`oci/`), the module's git bundle
 //! (`module/module.bundle`), `manifest.json` (what is inside, with digests) and
 //! `SHA256SUMS` (every other entry). Blobs are read straight from the tar by offset, so
-//! nothing is unpacked on the far side. Not supported: registries' chunked uploads,
-//! cross-repository mounts, signatures and referrers (they are not copied).
+//! nothing is unpacked on the far side. Each artifact's attachments (cosign signatures,
+//! SBOMs, OCI referrers: [`attachment`]) travel with it; `verify --key` checks the cosign
+//! signatures offline ([`signature`]). Not supported: registries' chunked uploads,
+//! cross-repository mounts.
 
+pub mod attachment;
 pub mod bundle;
 pub mod digest;
 pub mod document;
 pub mod graph;
 pub mod registry;
+pub mod signature;
 pub mod tar;

@@ -1,8 +1,8 @@
 //! An OCI distribution client over ureq: manifests and blobs by digest, pull and
 //! monolithic push, blob existence checks, and the two authentication schemes registries
 //! use (Basic, and Bearer tokens fetched from the realm a 401 challenge names).
-//! Credentials never appear in errors or output. Not supported: chunked uploads,
-//! cross-repository mounts, referrers, deletes.
+//! Credentials never appear in errors or output. Referrers are read (the OCI 1.1 API);
+//! not supported: chunked uploads, cross-repository mounts, deletes.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -571,26 +571,66 @@ impl Registry {
 
     /// Fetches a manifest (or index) by tag or digest; one fetched by digest is checked against it.
     pub fn manifest(&self, repository: &Repository, selector: &Selector) -> Result<Manifest> {
-        let url = self.url(&format!("/v2/{repository}/manifests/{selector}"));
-        let mut response =
-            self.send("GET", &url, &format!("repository:{repository}:pull"), &[("Accept", MANIFEST_TYPES)], &Body::Empty, document::MAX_MANIFEST as u64)?;
-        let status = response.status().as_u16();
-        let media_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").split(';').next().unwrap_or("").trim().to_string();
-        let bytes =
-            response.body_mut().with_config().limit(document::MAX_MANIFEST as u64).read_to_vec().map_err(|e| Error::transport(format!("reading {url}"), e))?;
-        if status != 200 {
-            return Err(Error::transport(format!("GET {url}"), registry_error(status, &bytes)));
+        match self.manifest_or_404(repository, selector)? {
+            Ok(manifest) => Ok(manifest),
+            Err(body) => Err(Error::transport(format!("GET {}", self.url(&format!("/v2/{repository}/manifests/{selector}"))), registry_error(404, &body))),
         }
-        let manifest = Manifest::new(media_type, bytes);
+    }
+
+    /// [`Registry::manifest`], or `None` when the registry has no such manifest (HTTP 404):
+    /// how an optional attachment (a `sha256-<hex>.sig` tag) is looked up.
+    pub fn manifest_if_any(&self, repository: &Repository, selector: &Selector) -> Result<Option<Manifest>> {
+        Ok(self.manifest_or_404(repository, selector)?.ok())
+    }
+
+    /// The manifest, or the body of the registry's 404.
+    fn manifest_or_404(&self, repository: &Repository, selector: &Selector) -> Result<std::result::Result<Manifest, Vec<u8>>> {
+        let manifest = match self.document(repository, &format!("manifests/{selector}"), MANIFEST_TYPES)? {
+            Ok(m) => m,
+            Err((404, body)) => return Ok(Err(body)),
+            Err((status, body)) => {
+                return Err(Error::transport(format!("GET {}", self.url(&format!("/v2/{repository}/manifests/{selector}"))), registry_error(status, &body)))
+            }
+        };
         if let Selector::Digest(d) = selector {
             if *d != manifest.digest {
                 return Err(Error::transport(
-                    format!("GET {url}"),
+                    format!("GET {}", self.url(&format!("/v2/{repository}/manifests/{selector}"))),
                     format!("the registry served a manifest whose digest is {}, not the {d} asked for", manifest.digest),
                 ));
             }
         }
-        Ok(manifest)
+        Ok(Ok(manifest))
+    }
+
+    /// The OCI 1.1 referrers index of `subject` (`GET /v2/<name>/referrers/<digest>`), or
+    /// `None` when the registry does not implement the referrers API (HTTP 404, as
+    /// docker-registry 2.8 answers, or 400, 405 or 501 for a path it does not route).
+    /// Not content-addressed: the caller checks every descriptor in it by fetching it by digest.
+    pub fn referrers(&self, repository: &Repository, subject: &Digest) -> Result<Option<Manifest>> {
+        match self.document(repository, &format!("referrers/{subject}"), "application/vnd.oci.image.index.v1+json")? {
+            Ok(index) => Ok(Some(index)),
+            Err((400 | 404 | 405 | 501, _)) => Ok(None),
+            Err((status, body)) => {
+                Err(Error::transport(format!("GET {}", self.url(&format!("/v2/{repository}/referrers/{subject}"))), registry_error(status, &body)))
+            }
+        }
+    }
+
+    /// GETs `/v2/<repository>/<path>` (a manifest or a referrers index) bounded by
+    /// [`document::MAX_MANIFEST`]; on any status but 200, the status and the registry's body.
+    fn document(&self, repository: &Repository, path: &str, accept: &str) -> Result<std::result::Result<Manifest, (u16, Vec<u8>)>> {
+        let url = self.url(&format!("/v2/{repository}/{path}"));
+        let mut response =
+            self.send("GET", &url, &format!("repository:{repository}:pull"), &[("Accept", accept)], &Body::Empty, document::MAX_MANIFEST as u64)?;
+        let status = response.status().as_u16();
+        let media_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").split(';').next().unwrap_or("").trim().to_string();
+        let bytes =
+            response.body_mut().with_config().limit(document::MAX_MANIFEST as u64).read_to_vec().map_err(|e| Error::transport(format!("reading {url}"), e))?;
+        match status {
+            200 => Ok(Ok(Manifest::new(media_type, bytes))),
+            _ => Ok(Err((status, bytes))),
+        }
     }
 
     /// Streams a blob into `out`, verifying its digest and size.

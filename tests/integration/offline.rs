@@ -1058,3 +1058,511 @@ fn bundle_prints_the_sha256_of_sha256sums_and_verify_prints_the_same_value() {
     let run = tool(&dir, &["verify", out.to_str().unwrap()], None, QUICK);
     assert_eq!(anchor(&run.stdout), Some(printed), "{}", run.stdout);
 }
+
+// ---- signatures and attachments (issue 16) ---------------------------------------
+
+const PAYLOAD_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+
+/// A fresh P-256 key pair and its `cosign.pub` (PEM SubjectPublicKeyInfo, lines of 64).
+fn cosign_key(dir: &Dir, name: &str) -> (ring::signature::EcdsaKeyPair, PathBuf) {
+    let rng = ring::rand::SystemRandom::new();
+    let alg = &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING;
+    let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
+    let pair = ring::signature::EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).unwrap();
+    let mut der = b"\x30\x59\x30\x13\x06\x07\x2a\x86\x48\xce\x3d\x02\x01\x06\x08\x2a\x86\x48\xce\x3d\x03\x01\x07\x03\x42\x00".to_vec();
+    der.extend_from_slice(ring::signature::KeyPair::public_key(&pair).as_ref());
+    let body = kubernetes_agent::base64::encode(&der);
+    let lines: Vec<&str> = body.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
+    let path = dir.path(&format!("{name}.pub"));
+    std::fs::write(&path, format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", lines.join("\n"))).unwrap();
+    (pair, path)
+}
+
+/// cosign's signature manifest for `image` signed by `pair`, and its payload and config blobs.
+fn cosign_signature(pair: &ring::signature::EcdsaKeyPair, image: &str) -> (String, Vec<String>) {
+    let payload = format!(
+        r#"{{"critical":{{"identity":{{"docker-reference":"127.0.0.1:1/humanitec/kubernetes-agent"}},"image":{{"docker-manifest-digest":"{image}"}},"type":"cosign container image signature"}},"optional":null}}"#
+    );
+    let sig = pair.sign(&ring::rand::SystemRandom::new(), payload.as_bytes()).unwrap();
+    let config = format!(r#"{{"rootfs":{{"type":"layers","diff_ids":["{}"]}}}}"#, digest(payload.as_bytes()));
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[{{"mediaType":"{PAYLOAD_TYPE}","digest":"{}","size":{},"annotations":{{"dev.cosignproject.cosign/signature":"{}"}}}}]}}"#,
+        digest(config.as_bytes()),
+        config.len(),
+        digest(payload.as_bytes()),
+        payload.len(),
+        kubernetes_agent::base64::encode(sig.as_ref())
+    );
+    (manifest, vec![config, payload])
+}
+
+/// A crafted bundle of one image with `attached` (kind, subject, manifest) recorded in
+/// manifest.json and listed in oci/index.json (unless `unindexed`).
+fn attached_bundle(path: &Path, image_docs: (&str, &[String]), attached: &[(&str, &str, &str, &[String])], unindexed: bool) {
+    let (top, blobs) = image_docs;
+    let mut docs: Vec<String> = blobs.to_vec();
+    docs.push(top.to_string());
+    let mut records = Vec::new();
+    let mut entries = vec![format!(r#"{{"mediaType":"{MANIFEST}","digest":"{}","size":{}}}"#, digest(top.as_bytes()), top.len())];
+    for (kind, subject, manifest, blobs) in attached {
+        docs.extend(blobs.iter().cloned());
+        docs.push(manifest.to_string());
+        records.push(format!(
+            r#"{{"kind":"{kind}","subject":"{subject}","digest":"{}","mediaType":"{MANIFEST}","size":{}}}"#,
+            digest(manifest.as_bytes()),
+            manifest.len()
+        ));
+        if !unindexed {
+            entries.push(format!(r#"{{"mediaType":"{MANIFEST}","digest":"{}","size":{}}}"#, digest(manifest.as_bytes()), manifest.len()));
+        }
+    }
+    let manifest_json = manifest_json(top, MANIFEST).replace(r#""platforms":[]"#, &format!(r#""platforms":[],"attachments":[{}]"#, records.join(",")));
+    let mut chunks = bundle_chunks(&docs, top, MANIFEST, Some(manifest_json));
+    let idx = format!(r#"{{"schemaVersion":2,"manifests":[{}]}}"#, entries.join(","));
+    for c in chunks.iter_mut().filter(|c| c.name == b"oci/index.json") {
+        c.data = idx.clone().into_bytes();
+    }
+    write_tar(path, &chunks);
+}
+
+#[test]
+fn verify_key_accepts_a_bundle_signed_by_the_key_and_refuses_another_key_naming_the_image() {
+    let dir = Dir::new("signed");
+    let (pair, key) = cosign_key(&dir, "cosign");
+    let (_, other) = cosign_key(&dir, "other");
+    let (top, blobs) = image("layer-bytes");
+    let (sig, sig_blobs) = cosign_signature(&pair, &digest(top.as_bytes()));
+    let path = dir.path("b.tar");
+    attached_bundle(&path, (&top, &blobs), &[("signature", &digest(top.as_bytes()), &sig, &sig_blobs)], false);
+    let run = tool(&dir, &["verify", path.to_str().unwrap(), "--key", key.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert!(run.stdout.contains("agent-image: sha256:") && run.stdout.contains("is signed by the key"), "{}", run.stdout);
+    let run = tool(&dir, &["verify", path.to_str().unwrap(), "--key", other.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("agent-image") && run.stderr.contains("does not verify with the key"), "{}", run.stderr);
+    // push --key refuses before it connects to anything (the registry port is closed).
+    let run = tool(&dir, &["push", path.to_str().unwrap(), "--key", other.to_str().unwrap(), "--registry", "127.0.0.1:1", "--git-url", "x"], None, QUICK);
+    assert!(run.code == Some(1) && run.stderr.contains("does not verify with the key"), "{}", run.all());
+}
+
+#[test]
+fn verify_key_refuses_an_image_with_no_signature_naming_it() {
+    let dir = Dir::new("unsigned");
+    let (_, key) = cosign_key(&dir, "cosign");
+    let path = dir.path("b.tar");
+    write_tar(&path, &valid_chunks());
+    let run = tool(&dir, &["verify", path.to_str().unwrap(), "--key", key.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("agent-image") && run.stderr.contains("carries no signature"), "{}", run.stderr);
+    // Without --key the same bundle verifies: the refusal is the signature's.
+    assert_eq!(tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK).code, Some(0));
+}
+
+#[test]
+fn a_signature_of_another_image_moved_onto_this_one_is_refused() {
+    // A doctored but self-consistent bundle: a genuine signature of image B recorded as the
+    // signature of image A.
+    let dir = Dir::new("moved-sig");
+    let (pair, key) = cosign_key(&dir, "cosign");
+    let (top, blobs) = image("layer-a");
+    let (other, _) = image("layer-b");
+    let (sig, sig_blobs) = cosign_signature(&pair, &digest(other.as_bytes()));
+    let path = dir.path("b.tar");
+    attached_bundle(&path, (&top, &blobs), &[("signature", &digest(top.as_bytes()), &sig, &sig_blobs)], false);
+    let run = tool(&dir, &["verify", path.to_str().unwrap(), "--key", key.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains(&format!("signs {}", digest(other.as_bytes()))), "{}", run.stderr);
+}
+
+#[test]
+fn an_attachment_whose_subject_is_not_in_its_artifact_graph_fails_verify() {
+    let dir = Dir::new("stray-subject");
+    let (pair, _) = cosign_key(&dir, "cosign");
+    let (top, blobs) = image("layer-bytes");
+    let stray = digest(b"an image this bundle does not hold");
+    let (sig, sig_blobs) = cosign_signature(&pair, &stray);
+    let path = dir.path("b.tar");
+    attached_bundle(&path, (&top, &blobs), &[("signature", &stray, &sig, &sig_blobs)], false);
+    let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("not in the agent-image graph"), "{}", run.stderr);
+}
+
+#[test]
+fn an_attachment_whose_manifest_names_another_subject_fails_verify() {
+    // manifest.json says it is attached to the image; its own `subject` says otherwise:
+    // two fields meaning one thing must agree.
+    let dir = Dir::new("two-subjects");
+    let (top, blobs) = image("layer-bytes");
+    let elsewhere = digest(b"elsewhere");
+    let referrer = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{MANIFEST}","artifactType":"application/vnd.cyclonedx+json","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{}","size":2}},"layers":[],"subject":{{"mediaType":"{MANIFEST}","digest":"{elsewhere}","size":9}}}}"#,
+        digest(b"{}")
+    );
+    let path = dir.path("b.tar");
+    attached_bundle(&path, (&top, &blobs), &[("sbom", &digest(top.as_bytes()), &referrer, &["{}".to_string()])], false);
+    let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("names another subject"), "{}", run.stderr);
+}
+
+#[test]
+fn an_attachment_missing_from_oci_index_json_fails_verify() {
+    let dir = Dir::new("unindexed");
+    let (pair, _) = cosign_key(&dir, "cosign");
+    let (top, blobs) = image("layer-bytes");
+    let (sig, sig_blobs) = cosign_signature(&pair, &digest(top.as_bytes()));
+    let path = dir.path("b.tar");
+    attached_bundle(&path, (&top, &blobs), &[("signature", &digest(top.as_bytes()), &sig, &sig_blobs)], true);
+    let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("name different artifacts"), "{}", run.stderr);
+}
+
+#[test]
+fn two_signatures_claiming_one_tag_fail_verify() {
+    let dir = Dir::new("two-sigs");
+    let (pair, _) = cosign_key(&dir, "cosign");
+    let (top, blobs) = image("layer-bytes");
+    let subject = digest(top.as_bytes());
+    let (a, a_blobs) = cosign_signature(&pair, &subject);
+    let (b, b_blobs) = cosign_signature(&pair, &subject);
+    let path = dir.path("b.tar");
+    attached_bundle(&path, (&top, &blobs), &[("signature", &subject, &a, &a_blobs), ("signature", &subject, &b, &b_blobs)], false);
+    let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("two attachments claim the tag"), "{}", run.stderr);
+}
+
+#[test]
+fn one_image_under_three_names_carries_and_mirrors_its_signature_in_each_repository() {
+    // Found by the real-registry test: the agent and runner images were the same digest in
+    // two repositories, and verify refused the bundle because both carried the tag
+    // sha256-<hex>.sig (tags are per repository). The stand-in serves one manifest under
+    // every repository's name, so all three artifacts here are that one image.
+    let dir = Dir::new("sig-e2e");
+    let (pair, key) = cosign_key(&dir, "cosign");
+    let out = dir.path("bundle.tar");
+    let module = module_repo(&dir);
+    let source = Registry::start(false);
+    let (top, blobs) = image("layer");
+    serve(&source, (MANIFEST, &top), &[], &blobs);
+    let (sig, sig_blobs) = cosign_signature(&pair, &digest(top.as_bytes()));
+    let tag = format!("sha256-{}.sig", sha(top.as_bytes()));
+    source.with(|s| {
+        s.manifests.insert(tag.clone(), (MANIFEST.into(), sig.clone()));
+        for b in &sig_blobs {
+            s.blobs.insert(digest(b.as_bytes()), b.clone());
+        }
+    });
+    let run = run_bundle(&dir, &out, &source.host(), module.to_str().unwrap());
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert_eq!(run.stdout.matches(r#""kind": "signature""#).count(), 3, "{}", run.stdout);
+    let run = tool(&dir, &["verify", out.to_str().unwrap(), "--key", key.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    let target = Registry::start(false);
+    let git_target = dir.path("target.git");
+    assert!(Command::new("git").args(["init", "--quiet", "--bare"]).arg(&git_target).status().unwrap().success());
+    let args = [
+        "push",
+        out.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "--registry",
+        &target.host(),
+        "--plain-http",
+        "--git-url",
+        git_target.to_str().unwrap(),
+    ];
+    let run = tool(&dir, &args, None, QUICK);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    target.with(|s| {
+        assert_eq!(s.manifests.get(&tag).map(|m| m.1.as_str()), Some(sig.as_str()), "the signature is mirrored under its tag");
+        for b in &sig_blobs {
+            assert_eq!(s.blobs.get(&digest(b.as_bytes())), Some(b));
+        }
+    });
+    let pushed: Vec<String> = target.seen().iter().filter(|r| r.method == "PUT" && r.path.ends_with(&tag)).map(|r| r.path.clone()).collect();
+    assert_eq!(pushed.len(), 3, "one .sig per repository: {pushed:?}");
+}
+
+/// An OCI 1.1 referrer of `subject` (a manifest with `subject` and `artifactType`) and its blob.
+fn referrer(subject: &str, size: usize, note: &str) -> (String, String) {
+    let blob = format!(r#"{{"note":"{note}"}}"#);
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{MANIFEST}","artifactType":"application/vnd.example.note+json","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{}","size":2}},"layers":[{{"mediaType":"application/vnd.example.note+json","digest":"{}","size":{}}}],"subject":{{"mediaType":"{MANIFEST}","digest":"{subject}","size":{size}}}}}"#,
+        digest(b"{}"),
+        digest(blob.as_bytes()),
+        blob.len()
+    );
+    (manifest, blob)
+}
+
+/// A source serving one image, and `referrers` of it through the referrers API.
+fn source_with_referrers(referrers: &[(String, String)]) -> (Registry, String) {
+    let source = Registry::start(false);
+    let (top, blobs) = image("layer");
+    serve(&source, (MANIFEST, &top), &[], &blobs);
+    let list: Vec<String> =
+        referrers.iter().map(|(m, _)| format!(r#"{{"mediaType":"{MANIFEST}","digest":"{}","size":{}}}"#, digest(m.as_bytes()), m.len())).collect();
+    source.with(|s| {
+        s.manifests
+            .insert(format!("referrers/{}", digest(top.as_bytes())), (INDEX.into(), format!(r#"{{"schemaVersion":2,"manifests":[{}]}}"#, list.join(","))));
+        s.blobs.insert(digest(b"{}"), "{}".into());
+        for (m, blob) in referrers {
+            s.manifests.insert(digest(m.as_bytes()), (MANIFEST.into(), m.clone()));
+            s.blobs.insert(digest(blob.as_bytes()), blob.clone());
+        }
+    });
+    (source, top)
+}
+
+#[test]
+fn referrers_from_the_api_are_carried_and_listed_in_the_tag_schema_index_of_a_registry_without_it() {
+    let dir = Dir::new("referrers");
+    let out = dir.path("bundle.tar");
+    let module = module_repo(&dir);
+    let (top, _) = image("layer");
+    let (source, _) = source_with_referrers(&[referrer(&digest(top.as_bytes()), top.len(), "scanned")]);
+    let run = run_bundle(&dir, &out, &source.host(), module.to_str().unwrap());
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert_eq!(run.stdout.matches(r#""kind": "referrer""#).count(), 3, "{}", run.stdout);
+    let target = Registry::start(false);
+    let git_target = dir.path("target.git");
+    assert!(Command::new("git").args(["init", "--quiet", "--bare"]).arg(&git_target).status().unwrap().success());
+    let args = ["push", out.to_str().unwrap(), "--registry", &target.host(), "--plain-http", "--git-url", git_target.to_str().unwrap()];
+    let run = tool(&dir, &args, None, QUICK);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    let (r, blob) = referrer(&digest(top.as_bytes()), top.len(), "scanned");
+    target.with(|s| {
+        assert_eq!(s.manifests.get(&digest(r.as_bytes())).map(|m| m.1.as_str()), Some(r.as_str()), "the referrer is pushed by digest");
+        assert_eq!(s.blobs.get(&digest(blob.as_bytes())), Some(&blob));
+        let index = &s.manifests.get(&format!("sha256-{}", sha(top.as_bytes()))).expect("the referrers tag schema index").1;
+        assert!(index.contains(&digest(r.as_bytes())) && index.contains("application/vnd.example.note+json"), "{index}");
+    });
+}
+
+#[test]
+fn a_referrer_naming_another_subject_is_refused_by_bundle() {
+    // The referrers answer is not content-addressed: a registry may list anything in it.
+    let dir = Dir::new("referrer-elsewhere");
+    let out = dir.path("bundle.tar");
+    let module = module_repo(&dir);
+    let (source, _) = source_with_referrers(&[referrer(&digest(b"another image"), 9, "stray")]);
+    let run = run_bundle(&dir, &out, &source.host(), module.to_str().unwrap());
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("its manifest names another subject (or none): refused"), "{}", run.stderr);
+}
+
+#[test]
+fn more_referrers_than_the_bound_are_refused_by_bundle() {
+    let dir = Dir::new("referrer-flood");
+    let out = dir.path("bundle.tar");
+    let module = module_repo(&dir);
+    let (top, _) = image("layer");
+    let many: Vec<(String, String)> = (0..65).map(|i| referrer(&digest(top.as_bytes()), top.len(), &format!("n{i}"))).collect();
+    let (source, _) = source_with_referrers(&many);
+    let run = run_bundle(&dir, &out, &source.host(), module.to_str().unwrap());
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("more than the 64"), "{}", run.stderr);
+    let fetched = source.seen().iter().filter(|r| r.path.contains("/manifests/sha256:")).count();
+    assert_eq!(fetched, 0, "no referrer was fetched before the list was refused");
+}
+
+#[test]
+fn bundle_refuses_key_rather_than_ignoring_it() {
+    // --key is checked by verify and push; bundle given one must not look as if it checked.
+    let dir = Dir::new("bundle-key");
+    let out = dir.path("b.tar");
+    let mut args = bundle_args(out.to_str().unwrap(), "127.0.0.1:1", "/nonexistent");
+    args.extend(["--key".to_string(), "cosign.pub".to_string()]);
+    let run = tool(&dir, &args.iter().map(String::as_str).collect::<Vec<_>>(), None, QUICK);
+    assert_eq!(run.code, Some(2), "{}", run.all());
+    assert!(run.stderr.contains("--key is for verify and push"), "{}", run.stderr);
+    assert!(!out.exists());
+}
+
+#[test]
+fn an_index_listing_one_child_many_times_looks_up_its_attachments_once() {
+    // The walk visits a repeated child once; the attachment lookups did once per listing
+    // (five requests each: a hostile index of 4 MiB repeats one child 40,000 times).
+    let dir = Dir::new("repeated-child");
+    let out = dir.path("bundle.tar");
+    let module = module_repo(&dir);
+    let source = Registry::start(false);
+    let (child, blobs) = image("layer");
+    let top = index(&vec![child.as_str(); 50]);
+    serve(&source, (INDEX, &top), &[(MANIFEST, &child)], &blobs);
+    let run = run_bundle(&dir, &out, &source.host(), module.to_str().unwrap());
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    let sig = format!("/manifests/sha256-{}.sig", sha(child.as_bytes()));
+    let lookups = source.seen().iter().filter(|r| r.path.ends_with(&sig)).count();
+    assert_eq!(lookups, 3, "once per artifact (agent, runner, chart), not once per listing");
+}
+
+/// A layer tar holding `sbom` at the agent image's SBOM path.
+fn sbom_layer(sbom: &str) -> String {
+    let mut layer = header(&file("opt/runner/kubernetes-agent.cdx.json", sbom.as_bytes()));
+    layer.extend_from_slice(&[0u8; 1024]);
+    String::from_utf8(layer).unwrap()
+}
+
+/// A second platform's manifest with the same config and layers as `first`, and the index
+/// of both (children typed as image manifests).
+fn second_platform(first: &str) -> (String, String) {
+    let second = first.replacen(r#""schemaVersion":2"#, r#""schemaVersion":2,"annotations":{"platform":"arm64"}"#, 1);
+    let child = |m: &str| format!(r#"{{"mediaType":"{MANIFEST}","digest":"{}","size":{}}}"#, digest(m.as_bytes()), m.len());
+    let top = format!(r#"{{"schemaVersion":2,"mediaType":"{INDEX}","manifests":[{},{}]}}"#, child(first), child(&second));
+    (second, top)
+}
+
+#[test]
+fn platforms_sharing_a_layer_fetch_it_again_once_for_the_sbom() {
+    let dir = Dir::new("shared-layer");
+    let out = dir.path("bundle.tar");
+    let module = module_repo(&dir);
+    let source = Registry::start(false);
+    let (amd64, blobs) = image("shared-layer");
+    let (arm64, top) = second_platform(&amd64);
+    serve(&source, (INDEX, &top), &[(MANIFEST, &amd64), (MANIFEST, &arm64)], &blobs);
+    let run = run_bundle(&dir, &out, &source.host(), module.to_str().unwrap());
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    let layer = format!("/blobs/{}", digest(b"shared-layer"));
+    let fetches = source.seen().iter().filter(|r| r.method == "GET" && r.path.ends_with(&layer)).count();
+    assert_eq!(fetches, 2, "once for the bundle, once to look for the SBOM in it");
+}
+
+#[test]
+fn a_manifest_json_record_with_more_attachments_than_the_bound_fails_verify() {
+    let dir = Dir::new("many-attachments");
+    let (m, blobs) = image("layer-bytes");
+    let mut docs = blobs;
+    docs.push(m.clone());
+    let record = format!(r#"{{"kind":"signature","subject":"{0}","digest":"{0}","mediaType":"{MANIFEST}","size":1}}"#, digest(m.as_bytes()));
+    let many = vec![record; 1025].join(",");
+    let json = manifest_json(&m, MANIFEST).replace(r#""platforms":[]"#, &format!(r#""platforms":[],"attachments":[{many}]"#));
+    let path = dir.path("b.tar");
+    write_tar(&path, &bundle_chunks(&docs, &m, MANIFEST, Some(json)));
+    let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("more than 1024 attachments"), "{}", run.stderr);
+}
+
+#[test]
+fn the_sbom_is_found_in_a_platform_manifest_its_index_calls_an_index() {
+    // What a manifest is, its own bytes say: a descriptor's media type is the index's claim.
+    let dir = Dir::new("sbom-layer");
+    let out = dir.path("bundle.tar");
+    let module = module_repo(&dir);
+    let source = Registry::start(false);
+    let sbom = r#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[]}"#;
+    let (child, blobs) = image(&sbom_layer(sbom));
+    let top = index(&[&child]);
+    assert!(top.contains(&format!(r#""mediaType":"{INDEX}","digest":"{}""#, digest(child.as_bytes()))));
+    serve(&source, (INDEX, &top), &[(MANIFEST, &child)], &blobs);
+    let run = run_bundle(&dir, &out, &source.host(), module.to_str().unwrap());
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert_eq!(run.stdout.matches(r#""kind": "sbom""#).count(), 1, "{}", run.stdout);
+    let listed = Command::new("tar").arg("-tf").arg(&out).output().unwrap();
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(&format!("oci/blobs/sha256/{}", sha(sbom.as_bytes()))), "the SBOM's bytes are a blob");
+}
+
+#[test]
+fn a_target_with_the_referrers_api_gets_the_sbom_as_a_referrer_not_under_a_tag() {
+    let dir = Dir::new("referrers-target");
+    let out = dir.path("bundle.tar");
+    let module = module_repo(&dir);
+    let source = Registry::start(false);
+    let sbom = r#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[]}"#;
+    let (top, blobs) = image(&sbom_layer(sbom));
+    serve(&source, (MANIFEST, &top), &[], &blobs);
+    let run = run_bundle(&dir, &out, &source.host(), module.to_str().unwrap());
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    let push = |target: &Registry| {
+        let git_target = dir.path(&format!("target-{}.git", target.host().replace(':', "-")));
+        assert!(Command::new("git").args(["init", "--quiet", "--bare"]).arg(&git_target).status().unwrap().success());
+        let args = ["push", out.to_str().unwrap(), "--registry", &target.host(), "--plain-http", "--git-url", git_target.to_str().unwrap()];
+        let run = tool(&dir, &args, None, QUICK);
+        assert_eq!(run.code, Some(0), "{}", run.all());
+    };
+    let tag = format!("sha256-{}.sbom", sha(top.as_bytes()));
+    // With the referrers API (the stand-in answers it for the image): by digest only.
+    let capable = Registry::start(false);
+    capable.with(|s| {
+        s.manifests
+            .insert(format!("referrers/{}", digest(top.as_bytes())), (INDEX.into(), format!(r#"{{"schemaVersion":2,"mediaType":"{INDEX}","manifests":[]}}"#)));
+    });
+    push(&capable);
+    capable.with(|s| {
+        assert!(!s.manifests.contains_key(&tag), "no tag where the registry indexes referrers itself");
+        let referrer =
+            s.manifests.values().find(|(_, body)| body.contains(r#""artifactType":"application/vnd.cyclonedx+json""#)).expect("the SBOM artifact by digest");
+        assert!(referrer.1.contains(&format!(r#""digest":"{}""#, digest(top.as_bytes()))), "its subject is the image: {}", referrer.1);
+        assert_eq!(s.blobs.get(&digest(sbom.as_bytes())).map(String::as_str), Some(sbom));
+    });
+    // Without it (docker-registry 2.8): under the tag.
+    let plain = Registry::start(false);
+    push(&plain);
+    plain.with(|s| assert!(s.manifests.get(&tag).is_some_and(|m| m.1.contains("application/vnd.cyclonedx+json")), "the .sbom tag fallback"));
+}
+
+#[test]
+fn platforms_sharing_an_sbom_layer_each_get_the_sbom_attached_and_it_is_stored_once() {
+    // The layer is searched once; the second platform's SBOM artifact is made from what the
+    // first search found (its digest and size), so one SBOM at most is held in memory.
+    let dir = Dir::new("shared-sbom");
+    let out = dir.path("bundle.tar");
+    let module = module_repo(&dir);
+    let source = Registry::start(false);
+    let sbom = r#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[]}"#;
+    let (amd64, blobs) = image(&sbom_layer(sbom));
+    let (arm64, top) = second_platform(&amd64);
+    serve(&source, (INDEX, &top), &[(MANIFEST, &amd64), (MANIFEST, &arm64)], &blobs);
+    let run = run_bundle(&dir, &out, &source.host(), module.to_str().unwrap());
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    for platform in [&amd64, &arm64] {
+        assert!(run.stdout.contains(&format!("\"subject\": \"{}\"", digest(platform.as_bytes()))), "{}", run.stdout);
+    }
+    assert_eq!(run.stdout.matches(r#""kind": "sbom""#).count(), 2, "{}", run.stdout);
+    let listed = Command::new("tar").arg("-tf").arg(&out).output().unwrap();
+    let name = format!("oci/blobs/sha256/{}", sha(sbom.as_bytes()));
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).lines().filter(|l| *l == name).count(), 1);
+}
+
+#[test]
+fn referrers_listed_in_the_tag_schema_index_of_a_source_without_the_api_are_carried() {
+    let dir = Dir::new("referrers-tag-schema");
+    let out = dir.path("bundle.tar");
+    let module = module_repo(&dir);
+    let source = Registry::start(false);
+    let (top, blobs) = image("layer");
+    serve(&source, (MANIFEST, &top), &[], &blobs);
+    let (r, blob) = referrer(&digest(top.as_bytes()), top.len(), "from-the-tag");
+    let listing = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{INDEX}","manifests":[{{"mediaType":"{MANIFEST}","digest":"{}","size":{}}}]}}"#,
+        digest(r.as_bytes()),
+        r.len()
+    );
+    source.with(|s| {
+        s.manifests.insert(format!("sha256-{}", sha(top.as_bytes())), (INDEX.into(), listing));
+        s.manifests.insert(digest(r.as_bytes()), (MANIFEST.into(), r.clone()));
+        s.blobs.insert(digest(b"{}"), "{}".into());
+        s.blobs.insert(digest(blob.as_bytes()), blob.clone());
+    });
+    let run = run_bundle(&dir, &out, &source.host(), module.to_str().unwrap());
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert!(run.stdout.contains(&format!("\"digest\": \"{}\"", digest(r.as_bytes()))) && run.stdout.contains(r#""kind": "referrer""#), "{}", run.stdout);
+}
+
+#[test]
+fn an_agent_image_without_the_sbom_is_bundled_with_a_note_that_none_is_carried() {
+    let dir = Dir::new("no-sbom");
+    let out = dir.path("bundle.tar");
+    let module = module_repo(&dir);
+    let source = Registry::start(false);
+    let (top, blobs) = image("layer");
+    serve(&source, (MANIFEST, &top), &[], &blobs);
+    let run = run_bundle(&dir, &out, &source.host(), module.to_str().unwrap());
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert!(run.stderr.contains("no SBOM: no platform of") && !run.stdout.contains(r#""kind": "sbom""#), "{}", run.all());
+}

@@ -115,6 +115,14 @@ fn answer(state: &Mutex<State>, req: &Request) -> Reply {
     }
     let last = req.path.rsplit('/').next().unwrap_or("").to_string();
     let method = req.method.as_str();
+    // The OCI 1.1 referrers API only where a test put an index under "referrers/<digest>";
+    // else 404, as docker-registry 2.8 (which does not implement it) answers.
+    if req.path.contains("/referrers/") && method == "GET" {
+        return match s.manifests.get(&format!("referrers/{last}")) {
+            Some((media, body)) => Reply::Full { status: 200, headers: vec![("Content-Type".into(), media.clone())], body: body.clone() },
+            None => Reply::json(404, r#"{"errors":[{"code":"NOT_FOUND","message":"not found"}]}"#),
+        };
+    }
     if req.path.contains("/manifests/") {
         return match method {
             "GET" | "HEAD" => match s.manifests.get(&last) {

@@ -1,0 +1,586 @@
+//! Attachments: what a registry keeps beside an image under the image's digest, carried
+//! across the gap with it and mirrored next to it. Four kinds: the tags cosign (and
+//! skopeo) write, `sha256-<hex>.sig` (signatures), `.att` (attestations) and `.sbom`;
+//! and OCI 1.1 referrers (the referrers API, else its `sha256-<hex>` tag schema). The
+//! agent's SBOM is one more `sbom` attachment, which `bundle` makes itself: the file
+//! `/opt/runner/kubernetes-agent.cdx.json` from the agent image's own layer (so it is
+//! bound to the image digest through the layer digest, whoever published the image),
+//! wrapped as an OCI 1.1 artifact (`artifactType: application/vnd.cyclonedx+json`) whose
+//! `subject` is that platform's manifest.
+//!
+//! An attachment's tag is never read from a bundle or a registry as text: it is derived
+//! from its kind and its subject's [`Digest`], so nothing hostile reaches a URL. Not
+//! supported: attachments of attachments (a signature's signature), and referrers beyond
+//! [`MAX_REFERRERS`] per subject (refused, not cut).
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use miniserde::json::{Array, Number, Object, Value};
+
+use super::digest::Digest;
+use super::document;
+use super::graph::{self, Descriptor, INDEX_TYPES};
+use super::registry::{Manifest, Registry, Repository, Selector};
+use crate::error::{Error, Result};
+use crate::json::{get, text};
+
+/// Referrers one subject may have in a bundle.
+pub const MAX_REFERRERS: usize = 64;
+/// Attachments one artifact may have in `manifest.json`.
+pub const MAX_ATTACHMENTS: usize = 1024;
+/// Where the agent image keeps its SBOM.
+pub const SBOM_PATH: &str = "opt/runner/kubernetes-agent.cdx.json";
+/// The artifact type (and layer media type) of a CycloneDX JSON SBOM.
+pub const SBOM_TYPE: &str = "application/vnd.cyclonedx+json";
+/// Size bound of the SBOM taken from the image.
+const MAX_SBOM: u64 = 16 << 20;
+/// Bytes of one decompressed layer read at most while looking for the SBOM (a layer
+/// that inflates further, a gzip bomb, is given up on).
+const MAX_LAYER_READ: u64 = 2 << 30;
+/// The OCI empty descriptor's content (`application/vnd.oci.empty.v1+json`).
+const EMPTY: &[u8] = b"{}";
+const EMPTY_TYPE: &str = "application/vnd.oci.empty.v1+json";
+const IMAGE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// What an attachment is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    /// A cosign signature manifest (`sha256-<hex>.sig`).
+    Signature,
+    /// A cosign attestation manifest (`sha256-<hex>.att`).
+    Attestation,
+    /// An SBOM (`sha256-<hex>.sbom`, or a referrer of artifact type CycloneDX).
+    Sbom,
+    /// Any other OCI 1.1 referrer (pushed by digest; no tag of its own).
+    Referrer,
+}
+
+impl Kind {
+    const ALL: [Kind; 4] = [Kind::Signature, Kind::Attestation, Kind::Sbom, Kind::Referrer];
+
+    /// The name in `manifest.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Signature => "signature",
+            Kind::Attestation => "attestation",
+            Kind::Sbom => "sbom",
+            Kind::Referrer => "referrer",
+        }
+    }
+
+    /// The tag of this kind for `subject` (`sha256-<hex>.sig`), none for a referrer.
+    pub fn tag(self, subject: &Digest) -> Option<String> {
+        let suffix = match self {
+            Kind::Signature => "sig",
+            Kind::Attestation => "att",
+            Kind::Sbom => "sbom",
+            Kind::Referrer => return None,
+        };
+        Some(format!("sha256-{}.{suffix}", subject.hex()))
+    }
+}
+
+/// One attachment of an artifact, as `manifest.json` records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// What it is.
+    pub kind: Kind,
+    /// The manifest it is attached to: the artifact's top or one of its child manifests.
+    pub subject: Digest,
+    /// Its own manifest.
+    pub digest: Digest,
+    /// Its manifest's media type.
+    pub media_type: String,
+    /// Its manifest's size.
+    pub size: u64,
+}
+
+impl Attachment {
+    fn of(kind: Kind, subject: &Digest, manifest: &Manifest) -> Attachment {
+        Attachment {
+            kind,
+            subject: subject.clone(),
+            digest: manifest.digest.clone(),
+            media_type: manifest.media_type.clone(),
+            size: manifest.bytes.len() as u64,
+        }
+    }
+
+    /// Its `manifest.json` record.
+    pub fn record(&self) -> Value {
+        let mut o = Object::new();
+        o.insert("kind".into(), Value::String(self.kind.name().into()));
+        o.insert("subject".into(), Value::String(self.subject.to_string()));
+        o.insert("digest".into(), Value::String(self.digest.to_string()));
+        o.insert("mediaType".into(), Value::String(self.media_type.clone()));
+        o.insert("size".into(), Value::Number(Number::U64(self.size)));
+        if let Some(tag) = self.kind.tag(&self.subject) {
+            o.insert("tag".into(), Value::String(tag));
+        }
+        Value::Object(o)
+    }
+
+    /// Its descriptor in `oci/index.json`, named by its tag when it has one.
+    pub fn descriptor(&self) -> Value {
+        let mut o = Object::new();
+        o.insert("mediaType".into(), Value::String(self.media_type.clone()));
+        o.insert("digest".into(), Value::String(self.digest.to_string()));
+        o.insert("size".into(), Value::Number(Number::U64(self.size)));
+        if let Some(tag) = self.kind.tag(&self.subject) {
+            let mut a = Object::new();
+            a.insert(super::bundle::ROLE_ANNOTATION.into(), Value::String(tag));
+            o.insert("annotations".into(), Value::Object(a));
+        }
+        Value::Object(o)
+    }
+
+    /// Parses a record of `manifest.json` (`what` names the artifact). A `tag`, if
+    /// given, must be the one kind and subject make: it is never used as given.
+    pub fn parse(record: &Value, what: &str) -> std::result::Result<Attachment, String> {
+        let kind_name = text(record, &["kind"]).unwrap_or("");
+        let kind = Kind::ALL
+            .into_iter()
+            .find(|k| k.name() == kind_name)
+            .ok_or_else(|| format!("{what}: an attachment of unknown kind {}", super::digest::shown(kind_name)))?;
+        let digest_at = |key: &str| Digest::parse(text(record, &[key]).unwrap_or("")).map_err(|why| format!("{what}: an attachment's {key}: {why}"));
+        let (subject, digest) = (digest_at("subject")?, digest_at("digest")?);
+        let media_type = text(record, &["mediaType"]).unwrap_or("").to_string();
+        if !graph::media_type_ok(&media_type) {
+            return Err(format!("{what}: the attachment {digest} has an unusable mediaType"));
+        }
+        let Some(Value::Number(Number::U64(size))) = get(record, &["size"]) else { return Err(format!("{what}: the attachment {digest} has no size")) };
+        if *size > document::MAX_MANIFEST as u64 {
+            return Err(format!("{what}: the attachment {digest} is larger than a manifest may be"));
+        }
+        match get(record, &["tag"]) {
+            None => {}
+            Some(Value::String(t)) if Some(t) == kind.tag(&subject).as_ref() => {}
+            Some(_) => return Err(format!("{what}: the attachment {digest} names a tag that is not its kind's for its subject")),
+        }
+        Ok(Attachment { kind, subject, digest, media_type, size: *size })
+    }
+}
+
+/// The `subject` a manifest names (OCI 1.1), if any.
+pub fn subject_of(manifest: &Manifest) -> Result<Option<Digest>> {
+    let what = format!("manifest {}", manifest.digest);
+    let value = document::parse(&manifest.bytes, &what, document::MAX_MANIFEST)?;
+    match get(&value, &["subject"]) {
+        None => Ok(None),
+        Some(s) => Ok(Some(Descriptor::parse(s, &what)?.digest)),
+    }
+}
+
+/// The attachments `source` holds for `top` (an artifact's top manifest) and its child
+/// manifests, each with its manifest: the agent image's SBOM first (made from its layer
+/// when `sbom` is given: the scratch directory), then the `.sig`, `.att` and `.sbom` tags,
+/// then referrers. `stage` is called on what each attachment needs in the bundle.
+pub fn find(
+    source: &Registry,
+    repository: &Repository,
+    top: &Manifest,
+    sbom: Option<&Path>,
+    stage: &mut dyn FnMut(Stage) -> Result<()>,
+) -> Result<Vec<Attachment>> {
+    let parsed = graph::parse(top)?;
+    // Each digest once: an index may list one child many times (the walk visits it once).
+    let mut subjects = vec![(top.digest.clone(), top.media_type.clone(), top.bytes.len() as u64)];
+    for c in &parsed.children {
+        if !subjects.iter().any(|(d, _, _)| *d == c.digest) {
+            subjects.push((c.digest.clone(), c.media_type.clone(), c.size));
+        }
+    }
+    // What each layer held, so that platforms sharing a layer fetch it again once, not once each.
+    let mut scanned: HashMap<Digest, Option<(Digest, u64)>> = HashMap::new();
+    let mut found: Vec<Attachment> = Vec::new();
+    if let Some(scratch) = sbom {
+        // Each image manifest: the top when it is one, else the index's children (whatever
+        // media type their descriptors claim: what a manifest is, its own bytes say).
+        for (digest, _, size) in &subjects {
+            if *digest == top.digest && !parsed.children.is_empty() {
+                continue;
+            }
+            let mut manifest = if *digest == top.digest { top.clone() } else { source.manifest(repository, &Selector::Digest(digest.clone()))? };
+            typed(&mut manifest)?;
+            if INDEX_TYPES.contains(&manifest.media_type.as_str()) {
+                continue;
+            }
+            let Some(sbom) = sbom_of_image(source, repository, &manifest, scratch, &mut scanned)? else { continue };
+            let subject = Descriptor { media_type: manifest.media_type.clone(), digest: digest.clone(), size: *size, platform: None };
+            let artifact = sbom_artifact(&sbom.digest, sbom.size, &subject);
+            stage(Stage::Bytes(EMPTY.to_vec()))?;
+            if let Some(bytes) = sbom.bytes {
+                stage(Stage::Bytes(bytes))?;
+            }
+            eprintln!("  SBOM of {}: {SBOM_PATH} from its layer ({} bytes), attached as {}", digest.short(), sbom.size, artifact.digest.short());
+            found.push(Attachment::of(Kind::Sbom, digest, &artifact));
+            stage(Stage::Bytes(artifact.bytes))?;
+        }
+    }
+    if sbom.is_some() && found.is_empty() {
+        eprintln!("  no SBOM: no platform of {} holds {SBOM_PATH} in a tar or tar+gzip layer; the bundle carries none of its own", top.digest.short());
+    }
+    for (subject, _, _) in &subjects {
+        for kind in [Kind::Signature, Kind::Attestation, Kind::Sbom] {
+            if found.iter().any(|a| a.kind == kind && a.subject == *subject) {
+                continue;
+            }
+            let Some(tag) = kind.tag(subject) else { continue };
+            let Some(mut manifest) = source.manifest_if_any(repository, &Selector::Tag(tag.clone()))? else { continue };
+            typed(&mut manifest)?;
+            eprintln!("  {} of {}: {tag} = {}", kind.name(), subject.short(), manifest.digest.short());
+            found.push(Attachment::of(kind, subject, &manifest));
+            stage(Stage::Graph(manifest))?;
+        }
+        let index = match source.referrers(repository, subject)? {
+            Some(index) => Some(index),
+            None => source.manifest_if_any(repository, &Selector::Tag(format!("sha256-{}", subject.hex())))?,
+        };
+        let Some(index) = index else { continue };
+        let listed = graph::parse(&index)?.children;
+        if listed.len() > MAX_REFERRERS {
+            return Err(Error::decode(
+                format!("the referrers of {subject}"),
+                format!("they are {}, more than the {MAX_REFERRERS} this tool carries", listed.len()),
+            ));
+        }
+        for d in listed {
+            if found.iter().any(|a| a.digest == d.digest) {
+                continue;
+            }
+            let mut manifest = source.manifest(repository, &Selector::Digest(d.digest.clone()))?;
+            typed(&mut manifest)?;
+            if subject_of(&manifest)?.as_ref() != Some(subject) {
+                return Err(Error::decode(format!("the referrer {} of {subject}", d.digest), "its manifest names another subject (or none): refused"));
+            }
+            let kind = if d.media_type == SBOM_TYPE || artifact_type(&manifest).as_deref() == Some(SBOM_TYPE) { Kind::Sbom } else { Kind::Referrer };
+            // An SBOM referrer is pushed as a referrer too (by digest), never under a tag
+            // that another SBOM of this subject already has.
+            let kind = if kind == Kind::Sbom && found.iter().any(|a| a.kind == Kind::Sbom && a.subject == *subject) { Kind::Referrer } else { kind };
+            eprintln!("  referrer of {}: {}", subject.short(), manifest.digest.short());
+            found.push(Attachment::of(kind, subject, &manifest));
+            stage(Stage::Graph(manifest))?;
+        }
+    }
+    Ok(found)
+}
+
+/// Adds `referrer` to the index under `sha256-<subject hex>` in `repository` (the OCI 1.1
+/// referrers tag schema, for registries without the referrers API), keeping what the
+/// index already lists.
+pub fn list_in_tag_schema(dest: &Registry, repository: &Repository, subject: &Digest, referrer: &Manifest) -> Result<()> {
+    let tag = Selector::Tag(format!("sha256-{}", subject.hex()));
+    let mut entries = Array::new();
+    if let Some(existing) = dest.manifest_if_any(repository, &tag)? {
+        let what = format!("the referrers index {tag}");
+        let value = document::parse(&existing.bytes, &what, document::MAX_MANIFEST)?;
+        if let Some(Value::Array(list)) = get(&value, &["manifests"]) {
+            for entry in list.iter() {
+                if Descriptor::parse(entry, &what)?.digest == referrer.digest {
+                    return Ok(());
+                }
+                entries.push(entry.clone());
+            }
+        }
+    }
+    let mut d = Object::new();
+    d.insert("mediaType".into(), Value::String(referrer.media_type.clone()));
+    d.insert("digest".into(), Value::String(referrer.digest.to_string()));
+    d.insert("size".into(), Value::Number(Number::U64(referrer.bytes.len() as u64)));
+    if let Some(t) = artifact_type(referrer) {
+        if graph::media_type_ok(&t) {
+            d.insert("artifactType".into(), Value::String(t));
+        }
+    }
+    entries.push(Value::Object(d));
+    let mut index = Object::new();
+    index.insert("schemaVersion".into(), Value::Number(Number::U64(2)));
+    index.insert("mediaType".into(), Value::String(INDEX_TYPES[0].into()));
+    index.insert("manifests".into(), Value::Array(entries));
+    dest.push_manifest(repository, &tag, &Manifest::new(INDEX_TYPES[0].into(), miniserde::json::to_string(&Value::Object(index)).into_bytes()))
+}
+
+/// What `bundle` stores for an attachment.
+pub enum Stage {
+    /// A manifest in the source and everything it references, fetched from there.
+    Graph(Manifest),
+    /// Bytes made here (the SBOM artifact's manifest and blobs), stored under their digest.
+    Bytes(Vec<u8>),
+}
+
+/// Gives a manifest served with an unusable Content-Type the media type its shape says.
+fn typed(manifest: &mut Manifest) -> Result<()> {
+    if !graph::media_type_ok(&manifest.media_type) {
+        manifest.media_type = graph::parse(manifest)?.media_type;
+    }
+    Ok(())
+}
+
+fn artifact_type(manifest: &Manifest) -> Option<String> {
+    let value = document::parse(&manifest.bytes, "a referrer", document::MAX_MANIFEST).ok()?;
+    text(&value, &["artifactType"]).map(str::to_string)
+}
+
+/// An SBOM found in an image's layer.
+pub struct Sbom {
+    /// Its digest.
+    pub digest: Digest,
+    /// Its size.
+    pub size: u64,
+    /// Its bytes, the first time it is found (they are staged once, and only one SBOM is in
+    /// memory at a time, however many layers hold one).
+    pub bytes: Option<Vec<u8>>,
+}
+
+/// The OCI 1.1 artifact holding the SBOM `sbom` (`size` bytes) with `subject`; its blobs
+/// are the empty config ([`EMPTY`]) and the SBOM. Deterministic: the same SBOM and subject
+/// make the same digest.
+pub fn sbom_artifact(sbom: &Digest, size: u64, subject: &Descriptor) -> Manifest {
+    let descriptor = |media_type: &str, digest: &Digest, size: u64| {
+        let mut o = Object::new();
+        o.insert("mediaType".into(), Value::String(media_type.into()));
+        o.insert("digest".into(), Value::String(digest.to_string()));
+        o.insert("size".into(), Value::Number(Number::U64(size)));
+        o
+    };
+    let mut layer = descriptor(SBOM_TYPE, sbom, size);
+    let mut title = Object::new();
+    title.insert("org.opencontainers.image.title".into(), Value::String("kubernetes-agent.cdx.json".into()));
+    layer.insert("annotations".into(), Value::Object(title));
+    let mut layers = Array::new();
+    layers.push(Value::Object(layer));
+    let mut s = Object::new();
+    s.insert("mediaType".into(), Value::String(if subject.media_type.is_empty() { IMAGE_MANIFEST.into() } else { subject.media_type.clone() }));
+    s.insert("digest".into(), Value::String(subject.digest.to_string()));
+    s.insert("size".into(), Value::Number(Number::U64(subject.size)));
+    let mut m = Object::new();
+    m.insert("schemaVersion".into(), Value::Number(Number::U64(2)));
+    m.insert("mediaType".into(), Value::String(IMAGE_MANIFEST.into()));
+    m.insert("artifactType".into(), Value::String(SBOM_TYPE.into()));
+    m.insert("config".into(), Value::Object(descriptor(EMPTY_TYPE, &Digest::of(EMPTY), EMPTY.len() as u64)));
+    m.insert("layers".into(), Value::Array(layers));
+    m.insert("subject".into(), Value::Object(s));
+    Manifest::new(IMAGE_MANIFEST.into(), miniserde::json::to_string(&Value::Object(m)).into_bytes())
+}
+
+/// The SBOM file in an image manifest's layers (the last layer holding it wins, as in
+/// the image's filesystem), checked to be CycloneDX JSON; `None` when no layer holds it.
+/// Layers are fetched again into `scratch` and read with `gzip -dc` (on the connected
+/// side, where `bundle` runs), each at most once: `scanned` remembers which SBOM (digest
+/// and size) a layer held; a layer that is neither tar nor gzip'd tar is skipped.
+pub fn sbom_of_image(
+    source: &Registry,
+    repository: &Repository,
+    manifest: &Manifest,
+    scratch: &Path,
+    scanned: &mut HashMap<Digest, Option<(Digest, u64)>>,
+) -> Result<Option<Sbom>> {
+    let what = format!("manifest {}", manifest.digest);
+    let value = document::parse(&manifest.bytes, &what, document::MAX_MANIFEST)?;
+    let Some(Value::Array(layers)) = get(&value, &["layers"]) else { return Ok(None) };
+    for layer in layers.iter().rev() {
+        let layer = Descriptor::parse(layer, &what)?;
+        let gzip = match layer.media_type.as_str() {
+            "application/vnd.oci.image.layer.v1.tar+gzip" | "application/vnd.docker.image.rootfs.diff.tar.gzip" => true,
+            "application/vnd.oci.image.layer.v1.tar" => false,
+            _ => continue,
+        };
+        if let Some(held) = scanned.get(&layer.digest) {
+            match held {
+                Some((digest, size)) => return Ok(Some(Sbom { digest: digest.clone(), size: *size, bytes: None })),
+                None => continue,
+            }
+        }
+        let file = scratch.join(format!("layer-{}", layer.digest.hex()));
+        {
+            let mut out = std::io::BufWriter::new(std::fs::File::create(&file).map_err(|e| Error::io(format!("creating {}", file.display()), e))?);
+            source.blob(repository, &layer.digest, layer.size, &mut out)?;
+            std::io::Write::flush(&mut out).map_err(|e| Error::io(format!("writing {} (is the disk full?)", file.display()), e))?;
+        }
+        let found = if gzip {
+            in_gzip_tar(&file, SBOM_PATH)?
+        } else {
+            in_tar(&mut std::fs::File::open(&file).map_err(|e| Error::io("reading a layer", e))?, SBOM_PATH)
+        };
+        let _ = std::fs::remove_file(&file);
+        scanned.insert(layer.digest.clone(), found.as_ref().map(|b| (Digest::of(b), b.len() as u64)));
+        if let Some(bytes) = found {
+            let doc = format!("{SBOM_PATH} in layer {}", layer.digest);
+            let sbom = document::parse(&bytes, &doc, MAX_SBOM as usize)?;
+            if text(&sbom, &["bomFormat"]) != Some("CycloneDX") {
+                return Err(Error::decode(doc, "it is not a CycloneDX SBOM (no bomFormat CycloneDX)"));
+            }
+            return Ok(Some(Sbom { digest: Digest::of(&bytes), size: bytes.len() as u64, bytes: Some(bytes) }));
+        }
+    }
+    Ok(None)
+}
+
+fn in_gzip_tar(file: &Path, path: &str) -> Result<Option<Vec<u8>>> {
+    let input = std::fs::File::open(file).map_err(|e| Error::io(format!("reading {}", file.display()), e))?;
+    let mut child = Command::new("gzip")
+        .arg("-dc")
+        .stdin(input)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| Error::io("running gzip -dc to read the agent image's layer for its SBOM (is gzip installed?)", e))?;
+    let found = child.stdout.take().and_then(|mut out| in_tar(&mut out, path));
+    let _ = child.kill();
+    let _ = child.wait();
+    Ok(found)
+}
+
+/// The content of the regular file `path` in the tar stream `r`, named as GNU tar names
+/// it when extracting (a pax `path`, else a GNU long name, else the ustar prefix and name;
+/// a leading `./` or `/` ignored), at most [`MAX_SBOM`] bytes, reading at most
+/// [`MAX_LAYER_READ`] bytes; `None` when it is not there or the stream is not tar.
+pub fn in_tar(r: &mut dyn Read, path: &str) -> Option<Vec<u8>> {
+    let mut r = r.take(MAX_LAYER_READ);
+    let mut header = [0u8; 512];
+    let mut found = None;
+    // The name a pax extended header or a GNU long-name entry gives the next entry.
+    let mut next_name: Option<String> = None;
+    loop {
+        r.read_exact(&mut header).ok()?;
+        if header.iter().all(|&b| b == 0) {
+            return found;
+        }
+        let field = |a: usize, b: usize| {
+            let f = &header[a..b];
+            &f[..f.iter().position(|&c| c == 0).unwrap_or(f.len())]
+        };
+        let octal = std::str::from_utf8(field(124, 136)).ok()?.trim_matches([' ', '\0']);
+        let size = u64::from_str_radix(if octal.is_empty() { "0" } else { octal }, 8).ok()?;
+        let (name, prefix) = (std::str::from_utf8(field(0, 100)).ok()?, std::str::from_utf8(field(345, 500)).unwrap_or(""));
+        let ustar = if &header[257..262] == b"ustar" && !prefix.is_empty() { format!("{prefix}/{name}") } else { name.to_string() };
+        let padded = size.div_ceil(512) * 512;
+        if matches!(header[156], b'x' | b'L') {
+            if size > 64 << 10 {
+                return None;
+            }
+            let mut data = vec![0u8; padded as usize];
+            r.read_exact(&mut data).ok()?;
+            let data = &data[..size as usize];
+            next_name = if header[156] == b'L' { Some(String::from_utf8_lossy(data).trim_end_matches('\0').to_string()) } else { pax_path(data).or(next_name) };
+            continue;
+        }
+        let full = next_name.take().unwrap_or(ustar);
+        let regular = matches!(header[156], b'0' | 0);
+        if regular && full.trim_start_matches("./").trim_start_matches('/') == path && size <= MAX_SBOM {
+            let mut bytes = vec![0u8; size as usize];
+            r.read_exact(&mut bytes).ok()?;
+            std::io::copy(&mut (&mut r).take(padded - size), &mut std::io::sink()).ok()?;
+            // A later entry of the same name replaces it, as extraction would.
+            found = Some(bytes);
+        } else if std::io::copy(&mut (&mut r).take(padded), &mut std::io::sink()).ok()? != padded {
+            return None;
+        }
+    }
+}
+
+/// The `path` record of a pax extended header (`<len> path=<value>\n` records).
+fn pax_path(mut data: &[u8]) -> Option<String> {
+    let mut path = None;
+    while !data.is_empty() {
+        let space = data.iter().position(|&b| b == b' ')?;
+        let len: usize = std::str::from_utf8(&data[..space]).ok()?.parse().ok()?;
+        if len <= space || len > data.len() {
+            return None;
+        }
+        let record = &data[space + 1..len];
+        if let Some(value) = record.strip_prefix(b"path=") {
+            path = Some(String::from_utf8_lossy(value.strip_suffix(b"\n").unwrap_or(value)).into_owned());
+        }
+        data = &data[len..];
+    }
+    path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, data: &[u8]) -> Vec<u8> {
+        let mut h = [0u8; 512];
+        h[..name.len()].copy_from_slice(name.as_bytes());
+        h[100..107].copy_from_slice(b"0000644");
+        h[124..135].copy_from_slice(format!("{:011o}", data.len()).as_bytes());
+        h[156] = b'0';
+        h[257..263].copy_from_slice(b"ustar\0");
+        let mut out = h.to_vec();
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+        out
+    }
+
+    #[test]
+    fn the_sbom_is_found_in_a_layer_tar_and_a_later_entry_wins() {
+        let mut tar = entry("opt/runner/runner", b"ELF");
+        tar.extend(entry("./opt/runner/kubernetes-agent.cdx.json", b"old"));
+        tar.extend(entry("opt/runner/kubernetes-agent.cdx.json", br#"{"bomFormat":"CycloneDX"}"#));
+        tar.extend([0u8; 1024]);
+        assert_eq!(in_tar(&mut tar.as_slice(), SBOM_PATH).unwrap(), br#"{"bomFormat":"CycloneDX"}"#);
+        assert_eq!(in_tar(&mut entry("etc/passwd", b"x").as_slice(), SBOM_PATH), None);
+    }
+
+    #[test]
+    fn the_sbom_is_found_under_the_name_tar_extracts_it_as_a_pax_path_or_a_gnu_long_name() {
+        // A pax header renames the next entry: the one whose ustar name is the SBOM's path is
+        // extracted elsewhere, and the one the pax header names is the SBOM.
+        let record = format!("path={SBOM_PATH}\n");
+        let pax = format!("{} {record}", record.len() + 3);
+        let mut x = entry("PaxHeaders/x", pax.as_bytes());
+        x[156] = b'x';
+        let mut decoy_pax = entry("PaxHeaders/y", b"20 path=elsewhere/a\n");
+        decoy_pax[156] = b'x';
+        let mut tar = decoy_pax;
+        tar.extend(entry(SBOM_PATH, b"decoy"));
+        tar.extend(x);
+        tar.extend(entry("opt/runner/short", b"real"));
+        tar.extend([0u8; 1024]);
+        assert_eq!(in_tar(&mut tar.as_slice(), SBOM_PATH).unwrap(), b"real");
+        let mut long = entry("././@LongLink", format!("{SBOM_PATH}\0").as_bytes());
+        long[156] = b'L';
+        long.extend(entry("opt/runner/trunc", b"long"));
+        long.extend([0u8; 1024]);
+        assert_eq!(in_tar(&mut long.as_slice(), SBOM_PATH).unwrap(), b"long");
+        assert_eq!(in_tar(&mut &b"not a tar"[..], SBOM_PATH), None);
+    }
+
+    #[test]
+    fn a_tag_in_a_record_that_is_not_its_kinds_for_its_subject_is_refused() {
+        let subject = Digest::of(b"image");
+        let a = Attachment { kind: Kind::Signature, subject: subject.clone(), digest: Digest::of(b"sig"), media_type: IMAGE_MANIFEST.into(), size: 3 };
+        assert_eq!(Attachment::parse(&a.record(), "agent-image").unwrap(), a);
+        let mut record = a.record();
+        if let Value::Object(o) = &mut record {
+            o.insert("tag".into(), Value::String("latest".into()));
+        }
+        assert!(Attachment::parse(&record, "agent-image").unwrap_err().contains("not its kind's"));
+        if let Value::Object(o) = &mut record {
+            o.insert("tag".into(), Value::String(format!("sha256-{}.sig", subject.hex())));
+            o.insert("kind".into(), Value::String("../../x".into()));
+        }
+        assert!(Attachment::parse(&record, "agent-image").unwrap_err().contains("unknown kind"));
+    }
+
+    #[test]
+    fn the_sbom_artifact_names_its_subject_and_type_and_is_deterministic() {
+        let subject = Descriptor { media_type: IMAGE_MANIFEST.into(), digest: Digest::of(b"m"), size: 1, platform: None };
+        let sbom = br#"{"bomFormat":"CycloneDX"}"#;
+        let m = sbom_artifact(&Digest::of(sbom), sbom.len() as u64, &subject);
+        assert_eq!(subject_of(&m).unwrap(), Some(subject.digest.clone()));
+        assert_eq!(artifact_type(&m).as_deref(), Some(SBOM_TYPE));
+        assert_eq!(Digest::of(EMPTY).to_string(), "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a");
+        assert_eq!(sbom_artifact(&Digest::of(sbom), sbom.len() as u64, &subject).digest, m.digest);
+        let parsed = graph::parse(&m).unwrap();
+        assert_eq!(
+            parsed.blobs.iter().map(|d| (d.digest.clone(), d.size)).collect::<Vec<_>>(),
+            [(Digest::of(EMPTY), 2), (Digest::of(sbom), sbom.len() as u64)]
+        );
+    }
+}
