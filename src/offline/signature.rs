@@ -353,7 +353,7 @@ mod tests {
         p384.extend_from_slice(&[7u8; 96]);
         let e = PublicKey::from_pem(pem(&p384, "PUBLIC KEY").as_bytes()).unwrap_err();
         assert!(e.contains("P-384") && e.contains("only ECDSA P-256"), "{e}");
-        let ed25519 = crate::key::RunnerKey::from_seed([1; 32]).public_pem();
+        let ed25519 = crate::orchestrator::key::RunnerKey::from_seed([1; 32]).public_pem();
         assert!(PublicKey::from_pem(ed25519.as_bytes()).unwrap_err().contains("Ed25519"));
         let e = PublicKey::from_pem(b"-----BEGIN ENCRYPTED COSIGN PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED COSIGN PRIVATE KEY-----\n").unwrap_err();
         assert!(e.contains("'ENCRYPTED COSIGN PRIVATE KEY' PEM block") && e.contains("BEGIN PUBLIC KEY"), "{e}");

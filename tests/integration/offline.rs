@@ -1064,7 +1064,7 @@ fn bundle_prints_the_sha256_of_sha256sums_and_verify_prints_the_same_value() {
 const PAYLOAD_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 
 /// A fresh P-256 key pair and its `cosign.pub` (PEM SubjectPublicKeyInfo, lines of 64).
-fn cosign_key(dir: &Dir, name: &str) -> (ring::signature::EcdsaKeyPair, PathBuf) {
+fn cosign_key(dir: &TempDir, name: &str) -> (ring::signature::EcdsaKeyPair, PathBuf) {
     let rng = ring::rand::SystemRandom::new();
     let alg = &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING;
     let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
@@ -1073,7 +1073,7 @@ fn cosign_key(dir: &Dir, name: &str) -> (ring::signature::EcdsaKeyPair, PathBuf)
     der.extend_from_slice(ring::signature::KeyPair::public_key(&pair).as_ref());
     let body = kubernetes_agent::base64::encode(&der);
     let lines: Vec<&str> = body.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
-    let path = dir.path(&format!("{name}.pub"));
+    let path = dir.join(format!("{name}.pub"));
     std::fs::write(&path, format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", lines.join("\n"))).unwrap();
     (pair, path)
 }
@@ -1127,12 +1127,12 @@ fn attached_bundle(path: &Path, image_docs: (&str, &[String]), attached: &[(&str
 
 #[test]
 fn verify_key_accepts_a_bundle_signed_by_the_key_and_refuses_another_key_naming_the_image() {
-    let dir = Dir::new("signed");
+    let dir = TempDir::new("offline-signed");
     let (pair, key) = cosign_key(&dir, "cosign");
     let (_, other) = cosign_key(&dir, "other");
     let (top, blobs) = image("layer-bytes");
     let (sig, sig_blobs) = cosign_signature(&pair, &digest(top.as_bytes()));
-    let path = dir.path("b.tar");
+    let path = dir.join("b.tar");
     attached_bundle(&path, (&top, &blobs), &[("signature", &digest(top.as_bytes()), &sig, &sig_blobs)], false);
     let run = tool(&dir, &["verify", path.to_str().unwrap(), "--key", key.to_str().unwrap()], None, QUICK);
     assert_eq!(run.code, Some(0), "{}", run.all());
@@ -1147,9 +1147,9 @@ fn verify_key_accepts_a_bundle_signed_by_the_key_and_refuses_another_key_naming_
 
 #[test]
 fn verify_key_refuses_an_image_with_no_signature_naming_it() {
-    let dir = Dir::new("unsigned");
+    let dir = TempDir::new("offline-unsigned");
     let (_, key) = cosign_key(&dir, "cosign");
-    let path = dir.path("b.tar");
+    let path = dir.join("b.tar");
     write_tar(&path, &valid_chunks());
     let run = tool(&dir, &["verify", path.to_str().unwrap(), "--key", key.to_str().unwrap()], None, QUICK);
     assert_eq!(run.code, Some(1), "{}", run.all());
@@ -1162,12 +1162,12 @@ fn verify_key_refuses_an_image_with_no_signature_naming_it() {
 fn a_signature_of_another_image_moved_onto_this_one_is_refused() {
     // A doctored but self-consistent bundle: a genuine signature of image B recorded as the
     // signature of image A.
-    let dir = Dir::new("moved-sig");
+    let dir = TempDir::new("offline-moved-sig");
     let (pair, key) = cosign_key(&dir, "cosign");
     let (top, blobs) = image("layer-a");
     let (other, _) = image("layer-b");
     let (sig, sig_blobs) = cosign_signature(&pair, &digest(other.as_bytes()));
-    let path = dir.path("b.tar");
+    let path = dir.join("b.tar");
     attached_bundle(&path, (&top, &blobs), &[("signature", &digest(top.as_bytes()), &sig, &sig_blobs)], false);
     let run = tool(&dir, &["verify", path.to_str().unwrap(), "--key", key.to_str().unwrap()], None, QUICK);
     assert_eq!(run.code, Some(1), "{}", run.all());
@@ -1176,12 +1176,12 @@ fn a_signature_of_another_image_moved_onto_this_one_is_refused() {
 
 #[test]
 fn an_attachment_whose_subject_is_not_in_its_artifact_graph_fails_verify() {
-    let dir = Dir::new("stray-subject");
+    let dir = TempDir::new("offline-stray-subject");
     let (pair, _) = cosign_key(&dir, "cosign");
     let (top, blobs) = image("layer-bytes");
     let stray = digest(b"an image this bundle does not hold");
     let (sig, sig_blobs) = cosign_signature(&pair, &stray);
-    let path = dir.path("b.tar");
+    let path = dir.join("b.tar");
     attached_bundle(&path, (&top, &blobs), &[("signature", &stray, &sig, &sig_blobs)], false);
     let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
     assert_eq!(run.code, Some(1), "{}", run.all());
@@ -1192,14 +1192,14 @@ fn an_attachment_whose_subject_is_not_in_its_artifact_graph_fails_verify() {
 fn an_attachment_whose_manifest_names_another_subject_fails_verify() {
     // manifest.json says it is attached to the image; its own `subject` says otherwise:
     // two fields meaning one thing must agree.
-    let dir = Dir::new("two-subjects");
+    let dir = TempDir::new("offline-two-subjects");
     let (top, blobs) = image("layer-bytes");
     let elsewhere = digest(b"elsewhere");
     let referrer = format!(
         r#"{{"schemaVersion":2,"mediaType":"{MANIFEST}","artifactType":"application/vnd.cyclonedx+json","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{}","size":2}},"layers":[],"subject":{{"mediaType":"{MANIFEST}","digest":"{elsewhere}","size":9}}}}"#,
         digest(b"{}")
     );
-    let path = dir.path("b.tar");
+    let path = dir.join("b.tar");
     attached_bundle(&path, (&top, &blobs), &[("sbom", &digest(top.as_bytes()), &referrer, &["{}".to_string()])], false);
     let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
     assert_eq!(run.code, Some(1), "{}", run.all());
@@ -1208,11 +1208,11 @@ fn an_attachment_whose_manifest_names_another_subject_fails_verify() {
 
 #[test]
 fn an_attachment_missing_from_oci_index_json_fails_verify() {
-    let dir = Dir::new("unindexed");
+    let dir = TempDir::new("offline-unindexed");
     let (pair, _) = cosign_key(&dir, "cosign");
     let (top, blobs) = image("layer-bytes");
     let (sig, sig_blobs) = cosign_signature(&pair, &digest(top.as_bytes()));
-    let path = dir.path("b.tar");
+    let path = dir.join("b.tar");
     attached_bundle(&path, (&top, &blobs), &[("signature", &digest(top.as_bytes()), &sig, &sig_blobs)], true);
     let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
     assert_eq!(run.code, Some(1), "{}", run.all());
@@ -1221,13 +1221,13 @@ fn an_attachment_missing_from_oci_index_json_fails_verify() {
 
 #[test]
 fn two_signatures_claiming_one_tag_fail_verify() {
-    let dir = Dir::new("two-sigs");
+    let dir = TempDir::new("offline-two-sigs");
     let (pair, _) = cosign_key(&dir, "cosign");
     let (top, blobs) = image("layer-bytes");
     let subject = digest(top.as_bytes());
     let (a, a_blobs) = cosign_signature(&pair, &subject);
     let (b, b_blobs) = cosign_signature(&pair, &subject);
-    let path = dir.path("b.tar");
+    let path = dir.join("b.tar");
     attached_bundle(&path, (&top, &blobs), &[("signature", &subject, &a, &a_blobs), ("signature", &subject, &b, &b_blobs)], false);
     let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
     assert_eq!(run.code, Some(1), "{}", run.all());
@@ -1240,9 +1240,9 @@ fn one_image_under_three_names_carries_and_mirrors_its_signature_in_each_reposit
     // two repositories, and verify refused the bundle because both carried the tag
     // sha256-<hex>.sig (tags are per repository). The stand-in serves one manifest under
     // every repository's name, so all three artifacts here are that one image.
-    let dir = Dir::new("sig-e2e");
+    let dir = TempDir::new("offline-sig-e2e");
     let (pair, key) = cosign_key(&dir, "cosign");
-    let out = dir.path("bundle.tar");
+    let out = dir.join("bundle.tar");
     let module = module_repo(&dir);
     let source = Registry::start(false);
     let (top, blobs) = image("layer");
@@ -1261,7 +1261,7 @@ fn one_image_under_three_names_carries_and_mirrors_its_signature_in_each_reposit
     let run = tool(&dir, &["verify", out.to_str().unwrap(), "--key", key.to_str().unwrap()], None, QUICK);
     assert_eq!(run.code, Some(0), "{}", run.all());
     let target = Registry::start(false);
-    let git_target = dir.path("target.git");
+    let git_target = dir.join("target.git");
     assert!(Command::new("git").args(["init", "--quiet", "--bare"]).arg(&git_target).status().unwrap().success());
     let args = [
         "push",
@@ -1319,8 +1319,8 @@ fn source_with_referrers(referrers: &[(String, String)]) -> (Registry, String) {
 
 #[test]
 fn referrers_from_the_api_are_carried_and_listed_in_the_tag_schema_index_of_a_registry_without_it() {
-    let dir = Dir::new("referrers");
-    let out = dir.path("bundle.tar");
+    let dir = TempDir::new("offline-referrers");
+    let out = dir.join("bundle.tar");
     let module = module_repo(&dir);
     let (top, _) = image("layer");
     let (source, _) = source_with_referrers(&[referrer(&digest(top.as_bytes()), top.len(), "scanned")]);
@@ -1328,7 +1328,7 @@ fn referrers_from_the_api_are_carried_and_listed_in_the_tag_schema_index_of_a_re
     assert_eq!(run.code, Some(0), "{}", run.all());
     assert_eq!(run.stdout.matches(r#""kind": "referrer""#).count(), 3, "{}", run.stdout);
     let target = Registry::start(false);
-    let git_target = dir.path("target.git");
+    let git_target = dir.join("target.git");
     assert!(Command::new("git").args(["init", "--quiet", "--bare"]).arg(&git_target).status().unwrap().success());
     let args = ["push", out.to_str().unwrap(), "--registry", &target.host(), "--plain-http", "--git-url", git_target.to_str().unwrap()];
     let run = tool(&dir, &args, None, QUICK);
@@ -1345,8 +1345,8 @@ fn referrers_from_the_api_are_carried_and_listed_in_the_tag_schema_index_of_a_re
 #[test]
 fn a_referrer_naming_another_subject_is_refused_by_bundle() {
     // The referrers answer is not content-addressed: a registry may list anything in it.
-    let dir = Dir::new("referrer-elsewhere");
-    let out = dir.path("bundle.tar");
+    let dir = TempDir::new("offline-referrer-elsewhere");
+    let out = dir.join("bundle.tar");
     let module = module_repo(&dir);
     let (source, _) = source_with_referrers(&[referrer(&digest(b"another image"), 9, "stray")]);
     let run = run_bundle(&dir, &out, &source.host(), module.to_str().unwrap());
@@ -1356,8 +1356,8 @@ fn a_referrer_naming_another_subject_is_refused_by_bundle() {
 
 #[test]
 fn more_referrers_than_the_bound_are_refused_by_bundle() {
-    let dir = Dir::new("referrer-flood");
-    let out = dir.path("bundle.tar");
+    let dir = TempDir::new("offline-referrer-flood");
+    let out = dir.join("bundle.tar");
     let module = module_repo(&dir);
     let (top, _) = image("layer");
     let many: Vec<(String, String)> = (0..65).map(|i| referrer(&digest(top.as_bytes()), top.len(), &format!("n{i}"))).collect();
@@ -1372,8 +1372,8 @@ fn more_referrers_than_the_bound_are_refused_by_bundle() {
 #[test]
 fn bundle_refuses_key_rather_than_ignoring_it() {
     // --key is checked by verify and push; bundle given one must not look as if it checked.
-    let dir = Dir::new("bundle-key");
-    let out = dir.path("b.tar");
+    let dir = TempDir::new("offline-bundle-key");
+    let out = dir.join("b.tar");
     let mut args = bundle_args(out.to_str().unwrap(), "127.0.0.1:1", "/nonexistent");
     args.extend(["--key".to_string(), "cosign.pub".to_string()]);
     let run = tool(&dir, &args.iter().map(String::as_str).collect::<Vec<_>>(), None, QUICK);
@@ -1386,8 +1386,8 @@ fn bundle_refuses_key_rather_than_ignoring_it() {
 fn an_index_listing_one_child_many_times_looks_up_its_attachments_once() {
     // The walk visits a repeated child once; the attachment lookups did once per listing
     // (five requests each: a hostile index of 4 MiB repeats one child 40,000 times).
-    let dir = Dir::new("repeated-child");
-    let out = dir.path("bundle.tar");
+    let dir = TempDir::new("offline-repeated-child");
+    let out = dir.join("bundle.tar");
     let module = module_repo(&dir);
     let source = Registry::start(false);
     let (child, blobs) = image("layer");
@@ -1418,8 +1418,8 @@ fn second_platform(first: &str) -> (String, String) {
 
 #[test]
 fn platforms_sharing_a_layer_fetch_it_again_once_for_the_sbom() {
-    let dir = Dir::new("shared-layer");
-    let out = dir.path("bundle.tar");
+    let dir = TempDir::new("offline-shared-layer");
+    let out = dir.join("bundle.tar");
     let module = module_repo(&dir);
     let source = Registry::start(false);
     let (amd64, blobs) = image("shared-layer");
@@ -1434,14 +1434,14 @@ fn platforms_sharing_a_layer_fetch_it_again_once_for_the_sbom() {
 
 #[test]
 fn a_manifest_json_record_with_more_attachments_than_the_bound_fails_verify() {
-    let dir = Dir::new("many-attachments");
+    let dir = TempDir::new("offline-many-attachments");
     let (m, blobs) = image("layer-bytes");
     let mut docs = blobs;
     docs.push(m.clone());
     let record = format!(r#"{{"kind":"signature","subject":"{0}","digest":"{0}","mediaType":"{MANIFEST}","size":1}}"#, digest(m.as_bytes()));
     let many = vec![record; 1025].join(",");
     let json = manifest_json(&m, MANIFEST).replace(r#""platforms":[]"#, &format!(r#""platforms":[],"attachments":[{many}]"#));
-    let path = dir.path("b.tar");
+    let path = dir.join("b.tar");
     write_tar(&path, &bundle_chunks(&docs, &m, MANIFEST, Some(json)));
     let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
     assert_eq!(run.code, Some(1), "{}", run.all());
@@ -1451,8 +1451,8 @@ fn a_manifest_json_record_with_more_attachments_than_the_bound_fails_verify() {
 #[test]
 fn the_sbom_is_found_in_a_platform_manifest_its_index_calls_an_index() {
     // What a manifest is, its own bytes say: a descriptor's media type is the index's claim.
-    let dir = Dir::new("sbom-layer");
-    let out = dir.path("bundle.tar");
+    let dir = TempDir::new("offline-sbom-layer");
+    let out = dir.join("bundle.tar");
     let module = module_repo(&dir);
     let source = Registry::start(false);
     let sbom = r#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[]}"#;
@@ -1469,8 +1469,8 @@ fn the_sbom_is_found_in_a_platform_manifest_its_index_calls_an_index() {
 
 #[test]
 fn a_target_with_the_referrers_api_gets_the_sbom_as_a_referrer_not_under_a_tag() {
-    let dir = Dir::new("referrers-target");
-    let out = dir.path("bundle.tar");
+    let dir = TempDir::new("offline-referrers-target");
+    let out = dir.join("bundle.tar");
     let module = module_repo(&dir);
     let source = Registry::start(false);
     let sbom = r#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[]}"#;
@@ -1479,7 +1479,7 @@ fn a_target_with_the_referrers_api_gets_the_sbom_as_a_referrer_not_under_a_tag()
     let run = run_bundle(&dir, &out, &source.host(), module.to_str().unwrap());
     assert_eq!(run.code, Some(0), "{}", run.all());
     let push = |target: &Registry| {
-        let git_target = dir.path(&format!("target-{}.git", target.host().replace(':', "-")));
+        let git_target = dir.join(format!("target-{}.git", target.host().replace(':', "-")));
         assert!(Command::new("git").args(["init", "--quiet", "--bare"]).arg(&git_target).status().unwrap().success());
         let args = ["push", out.to_str().unwrap(), "--registry", &target.host(), "--plain-http", "--git-url", git_target.to_str().unwrap()];
         let run = tool(&dir, &args, None, QUICK);
@@ -1510,8 +1510,8 @@ fn a_target_with_the_referrers_api_gets_the_sbom_as_a_referrer_not_under_a_tag()
 fn platforms_sharing_an_sbom_layer_each_get_the_sbom_attached_and_it_is_stored_once() {
     // The layer is searched once; the second platform's SBOM artifact is made from what the
     // first search found (its digest and size), so one SBOM at most is held in memory.
-    let dir = Dir::new("shared-sbom");
-    let out = dir.path("bundle.tar");
+    let dir = TempDir::new("offline-shared-sbom");
+    let out = dir.join("bundle.tar");
     let module = module_repo(&dir);
     let source = Registry::start(false);
     let sbom = r#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[]}"#;
@@ -1531,8 +1531,8 @@ fn platforms_sharing_an_sbom_layer_each_get_the_sbom_attached_and_it_is_stored_o
 
 #[test]
 fn referrers_listed_in_the_tag_schema_index_of_a_source_without_the_api_are_carried() {
-    let dir = Dir::new("referrers-tag-schema");
-    let out = dir.path("bundle.tar");
+    let dir = TempDir::new("offline-referrers-tag-schema");
+    let out = dir.join("bundle.tar");
     let module = module_repo(&dir);
     let source = Registry::start(false);
     let (top, blobs) = image("layer");
@@ -1556,8 +1556,8 @@ fn referrers_listed_in_the_tag_schema_index_of_a_source_without_the_api_are_carr
 
 #[test]
 fn an_agent_image_without_the_sbom_is_bundled_with_a_note_that_none_is_carried() {
-    let dir = Dir::new("no-sbom");
-    let out = dir.path("bundle.tar");
+    let dir = TempDir::new("offline-no-sbom");
+    let out = dir.join("bundle.tar");
     let module = module_repo(&dir);
     let source = Registry::start(false);
     let (top, blobs) = image("layer");
