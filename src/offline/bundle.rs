@@ -12,9 +12,11 @@ use std::sync::Arc;
 
 use miniserde::json::{Array, Number, Object, Value};
 
+use super::differential;
 use super::digest::{shown, Digest, Hasher};
 use super::document;
 use super::graph::{self, Descriptor, Step, INDEX_TYPES};
+use super::parts::{self, Source};
 use super::registry::{self, Credentials, Endpoint, Manifest, Reference, Registry, Repository, Selector};
 use super::tar;
 use crate::error::{Error, Result};
@@ -148,13 +150,18 @@ pub struct Sources {
     pub platforms: Vec<String>,
     /// The static tool to put in the bundle.
     pub tool: PathBuf,
+    /// Write parts of at most this many bytes (`FILE.001`, … and `FILE.parts`) instead of one file.
+    pub max_part_size: Option<u64>,
+    /// An earlier bundle: hold only what it does not (a differential bundle).
+    pub since: Option<PathBuf>,
 }
 
 struct Staged {
-    tar: tar::Writer<BufWriter<File>>,
+    tar: tar::Writer<BufWriter<parts::Output>>,
     sums: Vec<(Digest, String)>,
     blobs: HashSet<Digest>,
-    scratch: PathBuf,
+    /// Blobs the base of a differential bundle holds: referenced, not carried.
+    base: Option<differential::Known>,
 }
 
 impl Staged {
@@ -169,17 +176,26 @@ impl Staged {
         if !self.blobs.insert(blob.digest.clone()) {
             return Ok(());
         }
-        // A `Digest` is 64 hex digits: this path stays inside the scratch directory.
-        let temp = self.scratch.join(blob.digest.hex());
-        {
-            let mut out = BufWriter::new(File::create(&temp).map_err(|e| Error::io(format!("creating {}", temp.display()), e))?);
-            source.blob(repository, &blob.digest, blob.size, &mut out)?;
-            out.flush().map_err(|e| Error::io(format!("writing {} (is the disk full?)", temp.display()), e))?;
+        if let Some(base) = self.base.as_mut() {
+            if base.omit(&blob.digest) {
+                return Ok(());
+            }
         }
+        // Streamed straight into the bundle: a blob whose bytes are not its digest fails the
+        // whole bundle (its partial output is removed), so nothing is staged on disk.
         let name = blob.digest.blob_name();
-        let mut file = File::open(&temp).map_err(|e| Error::io(format!("reading {}", temp.display()), e))?;
-        self.tar.append(&name, 0o644, blob.size, &mut file).map_err(|e| Error::io(format!("writing {name} into the bundle (is the disk full?)"), e))?;
-        let _ = std::fs::remove_file(&temp);
+        let mut failed = None;
+        let wrote = self.tar.append_with(&name, 0o644, blob.size, &mut |out| {
+            source.blob(repository, &blob.digest, blob.size, out).map_err(|e| {
+                failed = Some(e);
+                std::io::Error::other("the download failed")
+            })
+        });
+        match (wrote, failed) {
+            (_, Some(e)) => return Err(e),
+            (Err(e), None) => return Err(Error::io(format!("writing {name} into the bundle (is the disk full?)"), e)),
+            (Ok(()), None) => {}
+        }
         self.sums.push((blob.digest.clone(), name));
         Ok(())
     }
@@ -274,12 +290,15 @@ fn claim(output: &Path, extension: &str, dir: bool) -> Result<PathBuf> {
     }
 }
 
-/// `bundle`: fetches everything into `output`. It is written to `<output>.partial` (with
-/// blobs passing through `<output>.scratch/`), verified as `verify` would, and only then
-/// renamed, so an interrupted or failed run never leaves a file that looks complete.
-/// Both names must not exist before; whatever this run created is removed on error.
-/// Returns `manifest.json` and the sha256 of `SHA256SUMS` (the trust anchor).
-pub fn bundle(sources: &Sources, access: &Access, output: &Path) -> Result<(String, Digest)> {
+/// `bundle`: fetches everything into `output`. It is written to `<output>.partial`
+/// (blobs streamed straight into it; only the module's clone and git bundle use
+/// `<output>.scratch/`), verified as `verify` would, and only then renamed, so an
+/// interrupted or failed run never leaves a file that looks complete. In parts
+/// (`max_part_size`) it writes `FILE.001`, … and, once they pass verify, the index
+/// `FILE.parts` (without it they are no bundle). The names must not exist before;
+/// whatever this run created is removed on error. With `since`, only what that earlier
+/// bundle does not hold (see [`differential`]).
+pub fn bundle(sources: &Sources, access: &Access, output: &Path) -> Result<Written> {
     // Credentials from the options or the environment name no host: they are for one
     // registry, never offered to a second one (an auth file binds each to its host).
     let hosts: BTreeSet<String> = [&sources.agent_image, &sources.runner_image, &sources.chart]
@@ -298,22 +317,86 @@ pub fn bundle(sources: &Sources, access: &Access, output: &Path) -> Result<(Stri
             "put each registry's credentials in a Docker-style auth file (--auth-file), which binds them to their host",
         ));
     }
+    if sources.max_part_size.is_some() {
+        for taken in [output.to_path_buf(), parts::index_path(output), parts::part_path(output, 1)] {
+            if std::fs::symlink_metadata(&taken).is_ok() {
+                return Err(Error::config(
+                    "--output",
+                    format!("{} already exists: a bundle in parts needs FILE, FILE.parts and FILE.001 free; it is left as it is", taken.display()),
+                    "remove it or choose another --output",
+                ));
+            }
+        }
+    }
+    let base = match &sources.since {
+        Some(old) => {
+            Some(differential::Known::of(&verify(old).map_err(|e| Error::config("--since", e.to_string(), "give the earlier bundle this one is to follow"))?))
+        }
+        None => None,
+    };
     // Owned: removed when dropped, on every path out of here (an error, a panic).
     let scratch = Owned(claim(output, "scratch", true)?);
-    let partial = Owned(claim(output, "partial", false)?);
-    let result = stage_bundle(sources, access, &scratch.0, &partial.0);
+    let partial = match sources.max_part_size {
+        None => Some(Owned(claim(output, "partial", false)?)),
+        Some(_) => None,
+    };
+    let single = partial.as_ref().map_or_else(|| output.to_path_buf(), |p| p.0.clone());
+    let result = stage_bundle(sources, access, &scratch.0, parts::Output::new(&single, output, sources.max_part_size), base);
+    let temp_peak = scratch_peak(&scratch.0);
     drop(scratch);
-    let (text, anchor) = result.and_then(|text| match verify(&partial.0) {
-        Ok(opened) => Ok((text, opened.sums_digest)),
-        Err(e) => Err(Error::decode(format!("the bundle just written ({})", partial.0.display()), format!("it fails its own verify, so it is not kept: {e}"))),
-    })?;
-    std::fs::rename(&partial.0, output).map_err(|e| Error::io(format!("renaming {} to {}", partial.0.display(), output.display()), e))?;
-    Ok((text, anchor))
+    let (text, written) = result?;
+    // The parts are ours from here: removed unless the bundle is kept.
+    let owned_parts: Vec<Owned> = if partial.is_none() { written.parts().iter().map(|p| Owned(p.path.clone())).collect() } else { Vec::new() };
+    let opened = verify_source(&single, written.clone())
+        .map_err(|e| Error::decode(format!("the bundle just written ({})", written.shown()), format!("it fails its own verify, so it is not kept: {e}")))?;
+    let anchor = opened.sums_digest.clone();
+    let kept = match partial {
+        Some(partial) => {
+            std::fs::rename(&partial.0, output).map_err(|e| Error::io(format!("renaming {} to {}", partial.0.display(), output.display()), e))?;
+            std::mem::forget(partial);
+            Source::single(output)?
+        }
+        None => {
+            let kept = parts::write_index(output, &written, &anchor)?;
+            owned_parts.into_iter().for_each(std::mem::forget);
+            kept
+        }
+    };
+    Ok(Written { manifest: text, anchor, source: kept, temp_peak })
 }
 
-fn stage_bundle(sources: &Sources, access: &Access, scratch: &Path, partial: &Path) -> Result<String> {
-    let file = std::fs::OpenOptions::new().write(true).truncate(true).open(partial).map_err(|e| Error::io(format!("opening {}", partial.display()), e))?;
-    let mut staged = Staged { tar: tar::Writer::new(BufWriter::new(file)), sums: Vec::new(), blobs: HashSet::new(), scratch: scratch.to_path_buf() };
+/// What `bundle` wrote.
+#[derive(Debug)]
+pub struct Written {
+    /// `manifest.json`.
+    pub manifest: String,
+    /// The sha256 of `SHA256SUMS` (the trust anchor).
+    pub anchor: Digest,
+    /// Where it is: one file, or its parts and their index (whose sha256 is the parted anchor).
+    pub source: Source,
+    /// The most bytes the scratch directory held at once (the module's clone and git bundle).
+    pub temp_peak: u64,
+}
+
+/// Bytes under `dir` now (files only, not following symlinks): the scratch directory's
+/// size, taken after staging, when the module's clone and bundle are still there.
+fn scratch_peak(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match entry.metadata() {
+                Ok(m) if m.is_dir() => stack.push(entry.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+fn stage_bundle(sources: &Sources, access: &Access, scratch: &Path, output: parts::Output, base: Option<differential::Known>) -> Result<(String, Source)> {
+    let mut staged = Staged { tar: tar::Writer::new(BufWriter::with_capacity(64 << 10, output)), sums: Vec::new(), blobs: HashSet::new(), base };
     let tool = std::fs::read(&sources.tool).map_err(|e| Error::io(format!("reading the tool {}", sources.tool.display()), e))?;
     staged.add("offline-install", 0o755, &tool)?;
     let mut index_entries = Array::new();
@@ -325,7 +408,8 @@ fn stage_bundle(sources: &Sources, access: &Access, scratch: &Path, partial: &Pa
         index_entries.push(descriptor);
         records.push(record);
     }
-    let (module_bytes, module) = module_bundle(&sources.module_repo, &sources.module_ref, scratch)?;
+    let since = staged.base.as_ref().map(|b| b.commit.clone());
+    let (module_bytes, module, prerequisite) = module_bundle(&sources.module_repo, &sources.module_ref, scratch, since.as_deref())?;
     staged.add("module/module.bundle", 0o644, &module_bytes)?;
     let mut index = Object::new();
     index.insert("schemaVersion".into(), Value::Number(Number::U64(2)));
@@ -338,21 +422,27 @@ fn stage_bundle(sources: &Sources, access: &Access, scratch: &Path, partial: &Pa
     manifest.insert("created".into(), Value::String(crate::time::format_rfc3339(crate::time::now())));
     manifest.insert("artifacts".into(), Value::Array(records));
     manifest.insert("module".into(), module);
+    if let Some(base) = &staged.base {
+        manifest.insert("base".into(), base.record(prerequisite.as_deref()));
+    }
     let manifest_text = crate::commands::pretty(&Value::Object(manifest));
     staged.add("manifest.json", 0o644, manifest_text.as_bytes())?;
     let sums: String = staged.sums.iter().map(|(d, n)| format!("{}  {n}\n", d.hex())).collect();
     staged.tar.append_bytes("SHA256SUMS", 0o644, sums.as_bytes()).map_err(|e| Error::io("writing SHA256SUMS into the bundle", e))?;
-    let out = staged.tar.finish().map_err(|e| Error::io(format!("finishing {} (is the disk full?)", partial.display()), e))?;
-    out.into_inner()
-        .map_err(|e| Error::io(format!("flushing {}", partial.display()), e.into_error()))?
-        .sync_all()
-        .map_err(|e| Error::io(format!("syncing {}", partial.display()), e))?;
-    Ok(manifest_text)
+    let out = staged.tar.finish().map_err(|e| Error::io("finishing the bundle (is the disk full?)", e))?;
+    let written = out
+        .into_inner()
+        .map_err(|e| Error::io("flushing the bundle (is the disk full?)", e.into_error()))?
+        .finish()
+        .map_err(|e| Error::io("syncing the bundle (is the disk full?)", e))?;
+    Ok((manifest_text, written))
 }
 
 /// Clones the module repository and bundles `reference`; returns the bundle and its record
 /// (whose `source` has the URL's user info redacted: it travels with the bundle).
-fn module_bundle(repo: &str, reference: &str, scratch: &Path) -> Result<(Vec<u8>, Value)> {
+/// With `since` (the base's commit, when it is an earlier commit of the same history), the git
+/// bundle holds only the commits after it, and that commit is returned as its prerequisite.
+fn module_bundle(repo: &str, reference: &str, scratch: &Path, since: Option<&str>) -> Result<(Vec<u8>, Value, Option<String>)> {
     if reference.is_empty() || reference.starts_with('-') || reference.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(Error::config(
             "--module-ref",
@@ -370,15 +460,26 @@ fn module_bundle(repo: &str, reference: &str, scratch: &Path) -> Result<(Vec<u8>
         &format!("finding {reference} in the module repository"),
         repo,
     )?;
+    let commit = commit.trim().to_string();
+    // A base commit that is an ancestor (and not the commit itself) makes a thin bundle;
+    // otherwise (unchanged, rewritten history) the bundle is complete, as without --since.
+    let prerequisite = since.filter(|old| {
+        *old != commit
+            && git(&["merge-base", "--is-ancestor", "--end-of-options", old, &commit], Some(&mirror), "comparing the module with the base", repo).is_ok()
+    });
+    let range = match prerequisite {
+        Some(old) => format!("{old}..{reference}"),
+        None => reference.to_string(),
+    };
     let file = scratch.join("module.bundle");
-    git(&["bundle", "create", "--quiet", &file.display().to_string(), reference], Some(&mirror), "creating the git bundle", repo)?;
+    git(&["bundle", "create", "--quiet", &file.display().to_string(), &range], Some(&mirror), "creating the git bundle", repo)?;
     let bytes = std::fs::read(&file).map_err(|e| Error::io(format!("reading {}", file.display()), e))?;
     let mut o = Object::new();
     o.insert("source".into(), Value::String(shown_repo));
     o.insert("ref".into(), Value::String(reference.into()));
-    o.insert("commit".into(), Value::String(commit.trim().into()));
+    o.insert("commit".into(), Value::String(commit));
     o.insert("file".into(), Value::String("module/module.bundle".into()));
-    Ok((bytes, Value::Object(o)))
+    Ok((bytes, Value::Object(o), prerequisite.map(String::from)))
 }
 
 /// Wall-clock bound of one git command, unless `OFFLINE_INSTALL_GIT_TIMEOUT` (seconds) says otherwise.
@@ -387,7 +488,7 @@ const GIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60)
 /// Runs git without a terminal to prompt on (`GIT_TERMINAL_PROMPT=0`, no standard input),
 /// giving up on a transfer slower than 1,000 bytes/s for 60 s, and killed after the
 /// wall-clock bound; its messages are shown with `url`'s user info hidden.
-fn git(args: &[&str], dir: Option<&Path>, what: &str, url: &str) -> Result<String> {
+pub(super) fn git(args: &[&str], dir: Option<&Path>, what: &str, url: &str) -> Result<String> {
     let what = hide_userinfo(what, url);
     let limit = std::env::var("OFFLINE_INSTALL_GIT_TIMEOUT").ok().and_then(|t| t.parse().ok()).map_or(GIT_TIMEOUT, std::time::Duration::from_secs);
     let mut cmd = Command::new("git");
@@ -465,7 +566,9 @@ pub struct Module {
 /// may name: `refs/heads/<ref>` or `refs/tags/<ref>` of the module record, with no
 /// prerequisites and no other ref, so `push` can push exactly what `manifest.json` says.
 /// The commit of an annotated tag is its tag object's; `push` checks the commit itself.
-fn module_ref_in(head: &[u8], module: &Module) -> std::result::Result<String, String> {
+/// A differential bundle's git bundle must name exactly `prerequisite` (its base's commit)
+/// as its one prerequisite; any other bundle none.
+fn module_ref_in(head: &[u8], module: &Module, prerequisite: Option<&str>) -> std::result::Result<String, String> {
     let end = head.windows(2).position(|w| w == b"\n\n").ok_or("no git bundle header (or one over 64 KiB)")?;
     let text = std::str::from_utf8(&head[..end]).map_err(|_| "a git bundle header that is not UTF-8")?;
     let mut lines = text.split('\n');
@@ -475,8 +578,14 @@ fn module_ref_in(head: &[u8], module: &Module) -> std::result::Result<String, St
         _ => return Err("not a git bundle (v2 or v3)".into()),
     };
     let mut refs = Vec::new();
+    let mut prerequisites = Vec::new();
     for line in lines {
-        if v3 && refs.is_empty() && matches!(line, "@object-format=sha1" | "@object-format=sha256") {
+        if v3 && refs.is_empty() && prerequisites.is_empty() && matches!(line, "@object-format=sha1" | "@object-format=sha256") {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix('-').filter(|_| refs.is_empty()) {
+            let oid = rest.split_once(' ').map_or(rest, |(o, _)| o);
+            prerequisites.push(oid);
             continue;
         }
         let (oid, name) = line.split_once(' ').ok_or_else(|| format!("the header line {} is not '<commit> <ref>'", shown(line)))?;
@@ -484,6 +593,17 @@ fn module_ref_in(head: &[u8], module: &Module) -> std::result::Result<String, St
             return Err(format!("the header line {} is a prerequisite or capability this tool never writes", shown(line)));
         }
         refs.push((oid, name));
+    }
+    match (prerequisites.as_slice(), prerequisite) {
+        ([], None) => {}
+        ([one], Some(expected)) if *one == expected => {}
+        (found, _) => {
+            return Err(format!(
+                "it needs the commits {} before it, not {} as its base says: the bundle was altered; get a fresh copy",
+                shown(&found.join(", ")),
+                shown(prerequisite.unwrap_or("none"))
+            ))
+        }
     }
     // `git bundle create f <ref>` records the full name: a tag's, a branch's, or the ref itself.
     let wanted = [format!("refs/tags/{}", module.reference), format!("refs/heads/{}", module.reference), module.reference.clone()];
@@ -500,6 +620,10 @@ fn module_ref_in(head: &[u8], module: &Module) -> std::result::Result<String, St
 /// A bundle opened for reading, every entry checked.
 pub struct Opened {
     path: PathBuf,
+    /// Where its bytes are: the file, or its checked parts.
+    pub source: Source,
+    /// The base a differential bundle needs (none for a complete one).
+    pub base: Option<differential::Base>,
     entries: BTreeMap<String, tar::Entry>,
     /// `SHA256SUMS`, checked.
     sums: BTreeMap<String, Digest>,
@@ -530,7 +654,8 @@ impl Opened {
             return Err(Error::decode(self.doc(), format!("{name} is {} bytes, more than the {max} expected", entry.size)));
         }
         let mut bytes = Vec::new();
-        tar::open(&self.path, entry)
+        self.source
+            .open(entry)
             .and_then(|mut r| r.read_to_end(&mut bytes))
             .map_err(|e| Error::io(format!("reading {name} from {}", self.path.display()), e))?;
         Ok(bytes)
@@ -541,7 +666,7 @@ impl Opened {
         let entry = self.entry(name)?;
         let expected = self.sums.get(name).ok_or_else(|| Error::decode(self.doc(), format!("{name} is not in SHA256SUMS")))?;
         let mut out = BufWriter::new(File::create(to).map_err(|e| Error::io(format!("creating {}", to.display()), e))?);
-        let mut reader = tar::open(&self.path, entry).map_err(|e| Error::io(format!("reading {name}"), e))?;
+        let mut reader = self.source.open(entry).map_err(|e| Error::io(format!("reading {name}"), e))?;
         let mut hasher = Hasher::new();
         let mut buf = vec![0u8; 64 << 10];
         loop {
@@ -564,10 +689,21 @@ impl Opened {
     fn read_prefix(&self, name: &str, max: u64) -> Result<Vec<u8>> {
         let entry = self.entry(name)?;
         let mut bytes = Vec::new();
-        tar::open(&self.path, entry)
+        self.source
+            .open(entry)
             .and_then(|r| r.take(max).read_to_end(&mut bytes))
             .map_err(|e| Error::io(format!("reading {name} from {}", self.path.display()), e))?;
         Ok(bytes)
+    }
+
+    /// The digests of every blob and manifest the bundle carries.
+    pub fn carried(&self) -> impl Iterator<Item = Digest> + '_ {
+        self.entries.keys().filter_map(|n| n.strip_prefix("oci/blobs/sha256/")).filter_map(|h| Digest::from_hex(h).ok())
+    }
+
+    /// True when the bundle carries the blob (a differential one leaves its base's out).
+    pub fn carries(&self, digest: &Digest) -> bool {
+        self.entries.contains_key(&digest.blob_name())
     }
 
     fn blob_entry(&self, digest: &Digest) -> Result<tar::Entry> {
@@ -593,6 +729,9 @@ impl Opened {
         let top = self.manifest_blob(&artifact.digest, &artifact.media_type)?;
         graph::walk(top, &mut |child| self.manifest_blob(&child.digest, &child.media_type), &mut |step| {
             if let Step::Blob(blob) = &step {
+                if !self.carries(&blob.digest) && self.base.as_ref().is_some_and(|b| b.omits.contains(&blob.digest)) {
+                    return visit(step);
+                }
                 let entry = self.blob_entry(&blob.digest)?;
                 if entry.size != blob.size {
                     return Err(Error::decode(self.doc(), format!("blob {} is {} bytes, its manifest says {}", blob.digest, entry.size, blob.size)));
@@ -608,12 +747,93 @@ impl Opened {
 /// `oci/index.json` name the same artifacts, and each artifact's whole graph is present.
 /// Returns the opened bundle.
 pub fn verify(path: &Path) -> Result<Opened> {
+    verify_source(path, Source::locate(path)?)
+}
+
+/// [`verify`] of the bundle whose bytes `source` holds (`path` names it in messages); a
+/// parted bundle's `SHA256SUMS` must be the one its index records.
+pub fn verify_source(path: &Path, source: Source) -> Result<Opened> {
+    let mut opened = open_source(path, source)?;
+    let doc = opened.doc();
+    if let Some(recorded) = &opened.source.sums {
+        if *recorded != opened.sums_digest {
+            return Err(Error::decode(&doc, "its SHA256SUMS is not the one its part index records: the parts are not of one bundle; get a fresh copy"));
+        }
+    }
+    for (name, expected) in &opened.sums {
+        let entry = opened.entry(name)?;
+        let mut reader = opened.source.open(entry).map_err(|e| Error::io(format!("reading {name}"), e))?;
+        let mut hasher = Hasher::new();
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let n = reader.read(&mut buf).map_err(|e| Error::io(format!("reading {name} from {doc}"), e))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        let actual = hasher.finish();
+        if &actual != expected {
+            return Err(Error::decode(
+                &doc,
+                format!("{name} has sha256 {}, SHA256SUMS says {}: the bundle is corrupt; get a fresh copy (nothing was pushed)", actual.hex(), expected.hex()),
+            ));
+        }
+        if name.starts_with("oci/blobs/") && *name != actual.blob_name() {
+            return Err(Error::decode(&doc, format!("{name} does not hold the content its name says ({actual})")));
+        }
+    }
+    let index = document::parse(&opened.read("oci/index.json", document::MAX_SMALL as u64)?, "oci/index.json", document::MAX_SMALL)?;
+    let indexed: BTreeSet<Digest> = match get(&index, &["manifests"]) {
+        Some(Value::Array(a)) => a.iter().map(|d| Descriptor::parse(d, "oci/index.json").map(|d| d.digest)).collect::<Result<_>>()?,
+        _ => return Err(Error::decode("oci/index.json", "no manifests")),
+    };
+    let recorded: BTreeSet<Digest> = opened.artifacts.iter().map(|a| a.digest.clone()).collect();
+    if indexed != recorded {
+        return Err(Error::decode(&doc, "oci/index.json and manifest.json name different artifacts: the bundle was altered; get a fresh copy"));
+    }
+    // Every blob the bundle holds is one some artifact's graph references; a differential
+    // bundle's missing blobs are exactly those its base omits (checked in `walk`).
+    let mut referenced: BTreeSet<String> = BTreeSet::new();
+    for artifact in &opened.artifacts {
+        opened.walk(artifact, &mut |step| {
+            referenced.insert(match step {
+                Step::Blob(b) => b.digest.blob_name(),
+                Step::Manifest(m, _) => m.digest.blob_name(),
+            });
+            Ok(())
+        })?;
+    }
+    if let Some(extra) = opened.entries.keys().find(|n| n.starts_with("oci/blobs/") && !referenced.contains(*n)) {
+        return Err(Error::decode(&doc, format!("{extra} is referenced by no artifact: the bundle was altered; get a fresh copy")));
+    }
+    if let Some(base) = &opened.base {
+        if let Some(odd) = base.omits.iter().find(|d| opened.carries(d) || !referenced.contains(&d.blob_name())) {
+            return Err(Error::decode(
+                &doc,
+                format!("its base omits {odd}, which it carries or no artifact references: the bundle was altered; get a fresh copy"),
+            ));
+        }
+    }
+    let head = opened.read_prefix("module/module.bundle", MAX_GIT_HEADER)?;
+    let prerequisite = opened.base.as_ref().and_then(|b| b.prerequisite.clone());
+    opened.module.full_ref =
+        module_ref_in(&head, &opened.module, prerequisite.as_deref()).map_err(|why| Error::decode(&doc, format!("module/module.bundle: {why}")))?;
+    Ok(opened)
+}
+
+/// Opens the bundle `source` holds without checking any checksum: the tar is read strictly
+/// (see [`tar`]), every entry is one this tool writes with the mode and owner it writes,
+/// `SHA256SUMS` lists exactly the other entries, and `manifest.json` is read and checked.
+/// [`verify_source`] and `list` start here; only the former hashes anything.
+pub fn open_source(path: &Path, source: Source) -> Result<Opened> {
     let doc = format!("bundle {}", path.display());
     // Only names this tool writes, and no directories: the first other entry ends the read.
     let ours = |name: &str, is_dir: bool| {
         !is_dir && (FIXED_NAMES.contains(&name) || name.strip_prefix("oci/blobs/sha256/").is_some_and(|h| Digest::from_hex(h).is_ok()))
     };
-    let list = tar::index(path, &ours).map_err(|e| Error::decode(&doc, format!("{e}: the bundle was altered; get a fresh copy")))?;
+    let list = tar::index_of(&mut source.reader(), source.len(), &ours)
+        .map_err(|e| Error::decode(&doc, format!("{} is not a bundle this tool wrote: {e}: the bundle was altered; get a fresh copy", source.shown())))?;
     for e in &list {
         // What this tool writes: no pax header, owner 0:0 without names, 0755 for the tool and
         // 0644 for the rest, so `tar -xf` as root makes no setuid file and no one else's.
@@ -640,7 +860,7 @@ pub fn verify(path: &Path) -> Result<Opened> {
         return Err(Error::decode(&doc, "SHA256SUMS is too large"));
     }
     let mut sums = String::new();
-    tar::open(path, sums_entry).and_then(|mut r| r.read_to_string(&mut sums)).map_err(|e| Error::io(format!("reading SHA256SUMS of {doc}"), e))?;
+    source.open(sums_entry).and_then(|mut r| r.read_to_string(&mut sums)).map_err(|e| Error::io(format!("reading SHA256SUMS of {doc}"), e))?;
     let mut listed: BTreeMap<String, Digest> = BTreeMap::new();
     for line in sums.lines() {
         let malformed = || Error::decode(&doc, format!("the SHA256SUMS line {} is malformed", shown(line)));
@@ -655,32 +875,14 @@ pub fn verify(path: &Path) -> Result<Opened> {
             return Err(Error::decode(&doc, format!("{name} is not listed in SHA256SUMS: the bundle was altered; get a fresh copy")));
         }
     }
-    for (name, expected) in &listed {
-        let entry = entries.get(name).ok_or_else(|| Error::decode(&doc, format!("{} is listed in SHA256SUMS but missing", shown(name))))?;
-        let mut reader = tar::open(path, entry).map_err(|e| Error::io(format!("reading {name}"), e))?;
-        let mut hasher = Hasher::new();
-        let mut buf = vec![0u8; 64 << 10];
-        loop {
-            let n = reader.read(&mut buf).map_err(|e| Error::io(format!("reading {name} from {doc}"), e))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-        }
-        let actual = hasher.finish();
-        if &actual != expected {
-            return Err(Error::decode(
-                &doc,
-                format!("{name} has sha256 {}, SHA256SUMS says {}: the bundle is corrupt; get a fresh copy (nothing was pushed)", actual.hex(), expected.hex()),
-            ));
-        }
-        if name.starts_with("oci/blobs/") && *name != actual.blob_name() {
-            return Err(Error::decode(&doc, format!("{name} does not hold the content its name says ({actual})")));
-        }
+    if let Some(name) = listed.keys().find(|n| !entries.contains_key(*n)) {
+        return Err(Error::decode(&doc, format!("{} is listed in SHA256SUMS but missing", shown(name))));
     }
     let sums_digest = Digest::of(sums.as_bytes());
     let mut opened = Opened {
         path: path.to_path_buf(),
+        source,
+        base: None,
         entries,
         sums: listed,
         sums_digest,
@@ -692,32 +894,92 @@ pub fn verify(path: &Path) -> Result<Opened> {
     let (artifacts, module) = contents(&opened.manifest)?;
     opened.artifacts = artifacts;
     opened.module = module;
-    let index = document::parse(&opened.read("oci/index.json", document::MAX_SMALL as u64)?, "oci/index.json", document::MAX_SMALL)?;
-    let indexed: BTreeSet<Digest> = match get(&index, &["manifests"]) {
-        Some(Value::Array(a)) => a.iter().map(|d| Descriptor::parse(d, "oci/index.json").map(|d| d.digest)).collect::<Result<_>>()?,
-        _ => return Err(Error::decode("oci/index.json", "no manifests")),
-    };
-    let recorded: BTreeSet<Digest> = opened.artifacts.iter().map(|a| a.digest.clone()).collect();
-    if indexed != recorded {
-        return Err(Error::decode(&doc, "oci/index.json and manifest.json name different artifacts: the bundle was altered; get a fresh copy"));
+    opened.base = differential::Base::parse(&opened.manifest)?;
+    Ok(opened)
+}
+
+/// `list`: what the bundle holds, read strictly and bounded as [`open_source`] reads it, but
+/// no checksum is checked (run `verify` for that): each artifact with its platforms, digest,
+/// and the count and bytes of the blobs it carries; the base a differential bundle needs.
+pub fn list(path: &Path) -> Result<String> {
+    let opened = open_source(path, Source::locate(path)?)?;
+    let mut out = format!(
+        "{}: {} bytes, not verified (run 'verify' to check every checksum)
+",
+        opened.source.shown(),
+        opened.source.len()
+    );
+    if let Some((index, anchor)) = &opened.source.index {
+        out.push_str(&format!(
+            "  {} parts, index {} sha256: {}
+",
+            opened.source.parts().len(),
+            index.display(),
+            anchor.hex()
+        ));
     }
-    // Every blob the bundle holds is one some artifact's graph references.
-    let mut referenced: BTreeSet<String> = BTreeSet::new();
     for artifact in &opened.artifacts {
+        let (mut carried, mut bytes, mut omitted) = (0usize, 0u64, 0usize);
         opened.walk(artifact, &mut |step| {
-            referenced.insert(match step {
-                Step::Blob(b) => b.digest.blob_name(),
-                Step::Manifest(m, _) => m.digest.blob_name(),
-            });
+            match step {
+                Step::Blob(b) if opened.carries(&b.digest) => {
+                    carried += 1;
+                    bytes += b.size;
+                }
+                Step::Blob(_) => omitted += 1,
+                Step::Manifest(..) => {}
+            }
             Ok(())
         })?;
+        let platforms = match get(&opened.manifest, &["artifacts"]) {
+            Some(Value::Array(records)) => records
+                .iter()
+                .filter(|r| json_text(r, &["role"]) == Some(artifact.role.as_str()))
+                .filter_map(|r| match get(r, &["platforms"]) {
+                    Some(Value::Array(p)) => {
+                        Some(p.iter().filter_map(|v| if let Value::String(t) = v { Some(shown(t)) } else { None }).collect::<Vec<_>>().join(", "))
+                    }
+                    _ => None,
+                })
+                .collect::<String>(),
+            _ => String::new(),
+        };
+        let platforms = if platforms.is_empty() { "-".to_string() } else { platforms };
+        out.push_str(&format!(
+            "  {}: {} = {} ({})
+    platforms: {platforms}
+    blobs carried: {carried} ({bytes} bytes){}
+",
+            artifact.role,
+            artifact.source,
+            artifact.digest,
+            shown(&artifact.media_type),
+            if omitted > 0 { format!(", in the base: {omitted}") } else { String::new() }
+        ));
     }
-    if let Some(extra) = opened.entries.keys().find(|n| n.starts_with("oci/blobs/") && !referenced.contains(*n)) {
-        return Err(Error::decode(&doc, format!("{extra} is referenced by no artifact: the bundle was altered; get a fresh copy")));
+    out.push_str(&format!(
+        "  module: {} at {}
+",
+        shown(&opened.module.reference),
+        opened.module.commit
+    ));
+    match &opened.base {
+        Some(base) => out.push_str(&format!(
+            "  {}
+",
+            base.describe()
+        )),
+        None => out.push_str(
+            "  complete: it needs nothing in the target
+",
+        ),
     }
-    let head = opened.read_prefix("module/module.bundle", MAX_GIT_HEADER)?;
-    opened.module.full_ref = module_ref_in(&head, &opened.module).map_err(|why| Error::decode(&doc, format!("module/module.bundle: {why}")))?;
-    Ok(opened)
+    out.push_str(&format!(
+        "SHA256SUMS sha256: {}
+",
+        opened.sums_digest.hex()
+    ));
+    Ok(out)
 }
 
 /// The checked artifacts and module of `manifest.json`.
@@ -837,12 +1099,19 @@ pub fn push(path: &Path, target: &Target) -> Result<String> {
         path.display(),
         opened.sums_digest.hex()
     );
+    if let Some(base) = &opened.base {
+        eprintln!("{}", base.describe());
+    }
     let scratch = Owned::temp_dir("push")?;
     let module_file = scratch.0.join("module.bundle");
     opened.copy_checked("module/module.bundle", &module_file)?;
     let host = &target.registry.host;
     let prefix = target.registry.prefix.as_ref();
     let dest = Registry::new(target.access.endpoint(host)?)?;
+    let bare = scratch.0.join("module.git");
+    if let Some(base) = &opened.base {
+        base_in_target(&opened, base, &dest, target, &bare)?;
+    }
     let mut values = Vec::new();
     let mut mirrors = BTreeSet::new();
     for artifact in &opened.artifacts {
@@ -850,11 +1119,13 @@ pub fn push(path: &Path, target: &Target) -> Result<String> {
         let repository = source.repository.under(prefix);
         eprintln!("pushing {role} to {host}/{repository}");
         opened.walk(artifact, &mut |step| match step {
+            // Not carried: in the base, which `base_in_target` found in the target.
+            Step::Blob(blob) if !opened.carries(&blob.digest) => Ok(()),
             Step::Blob(blob) => {
                 let entry = opened.blob_entry(&blob.digest)?;
                 let size = entry.size;
-                let bundle_path = opened.path.clone();
-                let open = move || -> std::io::Result<Box<dyn Read>> { Ok(Box::new(tar::open(&bundle_path, &entry)?)) };
+                let source = opened.source.clone();
+                let open = move || -> std::io::Result<Box<dyn Read>> { Ok(Box::new(source.open(&entry)?)) };
                 dest.push_blob(&repository, &blob.digest, size, &open).map(|_| ())
             }
             Step::Manifest(m, _) if m.digest == artifact.digest => Ok(()),
@@ -887,8 +1158,13 @@ pub fn push(path: &Path, target: &Target) -> Result<String> {
     let git_shown = crate::redact::url_without_userinfo(&target.git_url);
     eprintln!("pushing the module ({full_ref} = {commit}) to {git_shown}");
     let url = target.git_url.as_str();
-    let bare = scratch.0.join("module.git");
-    git(&["clone", "--quiet", "--bare", "--", &module_file.display().to_string(), &bare.display().to_string()], None, "unpacking the module bundle", url)?;
+    if opened.base.as_ref().is_some_and(|b| b.prerequisite.is_some()) {
+        // The base's history is in `bare` already (fetched from the target and checked).
+        let refspec = format!("+{full_ref}:{full_ref}");
+        git(&["fetch", "--quiet", "--", &module_file.display().to_string(), &refspec], Some(&bare), "unpacking the module bundle", url)?;
+    } else {
+        git(&["clone", "--quiet", "--bare", "--", &module_file.display().to_string(), &bare.display().to_string()], None, "unpacking the module bundle", url)?;
+    }
     // Only the ref manifest.json names, and only at its commit.
     let found = git(&["rev-parse", "--verify", "--end-of-options", &format!("{full_ref}^{{commit}}")], Some(&bare), "reading the module bundle", url)?;
     if found.trim() != commit {
@@ -914,6 +1190,47 @@ pub fn push(path: &Path, target: &Target) -> Result<String> {
         counters.blobs_pushed.load(Ordering::Relaxed),
         counters.blobs_skipped.load(Ordering::Relaxed)
     ))
+}
+
+/// Before a differential bundle pushes anything: every blob it references and does not carry
+/// must be in the target registry (asked for each one, whatever `manifest.json` claims), and
+/// the commit its git bundle builds on must be in the git target's history of the module's
+/// ref (fetched into `bare`, where the bundle is unpacked later). Refuses naming what is missing.
+fn base_in_target(opened: &Opened, base: &differential::Base, dest: &Registry, target: &Target, bare: &Path) -> Result<()> {
+    let prefix = target.registry.prefix.as_ref();
+    let mut missing = Vec::new();
+    for artifact in &opened.artifacts {
+        let repository = artifact.source.repository.under(prefix);
+        opened.walk(artifact, &mut |step| {
+            if let Step::Blob(blob) = step {
+                if !opened.carries(&blob.digest) && !dest.has_blob(&repository, &blob.digest)? {
+                    missing.push(format!("blob {} of the {} in {}/{repository}", blob.digest, artifact.role, target.registry.host));
+                }
+            }
+            Ok(())
+        })?;
+    }
+    if let Some(commit) = &base.prerequisite {
+        let url = target.git_url.as_str();
+        let full_ref = &opened.module.full_ref;
+        git(&["init", "--quiet", "--bare", &bare.display().to_string()], None, "preparing the module", url)?;
+        let shown_url = crate::redact::url_without_userinfo(url);
+        let fetched = git(
+            &["fetch", "--quiet", "--no-tags", "--", url, "+refs/heads/*:refs/base/heads/*", "+refs/tags/*:refs/base/tags/*"],
+            Some(bare),
+            &format!("fetching the module from {shown_url}"),
+            url,
+        );
+        let found = fetched.is_ok() && git(&["cat-file", "-e", &format!("{commit}^{{commit}}")], Some(bare), "reading the module", url).is_ok();
+        if !found {
+            missing.push(format!("commit {commit} of the module (which {full_ref} builds on) in {shown_url}"));
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(differential::missing_error(base, &missing))
+    }
 }
 
 /// The string at `path`, or empty.
@@ -950,13 +1267,13 @@ mod tests {
     fn a_git_bundle_must_carry_exactly_the_module_ref() {
         let oid = "a".repeat(40);
         let one = format!("# v2 git bundle\n{oid} refs/tags/v1.0.0\n\nPACK");
-        assert_eq!(module_ref_in(one.as_bytes(), &module("v1.0.0")).unwrap(), "refs/tags/v1.0.0");
+        assert_eq!(module_ref_in(one.as_bytes(), &module("v1.0.0"), None).unwrap(), "refs/tags/v1.0.0");
         let v3 = format!("# v3 git bundle\n@object-format=sha1\n{oid} refs/heads/main\n\nPACK");
-        assert_eq!(module_ref_in(v3.as_bytes(), &module("main")).unwrap(), "refs/heads/main");
+        assert_eq!(module_ref_in(v3.as_bytes(), &module("main"), None).unwrap(), "refs/heads/main");
         let full = format!("# v2 git bundle\n{oid} refs/heads/release\n\n");
-        assert_eq!(module_ref_in(full.as_bytes(), &module("refs/heads/release")).unwrap(), "refs/heads/release");
+        assert_eq!(module_ref_in(full.as_bytes(), &module("refs/heads/release"), None).unwrap(), "refs/heads/release");
         let head = format!("# v2 git bundle\n{oid} HEAD\n\n");
-        assert!(module_ref_in(head.as_bytes(), &module("HEAD")).is_err());
+        assert!(module_ref_in(head.as_bytes(), &module("HEAD"), None).is_err());
         for bad in [
             format!("# v2 git bundle\n{oid} refs/tags/v1.0.0\n{oid} refs/heads/evil\n\n"),
             format!("# v2 git bundle\n{oid} refs/heads/master\n\n"),
@@ -965,7 +1282,7 @@ mod tests {
             format!("# v9 git bundle\n{oid} refs/tags/v1.0.0\n\n"),
             "not a git bundle".to_string(),
         ] {
-            assert!(module_ref_in(bad.as_bytes(), &module("v1.0.0")).is_err(), "{bad}");
+            assert!(module_ref_in(bad.as_bytes(), &module("v1.0.0"), None).is_err(), "{bad}");
         }
     }
 

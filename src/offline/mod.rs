@@ -6,12 +6,16 @@
 //! (`offline-install`), an OCI image layout (`oci/`), the module's git bundle
 //! (`module/module.bundle`), `manifest.json` (what is inside, with digests) and
 //! `SHA256SUMS` (every other entry). Blobs are read straight from the tar by offset, so
-//! nothing is unpacked on the far side. Not supported: registries' chunked uploads,
-//! cross-repository mounts, signatures and referrers (they are not copied).
+//! nothing is unpacked on the far side; the tar may be cut into parts for removable media
+//! ([`parts`]), and may hold only what an earlier bundle does not ([`differential`]).
+//! Not supported: registries' chunked uploads, cross-repository mounts, signatures and
+//! referrers (they are not copied).
 
 pub mod bundle;
+pub mod differential;
 pub mod digest;
 pub mod document;
 pub mod graph;
+pub mod parts;
 pub mod registry;
 pub mod tar;
