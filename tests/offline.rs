@@ -1105,17 +1105,24 @@ fn names_starting(dir: &Path, prefix: &str) -> Vec<String> {
     names
 }
 
-/// A bundle of one image and the module, in 64 KiB parts, under `dir/parts/b.tar.*`.
-fn parted_bundle(dir: &Dir) -> (PathBuf, Registry) {
-    std::fs::create_dir_all(dir.path("parts")).unwrap();
-    let out = dir.path("parts/b.tar");
+/// A bundle at `out` of one image (from the stand-in returned) and the module (whose
+/// repository is returned), with the small tool and `extra` options.
+fn small_bundle(dir: &Dir, out: &Path, extra: &[&str]) -> (PathBuf, Registry) {
     let module = module_repo(dir);
     let source = Registry::start(false);
     let (child, blobs) = image("layer");
     serve(&source, (MANIFEST, &child), &[], &blobs);
     let tool_path = small_tool(dir);
-    let run = run_bundle_with(dir, &out, &source.host(), module.to_str().unwrap(), &["--max-part-size", "64K", "--tool", tool_path.to_str().unwrap()]);
+    let run = run_bundle_with(dir, out, &source.host(), module.to_str().unwrap(), &[&["--tool", tool_path.to_str().unwrap()], extra].concat());
     assert_eq!(run.code, Some(0), "{}", run.all());
+    (module, source)
+}
+
+/// A bundle of one image and the module, in 64 KiB parts, under `dir/parts/b.tar.*`.
+fn parted_bundle(dir: &Dir) -> (PathBuf, Registry) {
+    std::fs::create_dir_all(dir.path("parts")).unwrap();
+    let out = dir.path("parts/b.tar");
+    let (_, source) = small_bundle(dir, &out, &["--max-part-size", "64K"]);
     (out, source)
 }
 
@@ -1473,4 +1480,70 @@ fn list_prints_what_a_bundle_holds_without_hashing_but_refuses_a_hostile_tar() {
     let run = tool(&dir, &["list", path.to_str().unwrap()], None, QUICK);
     assert_eq!(run.code, Some(1), "{}", run.all());
     assert!(run.stderr.contains("is not an entry this archive may hold"), "{}", run.stderr);
+}
+
+/// A `git` first in PATH that logs every `*.bundle` file under `$TMPDIR` (and every
+/// `*.bundle` argument) to `$FAKE_GIT_LOG`, then runs the real git.
+fn logging_git(dir: &Dir) -> (String, PathBuf) {
+    let real = Command::new("sh").args(["-c", "command -v git"]).output().unwrap();
+    let real = String::from_utf8(real.stdout).unwrap().trim().to_string();
+    let bin = dir.path("fake-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let script = format!(
+        "#!/bin/sh\nfind \"$TMPDIR\" -type f -name '*.bundle' >> \"$FAKE_GIT_LOG\"\nfor a in \"$@\"; do case \"$a\" in *.bundle) echo \"arg $a\" >> \"$FAKE_GIT_LOG\";; esac; done\nexec {real} \"$@\"\n"
+    );
+    std::fs::write(bin.join("git"), script).unwrap();
+    assert!(Command::new("chmod").arg("755").arg(bin.join("git")).status().unwrap().success());
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let log = dir.path("git.log");
+    std::fs::write(&log, "").unwrap();
+    (path, log)
+}
+
+#[test]
+fn push_streams_the_module_into_git_without_a_copy_of_its_git_bundle_on_disk() {
+    let dir = Dir::new("nocopy");
+    let out = dir.path("bundle.tar");
+    let (module, _source) = small_bundle(&dir, &out, &[]);
+    let (path, log) = logging_git(&dir);
+    let tmp = dir.path("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let target = Registry::start(false);
+    let git_target = dir.path("target.git");
+    git_in(&dir.0, &["init", "--quiet", "--bare", git_target.to_str().unwrap()]);
+    let registry = format!("{}/mirror", target.host());
+    let args = ["push", out.to_str().unwrap(), "--registry", &registry, "--plain-http", "--git-url", git_target.to_str().unwrap()];
+    let env = [("PATH", path.as_str()), ("TMPDIR", tmp.to_str().unwrap()), ("FAKE_GIT_LOG", log.to_str().unwrap())];
+    let run = tool_with(&dir, Command::new(env!("CARGO_BIN_EXE_offline-install")), &args, None, QUICK, &env);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "", "git saw a copy of the module's git bundle on disk");
+    assert_eq!(git_in(&git_target, &["rev-parse", "refs/tags/v1.0.0^{commit}"]), head_of(&module, "v1.0.0"));
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "push left its scratch directory behind");
+}
+
+#[test]
+fn a_module_pack_changed_after_verify_pushes_no_ref() {
+    let dir = Dir::new("packchange");
+    let out = dir.path("bundle.tar");
+    let (_module, _source) = small_bundle(&dir, &out, &[]);
+    let target = Registry::start(false);
+    let file = out.clone();
+    target.with(|s| {
+        // Once verify is done (the first request), flip a byte of the pack inside the bundle.
+        s.on_request = Some(Box::new(move |_| {
+            let mut bytes = std::fs::read(&file).unwrap();
+            let header = bytes.windows(15).position(|w| w == b"# v2 git bundle").unwrap();
+            let pack = header + bytes[header..].windows(4).position(|w| w == b"PACK").unwrap();
+            if bytes[pack + 40] != b'!' {
+                bytes[pack + 40] = b'!';
+                std::fs::write(&file, bytes).unwrap();
+            }
+        }))
+    });
+    let git_target = dir.path("target.git");
+    git_in(&dir.0, &["init", "--quiet", "--bare", git_target.to_str().unwrap()]);
+    let run = push_plain(&dir, &out, &target, git_target.to_str().unwrap());
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("module"), "{}", run.stderr);
+    assert_eq!(git_in(&git_target, &["for-each-ref"]), "", "a ref was pushed from a changed bundle");
 }

@@ -306,7 +306,7 @@ def main():
         print(f"measured: bundle in parts ({b_size} bytes): peak RSS {b_rss} KiB, scratch peak {b_scratch} bytes (the module's clone);"
               f" largest blob {len(shared)} bytes")
         print(f"measured: verify over parts: peak RSS {v_rss} KiB; push from parts: peak RSS {p_rss} KiB, $TMPDIR peak {p_tmp} bytes"
-              " (the module's git bundle and its clone)")
+              " (the bare repository the module is pushed from)")
         assert b_scratch < largest, b_scratch
         assert max(b_rss, v_rss, p_rss) < 16 * 1024, (b_rss, v_rss, p_rss)
 

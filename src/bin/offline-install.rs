@@ -59,7 +59,8 @@ push     (air-gapped side) verifies first, then pushes images and chart under
          HOST/PATH/<name> (the chart keeps its name), skipping blobs the registry already
          has (a re-run after an interruption finishes the job), pushes the module's one
          ref (at the commit manifest.json names) to --git-url, and prints the values to use
-         next. Its scratch space is under $TMPDIR (FILE may be on read-only media); what it
+         next. Its scratch space is under $TMPDIR (FILE may be on read-only media): the
+         bare repository git pushes the module from, its pack streamed from FILE; what it
          reads again after verify is checked again (a changed blob fails its upload).
          A differential bundle is pushed only onto its base: every blob it does not carry
          must be in the registry and the commit its git bundle builds on in the git

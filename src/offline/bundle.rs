@@ -3,8 +3,7 @@
 //! standard error/out; errors name the object, the registry's answer and the fix.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
@@ -489,6 +488,13 @@ const GIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60)
 /// giving up on a transfer slower than 1,000 bytes/s for 60 s, and killed after the
 /// wall-clock bound; its messages are shown with `url`'s user info hidden.
 pub(super) fn git(args: &[&str], dir: Option<&Path>, what: &str, url: &str) -> Result<String> {
+    git_fed(args, dir, what, url, None)
+}
+
+/// [`git`] with `input` copied to its standard input by a thread of its own (so a git that
+/// stops reading is still stopped at the wall-clock bound); a copy that fails or stops short
+/// fails the call.
+fn git_fed(args: &[&str], dir: Option<&Path>, what: &str, url: &str, input: Option<Box<dyn Read + Send>>) -> Result<String> {
     let what = hide_userinfo(what, url);
     let limit = std::env::var("OFFLINE_INSTALL_GIT_TIMEOUT").ok().and_then(|t| t.parse().ok()).map_or(GIT_TIMEOUT, std::time::Duration::from_secs);
     let mut cmd = Command::new("git");
@@ -496,7 +502,7 @@ pub(super) fn git(args: &[&str], dir: Option<&Path>, what: &str, url: &str) -> R
         cmd.arg("-C").arg(d);
     }
     cmd.args(["-c", "http.lowSpeedLimit=1000", "-c", "http.lowSpeedTime=60"]).args(args);
-    cmd.env("GIT_TERMINAL_PROMPT", "0").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.env("GIT_TERMINAL_PROMPT", "0").stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::piped());
     // Its own process group, so that the helpers it starts (git-remote-https, ssh) are
     // stopped with it and release the pipes.
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
@@ -512,6 +518,10 @@ pub(super) fn git(args: &[&str], dir: Option<&Path>, what: &str, url: &str) -> R
     };
     let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
     let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let feeder = match (input, child.stdin.take()) {
+        (Some(mut from), Some(mut to)) => Some(std::thread::spawn(move || std::io::copy(&mut from, &mut to).map(drop))),
+        _ => None,
+    };
     let started = std::time::Instant::now();
     let status = loop {
         match child.try_wait().map_err(|e| Error::io(format!("{what}: waiting for git"), e))? {
@@ -530,7 +540,11 @@ pub(super) fn git(args: &[&str], dir: Option<&Path>, what: &str, url: &str) -> R
     };
     let (out, err) = (stdout.join().unwrap_or_default(), stderr.join().unwrap_or_default());
     let said = hide_userinfo(String::from_utf8_lossy(&err).trim(), url);
+    let fed = feeder.map(|f| f.join().unwrap_or_else(|_| Err(std::io::Error::other("the feeding thread panicked"))));
     match status {
+        Some(s) if s.success() && matches!(fed, Some(Err(_))) => {
+            Err(Error::transport(what, format!("feeding git failed: {}", fed.and_then(Result::err).map_or(String::new(), |e| e.to_string()))))
+        }
         None => Err(Error::transport(what, format!("git did not finish within {} s and was stopped (a Git service that does not answer?)", limit.as_secs()))),
         Some(s) if !s.success() => Err(Error::transport(what, format!("git said: {said}"))),
         Some(_) => Ok(String::from_utf8_lossy(&out).into_owned()),
@@ -661,28 +675,31 @@ impl Opened {
         Ok(bytes)
     }
 
-    /// Copies an entry to `to`, refused unless its bytes still have the sha256 `SHA256SUMS` gave.
-    fn copy_checked(&self, name: &str, to: &Path) -> Result<()> {
-        let entry = self.entry(name)?;
-        let expected = self.sums.get(name).ok_or_else(|| Error::decode(self.doc(), format!("{name} is not in SHA256SUMS")))?;
-        let mut out = BufWriter::new(File::create(to).map_err(|e| Error::io(format!("creating {}", to.display()), e))?);
-        let mut reader = self.source.open(entry).map_err(|e| Error::io(format!("reading {name}"), e))?;
-        let mut hasher = Hasher::new();
-        let mut buf = vec![0u8; 64 << 10];
-        loop {
-            let n = reader.read(&mut buf).map_err(|e| Error::io(format!("reading {name} from {}", self.doc()), e))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            out.write_all(&buf[..n]).map_err(|e| Error::io(format!("writing {} (is the disk full?)", to.display()), e))?;
+    /// Unpacks the module's git bundle into the bare repository `bare` without a copy of it
+    /// on disk: the pack after its header is streamed into `git index-pack --stdin
+    /// --fix-thin` (thin: a differential bundle's base objects are in `bare` already), the
+    /// whole entry hashed on the way; only when it still has the sha256 `SHA256SUMS` gave is
+    /// the module's ref set, so a bundle changed after verify leaves nothing to push.
+    fn unpack_module(&self, bare: &Path, url: &str) -> Result<()> {
+        let name = "module/module.bundle";
+        let what = "unpacking the module bundle";
+        let expected = self.sums.get(name).ok_or_else(|| Error::decode(self.doc(), format!("{name} is not in SHA256SUMS")))?.clone();
+        let head = self.read_prefix(name, MAX_GIT_HEADER)?;
+        let end = head.windows(2).position(|w| w == b"\n\n").ok_or_else(|| Error::decode(self.doc(), format!("{name} has no git bundle header")))? + 2;
+        let full_ref = &self.module.full_ref;
+        let oid = std::str::from_utf8(&head[..end])
+            .ok()
+            .and_then(|t| t.lines().find_map(|l| l.strip_suffix(full_ref.as_str()).and_then(|o| o.strip_suffix(' ')).map(String::from)))
+            .ok_or_else(|| Error::decode(self.doc(), format!("{name} does not name {full_ref}")))?;
+        let digest = Arc::new(std::sync::Mutex::new(None));
+        let reader = self.source.open(self.entry(name)?).map_err(|e| Error::io(format!("reading {name}"), e))?;
+        let pack = Hashed { inner: reader, hasher: Some(Hasher::new()), skip: end as u64, done: digest.clone() };
+        git_fed(&["index-pack", "--stdin", "--fix-thin"], Some(bare), what, url, Some(Box::new(pack)))?;
+        let actual = digest.lock().map_err(|_| Error::decode(self.doc(), "a panicked reader"))?.take();
+        if actual.as_ref() != Some(&expected) {
+            return Err(Error::decode(self.doc(), format!("{name} changed after it was verified (or was not read to its end); nothing of it is pushed")));
         }
-        out.flush().map_err(|e| Error::io(format!("writing {} (is the disk full?)", to.display()), e))?;
-        let actual = hasher.finish();
-        if actual != *expected {
-            return Err(Error::decode(self.doc(), format!("{name} now has sha256 {}: the file changed after it was verified", actual.hex())));
-        }
-        Ok(())
+        git(&["update-ref", "--end-of-options", full_ref, &oid], Some(bare), what, url).map(drop)
     }
 
     /// At most the first `max` bytes of an entry.
@@ -1089,9 +1106,11 @@ impl Drop for Owned {
 }
 
 /// `push`: verify, then mirror every artifact and the module; returns the values to use next.
-/// The module's git bundle is copied (and checked against `SHA256SUMS` again) into a
-/// scratch directory under the temporary directory before anything is uploaded, so a
-/// bundle on read-only media works and a full disk fails before the registry is touched.
+/// Blobs are read in place from the bundle or its parts. The module's pack is streamed
+/// from the bundle into a bare repository in a scratch directory under the temporary
+/// directory (made before anything is uploaded, so a bundle on read-only media works), and
+/// checked against `SHA256SUMS` again on the way; git needs a repository to push from, so
+/// that repository (the pack and its index) is the only temporary disk push uses.
 pub fn push(path: &Path, target: &Target) -> Result<String> {
     let opened = verify(path)?;
     eprintln!(
@@ -1103,8 +1122,6 @@ pub fn push(path: &Path, target: &Target) -> Result<String> {
         eprintln!("{}", base.describe());
     }
     let scratch = Owned::temp_dir("push")?;
-    let module_file = scratch.0.join("module.bundle");
-    opened.copy_checked("module/module.bundle", &module_file)?;
     let host = &target.registry.host;
     let prefix = target.registry.prefix.as_ref();
     let dest = Registry::new(target.access.endpoint(host)?)?;
@@ -1158,13 +1175,11 @@ pub fn push(path: &Path, target: &Target) -> Result<String> {
     let git_shown = crate::redact::url_without_userinfo(&target.git_url);
     eprintln!("pushing the module ({full_ref} = {commit}) to {git_shown}");
     let url = target.git_url.as_str();
-    if opened.base.as_ref().is_some_and(|b| b.prerequisite.is_some()) {
-        // The base's history is in `bare` already (fetched from the target and checked).
-        let refspec = format!("+{full_ref}:{full_ref}");
-        git(&["fetch", "--quiet", "--", &module_file.display().to_string(), &refspec], Some(&bare), "unpacking the module bundle", url)?;
-    } else {
-        git(&["clone", "--quiet", "--bare", "--", &module_file.display().to_string(), &bare.display().to_string()], None, "unpacking the module bundle", url)?;
+    if !bare.exists() {
+        git(&["init", "--quiet", "--bare", &bare.display().to_string()], None, "preparing the module", url)?;
     }
+    // With a prerequisite, the base's history is in `bare` already (fetched from the target and checked).
+    opened.unpack_module(&bare, url)?;
     // Only the ref manifest.json names, and only at its commit.
     let found = git(&["rev-parse", "--verify", "--end-of-options", &format!("{full_ref}^{{commit}}")], Some(&bare), "reading the module bundle", url)?;
     if found.trim() != commit {
@@ -1230,6 +1245,38 @@ fn base_in_target(opened: &Opened, base: &differential::Base, dest: &Registry, t
         Ok(())
     } else {
         Err(differential::missing_error(base, &missing))
+    }
+}
+
+/// A reader that hashes everything it reads and hands on what follows the first `skip`
+/// bytes; the digest is left in `done` at the end of the input.
+struct Hashed<R: Read> {
+    inner: R,
+    hasher: Option<Hasher>,
+    skip: u64,
+    done: Arc<std::sync::Mutex<Option<Digest>>>,
+}
+
+impl<R: Read> Read for Hashed<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let n = self.inner.read(buf)?;
+            if n == 0 {
+                if let (Some(h), Ok(mut done)) = (self.hasher.take(), self.done.lock()) {
+                    *done = Some(h.finish());
+                }
+                return Ok(0);
+            }
+            if let Some(h) = self.hasher.as_mut() {
+                h.update(&buf[..n]);
+            }
+            let dropped = usize::try_from(self.skip).unwrap_or(usize::MAX).min(n);
+            self.skip -= dropped as u64;
+            if dropped < n {
+                buf.copy_within(dropped..n, 0);
+                return Ok(n - dropped);
+            }
+        }
     }
 }
 
