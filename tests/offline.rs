@@ -1547,3 +1547,81 @@ fn a_module_pack_changed_after_verify_pushes_no_ref() {
     assert!(run.stderr.contains("module"), "{}", run.stderr);
     assert_eq!(git_in(&git_target, &["for-each-ref"]), "", "a ref was pushed from a changed bundle");
 }
+
+#[test]
+fn a_layer_the_base_holds_only_in_another_repository_is_carried_so_the_differential_bundle_still_pushes() {
+    let dir = Dir::new("since-repos");
+    let module = module_repo(&dir);
+    let source = Registry::start(false);
+    // The agent image (and the chart, which shares its tag in the stand-in) has the layer
+    // "shared"; the old runner image does not, the new one does.
+    let (agent, agent_blobs) = two_layers("shared", "agent-only");
+    let (old_runner, old_runner_blobs) = image("runner-1");
+    let (new_runner, new_runner_blobs) = two_layers("shared", "runner-2");
+    let put = |runner: &str, blobs: &[String]| {
+        source.with(|s| {
+            s.manifests.insert("0.1.0".into(), (MANIFEST.into(), agent.clone()));
+            s.manifests.insert("1.0".into(), (MANIFEST.into(), runner.to_string()));
+            for b in agent_blobs.iter().chain(blobs) {
+                s.blobs.insert(digest(b.as_bytes()), b.clone());
+            }
+        })
+    };
+    put(&old_runner, &old_runner_blobs);
+    let tool_path = small_tool(&dir);
+    let small = ["--tool", tool_path.to_str().unwrap()];
+    let old = dir.path("old.tar");
+    let run = run_bundle_with(&dir, &old, &source.host(), module.to_str().unwrap(), &small);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    put(&new_runner, &new_runner_blobs);
+    let new = dir.path("new.tar");
+    let run = run_bundle_with(&dir, &new, &source.host(), module.to_str().unwrap(), &[&small[..], &["--since", old.to_str().unwrap()]].concat());
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert!(tar_names(&new).contains(&format!("oci/blobs/sha256/{}", sha(b"shared"))), "the runner's repository never had it: it must be carried");
+    let target = Registry::start(false);
+    let git_target = dir.path("target.git");
+    git_in(&dir.0, &["init", "--quiet", "--bare", git_target.to_str().unwrap()]);
+    let run = push_plain(&dir, &old, &target, git_target.to_str().unwrap());
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    let run = push_plain(&dir, &new, &target, git_target.to_str().unwrap());
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    target.with(|s| assert_eq!(s.manifests.get("1.0").map(|m| m.1.as_str()), Some(new_runner.as_str())));
+}
+
+#[test]
+fn a_bundle_that_is_a_fifo_is_refused_at_once_and_one_behind_a_symlink_is_read_from_its_target() {
+    let dir = Dir::new("single-kinds");
+    let fifo = dir.path("fifo.tar");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    for command in ["verify", "list", "push"] {
+        let run = tool(&dir, &[command, fifo.to_str().unwrap(), "--registry", "127.0.0.1:1", "--git-url", "/nonexistent"], None, Duration::from_secs(10));
+        assert!(!run.timed_out, "{command} blocked on a FIFO");
+        assert_eq!(run.code, Some(1), "{command}: {}", run.all());
+        assert!(run.stderr.contains("is not a regular file"), "{command}: {}", run.stderr);
+    }
+    let real = dir.path("real.tar");
+    write_tar(&real, &valid_chunks());
+    let link = dir.path("link.tar");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let run = tool(&dir, &["verify", link.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+}
+
+#[test]
+fn list_over_parts_checks_their_sizes_but_hashes_nothing() {
+    let dir = Dir::new("list-parts");
+    let (out, _source) = parted_bundle(&dir);
+    let altered = copy_parts(&dir, &out, "altered");
+    // A byte of the tool's data (after its 512-byte header) changed.
+    let mut bytes = std::fs::read(altered.with_file_name("b.tar.001")).unwrap();
+    bytes[5000] ^= 1;
+    std::fs::write(altered.with_file_name("b.tar.001"), bytes).unwrap();
+    let run = tool(&dir, &["list", altered.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert!(run.stdout.contains("5 parts") && run.stdout.contains("not verified"), "{}", run.stdout);
+    let missing = copy_parts(&dir, &out, "missing");
+    std::fs::remove_file(missing.with_file_name("b.tar.004")).unwrap();
+    let run = tool(&dir, &["list", missing.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("b.tar.004 is missing"), "{}", run.stderr);
+}

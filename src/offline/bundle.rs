@@ -172,14 +172,14 @@ impl Staged {
 
     /// Adds a blob once (layers shared between images are stored once).
     fn add_blob(&mut self, source: &Registry, repository: &Repository, blob: &Descriptor) -> Result<()> {
-        if !self.blobs.insert(blob.digest.clone()) {
+        if self.blobs.contains(&blob.digest) {
             return Ok(());
         }
-        if let Some(base) = self.base.as_mut() {
-            if base.omit(&blob.digest) {
-                return Ok(());
-            }
+        // Left out only where the base put it: its target repository holds it then.
+        if self.base.as_mut().is_some_and(|base| base.omit(repository, &blob.digest)) {
+            return Ok(());
         }
+        self.blobs.insert(blob.digest.clone());
         // Streamed straight into the bundle: a blob whose bytes are not its digest fails the
         // whole bundle (its partial output is removed), so nothing is staged on disk.
         let name = blob.digest.blob_name();
@@ -329,7 +329,8 @@ pub fn bundle(sources: &Sources, access: &Access, output: &Path) -> Result<Writt
     }
     let base = match &sources.since {
         Some(old) => {
-            Some(differential::Known::of(&verify(old).map_err(|e| Error::config("--since", e.to_string(), "give the earlier bundle this one is to follow"))?))
+            let opened = verify(old).map_err(|e| Error::config("--since", e.to_string(), "give the earlier bundle this one is to follow"))?;
+            Some(differential::Known::of(&opened)?)
         }
         None => None,
     };
@@ -422,7 +423,7 @@ fn stage_bundle(sources: &Sources, access: &Access, scratch: &Path, output: part
     manifest.insert("artifacts".into(), Value::Array(records));
     manifest.insert("module".into(), module);
     if let Some(base) = &staged.base {
-        manifest.insert("base".into(), base.record(prerequisite.as_deref()));
+        manifest.insert("base".into(), base.record(&staged.blobs, prerequisite.as_deref()));
     }
     let manifest_text = crate::commands::pretty(&Value::Object(manifest));
     staged.add("manifest.json", 0o644, manifest_text.as_bytes())?;
@@ -713,11 +714,6 @@ impl Opened {
         Ok(bytes)
     }
 
-    /// The digests of every blob and manifest the bundle carries.
-    pub fn carried(&self) -> impl Iterator<Item = Digest> + '_ {
-        self.entries.keys().filter_map(|n| n.strip_prefix("oci/blobs/sha256/")).filter_map(|h| Digest::from_hex(h).ok())
-    }
-
     /// True when the bundle carries the blob (a differential one leaves its base's out).
     pub fn carries(&self, digest: &Digest) -> bool {
         self.entries.contains_key(&digest.blob_name())
@@ -742,7 +738,7 @@ impl Opened {
 
     /// Walks one artifact's graph from the bundle (see [`graph::walk`]); every blob is
     /// checked to be present with the size its descriptor gives.
-    fn walk(&self, artifact: &Artifact, visit: &mut dyn FnMut(Step) -> Result<()>) -> Result<()> {
+    pub(super) fn walk(&self, artifact: &Artifact, visit: &mut dyn FnMut(Step) -> Result<()>) -> Result<()> {
         let top = self.manifest_blob(&artifact.digest, &artifact.media_type)?;
         graph::walk(top, &mut |child| self.manifest_blob(&child.digest, &child.media_type), &mut |step| {
             if let Step::Blob(blob) = &step {
@@ -764,7 +760,7 @@ impl Opened {
 /// `oci/index.json` name the same artifacts, and each artifact's whole graph is present.
 /// Returns the opened bundle.
 pub fn verify(path: &Path) -> Result<Opened> {
-    verify_source(path, Source::locate(path)?)
+    verify_source(path, Source::locate(path, true)?)
 }
 
 /// [`verify`] of the bundle whose bytes `source` holds (`path` names it in messages); a
@@ -919,7 +915,8 @@ pub fn open_source(path: &Path, source: Source) -> Result<Opened> {
 /// no checksum is checked (run `verify` for that): each artifact with its platforms, digest,
 /// and the count and bytes of the blobs it carries; the base a differential bundle needs.
 pub fn list(path: &Path) -> Result<String> {
-    let opened = open_source(path, Source::locate(path)?)?;
+    // The parts' sizes are checked, not their checksums: list hashes nothing.
+    let opened = open_source(path, Source::locate(path, false)?)?;
     let mut out = format!(
         "{}: {} bytes, not verified (run 'verify' to check every checksum)
 ",

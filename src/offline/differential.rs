@@ -12,11 +12,13 @@
 //! commit, and refuses, naming each one missing, before it uploads anything. Not
 //! supported: omitting manifests, or a base on a registry other than the push target.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use miniserde::json::{Array, Object, Value};
 
 use super::digest::{shown, Digest};
+use super::graph::Step;
+use super::registry::Repository;
 use crate::error::{Error, Result};
 use crate::json::get;
 
@@ -25,10 +27,12 @@ const SHOWN_MISSING: usize = 10;
 /// Blobs one base may omit.
 pub const MAX_OMITS: usize = 100_000;
 
-/// What the base (OLD) holds, while a differential bundle is written.
+/// What the base (OLD) holds, while a differential bundle is written: per source
+/// repository (which decides the target repository, and a registry keeps blobs per
+/// repository), every blob OLD's artifacts reference, carried or left to OLD's own base.
 #[derive(Debug, Clone)]
 pub struct Known {
-    have: BTreeSet<Digest>,
+    have: BTreeMap<Repository, BTreeSet<Digest>>,
     /// The blobs referenced and left out so far.
     pub omitted: BTreeSet<Digest>,
     anchor: Digest,
@@ -37,31 +41,40 @@ pub struct Known {
 }
 
 impl Known {
-    /// The base `old` (already verified): the blobs it carries and those its own base holds.
-    pub fn of(old: &super::bundle::Opened) -> Known {
-        let mut have: BTreeSet<Digest> = old.carried().collect();
-        if let Some(base) = &old.base {
-            have.extend(base.omits.iter().cloned());
+    /// The base `old` (already verified): the blobs each of its artifacts' repositories holds
+    /// once it is pushed.
+    pub fn of(old: &super::bundle::Opened) -> Result<Known> {
+        let mut have: BTreeMap<Repository, BTreeSet<Digest>> = BTreeMap::new();
+        for artifact in &old.artifacts {
+            let blobs = have.entry(artifact.source.repository.clone()).or_default();
+            old.walk(artifact, &mut |step| {
+                if let Step::Blob(b) = step {
+                    blobs.insert(b.digest.clone());
+                }
+                Ok(())
+            })?;
         }
-        Known { have, omitted: BTreeSet::new(), anchor: old.sums_digest.clone(), commit: old.module.commit.clone() }
+        Ok(Known { have, omitted: BTreeSet::new(), anchor: old.sums_digest.clone(), commit: old.module.commit.clone() })
     }
 
-    /// True (and recorded) when the base holds `digest`, so the bundle leaves it out.
-    pub fn omit(&mut self, digest: &Digest) -> bool {
-        let known = self.have.contains(digest);
+    /// True (and recorded) when the base holds `digest` in `repository`, so the bundle
+    /// leaves it out there.
+    pub fn omit(&mut self, repository: &Repository, digest: &Digest) -> bool {
+        let known = self.have.get(repository).is_some_and(|blobs| blobs.contains(digest));
         if known {
             self.omitted.insert(digest.clone());
         }
         known
     }
 
-    /// The `base` record of `manifest.json`; `prerequisite` is the commit the git bundle
-    /// builds on (none when it is complete: the module did not move forward from OLD's).
-    pub fn record(&self, prerequisite: Option<&str>) -> Value {
+    /// The `base` record of `manifest.json`: the blobs omitted, less those `carried` (left
+    /// out for one repository, carried for another); `prerequisite` is the commit the git
+    /// bundle builds on (none when it is complete: the module did not move forward from OLD's).
+    pub fn record(&self, carried: &std::collections::HashSet<Digest>, prerequisite: Option<&str>) -> Value {
         let mut o = Object::new();
         o.insert("anchor".into(), Value::String(self.anchor.hex().to_string()));
         let mut omits = Array::new();
-        omits.extend(self.omitted.iter().map(|d| Value::String(d.to_string())));
+        omits.extend(self.omitted.iter().filter(|d| !carried.contains(*d)).map(|d| Value::String(d.to_string())));
         o.insert("omits".into(), Value::Array(omits));
         if let Some(commit) = prerequisite {
             o.insert("moduleCommit".into(), Value::String(commit.to_string()));

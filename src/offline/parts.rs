@@ -99,18 +99,14 @@ pub struct Source {
 }
 
 impl Source {
-    /// A single-file bundle (a regular file: a FIFO or device is refused, a symlink is followed).
+    /// A single-file bundle: a regular file (a FIFO or device is refused without blocking
+    /// on it); a symlink is followed once, here, and its target is what is read from then on.
     pub fn single(path: &Path) -> Result<Source> {
-        let file = File::open(path).map_err(|e| Error::io(format!("opening the bundle {}", path.display()), e))?;
+        let real = std::fs::canonicalize(path).map_err(|e| Error::io(format!("opening the bundle {}", path.display()), e))?;
+        let file = open_regular(&real)
+            .map_err(|why| Error::config("bundle", format!("{} {why}", path.display()), "give the bundle file (or FILE with FILE.parts beside it)"))?;
         let meta = file.metadata().map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-        if !meta.is_file() {
-            return Err(Error::config(
-                "bundle",
-                format!("{} is not a regular file", path.display()),
-                "give the bundle file (or FILE with FILE.parts beside it)",
-            ));
-        }
-        let part = Part { path: path.to_path_buf(), size: meta.len(), digest: None, start: 0 };
+        let part = Part { path: real, size: meta.len(), digest: None, start: 0 };
         Ok(Source { parts: Arc::new(vec![part]), len: meta.len(), index: None, sums: None })
     }
 
@@ -121,11 +117,12 @@ impl Source {
     }
 
     /// Finds the bundle `file`: the file itself when it exists, else its parts through
-    /// `FILE.parts`, every part checked against the index (see [`Source::parted`]).
-    pub fn locate(file: &Path) -> Result<Source> {
+    /// `FILE.parts`, every part checked against the index (see [`Source::parted`]; with
+    /// `hash` false only their sizes: `list` hashes nothing).
+    pub fn locate(file: &Path, hash: bool) -> Result<Source> {
         match std::fs::symlink_metadata(file) {
             Ok(_) => Source::single(file),
-            Err(e) if e.kind() == io::ErrorKind::NotFound && std::fs::symlink_metadata(index_path(file)).is_ok() => Source::parted(file),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && std::fs::symlink_metadata(index_path(file)).is_ok() => Source::parted(file, hash),
             Err(e) => Err(Error::io(format!("opening the bundle {} (nor is there {})", file.display(), index_path(file).display()), e)),
         }
     }
@@ -133,7 +130,8 @@ impl Source {
     /// The parts of `file` as `FILE.parts` lists them, each opened without following a
     /// symlink, a regular file, with the size and sha256 the index gives; a part after the
     /// last is refused too (a part list cut short). Errors name the part and what is wrong.
-    pub fn parted(file: &Path) -> Result<Source> {
+    /// With `hash` false, everything but the checksums is checked.
+    pub fn parted(file: &Path, hash: bool) -> Result<Source> {
         let index_file = index_path(file);
         let doc = format!("the part index {}", index_file.display());
         let bytes = read_regular(&index_file, MAX_INDEX).map_err(|why| Error::decode(&doc, format!("it {why}")))?;
@@ -142,7 +140,7 @@ impl Source {
         let mut start = 0u64;
         for (i, (size, digest)) in listed.into_iter().enumerate() {
             let path = part_path(file, i + 1);
-            check_part(&path, size, &digest)?;
+            check_part(&path, size, hash.then_some(&digest))?;
             parts.push(Part { path, size, digest: Some(digest), start });
             start = start.checked_add(size).ok_or_else(|| Error::decode(&doc, "its sizes add up past 2^64"))?;
         }
@@ -222,8 +220,9 @@ fn open_regular(path: &Path) -> std::result::Result<File, String> {
     Ok(file)
 }
 
-/// Checks one part against the index: present, a plain file, `size` bytes, sha256 `digest`.
-fn check_part(path: &Path, size: u64, digest: &Digest) -> Result<()> {
+/// Checks one part against the index: present, a plain file, `size` bytes, and (when given)
+/// sha256 `digest`.
+fn check_part(path: &Path, size: u64, digest: Option<&Digest>) -> Result<()> {
     let what = format!("part {}", path.display());
     let fix = "copy it again from the medium it came on (the other parts are checked too)";
     let wrong = |why: String| Error::config("bundle parts", format!("{what} {why}"), fix);
@@ -235,6 +234,7 @@ fn check_part(path: &Path, size: u64, digest: &Digest) -> Result<()> {
     if actual > size {
         return Err(wrong(format!("is {actual} bytes, longer than the {size} the index says")));
     }
+    let Some(digest) = digest else { return Ok(()) };
     let mut hasher = Hasher::new();
     let mut buf = vec![0u8; 64 << 10];
     let mut read = 0u64;
