@@ -1288,6 +1288,12 @@ fn bundle_in_parts_refuses_an_existing_part_and_leaves_no_part_behind_when_it_fa
     assert!(run.stderr.contains("b.tar.001 already exists"), "{}", run.stderr);
     assert_eq!(std::fs::read_to_string(dir.path("b.tar.001")).unwrap(), "someone's");
     std::fs::remove_file(dir.path("b.tar.001")).unwrap();
+    // A stale index from a killed run: refused before anything is fetched, not after.
+    std::fs::write(dir.path("b.tar.parts.partial"), "stale").unwrap();
+    let run = run_bundle_with(&dir, &out, &source.host(), "/nonexistent", &["--max-part-size", "64K"]);
+    assert!(run.code == Some(1) && run.stderr.contains("b.tar.parts.partial already exists"), "{}", run.all());
+    assert!(!source.seen().iter().any(|s| s.path.contains("/blobs/")), "it fetched before refusing");
+    std::fs::remove_file(dir.path("b.tar.parts.partial")).unwrap();
     // The module cannot be cloned: every part written so far (the 40 MB tool's) is removed.
     let run = run_bundle_with(&dir, &out, &source.host(), "/nonexistent", &["--max-part-size", "1M"]);
     assert_eq!(run.code, Some(1), "{}", run.all());
@@ -1624,4 +1630,77 @@ fn list_over_parts_checks_their_sizes_but_hashes_nothing() {
     let run = tool(&dir, &["list", missing.to_str().unwrap()], None, QUICK);
     assert_eq!(run.code, Some(1), "{}", run.all());
     assert!(run.stderr.contains("b.tar.004 is missing"), "{}", run.stderr);
+}
+
+/// Runs offline-install with `args` and returns its run and its peak resident set size in
+/// KiB (`VmHWM` of its own process, sampled every 5 ms: it only grows, so the last sample
+/// before the exit is the peak; git's memory is its own and not counted).
+fn tool_peak_rss(dir: &Dir, args: &[&str], within: Duration) -> (Option<i32>, String, u64) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_offline-install"))
+        .args(args)
+        .env("REGISTRY_AUTH_FILE", dir.path("no-auth-file.json"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path("stderr.txt")).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + within;
+    let mut peak = 0;
+    let code = loop {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+        let hwm = status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok());
+        peak = peak.max(hwm.unwrap_or(0));
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    (code, std::fs::read_to_string(dir.path("stderr.txt")).unwrap_or_default(), peak)
+}
+
+#[test]
+fn bundle_and_push_of_a_large_module_stay_within_a_few_mib_of_memory() {
+    let dir = Dir::new("bigmodule");
+    let module = module_repo(&dir);
+    // 32 MiB that do not compress: the git bundle is as large.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let noise: Vec<u8> = (0..32u64 << 20)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    std::fs::write(module.join("blob.bin"), noise).unwrap();
+    git_in(&module, &["add", "."]);
+    git_in(&module, &["commit", "--quiet", "-m", "big"]);
+    git_in(&module, &["tag", "-f", "v1.0.0"]);
+    let source = Registry::start(false);
+    let (child, blobs) = image("layer");
+    serve(&source, (MANIFEST, &child), &[], &blobs);
+    let tool_path = small_tool(&dir);
+    let out = dir.path("bundle.tar");
+    let mut args = bundle_args(out.to_str().unwrap(), &source.host(), module.to_str().unwrap());
+    args.extend(["--tool".to_string(), tool_path.display().to_string()]);
+    let (code, stderr, peak) = tool_peak_rss(&dir, &args.iter().map(String::as_str).collect::<Vec<_>>(), Duration::from_secs(120));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(std::fs::metadata(&out).unwrap().len() > 32 << 20);
+    eprintln!("bundle of a 32 MiB module: peak RSS {peak} KiB");
+    assert!(peak > 0 && peak < 16 << 10, "bundle held {peak} KiB at its peak");
+    let target = Registry::start(false);
+    let git_target = dir.path("target.git");
+    git_in(&dir.0, &["init", "--quiet", "--bare", git_target.to_str().unwrap()]);
+    let registry = format!("{}/mirror", target.host());
+    let push = ["push", out.to_str().unwrap(), "--registry", &registry, "--plain-http", "--git-url", git_target.to_str().unwrap()];
+    let (code, stderr, peak) = tool_peak_rss(&dir, &push, Duration::from_secs(120));
+    assert_eq!(code, Some(0), "{stderr}");
+    eprintln!("push of a 32 MiB module: peak RSS {peak} KiB");
+    assert!(peak > 0 && peak < 16 << 10, "push held {peak} KiB at its peak");
+    assert_eq!(git_in(&git_target, &["rev-parse", "refs/tags/v1.0.0^{commit}"]), head_of(&module, "v1.0.0"));
 }

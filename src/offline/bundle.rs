@@ -170,6 +170,30 @@ impl Staged {
         Ok(())
     }
 
+    /// Adds the file at `path`, streamed and hashed on the way (the module's git bundle can
+    /// be large: it is never held in memory).
+    fn add_file(&mut self, name: &str, mode: u32, path: &Path) -> Result<()> {
+        let reading = |e| Error::io(format!("reading {}", path.display()), e);
+        let mut file = std::fs::File::open(path).map_err(reading)?;
+        let size = file.metadata().map_err(reading)?.len();
+        let mut hasher = Hasher::new();
+        self.tar
+            .append_with(name, mode, size, &mut |out| {
+                let mut buf = vec![0u8; 64 << 10];
+                loop {
+                    let n = file.read(&mut buf)?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    hasher.update(&buf[..n]);
+                    out.write_all(&buf[..n])?;
+                }
+            })
+            .map_err(|e| Error::io(format!("writing {name} into the bundle from {} (is the disk full?)", path.display()), e))?;
+        self.sums.push((hasher.finish(), name.to_string()));
+        Ok(())
+    }
+
     /// Adds a blob once (layers shared between images are stored once).
     fn add_blob(&mut self, source: &Registry, repository: &Repository, blob: &Descriptor) -> Result<()> {
         if self.blobs.contains(&blob.digest) {
@@ -317,11 +341,14 @@ pub fn bundle(sources: &Sources, access: &Access, output: &Path) -> Result<Writt
         ));
     }
     if sources.max_part_size.is_some() {
-        for taken in [output.to_path_buf(), parts::index_path(output), parts::part_path(output, 1)] {
+        for taken in [output.to_path_buf(), parts::index_path(output), parts::index_partial_path(output), parts::part_path(output, 1)] {
             if std::fs::symlink_metadata(&taken).is_ok() {
                 return Err(Error::config(
                     "--output",
-                    format!("{} already exists: a bundle in parts needs FILE, FILE.parts and FILE.001 free; it is left as it is", taken.display()),
+                    format!(
+                        "{} already exists: a bundle in parts needs FILE, FILE.parts, FILE.parts.partial and FILE.001 free; it is left as it is",
+                        taken.display()
+                    ),
                     "remove it or choose another --output",
                 ));
             }
@@ -397,8 +424,7 @@ fn scratch_peak(dir: &Path) -> u64 {
 
 fn stage_bundle(sources: &Sources, access: &Access, scratch: &Path, output: parts::Output, base: Option<differential::Known>) -> Result<(String, Source)> {
     let mut staged = Staged { tar: tar::Writer::new(BufWriter::with_capacity(64 << 10, output)), sums: Vec::new(), blobs: HashSet::new(), base };
-    let tool = std::fs::read(&sources.tool).map_err(|e| Error::io(format!("reading the tool {}", sources.tool.display()), e))?;
-    staged.add("offline-install", 0o755, &tool)?;
+    staged.add_file("offline-install", 0o755, &sources.tool)?;
     let mut index_entries = Array::new();
     let mut records = Array::new();
     for (role, reference, platforms) in
@@ -409,8 +435,8 @@ fn stage_bundle(sources: &Sources, access: &Access, scratch: &Path, output: part
         records.push(record);
     }
     let since = staged.base.as_ref().map(|b| b.commit.clone());
-    let (module_bytes, module, prerequisite) = module_bundle(&sources.module_repo, &sources.module_ref, scratch, since.as_deref())?;
-    staged.add("module/module.bundle", 0o644, &module_bytes)?;
+    let (module_file, module, prerequisite) = module_bundle(&sources.module_repo, &sources.module_ref, scratch, since.as_deref())?;
+    staged.add_file("module/module.bundle", 0o644, &module_file)?;
     let mut index = Object::new();
     index.insert("schemaVersion".into(), Value::Number(Number::U64(2)));
     index.insert("mediaType".into(), Value::String(INDEX_TYPES[0].into()));
@@ -438,11 +464,12 @@ fn stage_bundle(sources: &Sources, access: &Access, scratch: &Path, output: part
     Ok((manifest_text, written))
 }
 
-/// Clones the module repository and bundles `reference`; returns the bundle and its record
-/// (whose `source` has the URL's user info redacted: it travels with the bundle).
+/// Clones the module repository and bundles `reference`; returns the git bundle's path (in
+/// `scratch`) and its record (whose `source` has the URL's user info redacted: it travels
+/// with the bundle).
 /// With `since` (the base's commit, when it is an earlier commit of the same history), the git
 /// bundle holds only the commits after it, and that commit is returned as its prerequisite.
-fn module_bundle(repo: &str, reference: &str, scratch: &Path, since: Option<&str>) -> Result<(Vec<u8>, Value, Option<String>)> {
+fn module_bundle(repo: &str, reference: &str, scratch: &Path, since: Option<&str>) -> Result<(PathBuf, Value, Option<String>)> {
     if reference.is_empty() || reference.starts_with('-') || reference.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(Error::config(
             "--module-ref",
@@ -473,13 +500,12 @@ fn module_bundle(repo: &str, reference: &str, scratch: &Path, since: Option<&str
     };
     let file = scratch.join("module.bundle");
     git(&["bundle", "create", "--quiet", &file.display().to_string(), &range], Some(&mirror), "creating the git bundle", repo)?;
-    let bytes = std::fs::read(&file).map_err(|e| Error::io(format!("reading {}", file.display()), e))?;
     let mut o = Object::new();
     o.insert("source".into(), Value::String(shown_repo));
     o.insert("ref".into(), Value::String(reference.into()));
     o.insert("commit".into(), Value::String(commit));
     o.insert("file".into(), Value::String("module/module.bundle".into()));
-    Ok((bytes, Value::Object(o), prerequisite.map(String::from)))
+    Ok((file, Value::Object(o), prerequisite.map(String::from)))
 }
 
 /// Wall-clock bound of one git command, unless `OFFLINE_INSTALL_GIT_TIMEOUT` (seconds) says otherwise.

@@ -74,6 +74,13 @@ pub fn index_path(file: &Path) -> PathBuf {
     file.with_file_name(name)
 }
 
+/// Where the index is written before it is renamed: `FILE.parts.partial`.
+pub fn index_partial_path(file: &Path) -> PathBuf {
+    let mut name = file.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{INDEX_EXTENSION}.partial"));
+    file.with_file_name(name)
+}
+
 /// One file of a source: where it is, its length, and where it starts in the concatenation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Part {
@@ -464,11 +471,7 @@ impl Write for Output {
 /// through `FILE.parts.partial`) and returns the source with its anchor.
 pub fn write_index(file: &Path, written: &Source, sums: &Digest) -> Result<Source> {
     let index = index_path(file);
-    let partial = {
-        let mut name = index.file_name().unwrap_or_default().to_os_string();
-        name.push(".partial");
-        index.with_file_name(name)
-    };
+    let partial = index_partial_path(file);
     let text = index_text(sums, written.parts());
     let mut out =
         std::fs::OpenOptions::new().write(true).create_new(true).open(&partial).map_err(|e| Error::io(format!("creating {}", partial.display()), e))?;
