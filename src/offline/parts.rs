@@ -103,6 +103,8 @@ pub struct Source {
     pub index: Option<(PathBuf, Digest)>,
     /// The sha256 of `SHA256SUMS` the index records.
     pub sums: Option<Digest>,
+    /// A single file's name as given (its part holds the path a symlink resolved to).
+    given: Option<PathBuf>,
 }
 
 impl Source {
@@ -114,13 +116,13 @@ impl Source {
             .map_err(|why| Error::config("bundle", format!("{} {why}", path.display()), "give the bundle file (or FILE with FILE.parts beside it)"))?;
         let meta = file.metadata().map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
         let part = Part { path: real, size: meta.len(), digest: None, start: 0 };
-        Ok(Source { parts: Arc::new(vec![part]), len: meta.len(), index: None, sums: None })
+        Ok(Source { parts: Arc::new(vec![part]), len: meta.len(), index: None, sums: None, given: Some(path.to_path_buf()) })
     }
 
     /// Parts already checked (by the writer that made them, or [`Source::parted`]).
     fn of(parts: Vec<Part>, index: Option<(PathBuf, Digest)>, sums: Option<Digest>) -> Source {
         let len = parts.last().map_or(0, |p| p.start + p.size);
-        Source { parts: Arc::new(parts), len, index, sums }
+        Source { parts: Arc::new(parts), len, index, sums, given: None }
     }
 
     /// Finds the bundle `file`: the file itself when it exists, else its parts through
@@ -180,7 +182,7 @@ impl Source {
     pub fn shown(&self) -> String {
         match (self.parts.first(), self.parts.last()) {
             (Some(a), Some(b)) if self.parts.len() > 1 || self.index.is_some() => format!("{} … {}", a.path.display(), b.path.display()),
-            (Some(a), _) => a.path.display().to_string(),
+            (Some(a), _) => self.given.as_ref().unwrap_or(&a.path).display().to_string(),
             _ => String::new(),
         }
     }
