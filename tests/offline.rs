@@ -1704,3 +1704,25 @@ fn bundle_and_push_of_a_large_module_stay_within_a_few_mib_of_memory() {
     assert!(peak > 0 && peak < 16 << 10, "push held {peak} KiB at its peak");
     assert_eq!(git_in(&git_target, &["rev-parse", "refs/tags/v1.0.0^{commit}"]), head_of(&module, "v1.0.0"));
 }
+
+#[test]
+fn a_differential_bundle_can_follow_a_parted_base_and_be_cut_into_parts_itself() {
+    let dir = Dir::new("since-parts");
+    std::fs::create_dir_all(dir.path("old")).unwrap();
+    let old = dir.path("old/b.tar");
+    let (module, source) = small_bundle(&dir, &old, &["--max-part-size", "64K", "--module-ref", "main"]);
+    let (next, next_blobs) = image("layer-2");
+    serve(&source, (MANIFEST, &next), &[], &next_blobs);
+    std::fs::write(module.join("more.tf"), "locals {}\n").unwrap();
+    git_in(&module, &["add", "."]);
+    git_in(&module, &["commit", "--quiet", "-m", "more"]);
+    std::fs::create_dir_all(dir.path("new")).unwrap();
+    let new = dir.path("new/b.tar");
+    let tool_path = dir.path("small-tool");
+    let args = ["--tool", tool_path.to_str().unwrap(), "--max-part-size", "64K", "--module-ref", "main", "--since", old.to_str().unwrap()];
+    let run = run_bundle_with(&dir, &new, &source.host(), module.to_str().unwrap(), &args);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    let run = tool(&dir, &["verify", new.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert!(run.stdout.contains("differential") && run.stdout.contains("b.tar.parts sha256: "), "{}", run.stdout);
+}

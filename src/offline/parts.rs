@@ -454,7 +454,9 @@ impl Write for Output {
             return self.write(buf);
         }
         let n = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
-        let (Some((file, hasher)), Some(part)) = (self.current.as_mut(), self.parts.last_mut()) else { unreachable!("a part was just opened") };
+        let (Some((file, hasher)), Some(part)) = (self.current.as_mut(), self.parts.last_mut()) else {
+            return Err(io::Error::other("no part is open"));
+        };
         let n = file.write(&buf[..n])?;
         hasher.update(&buf[..n]);
         part.size += n as u64;
