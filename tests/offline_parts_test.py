@@ -10,7 +10,7 @@ the chart, and a git daemon.
   OCI layout written here, differing from the first by one layer) carries that layer, the new
   config and the manifests, nothing else; it pushes onto the earlier mirror (only those blobs
   are uploaded) and is refused by an empty registry, naming the missing layer and commit;
-- measured and printed: peak RSS (GNU time's %M) of bundle, verify and push, and the most
+- measured and printed: peak RSS (GNU time's %M: the tool's, or a git it ran if larger) of bundle, verify and push, and the most
   bytes their scratch space held (bundle: FILE.scratch/; push: $TMPDIR, set to a fresh
   directory), polled every 5 ms.
 
@@ -57,8 +57,9 @@ def tree_bytes(path):
 
 def measured(argv, watch, env=None, within=600):
     """Runs argv under GNU time (its child is forked from a small process, so the peak RSS is
-    the tool's own, not this Python process's copied at fork); returns (completed-like
-    result, peak RSS in KiB, most bytes `watch` held)."""
+    the tool's, not this Python process's copied at fork; Linux reports the larger of the
+    tool's own and of the git processes it waited for); returns (completed-like result, peak
+    RSS in KiB, most bytes `watch` held)."""
     peak = [0]
     done = threading.Event()
 
