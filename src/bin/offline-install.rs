@@ -40,7 +40,8 @@ bundle   (connected side) fetches every artifact into FILE: images keep their di
          anchor that covers every part. The parts joined ARE the bundle: the tool comes
          out with 'cat FILE.0* | tar -x offline-install' (or 'cat FILE.0* > FILE').
          --since OLD_BUNDLE writes a differential bundle: only the blobs OLD (or OLD's own
-         base) does not hold, every manifest, and a git bundle of the module's commits
+         base) does not hold for the same repository, every manifest, and a git bundle of
+         the module's commits
          since OLD's; manifest.json records the base it needs. Nothing is unpacked: blobs
          go straight into FILE; only the module's clone uses FILE.scratch/.
 verify   checks FILE against itself without pushing anything: every entry is one this
@@ -75,7 +76,8 @@ only to the registry's own origin (a token service elsewhere: over https only); 
 registries take their credentials from an auth file (per host), not the options.
 HTTPS is the default; --plain-http only when asked. --ca-file adds a private CA.
 bundle writes FILE's .partial (and .scratch/) next to it and refuses to start when one
-exists; it keeps FILE only when its own verify passes.
+exists (in parts: FILE, FILE.parts, FILE.parts.partial or FILE.001); it keeps FILE only
+when its own verify passes (in parts: it writes FILE.parts only then).
 Slow peers: a registry must start answering within 120 s and then move bodies at
 64 KiB/s on average; git gives up under 1,000 bytes/s for 60 s and is stopped after
 30 minutes (OFFLINE_INSTALL_GIT_TIMEOUT=SECONDS changes that); it never prompts.
