@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use kubernetes_agent::offline::bundle::{self, Access, Sources, Target};
+use kubernetes_agent::offline::parts;
 use kubernetes_agent::offline::registry::Credentials;
 use kubernetes_agent::offline::signature::PublicKey;
 
@@ -21,7 +22,9 @@ Usage:
                          --module-repo URL --module-ref REF [--platform OS/ARCH]...
                          [--source-plain-http] [--source-ca-file PEM] [--source-username USER]
                          [--source-password-stdin] [--auth-file FILE] [--tool PATH]
+                         [--max-part-size SIZE] [--since OLD_BUNDLE]
   offline-install verify FILE [--key PUBKEY.pem]
+  offline-install list FILE
   offline-install push FILE --registry HOST[:PORT][/PATH] --git-url URL [--key PUBKEY.pem]
                          [--plain-http] [--ca-file PEM] [--username USER] [--password-stdin]
                          [--auth-file FILE]
@@ -37,11 +40,28 @@ bundle   (connected side) fetches every artifact into FILE: images keep their di
          OCI artifact attached to each platform's manifest.
          It ends by printing 'SHA256SUMS sha256: <hex>': carry that value across apart
          from FILE (a ticket, a phone call).
+         --max-part-size SIZE (bytes, or K/M/G, powers of 1024; at least 64K) writes
+         FILE.001, FILE.002, ... (at most 999) each at most SIZE, and the index FILE.parts
+         (every part's size and sha256); it also prints 'FILE.parts sha256: <hex>', the
+         anchor that covers every part. The parts joined ARE the bundle: the tool comes
+         out with 'cat FILE.0* | tar -x offline-install' (or 'cat FILE.0* > FILE').
+         --since OLD_BUNDLE writes a differential bundle: only the blobs OLD (or OLD's own
+         base) does not hold for the same repository, every manifest, and a git bundle of
+         the module's commits
+         since OLD's; manifest.json records the base it needs. Nothing is unpacked: blobs
+         go straight into FILE; only the module's clone uses FILE.scratch/.
 verify   checks FILE against itself without pushing anything: every entry is one this
          tool writes, read as every tar extracts it, with the checksum SHA256SUMS gives;
          every artifact's graph is complete; the git bundle holds exactly the module ref.
          It cannot tell who made FILE: compare the 'SHA256SUMS sha256:' line it prints
          with the value bundle printed, carried apart; only a match proves FILE is that one.
+         With no FILE but FILE.parts beside it, the parts are checked first: a missing,
+         truncated, longer, altered, symlinked or special part is named. A differential
+         bundle's missing blobs must be exactly those its base omits; it says which base
+         it needs.
+list     prints what FILE (or its parts) holds: artifacts, platforms, digests, blob counts
+         and sizes, the module, the base a differential bundle needs. It checks no
+         checksum (run verify), but reads FILE as strictly as verify does.
          --key PUBKEY.pem (cosign.pub, ECDSA P-256) proves origin, offline: every artifact
          must carry a cosign signature of its digest that verifies with the key, else
          FILE is refused, naming the artifact.
@@ -49,11 +69,15 @@ push     (air-gapped side) verifies first, then pushes images and chart under
          HOST/PATH/<name> (the chart keeps its name), skipping blobs the registry already
          has (a re-run after an interruption finishes the job), pushes the module's one
          ref (at the commit manifest.json names) to --git-url, and prints the values to use
-         next. Its scratch space is under $TMPDIR (FILE may be on read-only media); what it
+         next. Its scratch space is under $TMPDIR (FILE may be on read-only media): the
+         bare repository git pushes the module from, its pack streamed from FILE; what it
          reads again after verify is checked again (a changed blob fails its upload).
          Attachments go next to their image: under their tags, and a manifest with a
          subject by digest where the registry has the referrers API. --key checks the
          signatures as verify --key does before anything is pushed.
+         A differential bundle is pushed only onto its base: every blob it does not carry
+         must be in the registry and the commit its git bundle builds on in the git
+         target; else push names what is missing and pushes nothing.
 
 Credentials: --username with --password-stdin, or OFFLINE_INSTALL_USERNAME /
 OFFLINE_INSTALL_PASSWORD (source side: OFFLINE_INSTALL_SOURCE_USERNAME / _PASSWORD), or a
@@ -64,7 +88,8 @@ only to the registry's own origin (a token service elsewhere: over https only); 
 registries take their credentials from an auth file (per host), not the options.
 HTTPS is the default; --plain-http only when asked. --ca-file adds a private CA.
 bundle writes FILE's .partial (and .scratch/) next to it and refuses to start when one
-exists; it keeps FILE only when its own verify passes.
+exists (in parts: FILE, FILE.parts, FILE.parts.partial or FILE.001); it keeps FILE only
+when its own verify passes (in parts: it writes FILE.parts only then).
 Slow peers: a registry must start answering within 120 s and then move bodies at
 64 KiB/s on average; git gives up under 1,000 bytes/s for 60 s and is stopped after
 30 minutes (OFFLINE_INSTALL_GIT_TIMEOUT=SECONDS changes that); it never prompts.
@@ -141,6 +166,8 @@ fn run(argv: Vec<OsString>) -> Result<ExitCode, Failure> {
                     "source-username",
                     "auth-file",
                     "tool",
+                    "max-part-size",
+                    "since",
                     "registry",
                     "git-url",
                     "ca-file",
@@ -204,14 +231,27 @@ fn run(argv: Vec<OsString>) -> Result<ExitCode, Failure> {
                     .get("tool")
                     .map(PathBuf::from)
                     .unwrap_or(std::env::current_exe().map_err(|e| Failure::Usage(format!("cannot find this tool's own path: {e}")))?),
+                max_part_size: flags.get("max-part-size").map(|t| parts::parse_size(t)).transpose().map_err(Failure::Usage)?,
+                since: flags.get("since").map(PathBuf::from),
             };
-            let (manifest, anchor) = bundle::bundle(&sources, &access("source-", "SOURCE_", "source credentials")?, &output)?;
-            let size = std::fs::metadata(&output).map_or(0, |m| m.len());
+            let written = bundle::bundle(&sources, &access("source-", "SOURCE_", "source credentials")?, &output)?;
+            let parted = match &written.source.index {
+                Some((index, anchor)) => format!(
+                    "in {} parts\n{} sha256: {}\n  the anchor of the parts: it covers every part and SHA256SUMS; verify prints it too\n",
+                    written.source.parts().len(),
+                    index.display(),
+                    anchor.hex()
+                ),
+                None => String::new(),
+            };
             say(
                 &format!(
-                    "wrote {} ({size} bytes)\n{manifest}\nSHA256SUMS sha256: {}\n  carry this value to the far side apart from the bundle (a ticket, a phone call): verify prints it too, and only matching values prove the bundle is this one\n",
-                    output.display(),
-                    anchor.hex()
+                    "wrote {} ({} bytes; scratch space used: {} bytes, the module's clone and git bundle)\n{}\n{parted}SHA256SUMS sha256: {}\n  carry this value to the far side apart from the bundle (a ticket, a phone call): verify prints it too, and only matching values prove the bundle is this one\n",
+                    written.source.shown(),
+                    written.source.len(),
+                    written.temp_peak,
+                    written.manifest,
+                    written.anchor.hex()
                 ),
                 ExitCode::SUCCESS,
             )
@@ -226,13 +266,24 @@ fn run(argv: Vec<OsString>) -> Result<ExitCode, Failure> {
                 }
                 None => String::new(),
             };
+            let parted = match &opened.source.index {
+                Some((index, anchor)) => {
+                    format!("{} parts, each as {} records it\n{} sha256: {anchor}\n", opened.source.parts().len(), index.display(), index.display())
+                }
+                None => String::new(),
+            };
+            let base = opened.base.as_ref().map_or(String::new(), |b| format!("{}\n", b.describe()));
             let text = format!(
-                "{}: every checksum and digest matches\n{}\n{signed}SHA256SUMS sha256: {}\n  compare it with the value bundle printed, carried apart from the bundle: only then is it the bundle that was made\n",
-                path.display(),
+                "{}: every checksum and digest matches\n{}\n{signed}{base}{parted}SHA256SUMS sha256: {}\n  compare it with the value bundle printed, carried apart from the bundle: only then is it the bundle that was made\n",
+                opened.source.shown(),
                 kubernetes_agent::commands::pretty(&opened.manifest),
                 opened.sums_digest.hex()
             );
             say(&text, ExitCode::SUCCESS)
+        }
+        Some("list") => {
+            let path = file.ok_or_else(|| Failure::Usage("list needs the bundle file".into()))?;
+            say(&bundle::list(&path)?, ExitCode::SUCCESS)
         }
         Some("push") => {
             let path = file.ok_or_else(|| Failure::Usage("push needs the bundle file".into()))?;

@@ -3,8 +3,7 @@
 //! standard error/out; errors name the object, the registry's answer and the fix.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
@@ -13,9 +12,11 @@ use std::sync::Arc;
 use miniserde::json::{Array, Number, Object, Value};
 
 use super::attachment::{self, Attachment};
+use super::differential;
 use super::digest::{shown, Digest, Hasher};
 use super::document;
 use super::graph::{self, Descriptor, Step, INDEX_TYPES};
+use super::parts::{self, Source};
 use super::registry::{self, Credentials, Endpoint, Manifest, Reference, Registry, Repository, Selector};
 use super::signature::{self, PublicKey};
 use super::tar;
@@ -150,12 +151,19 @@ pub struct Sources {
     pub platforms: Vec<String>,
     /// The static tool to put in the bundle.
     pub tool: PathBuf,
+    /// Write parts of at most this many bytes (`FILE.001`, … and `FILE.parts`) instead of one file.
+    pub max_part_size: Option<u64>,
+    /// An earlier bundle: hold only what it does not (a differential bundle).
+    pub since: Option<PathBuf>,
 }
 
 struct Staged {
-    tar: tar::Writer<BufWriter<File>>,
+    tar: tar::Writer<BufWriter<parts::Output>>,
     sums: Vec<(Digest, String)>,
     blobs: HashSet<Digest>,
+    /// Blobs the base of a differential bundle holds: referenced, not carried.
+    base: Option<differential::Known>,
+    /// Where the agent image's layers are fetched again, one at a time, to find its SBOM.
     scratch: PathBuf,
 }
 
@@ -166,22 +174,55 @@ impl Staged {
         Ok(())
     }
 
+    /// Adds the file at `path`, streamed and hashed on the way (the module's git bundle can
+    /// be large: it is never held in memory).
+    fn add_file(&mut self, name: &str, mode: u32, path: &Path) -> Result<()> {
+        let reading = |e| Error::io(format!("reading {}", path.display()), e);
+        let mut file = std::fs::File::open(path).map_err(reading)?;
+        let size = file.metadata().map_err(reading)?.len();
+        let mut hasher = Hasher::new();
+        self.tar
+            .append_with(name, mode, size, &mut |out| {
+                let mut buf = vec![0u8; 64 << 10];
+                loop {
+                    let n = file.read(&mut buf)?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    hasher.update(&buf[..n]);
+                    out.write_all(&buf[..n])?;
+                }
+            })
+            .map_err(|e| Error::io(format!("writing {name} into the bundle from {} (is the disk full?)", path.display()), e))?;
+        self.sums.push((hasher.finish(), name.to_string()));
+        Ok(())
+    }
+
     /// Adds a blob once (layers shared between images are stored once).
     fn add_blob(&mut self, source: &Registry, repository: &Repository, blob: &Descriptor) -> Result<()> {
-        if !self.blobs.insert(blob.digest.clone()) {
+        if self.blobs.contains(&blob.digest) {
             return Ok(());
         }
-        // A `Digest` is 64 hex digits: this path stays inside the scratch directory.
-        let temp = self.scratch.join(blob.digest.hex());
-        {
-            let mut out = BufWriter::new(File::create(&temp).map_err(|e| Error::io(format!("creating {}", temp.display()), e))?);
-            source.blob(repository, &blob.digest, blob.size, &mut out)?;
-            out.flush().map_err(|e| Error::io(format!("writing {} (is the disk full?)", temp.display()), e))?;
+        // Left out only where the base put it: its target repository holds it then.
+        if self.base.as_mut().is_some_and(|base| base.omit(repository, &blob.digest)) {
+            return Ok(());
         }
+        self.blobs.insert(blob.digest.clone());
+        // Streamed straight into the bundle: a blob whose bytes are not its digest fails the
+        // whole bundle (its partial output is removed), so nothing is staged on disk.
         let name = blob.digest.blob_name();
-        let mut file = File::open(&temp).map_err(|e| Error::io(format!("reading {}", temp.display()), e))?;
-        self.tar.append(&name, 0o644, blob.size, &mut file).map_err(|e| Error::io(format!("writing {name} into the bundle (is the disk full?)"), e))?;
-        let _ = std::fs::remove_file(&temp);
+        let mut failed = None;
+        let wrote = self.tar.append_with(&name, 0o644, blob.size, &mut |out| {
+            source.blob(repository, &blob.digest, blob.size, out).map_err(|e| {
+                failed = Some(e);
+                std::io::Error::other("the download failed")
+            })
+        });
+        match (wrote, failed) {
+            (_, Some(e)) => return Err(e),
+            (Err(e), None) => return Err(Error::io(format!("writing {name} into the bundle (is the disk full?)"), e)),
+            (Ok(()), None) => {}
+        }
         self.sums.push((blob.digest.clone(), name));
         Ok(())
     }
@@ -290,12 +331,15 @@ fn claim(output: &Path, extension: &str, dir: bool) -> Result<PathBuf> {
     }
 }
 
-/// `bundle`: fetches everything into `output`. It is written to `<output>.partial` (with
-/// blobs passing through `<output>.scratch/`), verified as `verify` would, and only then
-/// renamed, so an interrupted or failed run never leaves a file that looks complete.
-/// Both names must not exist before; whatever this run created is removed on error.
-/// Returns `manifest.json` and the sha256 of `SHA256SUMS` (the trust anchor).
-pub fn bundle(sources: &Sources, access: &Access, output: &Path) -> Result<(String, Digest)> {
+/// `bundle`: fetches everything into `output`. It is written to `<output>.partial`
+/// (blobs streamed straight into it; only the module's clone and git bundle use
+/// `<output>.scratch/`), verified as `verify` would, and only then renamed, so an
+/// interrupted or failed run never leaves a file that looks complete. In parts
+/// (`max_part_size`) it writes `FILE.001`, … and, once they pass verify, the index
+/// `FILE.parts` (without it they are no bundle). The names must not exist before;
+/// whatever this run created is removed on error. With `since`, only what that earlier
+/// bundle does not hold (see [`differential`]).
+pub fn bundle(sources: &Sources, access: &Access, output: &Path) -> Result<Written> {
     // Credentials from the options or the environment name no host: they are for one
     // registry, never offered to a second one (an auth file binds each to its host).
     let hosts: BTreeSet<String> = [&sources.agent_image, &sources.runner_image, &sources.chart]
@@ -314,24 +358,97 @@ pub fn bundle(sources: &Sources, access: &Access, output: &Path) -> Result<(Stri
             "put each registry's credentials in a Docker-style auth file (--auth-file), which binds them to their host",
         ));
     }
+    if sources.max_part_size.is_some() {
+        for taken in [output.to_path_buf(), parts::index_path(output), parts::index_partial_path(output), parts::part_path(output, 1)] {
+            if std::fs::symlink_metadata(&taken).is_ok() {
+                return Err(Error::config(
+                    "--output",
+                    format!(
+                        "{} already exists: a bundle in parts needs FILE, FILE.parts, FILE.parts.partial and FILE.001 free; it is left as it is",
+                        taken.display()
+                    ),
+                    "remove it or choose another --output",
+                ));
+            }
+        }
+    }
+    let base = match &sources.since {
+        Some(old) => {
+            let opened = verify(old).map_err(|e| Error::config("--since", e.to_string(), "give the earlier bundle this one is to follow"))?;
+            Some(differential::Known::of(&opened)?)
+        }
+        None => None,
+    };
     // Owned: removed when dropped, on every path out of here (an error, a panic).
     let scratch = Owned(claim(output, "scratch", true)?);
-    let partial = Owned(claim(output, "partial", false)?);
-    let result = stage_bundle(sources, access, &scratch.0, &partial.0);
+    let partial = match sources.max_part_size {
+        None => Some(Owned(claim(output, "partial", false)?)),
+        Some(_) => None,
+    };
+    let single = partial.as_ref().map_or_else(|| output.to_path_buf(), |p| p.0.clone());
+    let result = stage_bundle(sources, access, &scratch.0, parts::Output::new(&single, output, sources.max_part_size), base);
+    let temp_peak = scratch_peak(&scratch.0);
     drop(scratch);
-    let (text, anchor) = result.and_then(|text| match verify(&partial.0) {
-        Ok(opened) => Ok((text, opened.sums_digest)),
-        Err(e) => Err(Error::decode(format!("the bundle just written ({})", partial.0.display()), format!("it fails its own verify, so it is not kept: {e}"))),
-    })?;
-    std::fs::rename(&partial.0, output).map_err(|e| Error::io(format!("renaming {} to {}", partial.0.display(), output.display()), e))?;
-    Ok((text, anchor))
+    let (text, written) = result?;
+    // The parts are ours from here: removed unless the bundle is kept.
+    let owned_parts: Vec<Owned> = if partial.is_none() { written.parts().iter().map(|p| Owned(p.path.clone())).collect() } else { Vec::new() };
+    let opened = verify_source(&single, written.clone())
+        .map_err(|e| Error::decode(format!("the bundle just written ({})", written.shown()), format!("it fails its own verify, so it is not kept: {e}")))?;
+    let anchor = opened.sums_digest.clone();
+    let kept = match partial {
+        Some(partial) => {
+            std::fs::rename(&partial.0, output).map_err(|e| Error::io(format!("renaming {} to {}", partial.0.display(), output.display()), e))?;
+            std::mem::forget(partial);
+            Source::single(output)?
+        }
+        None => {
+            let kept = parts::write_index(output, &written, &anchor)?;
+            owned_parts.into_iter().for_each(std::mem::forget);
+            kept
+        }
+    };
+    Ok(Written { manifest: text, anchor, source: kept, temp_peak })
 }
 
-fn stage_bundle(sources: &Sources, access: &Access, scratch: &Path, partial: &Path) -> Result<String> {
-    let file = std::fs::OpenOptions::new().write(true).truncate(true).open(partial).map_err(|e| Error::io(format!("opening {}", partial.display()), e))?;
-    let mut staged = Staged { tar: tar::Writer::new(BufWriter::new(file)), sums: Vec::new(), blobs: HashSet::new(), scratch: scratch.to_path_buf() };
-    let tool = std::fs::read(&sources.tool).map_err(|e| Error::io(format!("reading the tool {}", sources.tool.display()), e))?;
-    staged.add("offline-install", 0o755, &tool)?;
+/// What `bundle` wrote.
+#[derive(Debug)]
+pub struct Written {
+    /// `manifest.json`.
+    pub manifest: String,
+    /// The sha256 of `SHA256SUMS` (the trust anchor).
+    pub anchor: Digest,
+    /// Where it is: one file, or its parts and their index (whose sha256 is the parted anchor).
+    pub source: Source,
+    /// The most bytes the scratch directory held at once (the module's clone and git bundle).
+    pub temp_peak: u64,
+}
+
+/// Bytes under `dir` now (files only, not following symlinks): the scratch directory's
+/// size, taken after staging, when the module's clone and bundle are still there.
+fn scratch_peak(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match entry.metadata() {
+                Ok(m) if m.is_dir() => stack.push(entry.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+fn stage_bundle(sources: &Sources, access: &Access, scratch: &Path, output: parts::Output, base: Option<differential::Known>) -> Result<(String, Source)> {
+    let mut staged = Staged {
+        tar: tar::Writer::new(BufWriter::with_capacity(64 << 10, output)),
+        sums: Vec::new(),
+        blobs: HashSet::new(),
+        base,
+        scratch: scratch.to_path_buf(),
+    };
+    staged.add_file("offline-install", 0o755, &sources.tool)?;
     let mut index_entries = Array::new();
     let mut records = Array::new();
     for (role, reference, platforms) in
@@ -342,8 +459,9 @@ fn stage_bundle(sources: &Sources, access: &Access, scratch: &Path, partial: &Pa
         index_entries.extend(attached);
         records.push(record);
     }
-    let (module_bytes, module) = module_bundle(&sources.module_repo, &sources.module_ref, scratch)?;
-    staged.add("module/module.bundle", 0o644, &module_bytes)?;
+    let since = staged.base.as_ref().map(|b| b.commit.clone());
+    let (module_file, module, prerequisite) = module_bundle(&sources.module_repo, &sources.module_ref, scratch, since.as_deref())?;
+    staged.add_file("module/module.bundle", 0o644, &module_file)?;
     let mut index = Object::new();
     index.insert("schemaVersion".into(), Value::Number(Number::U64(2)));
     index.insert("mediaType".into(), Value::String(INDEX_TYPES[0].into()));
@@ -355,21 +473,28 @@ fn stage_bundle(sources: &Sources, access: &Access, scratch: &Path, partial: &Pa
     manifest.insert("created".into(), Value::String(crate::time::format_rfc3339(crate::time::now())));
     manifest.insert("artifacts".into(), Value::Array(records));
     manifest.insert("module".into(), module);
+    if let Some(base) = &staged.base {
+        manifest.insert("base".into(), base.record(&staged.blobs, prerequisite.as_deref()));
+    }
     let manifest_text = crate::commands::pretty(&Value::Object(manifest));
     staged.add("manifest.json", 0o644, manifest_text.as_bytes())?;
     let sums: String = staged.sums.iter().map(|(d, n)| format!("{}  {n}\n", d.hex())).collect();
     staged.tar.append_bytes("SHA256SUMS", 0o644, sums.as_bytes()).map_err(|e| Error::io("writing SHA256SUMS into the bundle", e))?;
-    let out = staged.tar.finish().map_err(|e| Error::io(format!("finishing {} (is the disk full?)", partial.display()), e))?;
-    out.into_inner()
-        .map_err(|e| Error::io(format!("flushing {}", partial.display()), e.into_error()))?
-        .sync_all()
-        .map_err(|e| Error::io(format!("syncing {}", partial.display()), e))?;
-    Ok(manifest_text)
+    let out = staged.tar.finish().map_err(|e| Error::io("finishing the bundle (is the disk full?)", e))?;
+    let written = out
+        .into_inner()
+        .map_err(|e| Error::io("flushing the bundle (is the disk full?)", e.into_error()))?
+        .finish()
+        .map_err(|e| Error::io("syncing the bundle (is the disk full?)", e))?;
+    Ok((manifest_text, written))
 }
 
-/// Clones the module repository and bundles `reference`; returns the bundle and its record
-/// (whose `source` has the URL's user info redacted: it travels with the bundle).
-fn module_bundle(repo: &str, reference: &str, scratch: &Path) -> Result<(Vec<u8>, Value)> {
+/// Clones the module repository and bundles `reference`; returns the git bundle's path (in
+/// `scratch`) and its record (whose `source` has the URL's user info redacted: it travels
+/// with the bundle).
+/// With `since` (the base's commit, when it is an earlier commit of the same history), the git
+/// bundle holds only the commits after it, and that commit is returned as its prerequisite.
+fn module_bundle(repo: &str, reference: &str, scratch: &Path, since: Option<&str>) -> Result<(PathBuf, Value, Option<String>)> {
     if reference.is_empty() || reference.starts_with('-') || reference.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(Error::config(
             "--module-ref",
@@ -387,15 +512,25 @@ fn module_bundle(repo: &str, reference: &str, scratch: &Path) -> Result<(Vec<u8>
         &format!("finding {reference} in the module repository"),
         repo,
     )?;
+    let commit = commit.trim().to_string();
+    // A base commit that is an ancestor (and not the commit itself) makes a thin bundle;
+    // otherwise (unchanged, rewritten history) the bundle is complete, as without --since.
+    let prerequisite = since.filter(|old| {
+        *old != commit
+            && git(&["merge-base", "--is-ancestor", "--end-of-options", old, &commit], Some(&mirror), "comparing the module with the base", repo).is_ok()
+    });
+    let range = match prerequisite {
+        Some(old) => format!("{old}..{reference}"),
+        None => reference.to_string(),
+    };
     let file = scratch.join("module.bundle");
-    git(&["bundle", "create", "--quiet", &file.display().to_string(), reference], Some(&mirror), "creating the git bundle", repo)?;
-    let bytes = std::fs::read(&file).map_err(|e| Error::io(format!("reading {}", file.display()), e))?;
+    git(&["bundle", "create", "--quiet", &file.display().to_string(), &range], Some(&mirror), "creating the git bundle", repo)?;
     let mut o = Object::new();
     o.insert("source".into(), Value::String(shown_repo));
     o.insert("ref".into(), Value::String(reference.into()));
-    o.insert("commit".into(), Value::String(commit.trim().into()));
+    o.insert("commit".into(), Value::String(commit));
     o.insert("file".into(), Value::String("module/module.bundle".into()));
-    Ok((bytes, Value::Object(o)))
+    Ok((file, Value::Object(o), prerequisite.map(String::from)))
 }
 
 /// Wall-clock bound of one git command, unless `OFFLINE_INSTALL_GIT_TIMEOUT` (seconds) says otherwise.
@@ -404,7 +539,14 @@ const GIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60)
 /// Runs git without a terminal to prompt on (`GIT_TERMINAL_PROMPT=0`, no standard input),
 /// giving up on a transfer slower than 1,000 bytes/s for 60 s, and killed after the
 /// wall-clock bound; its messages are shown with `url`'s user info hidden.
-fn git(args: &[&str], dir: Option<&Path>, what: &str, url: &str) -> Result<String> {
+pub(super) fn git(args: &[&str], dir: Option<&Path>, what: &str, url: &str) -> Result<String> {
+    git_fed(args, dir, what, url, None)
+}
+
+/// [`git`] with `input` copied to its standard input by a thread of its own (so a git that
+/// stops reading is still stopped at the wall-clock bound); a copy that fails or stops short
+/// fails the call.
+fn git_fed(args: &[&str], dir: Option<&Path>, what: &str, url: &str, input: Option<Box<dyn Read + Send>>) -> Result<String> {
     let what = hide_userinfo(what, url);
     let limit = std::env::var("OFFLINE_INSTALL_GIT_TIMEOUT").ok().and_then(|t| t.parse().ok()).map_or(GIT_TIMEOUT, std::time::Duration::from_secs);
     let mut cmd = Command::new("git");
@@ -412,7 +554,7 @@ fn git(args: &[&str], dir: Option<&Path>, what: &str, url: &str) -> Result<Strin
         cmd.arg("-C").arg(d);
     }
     cmd.args(["-c", "http.lowSpeedLimit=1000", "-c", "http.lowSpeedTime=60"]).args(args);
-    cmd.env("GIT_TERMINAL_PROMPT", "0").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.env("GIT_TERMINAL_PROMPT", "0").stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::piped());
     // Its own process group, so that the helpers it starts (git-remote-https, ssh) are
     // stopped with it and release the pipes.
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
@@ -428,6 +570,10 @@ fn git(args: &[&str], dir: Option<&Path>, what: &str, url: &str) -> Result<Strin
     };
     let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
     let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let feeder = match (input, child.stdin.take()) {
+        (Some(mut from), Some(mut to)) => Some(std::thread::spawn(move || std::io::copy(&mut from, &mut to).map(drop))),
+        _ => None,
+    };
     let started = std::time::Instant::now();
     let status = loop {
         match child.try_wait().map_err(|e| Error::io(format!("{what}: waiting for git"), e))? {
@@ -446,7 +592,11 @@ fn git(args: &[&str], dir: Option<&Path>, what: &str, url: &str) -> Result<Strin
     };
     let (out, err) = (stdout.join().unwrap_or_default(), stderr.join().unwrap_or_default());
     let said = hide_userinfo(String::from_utf8_lossy(&err).trim(), url);
+    let fed = feeder.map(|f| f.join().unwrap_or_else(|_| Err(std::io::Error::other("the feeding thread panicked"))));
     match status {
+        Some(s) if s.success() && matches!(fed, Some(Err(_))) => {
+            Err(Error::transport(what, format!("feeding git failed: {}", fed.and_then(Result::err).map_or(String::new(), |e| e.to_string()))))
+        }
         None => Err(Error::transport(what, format!("git did not finish within {} s and was stopped (a Git service that does not answer?)", limit.as_secs()))),
         Some(s) if !s.success() => Err(Error::transport(what, format!("git said: {said}"))),
         Some(_) => Ok(String::from_utf8_lossy(&out).into_owned()),
@@ -484,7 +634,9 @@ pub struct Module {
 /// may name: `refs/heads/<ref>` or `refs/tags/<ref>` of the module record, with no
 /// prerequisites and no other ref, so `push` can push exactly what `manifest.json` says.
 /// The commit of an annotated tag is its tag object's; `push` checks the commit itself.
-fn module_ref_in(head: &[u8], module: &Module) -> std::result::Result<String, String> {
+/// A differential bundle's git bundle must name exactly `prerequisite` (its base's commit)
+/// as its one prerequisite; any other bundle none.
+fn module_ref_in(head: &[u8], module: &Module, prerequisite: Option<&str>) -> std::result::Result<String, String> {
     let end = head.windows(2).position(|w| w == b"\n\n").ok_or("no git bundle header (or one over 64 KiB)")?;
     let text = std::str::from_utf8(&head[..end]).map_err(|_| "a git bundle header that is not UTF-8")?;
     let mut lines = text.split('\n');
@@ -494,8 +646,14 @@ fn module_ref_in(head: &[u8], module: &Module) -> std::result::Result<String, St
         _ => return Err("not a git bundle (v2 or v3)".into()),
     };
     let mut refs = Vec::new();
+    let mut prerequisites = Vec::new();
     for line in lines {
-        if v3 && refs.is_empty() && matches!(line, "@object-format=sha1" | "@object-format=sha256") {
+        if v3 && refs.is_empty() && prerequisites.is_empty() && matches!(line, "@object-format=sha1" | "@object-format=sha256") {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix('-').filter(|_| refs.is_empty()) {
+            let oid = rest.split_once(' ').map_or(rest, |(o, _)| o);
+            prerequisites.push(oid);
             continue;
         }
         let (oid, name) = line.split_once(' ').ok_or_else(|| format!("the header line {} is not '<commit> <ref>'", shown(line)))?;
@@ -503,6 +661,17 @@ fn module_ref_in(head: &[u8], module: &Module) -> std::result::Result<String, St
             return Err(format!("the header line {} is a prerequisite or capability this tool never writes", shown(line)));
         }
         refs.push((oid, name));
+    }
+    match (prerequisites.as_slice(), prerequisite) {
+        ([], None) => {}
+        ([one], Some(expected)) if *one == expected => {}
+        (found, _) => {
+            return Err(format!(
+                "it needs the commits {} before it, not {} as its base says: the bundle was altered; get a fresh copy",
+                shown(&found.join(", ")),
+                shown(prerequisite.unwrap_or("none"))
+            ))
+        }
     }
     // `git bundle create f <ref>` records the full name: a tag's, a branch's, or the ref itself.
     let wanted = [format!("refs/tags/{}", module.reference), format!("refs/heads/{}", module.reference), module.reference.clone()];
@@ -519,6 +688,10 @@ fn module_ref_in(head: &[u8], module: &Module) -> std::result::Result<String, St
 /// A bundle opened for reading, every entry checked.
 pub struct Opened {
     path: PathBuf,
+    /// Where its bytes are: the file, or its checked parts.
+    pub source: Source,
+    /// The base a differential bundle needs (none for a complete one).
+    pub base: Option<differential::Base>,
     entries: BTreeMap<String, tar::Entry>,
     /// `SHA256SUMS`, checked.
     sums: BTreeMap<String, Digest>,
@@ -549,44 +722,54 @@ impl Opened {
             return Err(Error::decode(self.doc(), format!("{name} is {} bytes, more than the {max} expected", entry.size)));
         }
         let mut bytes = Vec::new();
-        tar::open(&self.path, entry)
+        self.source
+            .open(entry)
             .and_then(|mut r| r.read_to_end(&mut bytes))
             .map_err(|e| Error::io(format!("reading {name} from {}", self.path.display()), e))?;
         Ok(bytes)
     }
 
-    /// Copies an entry to `to`, refused unless its bytes still have the sha256 `SHA256SUMS` gave.
-    fn copy_checked(&self, name: &str, to: &Path) -> Result<()> {
-        let entry = self.entry(name)?;
-        let expected = self.sums.get(name).ok_or_else(|| Error::decode(self.doc(), format!("{name} is not in SHA256SUMS")))?;
-        let mut out = BufWriter::new(File::create(to).map_err(|e| Error::io(format!("creating {}", to.display()), e))?);
-        let mut reader = tar::open(&self.path, entry).map_err(|e| Error::io(format!("reading {name}"), e))?;
-        let mut hasher = Hasher::new();
-        let mut buf = vec![0u8; 64 << 10];
-        loop {
-            let n = reader.read(&mut buf).map_err(|e| Error::io(format!("reading {name} from {}", self.doc()), e))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            out.write_all(&buf[..n]).map_err(|e| Error::io(format!("writing {} (is the disk full?)", to.display()), e))?;
+    /// Unpacks the module's git bundle into the bare repository `bare` without a copy of it
+    /// on disk: the pack after its header is streamed into `git index-pack --stdin
+    /// --fix-thin` (thin: a differential bundle's base objects are in `bare` already), the
+    /// whole entry hashed on the way; only when it still has the sha256 `SHA256SUMS` gave is
+    /// the module's ref set, so a bundle changed after verify leaves nothing to push.
+    fn unpack_module(&self, bare: &Path, url: &str) -> Result<()> {
+        let name = "module/module.bundle";
+        let what = "unpacking the module bundle";
+        let expected = self.sums.get(name).ok_or_else(|| Error::decode(self.doc(), format!("{name} is not in SHA256SUMS")))?.clone();
+        let head = self.read_prefix(name, MAX_GIT_HEADER)?;
+        let end = head.windows(2).position(|w| w == b"\n\n").ok_or_else(|| Error::decode(self.doc(), format!("{name} has no git bundle header")))? + 2;
+        let full_ref = &self.module.full_ref;
+        let oid = std::str::from_utf8(&head[..end])
+            .ok()
+            .and_then(|t| t.lines().find_map(|l| l.strip_suffix(full_ref.as_str()).and_then(|o| o.strip_suffix(' ')).map(String::from)))
+            .ok_or_else(|| Error::decode(self.doc(), format!("{name} does not name {full_ref}")))?;
+        let digest = Arc::new(std::sync::Mutex::new(None));
+        let reader = self.source.open(self.entry(name)?).map_err(|e| Error::io(format!("reading {name}"), e))?;
+        let pack = Hashed { inner: reader, hasher: Some(Hasher::new()), skip: end as u64, done: digest.clone() };
+        git_fed(&["index-pack", "--stdin", "--fix-thin"], Some(bare), what, url, Some(Box::new(pack)))?;
+        let actual = digest.lock().map_err(|_| Error::decode(self.doc(), "a panicked reader"))?.take();
+        if actual.as_ref() != Some(&expected) {
+            return Err(Error::decode(self.doc(), format!("{name} changed after it was verified (or was not read to its end); nothing of it is pushed")));
         }
-        out.flush().map_err(|e| Error::io(format!("writing {} (is the disk full?)", to.display()), e))?;
-        let actual = hasher.finish();
-        if actual != *expected {
-            return Err(Error::decode(self.doc(), format!("{name} now has sha256 {}: the file changed after it was verified", actual.hex())));
-        }
-        Ok(())
+        git(&["update-ref", "--end-of-options", full_ref, &oid], Some(bare), what, url).map(drop)
     }
 
     /// At most the first `max` bytes of an entry.
     fn read_prefix(&self, name: &str, max: u64) -> Result<Vec<u8>> {
         let entry = self.entry(name)?;
         let mut bytes = Vec::new();
-        tar::open(&self.path, entry)
+        self.source
+            .open(entry)
             .and_then(|r| r.take(max).read_to_end(&mut bytes))
             .map_err(|e| Error::io(format!("reading {name} from {}", self.path.display()), e))?;
         Ok(bytes)
+    }
+
+    /// True when the bundle carries the blob (a differential one leaves its base's out).
+    pub fn carries(&self, digest: &Digest) -> bool {
+        self.entries.contains_key(&digest.blob_name())
     }
 
     fn blob_entry(&self, digest: &Digest) -> Result<tar::Entry> {
@@ -661,7 +844,7 @@ impl Opened {
 
     /// Walks one artifact's graph from the bundle (see [`graph::walk`]); every blob is
     /// checked to be present with the size its descriptor gives.
-    fn walk(&self, artifact: &Artifact, visit: &mut dyn FnMut(Step) -> Result<()>) -> Result<()> {
+    pub(super) fn walk(&self, artifact: &Artifact, visit: &mut dyn FnMut(Step) -> Result<()>) -> Result<()> {
         self.walk_from(&artifact.digest, &artifact.media_type, visit)
     }
 
@@ -670,6 +853,9 @@ impl Opened {
         let top = self.manifest_blob(digest, media_type)?;
         graph::walk(top, &mut |child| self.manifest_blob(&child.digest, &child.media_type), &mut |step| {
             if let Step::Blob(blob) = &step {
+                if !self.carries(&blob.digest) && self.base.as_ref().is_some_and(|b| b.omits.contains(&blob.digest)) {
+                    return visit(step);
+                }
                 let entry = self.blob_entry(&blob.digest)?;
                 if entry.size != blob.size {
                     return Err(Error::decode(self.doc(), format!("blob {} is {} bytes, its manifest says {}", blob.digest, entry.size, blob.size)));
@@ -685,56 +871,22 @@ impl Opened {
 /// `oci/index.json` name the same artifacts, and each artifact's whole graph is present.
 /// Returns the opened bundle.
 pub fn verify(path: &Path) -> Result<Opened> {
-    let doc = format!("bundle {}", path.display());
-    // Only names this tool writes, and no directories: the first other entry ends the read.
-    let ours = |name: &str, is_dir: bool| {
-        !is_dir && (FIXED_NAMES.contains(&name) || name.strip_prefix("oci/blobs/sha256/").is_some_and(|h| Digest::from_hex(h).is_ok()))
-    };
-    let list = tar::index(path, &ours).map_err(|e| Error::decode(&doc, format!("{e}: the bundle was altered; get a fresh copy")))?;
-    for e in &list {
-        // What this tool writes: no pax header, owner 0:0 without names, 0755 for the tool and
-        // 0644 for the rest, so `tar -xf` as root makes no setuid file and no one else's.
-        let mode = if e.name == "offline-install" { 0o755 } else { 0o644 };
-        if e.pax || e.uid != 0 || e.gid != 0 || !e.uname.is_empty() || !e.gname.is_empty() || e.mode != mode {
-            return Err(Error::decode(
-                &doc,
-                format!(
-                    "{} has mode {:o}, owner {}:{} ({}:{}){}, not what this tool writes ({mode:o}, 0:0): the bundle was altered; get a fresh copy",
-                    e.name,
-                    e.mode,
-                    e.uid,
-                    e.gid,
-                    shown(&e.uname),
-                    shown(&e.gname),
-                    if e.pax { " and a pax header" } else { "" }
-                ),
-            ));
+    verify_source(path, Source::locate(path, true)?)
+}
+
+/// [`verify`] of the bundle whose bytes `source` holds (`path` names it in messages); a
+/// parted bundle's `SHA256SUMS` must be the one its index records.
+pub fn verify_source(path: &Path, source: Source) -> Result<Opened> {
+    let mut opened = open_source(path, source)?;
+    let doc = opened.doc();
+    if let Some(recorded) = &opened.source.sums {
+        if *recorded != opened.sums_digest {
+            return Err(Error::decode(&doc, "its SHA256SUMS is not the one its part index records: the parts are not of one bundle; get a fresh copy"));
         }
     }
-    let entries: BTreeMap<String, tar::Entry> = list.into_iter().map(|e| (e.name.clone(), e)).collect();
-    let sums_entry = entries.get("SHA256SUMS").ok_or_else(|| Error::decode(&doc, "SHA256SUMS is missing"))?;
-    if sums_entry.size > MAX_SUMS {
-        return Err(Error::decode(&doc, "SHA256SUMS is too large"));
-    }
-    let mut sums = String::new();
-    tar::open(path, sums_entry).and_then(|mut r| r.read_to_string(&mut sums)).map_err(|e| Error::io(format!("reading SHA256SUMS of {doc}"), e))?;
-    let mut listed: BTreeMap<String, Digest> = BTreeMap::new();
-    for line in sums.lines() {
-        let malformed = || Error::decode(&doc, format!("the SHA256SUMS line {} is malformed", shown(line)));
-        let (hash, name) = line.split_once("  ").ok_or_else(malformed)?;
-        let hash = Digest::from_hex(hash).map_err(|_| malformed())?;
-        if listed.insert(name.to_string(), hash).is_some() {
-            return Err(Error::decode(&doc, format!("SHA256SUMS lists {} twice: the bundle was altered; get a fresh copy", shown(name))));
-        }
-    }
-    for name in entries.keys().filter(|n| *n != "SHA256SUMS") {
-        if !listed.contains_key(name) {
-            return Err(Error::decode(&doc, format!("{name} is not listed in SHA256SUMS: the bundle was altered; get a fresh copy")));
-        }
-    }
-    for (name, expected) in &listed {
-        let entry = entries.get(name).ok_or_else(|| Error::decode(&doc, format!("{} is listed in SHA256SUMS but missing", shown(name))))?;
-        let mut reader = tar::open(path, entry).map_err(|e| Error::io(format!("reading {name}"), e))?;
+    for (name, expected) in &opened.sums {
+        let entry = opened.entry(name)?;
+        let mut reader = opened.source.open(entry).map_err(|e| Error::io(format!("reading {name}"), e))?;
         let mut hasher = Hasher::new();
         let mut buf = vec![0u8; 64 << 10];
         loop {
@@ -755,20 +907,6 @@ pub fn verify(path: &Path) -> Result<Opened> {
             return Err(Error::decode(&doc, format!("{name} does not hold the content its name says ({actual})")));
         }
     }
-    let sums_digest = Digest::of(sums.as_bytes());
-    let mut opened = Opened {
-        path: path.to_path_buf(),
-        entries,
-        sums: listed,
-        sums_digest,
-        manifest: Value::Null,
-        artifacts: Vec::new(),
-        module: Module { reference: String::new(), commit: String::new(), full_ref: String::new() },
-    };
-    opened.manifest = document::parse(&opened.read("manifest.json", document::MAX_SMALL as u64)?, "manifest.json", document::MAX_SMALL)?;
-    let (artifacts, module) = contents(&opened.manifest)?;
-    opened.artifacts = artifacts;
-    opened.module = module;
     let index = document::parse(&opened.read("oci/index.json", document::MAX_SMALL as u64)?, "oci/index.json", document::MAX_SMALL)?;
     let indexed: BTreeSet<Digest> = match get(&index, &["manifests"]) {
         Some(Value::Array(a)) => a.iter().map(|d| Descriptor::parse(d, "oci/index.json").map(|d| d.digest)).collect::<Result<_>>()?,
@@ -779,7 +917,9 @@ pub fn verify(path: &Path) -> Result<Opened> {
     if indexed != recorded {
         return Err(Error::decode(&doc, "oci/index.json and manifest.json name different artifacts: the bundle was altered; get a fresh copy"));
     }
-    // Every blob the bundle holds is one some artifact's graph references.
+    // Every blob the bundle holds is one some artifact's graph (or an attachment's)
+    // references; a differential bundle's missing blobs are exactly those its base omits
+    // (checked in `walk`).
     let mut referenced: BTreeSet<String> = BTreeSet::new();
     let mut tags = BTreeSet::new();
     for artifact in &opened.artifacts {
@@ -808,9 +948,180 @@ pub fn verify(path: &Path) -> Result<Opened> {
     if let Some(extra) = opened.entries.keys().find(|n| n.starts_with("oci/blobs/") && !referenced.contains(*n)) {
         return Err(Error::decode(&doc, format!("{extra} is referenced by no artifact: the bundle was altered; get a fresh copy")));
     }
+    if let Some(base) = &opened.base {
+        if let Some(odd) = base.omits.iter().find(|d| opened.carries(d) || !referenced.contains(&d.blob_name())) {
+            return Err(Error::decode(
+                &doc,
+                format!("its base omits {odd}, which it carries or no artifact references: the bundle was altered; get a fresh copy"),
+            ));
+        }
+    }
     let head = opened.read_prefix("module/module.bundle", MAX_GIT_HEADER)?;
-    opened.module.full_ref = module_ref_in(&head, &opened.module).map_err(|why| Error::decode(&doc, format!("module/module.bundle: {why}")))?;
+    let prerequisite = opened.base.as_ref().and_then(|b| b.prerequisite.clone());
+    opened.module.full_ref =
+        module_ref_in(&head, &opened.module, prerequisite.as_deref()).map_err(|why| Error::decode(&doc, format!("module/module.bundle: {why}")))?;
     Ok(opened)
+}
+
+/// Opens the bundle `source` holds without checking any checksum: the tar is read strictly
+/// (see [`tar`]), every entry is one this tool writes with the mode and owner it writes,
+/// `SHA256SUMS` lists exactly the other entries, and `manifest.json` is read and checked.
+/// [`verify_source`] and `list` start here; only the former hashes anything.
+pub fn open_source(path: &Path, source: Source) -> Result<Opened> {
+    let doc = format!("bundle {}", path.display());
+    // Only names this tool writes, and no directories: the first other entry ends the read.
+    let ours = |name: &str, is_dir: bool| {
+        !is_dir && (FIXED_NAMES.contains(&name) || name.strip_prefix("oci/blobs/sha256/").is_some_and(|h| Digest::from_hex(h).is_ok()))
+    };
+    let list = tar::index_of(&mut source.reader(), source.len(), &ours)
+        .map_err(|e| Error::decode(&doc, format!("{} is not a bundle this tool wrote: {e}: the bundle was altered; get a fresh copy", source.shown())))?;
+    for e in &list {
+        // What this tool writes: no pax header, owner 0:0 without names, 0755 for the tool and
+        // 0644 for the rest, so `tar -xf` as root makes no setuid file and no one else's.
+        let mode = if e.name == "offline-install" { 0o755 } else { 0o644 };
+        if e.pax || e.uid != 0 || e.gid != 0 || !e.uname.is_empty() || !e.gname.is_empty() || e.mode != mode {
+            return Err(Error::decode(
+                &doc,
+                format!(
+                    "{} has mode {:o}, owner {}:{} ({}:{}){}, not what this tool writes ({mode:o}, 0:0): the bundle was altered; get a fresh copy",
+                    e.name,
+                    e.mode,
+                    e.uid,
+                    e.gid,
+                    shown(&e.uname),
+                    shown(&e.gname),
+                    if e.pax { " and a pax header" } else { "" }
+                ),
+            ));
+        }
+    }
+    let entries: BTreeMap<String, tar::Entry> = list.into_iter().map(|e| (e.name.clone(), e)).collect();
+    let sums_entry = entries.get("SHA256SUMS").ok_or_else(|| Error::decode(&doc, "SHA256SUMS is missing"))?;
+    if sums_entry.size > MAX_SUMS {
+        return Err(Error::decode(&doc, "SHA256SUMS is too large"));
+    }
+    let mut sums = String::new();
+    source.open(sums_entry).and_then(|mut r| r.read_to_string(&mut sums)).map_err(|e| Error::io(format!("reading SHA256SUMS of {doc}"), e))?;
+    let mut listed: BTreeMap<String, Digest> = BTreeMap::new();
+    for line in sums.lines() {
+        let malformed = || Error::decode(&doc, format!("the SHA256SUMS line {} is malformed", shown(line)));
+        let (hash, name) = line.split_once("  ").ok_or_else(malformed)?;
+        let hash = Digest::from_hex(hash).map_err(|_| malformed())?;
+        if listed.insert(name.to_string(), hash).is_some() {
+            return Err(Error::decode(&doc, format!("SHA256SUMS lists {} twice: the bundle was altered; get a fresh copy", shown(name))));
+        }
+    }
+    for name in entries.keys().filter(|n| *n != "SHA256SUMS") {
+        if !listed.contains_key(name) {
+            return Err(Error::decode(&doc, format!("{name} is not listed in SHA256SUMS: the bundle was altered; get a fresh copy")));
+        }
+    }
+    if let Some(name) = listed.keys().find(|n| !entries.contains_key(*n)) {
+        return Err(Error::decode(&doc, format!("{} is listed in SHA256SUMS but missing", shown(name))));
+    }
+    let sums_digest = Digest::of(sums.as_bytes());
+    let mut opened = Opened {
+        path: path.to_path_buf(),
+        source,
+        base: None,
+        entries,
+        sums: listed,
+        sums_digest,
+        manifest: Value::Null,
+        artifacts: Vec::new(),
+        module: Module { reference: String::new(), commit: String::new(), full_ref: String::new() },
+    };
+    opened.manifest = document::parse(&opened.read("manifest.json", document::MAX_SMALL as u64)?, "manifest.json", document::MAX_SMALL)?;
+    let (artifacts, module) = contents(&opened.manifest)?;
+    opened.artifacts = artifacts;
+    opened.module = module;
+    opened.base = differential::Base::parse(&opened.manifest)?;
+    Ok(opened)
+}
+
+/// `list`: what the bundle holds, read strictly and bounded as [`open_source`] reads it, but
+/// no checksum is checked (run `verify` for that): each artifact with its platforms, digest,
+/// and the count and bytes of the blobs it carries; the base a differential bundle needs.
+pub fn list(path: &Path) -> Result<String> {
+    // The parts' sizes are checked, not their checksums: list hashes nothing.
+    let opened = open_source(path, Source::locate(path, false)?)?;
+    let mut out = format!(
+        "{}: {} bytes, not verified (run 'verify' to check every checksum)
+",
+        opened.source.shown(),
+        opened.source.len()
+    );
+    if let Some((index, anchor)) = &opened.source.index {
+        out.push_str(&format!(
+            "  {} parts, index {} sha256: {}
+",
+            opened.source.parts().len(),
+            index.display(),
+            anchor.hex()
+        ));
+    }
+    for artifact in &opened.artifacts {
+        let (mut carried, mut bytes, mut omitted) = (0usize, 0u64, 0usize);
+        opened.walk(artifact, &mut |step| {
+            match step {
+                Step::Blob(b) if opened.carries(&b.digest) => {
+                    carried += 1;
+                    bytes += b.size;
+                }
+                Step::Blob(_) => omitted += 1,
+                Step::Manifest(..) => {}
+            }
+            Ok(())
+        })?;
+        let platforms = match get(&opened.manifest, &["artifacts"]) {
+            Some(Value::Array(records)) => records
+                .iter()
+                .filter(|r| json_text(r, &["role"]) == Some(artifact.role.as_str()))
+                .filter_map(|r| match get(r, &["platforms"]) {
+                    Some(Value::Array(p)) => {
+                        Some(p.iter().filter_map(|v| if let Value::String(t) = v { Some(shown(t)) } else { None }).collect::<Vec<_>>().join(", "))
+                    }
+                    _ => None,
+                })
+                .collect::<String>(),
+            _ => String::new(),
+        };
+        let platforms = if platforms.is_empty() { "-".to_string() } else { platforms };
+        out.push_str(&format!(
+            "  {}: {} = {} ({})
+    platforms: {platforms}
+    blobs carried: {carried} ({bytes} bytes){}
+",
+            artifact.role,
+            artifact.source,
+            artifact.digest,
+            shown(&artifact.media_type),
+            if omitted > 0 { format!(", in the base: {omitted}") } else { String::new() }
+        ));
+    }
+    out.push_str(&format!(
+        "  module: {} at {}
+",
+        shown(&opened.module.reference),
+        opened.module.commit
+    ));
+    match &opened.base {
+        Some(base) => out.push_str(&format!(
+            "  {}
+",
+            base.describe()
+        )),
+        None => out.push_str(
+            "  complete: it needs nothing in the target
+",
+        ),
+    }
+    out.push_str(&format!(
+        "SHA256SUMS sha256: {}
+",
+        opened.sums_digest.hex()
+    ));
+    Ok(out)
 }
 
 /// The checked artifacts and module of `manifest.json`.
@@ -928,9 +1239,11 @@ impl Drop for Owned {
 }
 
 /// `push`: verify, then mirror every artifact and the module; returns the values to use next.
-/// The module's git bundle is copied (and checked against `SHA256SUMS` again) into a
-/// scratch directory under the temporary directory before anything is uploaded, so a
-/// bundle on read-only media works and a full disk fails before the registry is touched.
+/// Blobs are read in place from the bundle or its parts. The module's pack is streamed
+/// from the bundle into a bare repository in a scratch directory under the temporary
+/// directory (made before anything is uploaded, so a bundle on read-only media works), and
+/// checked against `SHA256SUMS` again on the way; git needs a repository to push from, so
+/// that repository (the pack and its index) is the only temporary disk push uses.
 pub fn push(path: &Path, target: &Target, key: Option<&PublicKey>) -> Result<String> {
     let opened = verify(path)?;
     if let Some(key) = key {
@@ -943,12 +1256,17 @@ pub fn push(path: &Path, target: &Target, key: Option<&PublicKey>) -> Result<Str
         path.display(),
         opened.sums_digest.hex()
     );
+    if let Some(base) = &opened.base {
+        eprintln!("{}", base.describe());
+    }
     let scratch = Owned::temp_dir("push")?;
-    let module_file = scratch.0.join("module.bundle");
-    opened.copy_checked("module/module.bundle", &module_file)?;
     let host = &target.registry.host;
     let prefix = target.registry.prefix.as_ref();
     let dest = Registry::new(target.access.endpoint(host)?)?;
+    let bare = scratch.0.join("module.git");
+    if let Some(base) = &opened.base {
+        base_in_target(&opened, base, &dest, target, &bare)?;
+    }
     let mut values = Vec::new();
     let mut mirrors = BTreeSet::new();
     for artifact in &opened.artifacts {
@@ -981,8 +1299,11 @@ pub fn push(path: &Path, target: &Target, key: Option<&PublicKey>) -> Result<Str
     let git_shown = crate::redact::url_without_userinfo(&target.git_url);
     eprintln!("pushing the module ({full_ref} = {commit}) to {git_shown}");
     let url = target.git_url.as_str();
-    let bare = scratch.0.join("module.git");
-    git(&["clone", "--quiet", "--bare", "--", &module_file.display().to_string(), &bare.display().to_string()], None, "unpacking the module bundle", url)?;
+    if !bare.exists() {
+        git(&["init", "--quiet", "--bare", &bare.display().to_string()], None, "preparing the module", url)?;
+    }
+    // With a prerequisite, the base's history is in `bare` already (fetched from the target and checked).
+    opened.unpack_module(&bare, url)?;
     // Only the ref manifest.json names, and only at its commit.
     let found = git(&["rev-parse", "--verify", "--end-of-options", &format!("{full_ref}^{{commit}}")], Some(&bare), "reading the module bundle", url)?;
     if found.trim() != commit {
@@ -1014,17 +1335,97 @@ pub fn push(path: &Path, target: &Target, key: Option<&PublicKey>) -> Result<Str
 /// its digest); the walk's `top` is pushed by the caller, under its tag.
 fn push_step(opened: &Opened, dest: &Registry, repository: &Repository, top: &Digest, step: Step) -> Result<()> {
     match step {
+        // Not carried: in the base, which `base_in_target` found in the target.
+        Step::Blob(blob) if !opened.carries(&blob.digest) => Ok(()),
         Step::Blob(blob) => {
             let entry = opened.blob_entry(&blob.digest)?;
             let size = entry.size;
-            let bundle_path = opened.path.clone();
-            let open = move || -> std::io::Result<Box<dyn Read>> { Ok(Box::new(tar::open(&bundle_path, &entry)?)) };
+            let source = opened.source.clone();
+            let open = move || -> std::io::Result<Box<dyn Read>> { Ok(Box::new(source.open(&entry)?)) };
             dest.push_blob(repository, &blob.digest, size, &open).map(|_| ())
         }
         Step::Manifest(m, _) if m.digest == *top => Ok(()),
         Step::Manifest(m, parsed) => {
             let typed = Manifest { media_type: parsed.media_type.clone(), bytes: m.bytes.clone(), digest: m.digest.clone() };
             dest.push_manifest(repository, &Selector::Digest(m.digest.clone()), &typed)
+        }
+    }
+}
+
+/// Before a differential bundle pushes anything: every blob it references and does not carry
+/// must be in the target registry (asked for each one, whatever `manifest.json` claims), and
+/// the commit its git bundle builds on must be in the git target's history of the module's
+/// ref (fetched into `bare`, where the bundle is unpacked later). Refuses naming what is missing.
+fn base_in_target(opened: &Opened, base: &differential::Base, dest: &Registry, target: &Target, bare: &Path) -> Result<()> {
+    let prefix = target.registry.prefix.as_ref();
+    let mut missing = Vec::new();
+    for artifact in &opened.artifacts {
+        let repository = artifact.source.repository.under(prefix);
+        let mut check = |step: Step| {
+            if let Step::Blob(blob) = step {
+                if !opened.carries(&blob.digest) && !dest.has_blob(&repository, &blob.digest)? {
+                    missing.push(format!("blob {} of the {} in {}/{repository}", blob.digest, artifact.role, target.registry.host));
+                }
+            }
+            Ok(())
+        };
+        opened.walk(artifact, &mut check)?;
+        // Its attachments (signatures, the SBOM) go into the same repository.
+        for a in &artifact.attachments {
+            opened.walk_from(&a.digest, &a.media_type, &mut check)?;
+        }
+    }
+    if let Some(commit) = &base.prerequisite {
+        let url = target.git_url.as_str();
+        let full_ref = &opened.module.full_ref;
+        git(&["init", "--quiet", "--bare", &bare.display().to_string()], None, "preparing the module", url)?;
+        let shown_url = crate::redact::url_without_userinfo(url);
+        let fetched = git(
+            &["fetch", "--quiet", "--no-tags", "--", url, "+refs/heads/*:refs/base/heads/*", "+refs/tags/*:refs/base/tags/*"],
+            Some(bare),
+            &format!("fetching the module from {shown_url}"),
+            url,
+        );
+        let found = fetched.is_ok() && git(&["cat-file", "-e", &format!("{commit}^{{commit}}")], Some(bare), "reading the module", url).is_ok();
+        if !found {
+            missing.push(format!("commit {commit} of the module (which {full_ref} builds on) in {shown_url}"));
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(differential::missing_error(base, &missing))
+    }
+}
+
+/// A reader that hashes everything it reads and hands on what follows the first `skip`
+/// bytes; the digest is left in `done` at the end of the input.
+struct Hashed<R: Read> {
+    inner: R,
+    hasher: Option<Hasher>,
+    skip: u64,
+    done: Arc<std::sync::Mutex<Option<Digest>>>,
+}
+
+impl<R: Read> Read for Hashed<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let n = self.inner.read(buf)?;
+            if n == 0 {
+                if let (Some(h), Ok(mut done)) = (self.hasher.take(), self.done.lock()) {
+                    *done = Some(h.finish());
+                }
+                return Ok(0);
+            }
+            if let Some(h) = self.hasher.as_mut() {
+                h.update(&buf[..n]);
+            }
+            let dropped = usize::try_from(self.skip).unwrap_or(usize::MAX).min(n);
+            self.skip -= dropped as u64;
+            if dropped < n {
+                buf.copy_within(dropped..n, 0);
+                return Ok(n - dropped);
+            }
         }
     }
 }
@@ -1091,13 +1492,13 @@ mod tests {
     fn a_git_bundle_must_carry_exactly_the_module_ref() {
         let oid = "a".repeat(40);
         let one = format!("# v2 git bundle\n{oid} refs/tags/v1.0.0\n\nPACK");
-        assert_eq!(module_ref_in(one.as_bytes(), &module("v1.0.0")).unwrap(), "refs/tags/v1.0.0");
+        assert_eq!(module_ref_in(one.as_bytes(), &module("v1.0.0"), None).unwrap(), "refs/tags/v1.0.0");
         let v3 = format!("# v3 git bundle\n@object-format=sha1\n{oid} refs/heads/main\n\nPACK");
-        assert_eq!(module_ref_in(v3.as_bytes(), &module("main")).unwrap(), "refs/heads/main");
+        assert_eq!(module_ref_in(v3.as_bytes(), &module("main"), None).unwrap(), "refs/heads/main");
         let full = format!("# v2 git bundle\n{oid} refs/heads/release\n\n");
-        assert_eq!(module_ref_in(full.as_bytes(), &module("refs/heads/release")).unwrap(), "refs/heads/release");
+        assert_eq!(module_ref_in(full.as_bytes(), &module("refs/heads/release"), None).unwrap(), "refs/heads/release");
         let head = format!("# v2 git bundle\n{oid} HEAD\n\n");
-        assert!(module_ref_in(head.as_bytes(), &module("HEAD")).is_err());
+        assert!(module_ref_in(head.as_bytes(), &module("HEAD"), None).is_err());
         for bad in [
             format!("# v2 git bundle\n{oid} refs/tags/v1.0.0\n{oid} refs/heads/evil\n\n"),
             format!("# v2 git bundle\n{oid} refs/heads/master\n\n"),
@@ -1106,7 +1507,7 @@ mod tests {
             format!("# v9 git bundle\n{oid} refs/tags/v1.0.0\n\n"),
             "not a git bundle".to_string(),
         ] {
-            assert!(module_ref_in(bad.as_bytes(), &module("v1.0.0")).is_err(), "{bad}");
+            assert!(module_ref_in(bad.as_bytes(), &module("v1.0.0"), None).is_err(), "{bad}");
         }
     }
 

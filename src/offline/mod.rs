@@ -6,16 +6,19 @@
 //! (`offline-install`), an OCI image layout (`oci/`), the module's git bundle
 //! (`module/module.bundle`), `manifest.json` (what is inside, with digests) and
 //! `SHA256SUMS` (every other entry). Blobs are read straight from the tar by offset, so
-//! nothing is unpacked on the far side. Each artifact's attachments (cosign signatures,
-//! SBOMs, OCI referrers: [`attachment`]) travel with it; `verify --key` checks the cosign
-//! signatures offline ([`signature`]). Not supported: registries' chunked uploads,
-//! cross-repository mounts.
+//! nothing is unpacked on the far side; the tar may be cut into parts for removable media
+//! ([`parts`]), and may hold only what an earlier bundle does not ([`differential`]).
+//! Each artifact's attachments (cosign signatures, SBOMs, OCI referrers: [`attachment`])
+//! travel with it; `verify --key` checks the cosign signatures offline ([`signature`]).
+//! Not supported: cross-repository mounts.
 
 pub mod attachment;
 pub mod bundle;
+pub mod differential;
 pub mod digest;
 pub mod document;
 pub mod graph;
+pub mod parts;
 pub mod registry;
 pub mod signature;
 pub mod tar;

@@ -74,33 +74,33 @@ impl<W: Write> Writer<W> {
 
     /// Appends `size` bytes read from `data` under `name` (at most 100 bytes, a name the reader accepts).
     pub fn append(&mut self, name: &str, mode: u32, size: u64, data: &mut dyn Read) -> io::Result<()> {
-        if name.len() > 100 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("tar path '{name}' is longer than 100 bytes")));
-        }
-        check_name(name).map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, format!("tar path {name:?}: {why}")))?;
-        let mut header = [0u8; 512];
-        header[..name.len()].copy_from_slice(name.as_bytes());
-        octal(&mut header[100..108], u64::from(mode));
-        octal(&mut header[108..116], 0);
-        octal(&mut header[116..124], 0);
-        octal(&mut header[124..136], size);
-        octal(&mut header[136..148], 0);
-        header[156] = b'0';
-        header[257..263].copy_from_slice(b"ustar\0");
-        header[263..265].copy_from_slice(b"00");
-        header[148..156].copy_from_slice(b"        ");
-        let sum: u32 = header.iter().map(|&b| u32::from(b)).sum();
-        octal(&mut header[148..155], u64::from(sum));
-        header[155] = b' ';
+        let header = header(name, mode, size)?;
         self.out.write_all(&header)?;
         let copied = io::copy(&mut data.take(size), &mut self.out)?;
         if copied != size {
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("{name}: expected {size} bytes, read {copied}")));
         }
+        self.pad(size)
+    }
+
+    fn pad(&mut self, size: u64) -> io::Result<()> {
         let pad = (BLOCK - size % BLOCK) % BLOCK;
         self.out.write_all(&vec![0u8; pad as usize])?;
         self.written += BLOCK + size + pad;
         Ok(())
+    }
+
+    /// Appends `size` bytes that `fill` writes (a download streamed straight into the
+    /// archive, with no copy on disk); `fill` writing more or fewer bytes is an error.
+    pub fn append_with(&mut self, name: &str, mode: u32, size: u64, fill: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>) -> io::Result<()> {
+        let mut exact = Exact { out: &mut self.out, left: size };
+        let header = header(name, mode, size)?;
+        exact.out.write_all(&header)?;
+        fill(&mut exact)?;
+        if exact.left != 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("{name}: expected {size} bytes, {} short", exact.left)));
+        }
+        self.pad(size)
     }
 
     /// Appends an in-memory file.
@@ -113,6 +113,50 @@ impl<W: Write> Writer<W> {
         self.out.write_all(&[0u8; 1024])?;
         self.out.flush()?;
         Ok(self.out)
+    }
+}
+
+/// The ustar header this writer puts before an entry's data.
+fn header(name: &str, mode: u32, size: u64) -> io::Result<[u8; 512]> {
+    if name.len() > 100 {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("tar path '{name}' is longer than 100 bytes")));
+    }
+    check_name(name).map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, format!("tar path {name:?}: {why}")))?;
+    let mut header = [0u8; 512];
+    header[..name.len()].copy_from_slice(name.as_bytes());
+    octal(&mut header[100..108], u64::from(mode));
+    octal(&mut header[108..116], 0);
+    octal(&mut header[116..124], 0);
+    octal(&mut header[124..136], size);
+    octal(&mut header[136..148], 0);
+    header[156] = b'0';
+    header[257..263].copy_from_slice(b"ustar\0");
+    header[263..265].copy_from_slice(b"00");
+    header[148..156].copy_from_slice(b"        ");
+    let sum: u32 = header.iter().map(|&b| u32::from(b)).sum();
+    octal(&mut header[148..155], u64::from(sum));
+    header[155] = b' ';
+    Ok(header)
+}
+
+/// A writer that takes exactly `left` more bytes and refuses any beyond.
+struct Exact<'a, W: Write> {
+    out: &'a mut W,
+    left: u64,
+}
+
+impl<W: Write> Write for Exact<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.len() as u64 > self.left {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "more bytes than the entry's size"));
+        }
+        let n = self.out.write(buf)?;
+        self.left -= n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
     }
 }
 

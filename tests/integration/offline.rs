@@ -1566,3 +1566,650 @@ fn an_agent_image_without_the_sbom_is_bundled_with_a_note_that_none_is_carried()
     assert_eq!(run.code, Some(0), "{}", run.all());
     assert!(run.stderr.contains("no SBOM: no platform of") && !run.stdout.contains(r#""kind": "sbom""#), "{}", run.all());
 }
+
+// ---- issue 15 (15a): parts, streaming, differential bundles, list ---------------------
+
+/// A small stand-in for the tool inside parted bundles (the real one is 40 MB in a debug
+/// build): 300 KB of varied bytes, so 64 KiB parts make five of them.
+fn small_tool(dir: &TempDir) -> PathBuf {
+    let path = dir.join("small-tool");
+    let bytes: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn run_bundle_with(dir: &TempDir, out: &Path, source: &str, module: &str, extra: &[&str]) -> Run {
+    let mut args = bundle_args(out.to_str().unwrap(), source, module);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    tool(dir, &args.iter().map(String::as_str).collect::<Vec<_>>(), None, QUICK)
+}
+
+/// The files in `dir` whose names start with `prefix`, sorted.
+fn names_starting(dir: &Path, prefix: &str) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with(prefix)).collect();
+    names.sort();
+    names
+}
+
+/// A bundle at `out` of one image (from the stand-in returned) and the module (whose
+/// repository is returned), with the small tool and `extra` options.
+fn small_bundle(dir: &TempDir, out: &Path, extra: &[&str]) -> (PathBuf, Registry) {
+    let module = module_repo(dir);
+    let source = Registry::start(false);
+    let (child, blobs) = image("layer");
+    serve(&source, (MANIFEST, &child), &[], &blobs);
+    let tool_path = small_tool(dir);
+    let run = run_bundle_with(dir, out, &source.host(), module.to_str().unwrap(), &[&["--tool", tool_path.to_str().unwrap()], extra].concat());
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    (module, source)
+}
+
+/// A bundle of one image and the module, in 64 KiB parts, under `dir/parts/b.tar.*`.
+fn parted_bundle(dir: &TempDir) -> (PathBuf, Registry) {
+    std::fs::create_dir_all(dir.join("parts")).unwrap();
+    let out = dir.join("parts/b.tar");
+    let (_, source) = small_bundle(dir, &out, &["--max-part-size", "64K"]);
+    (out, source)
+}
+
+#[test]
+fn a_bundle_in_parts_is_the_single_file_bundle_cut_and_verifies_lists_and_pushes_from_its_parts() {
+    let dir = TempDir::new("offline-parts-e2e");
+    let (out, _source) = parted_bundle(&dir);
+    let names = names_starting(&dir.join("parts"), "b.tar");
+    assert_eq!(names, ["b.tar.001", "b.tar.002", "b.tar.003", "b.tar.004", "b.tar.005", "b.tar.parts"], "{names:?}");
+    for n in &names[..4] {
+        assert_eq!(std::fs::metadata(dir.join(format!("parts/{n}"))).unwrap().len(), 64 << 10, "{n}");
+    }
+    // cat and tar alone take the tool out; the joined file is the ordinary bundle.
+    let taken = Command::new("sh").args(["-c", "cat \"$0\".0* | tar -xOf - offline-install", out.to_str().unwrap()]).output().unwrap();
+    assert!(taken.status.success(), "{}", String::from_utf8_lossy(&taken.stderr));
+    assert_eq!(taken.stdout, std::fs::read(dir.join("small-tool")).unwrap());
+    let joined = dir.join("joined.tar");
+    assert!(Command::new("sh").args(["-c", "cat \"$0\".0* > \"$1\"", out.to_str().unwrap(), joined.to_str().unwrap()]).status().unwrap().success());
+    let anchor = |text: &str| text.lines().find_map(|l| l.strip_prefix("SHA256SUMS sha256: ")).map(String::from);
+    let parted = tool(&dir, &["verify", out.to_str().unwrap()], None, QUICK);
+    assert_eq!(parted.code, Some(0), "{}", parted.all());
+    assert!(parted.stdout.contains("5 parts") && parted.stdout.contains("b.tar.parts sha256: "), "{}", parted.stdout);
+    let single = tool(&dir, &["verify", joined.to_str().unwrap()], None, QUICK);
+    assert_eq!(single.code, Some(0), "{}", single.all());
+    assert_eq!(anchor(&parted.stdout), anchor(&single.stdout));
+    let index_anchor = sha(&std::fs::read(dir.join("parts/b.tar.parts")).unwrap());
+    assert!(parted.stdout.contains(&index_anchor), "verify prints the index's sha256: {}", parted.stdout);
+    let listed = tool(&dir, &["list", out.to_str().unwrap()], None, QUICK);
+    assert_eq!(listed.code, Some(0), "{}", listed.all());
+    assert!(listed.stdout.contains("agent-image") && listed.stdout.contains("blobs carried: 2") && listed.stdout.contains("complete"), "{}", listed.stdout);
+    let target = Registry::start(false);
+    let git_target = dir.join("target.git");
+    assert!(Command::new("git").args(["init", "--quiet", "--bare"]).arg(&git_target).status().unwrap().success());
+    let run = push_plain(&dir, &out, &target, git_target.to_str().unwrap());
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    let (_, blobs) = image("layer");
+    target.with(|s| {
+        for b in &blobs {
+            assert_eq!(s.blobs.get(&digest(b.as_bytes())), Some(b));
+        }
+    });
+}
+
+/// Copies the parts and the index of `out` into a fresh directory `name` and returns the copy's FILE.
+fn copy_parts(dir: &TempDir, out: &Path, name: &str) -> PathBuf {
+    let to = dir.join(name);
+    std::fs::create_dir_all(&to).unwrap();
+    for n in names_starting(out.parent().unwrap(), "b.tar") {
+        std::fs::copy(out.parent().unwrap().join(&n), to.join(&n)).unwrap();
+    }
+    to.join("b.tar")
+}
+
+#[test]
+fn each_kind_of_part_damage_and_each_hostile_index_is_named_before_anything_is_pushed() {
+    let dir = TempDir::new("offline-parts-damage");
+    let (out, _source) = parted_bundle(&dir);
+    let index = std::fs::read_to_string(dir.join("parts/b.tar.parts")).unwrap();
+    let lines: Vec<&str> = index.lines().collect();
+    type Damage = Box<dyn Fn(&Path)>;
+    let part = |file: &Path, n: usize| file.with_file_name(format!("b.tar.{n:03}"));
+    let write_index = |text: String| -> Damage { Box::new(move |f: &Path| std::fs::write(f.with_file_name("b.tar.parts"), &text).unwrap()) };
+    let cases: Vec<(&str, Damage, String)> = vec![
+        ("missing", Box::new(move |f: &Path| std::fs::remove_file(part(f, 3)).unwrap()), "b.tar.003 is missing".into()),
+        (
+            "truncated",
+            Box::new(move |f: &Path| std::fs::OpenOptions::new().write(true).open(part(f, 3)).unwrap().set_len(1000).unwrap()),
+            "b.tar.003 is truncated: 1000 bytes, the index says 65536".into(),
+        ),
+        (
+            "longer",
+            Box::new(move |f: &Path| {
+                use std::io::Write;
+                std::fs::OpenOptions::new().append(true).open(part(f, 5)).unwrap().write_all(b"x").unwrap()
+            }),
+            "b.tar.005 is".into(),
+        ),
+        (
+            "altered",
+            Box::new(move |f: &Path| {
+                let mut b = std::fs::read(part(f, 2)).unwrap();
+                b[100] ^= 1;
+                std::fs::write(part(f, 2), b).unwrap()
+            }),
+            "b.tar.002 has the wrong checksum".into(),
+        ),
+        (
+            "symlink",
+            Box::new(move |f: &Path| {
+                let real = f.with_file_name("elsewhere");
+                std::fs::rename(part(f, 3), &real).unwrap();
+                std::os::unix::fs::symlink(&real, part(f, 3)).unwrap();
+            }),
+            "b.tar.003 is a symlink".into(),
+        ),
+        (
+            "fifo",
+            Box::new(move |f: &Path| {
+                std::fs::remove_file(part(f, 3)).unwrap();
+                assert!(Command::new("mkfifo").arg(part(f, 3)).status().unwrap().success());
+            }),
+            "b.tar.003 is not a regular file".into(),
+        ),
+        ("an extra part", Box::new(move |f: &Path| std::fs::write(part(f, 6), b"more").unwrap()), "b.tar.006 exists too".to_string()),
+        ("an index that leaves the last part out", write_index(lines[..lines.len() - 1].join("\n") + "\n"), "b.tar.005 exists too".into()),
+        (
+            "an index with two parts swapped",
+            write_index([&lines[..2], &[lines[3], lines[2]], &lines[4..]].concat().join("\n") + "\n"),
+            "b.tar.001 has the wrong checksum".into(),
+        ),
+        ("an index naming a path", write_index(index.replacen(" 65536\n", " 65536 ../b.tar\n", 1)), "is not '<sha256 hex> <size>'".into()),
+        (
+            "an index whose sizes overflow",
+            write_index(format!("{}\n{}\n{} {}\n{} 1\n", lines[0], lines[1], "a".repeat(64), u64::MAX, "b".repeat(64))),
+            "past 2^64".into(),
+        ),
+        ("an index with a huge size", write_index(index.replacen(" 65536\n", " 99999999999999999999999\n", 1)), "not '<sha256 hex> <size>'".into()),
+        (
+            "an index that is a symlink",
+            Box::new(move |f: &Path| {
+                let real = f.with_file_name("index-elsewhere");
+                std::fs::rename(f.with_file_name("b.tar.parts"), &real).unwrap();
+                std::os::unix::fs::symlink(&real, f.with_file_name("b.tar.parts")).unwrap();
+            }),
+            "is a symlink".into(),
+        ),
+        (
+            "an index that is a FIFO",
+            Box::new(move |f: &Path| {
+                std::fs::remove_file(f.with_file_name("b.tar.parts")).unwrap();
+                assert!(Command::new("mkfifo").arg(f.with_file_name("b.tar.parts")).status().unwrap().success());
+            }),
+            "is not a regular file".into(),
+        ),
+        ("an index too large", write_index(format!("{index}{}", format!("{} 1\n", "c".repeat(64)).repeat(3000))), "larger than 131072 bytes".into()),
+    ];
+    for (i, (case, damage, said)) in cases.iter().enumerate() {
+        let file = copy_parts(&dir, &out, &format!("case{i}"));
+        damage(&file);
+        let target = Registry::start(false);
+        let run = push_plain(&dir, &file, &target, "/nonexistent");
+        assert!(!run.timed_out, "{case}: hung");
+        assert_eq!(run.code, Some(1), "{case}: {}", run.all());
+        assert!(run.stderr.contains(said.as_str()), "{case}: wanted {said:?} in {}", run.stderr);
+        assert_eq!(run.stderr.trim().lines().count(), 1, "{case}: one line: {}", run.stderr);
+        assert!(target.seen().is_empty(), "{case}: the registry was asked before the parts were checked: {:?}", target.seen());
+        eprintln!("{case}: {}", run.stderr.trim());
+        let run = tool(&dir, &["verify", file.to_str().unwrap()], None, QUICK);
+        assert!(run.code == Some(1) && run.stderr.contains(said.as_str()), "{case}: verify: {}", run.all());
+    }
+}
+
+#[test]
+fn bundle_in_parts_refuses_an_existing_part_and_leaves_no_part_behind_when_it_fails() {
+    let dir = TempDir::new("offline-parts-claim");
+    let out = dir.join("b.tar");
+    std::fs::write(dir.join("b.tar.001"), "someone's").unwrap();
+    let source = Registry::start(false);
+    let (child, blobs) = image("layer");
+    serve(&source, (MANIFEST, &child), &[], &blobs);
+    let run = run_bundle_with(&dir, &out, &source.host(), "/nonexistent", &["--max-part-size", "64K"]);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("b.tar.001 already exists"), "{}", run.stderr);
+    assert_eq!(std::fs::read_to_string(dir.join("b.tar.001")).unwrap(), "someone's");
+    std::fs::remove_file(dir.join("b.tar.001")).unwrap();
+    // A stale index from a killed run: refused before anything is fetched, not after.
+    std::fs::write(dir.join("b.tar.parts.partial"), "stale").unwrap();
+    let run = run_bundle_with(&dir, &out, &source.host(), "/nonexistent", &["--max-part-size", "64K"]);
+    assert!(run.code == Some(1) && run.stderr.contains("b.tar.parts.partial already exists"), "{}", run.all());
+    assert!(!source.seen().iter().any(|s| s.path.contains("/blobs/")), "it fetched before refusing");
+    std::fs::remove_file(dir.join("b.tar.parts.partial")).unwrap();
+    // The module cannot be cloned: every part written so far (the 40 MB tool's) is removed.
+    let run = run_bundle_with(&dir, &out, &source.host(), "/nonexistent", &["--max-part-size", "1M"]);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("cloning the module"), "{}", run.stderr);
+    assert!(names_starting(&dir.0, "b.").is_empty(), "left behind: {:?}", names_starting(&dir.0, "b."));
+    for bad in ["1K", "12X", "99999999999999999999G"] {
+        let run = run_bundle_with(&dir, &out, &source.host(), "/nonexistent", &["--max-part-size", bad]);
+        assert_eq!(run.code, Some(2), "{bad}: {}", run.all());
+        assert!(run.stderr.contains("--max-part-size"), "{bad}: {}", run.stderr);
+    }
+}
+
+#[test]
+fn bundle_streams_each_blob_into_the_output_without_a_copy_in_its_scratch_directory() {
+    let dir = TempDir::new("offline-stream");
+    let out = dir.join("bundle.tar");
+    let module = module_repo(&dir);
+    let source = Registry::start(false);
+    let (child, blobs) = image("layer");
+    serve(&source, (MANIFEST, &child), &[], &blobs);
+    let scratch = dir.join("bundle.scratch");
+    let staged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen_staged = staged.clone();
+    source.with(|s| {
+        // While each request is answered, what lies in the scratch directory?
+        s.on_request = Some(Box::new(move |_| {
+            for e in std::fs::read_dir(&scratch).into_iter().flatten().flatten() {
+                seen_staged.lock().unwrap().push(e.file_name().to_string_lossy().into_owned());
+            }
+        }))
+    });
+    let run = run_bundle(&dir, &out, &source.host(), module.to_str().unwrap());
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    let staged = staged.lock().unwrap().clone();
+    assert!(staged.iter().all(|n| n.len() != 64), "blobs were staged in the scratch directory: {staged:?}");
+    assert!(run.stdout.contains("scratch space used: "), "{}", run.stdout);
+}
+
+/// An image of two layers (and its config), for the differential tests.
+fn two_layers(a: &str, b: &str) -> (String, Vec<String>) {
+    let config = format!(r#"{{"layers":["{a}","{b}"]}}"#);
+    let layer = |l: &str| format!(r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{}","size":{}}}"#, digest(l.as_bytes()), l.len());
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[{},{}]}}"#,
+        digest(config.as_bytes()),
+        config.len(),
+        layer(a),
+        layer(b)
+    );
+    (manifest, vec![config, a.to_string(), b.to_string()])
+}
+
+fn git_in(repo: &Path, args: &[&str]) -> String {
+    let out = Command::new("git").arg("-C").arg(repo).args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"]).args(args).output().unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The entry names of a tar file.
+fn tar_names(path: &Path) -> Vec<String> {
+    let out = Command::new("tar").arg("-tf").arg(path).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect()
+}
+
+#[test]
+fn a_differential_bundle_carries_only_the_changed_layer_and_is_pushed_only_onto_its_base() {
+    let dir = TempDir::new("offline-since");
+    let module = module_repo(&dir);
+    let source = Registry::start(false);
+    let (old_top, old_blobs) = two_layers("base-layer", "app-layer-1");
+    serve(&source, (MANIFEST, &old_top), &[], &old_blobs);
+    let tool_path = small_tool(&dir);
+    let small = ["--tool", tool_path.to_str().unwrap(), "--module-ref", "main"];
+    let old = dir.join("old.tar");
+    let run = run_bundle_with(&dir, &old, &source.host(), module.to_str().unwrap(), &small);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    // The next version: one layer changed, one commit more.
+    let (new_top, new_blobs) = two_layers("base-layer", "app-layer-2");
+    serve(&source, (MANIFEST, &new_top), &[], &new_blobs);
+    std::fs::write(module.join("more.tf"), "output \"x\" { value = 1 }\n").unwrap();
+    git_in(&module, &["add", "."]);
+    git_in(&module, &["commit", "--quiet", "-m", "more"]);
+    let old_commit = git_in(&module, &["rev-parse", "main~1"]);
+    let new = dir.join("new.tar");
+    let run = run_bundle_with(&dir, &new, &source.host(), module.to_str().unwrap(), &[&small[..], &["--since", old.to_str().unwrap()]].concat());
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    let blobs: Vec<String> = tar_names(&new).into_iter().filter_map(|n| n.strip_prefix("oci/blobs/sha256/").map(String::from)).collect();
+    let mut expected = vec![sha(new_top.as_bytes()), sha(new_blobs[0].as_bytes()), sha(b"app-layer-2")];
+    expected.sort();
+    let mut got = blobs.clone();
+    got.sort();
+    assert_eq!(got, expected, "the manifest, the new config and the changed layer, and nothing else");
+    let verified = tool(&dir, &["verify", new.to_str().unwrap()], None, QUICK);
+    assert_eq!(verified.code, Some(0), "{}", verified.all());
+    let old_anchor = tool(&dir, &["verify", old.to_str().unwrap()], None, QUICK)
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("SHA256SUMS sha256: ").map(String::from))
+        .unwrap();
+    assert!(verified.stdout.contains(&format!("differential: it needs the base bundle with SHA256SUMS sha256: {old_anchor}")), "{}", verified.stdout);
+    assert!(verified.stdout.contains(&old_commit), "{}", verified.stdout);
+    let listed = tool(&dir, &["list", new.to_str().unwrap()], None, QUICK);
+    assert!(listed.stdout.contains("in the base: 1") && listed.stdout.contains(&old_anchor), "{}", listed.stdout);
+    // Onto an empty target: refused, naming the missing layer and commit, nothing uploaded.
+    let empty = Registry::start(false);
+    let empty_git = dir.join("empty.git");
+    git_in(&dir.0, &["init", "--quiet", "--bare", empty_git.to_str().unwrap()]);
+    let run = push_plain(&dir, &new, &empty, empty_git.to_str().unwrap());
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains(&format!("blob {} of the agent-image", digest(b"base-layer"))), "{}", run.stderr);
+    assert!(run.stderr.contains(&format!("commit {old_commit} of the module")) && run.stderr.contains("nothing was pushed"), "{}", run.stderr);
+    assert!(empty.seen().iter().all(|s| s.method == "HEAD"), "it uploaded onto a target without the base: {:?}", empty.seen());
+    assert!(git_in(&empty_git, &["for-each-ref"]).is_empty());
+    // Onto the base: the old bundle first, then the differential one.
+    let target = Registry::start(false);
+    let git_target = dir.join("target.git");
+    git_in(&dir.0, &["init", "--quiet", "--bare", git_target.to_str().unwrap()]);
+    let run = push_plain(&dir, &old, &target, git_target.to_str().unwrap());
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    let run = push_plain(&dir, &new, &target, git_target.to_str().unwrap());
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    target.with(|s| {
+        assert_eq!(s.manifests.get("0.1.0").map(|m| m.1.as_str()), Some(new_top.as_str()));
+        for b in &new_blobs {
+            assert_eq!(s.blobs.get(&digest(b.as_bytes())), Some(b));
+        }
+    });
+    assert_eq!(git_in(&git_target, &["rev-parse", "refs/heads/main"]), git_in(&module, &["rev-parse", "main"]));
+}
+
+#[test]
+fn a_differential_manifest_that_lies_about_its_base_fails_verify() {
+    let dir = TempDir::new("offline-since-lies");
+    let (m, blobs) = image("layer-bytes");
+    let layer = digest(blobs[1].as_bytes());
+    let with_base = |base: &str, carry_layer: bool| {
+        let docs: Vec<String> = if carry_layer { vec![blobs[0].clone(), blobs[1].clone(), m.clone()] } else { vec![blobs[0].clone(), m.clone()] };
+        let manifest = manifest_json(&m, MANIFEST).replacen("\"created\"", &format!("\"base\":{base},\"created\""), 1);
+        bundle_chunks(&docs, &m, MANIFEST, Some(manifest))
+    };
+    let anchor = "c".repeat(64);
+    let path = dir.join("b.tar");
+    for (case, base, carry, said) in [
+        ("a missing blob the base does not omit", format!(r#"{{"anchor":"{anchor}","omits":[]}}"#), false, "blob ".to_string() + &layer + " is missing"),
+        ("an omitted blob that is carried", format!(r#"{{"anchor":"{anchor}","omits":["{layer}"]}}"#), true, format!("its base omits {layer}")),
+        (
+            "an omitted blob nothing references",
+            format!(r#"{{"anchor":"{anchor}","omits":["{layer}","{}"]}}"#, digest(b"other")),
+            false,
+            "which it carries or no artifact references".into(),
+        ),
+        ("a field that asks to skip checks", format!(r#"{{"anchor":"{anchor}","omits":[],"trusted":true}}"#), true, "unknown field".into()),
+        (
+            "a prerequisite the git bundle does not have",
+            format!(r#"{{"anchor":"{anchor}","omits":[],"moduleCommit":"{}"}}"#, "b".repeat(40)),
+            true,
+            "as its base says".into(),
+        ),
+    ] {
+        write_tar(&path, &with_base(&base, carry));
+        let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
+        assert_eq!(run.code, Some(1), "{case}: {}", run.all());
+        assert!(run.stderr.contains(&said), "{case}: wanted {said:?} in {}", run.stderr);
+    }
+    // The one honest form verifies.
+    write_tar(&path, &with_base(&format!(r#"{{"anchor":"{anchor}","omits":["{layer}"]}}"#), false));
+    let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+}
+
+#[test]
+fn list_prints_what_a_bundle_holds_without_hashing_but_refuses_a_hostile_tar() {
+    let dir = TempDir::new("offline-list");
+    let path = dir.join("b.tar");
+    // A changed byte in the layer: list does not hash (verify does), so it still lists.
+    write_tar(&path, &valid_chunks());
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.windows(11).position(|w| w == b"layer-bytes").unwrap();
+    bytes[at] = b'L';
+    std::fs::write(&path, &bytes).unwrap();
+    let run = tool(&dir, &["list", path.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    let (m, _) = image("layer-bytes");
+    for want in ["agent-image: 127.0.0.1:1/humanitec/kubernetes-agent:0.1.0", &digest(m.as_bytes()), "blobs carried: 2 (", "not verified", "complete"] {
+        assert!(run.stdout.contains(want), "{want}: {}", run.stdout);
+    }
+    assert_eq!(tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK).code, Some(1));
+    // An entry the tool never writes: refused by list as by verify.
+    write_tar(&path, &with_first(vec![file("etc/passwd", b"root::0:0")]));
+    let run = tool(&dir, &["list", path.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("is not an entry this archive may hold"), "{}", run.stderr);
+}
+
+/// A `git` first in PATH that logs every `*.bundle` file under `$TMPDIR` (and every
+/// `*.bundle` argument) to `$FAKE_GIT_LOG`, then runs the real git.
+fn logging_git(dir: &TempDir) -> (String, PathBuf) {
+    let real = Command::new("sh").args(["-c", "command -v git"]).output().unwrap();
+    let real = String::from_utf8(real.stdout).unwrap().trim().to_string();
+    let bin = dir.join("fake-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let script = format!(
+        "#!/bin/sh\nfind \"$TMPDIR\" -type f -name '*.bundle' >> \"$FAKE_GIT_LOG\"\nfor a in \"$@\"; do case \"$a\" in *.bundle) echo \"arg $a\" >> \"$FAKE_GIT_LOG\";; esac; done\nexec {real} \"$@\"\n"
+    );
+    std::fs::write(bin.join("git"), script).unwrap();
+    assert!(Command::new("chmod").arg("755").arg(bin.join("git")).status().unwrap().success());
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let log = dir.join("git.log");
+    std::fs::write(&log, "").unwrap();
+    (path, log)
+}
+
+#[test]
+fn push_streams_the_module_into_git_without_a_copy_of_its_git_bundle_on_disk() {
+    let dir = TempDir::new("offline-nocopy");
+    let out = dir.join("bundle.tar");
+    let (module, _source) = small_bundle(&dir, &out, &[]);
+    let (path, log) = logging_git(&dir);
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let target = Registry::start(false);
+    let git_target = dir.join("target.git");
+    git_in(&dir.0, &["init", "--quiet", "--bare", git_target.to_str().unwrap()]);
+    let registry = format!("{}/mirror", target.host());
+    let args = ["push", out.to_str().unwrap(), "--registry", &registry, "--plain-http", "--git-url", git_target.to_str().unwrap()];
+    let env = [("PATH", path.as_str()), ("TMPDIR", tmp.to_str().unwrap()), ("FAKE_GIT_LOG", log.to_str().unwrap())];
+    let run = tool_with(&dir, Command::new(env!("CARGO_BIN_EXE_offline-install")), &args, None, QUICK, &env);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "", "git saw a copy of the module's git bundle on disk");
+    assert_eq!(git_in(&git_target, &["rev-parse", "refs/tags/v1.0.0^{commit}"]), head_of(&module, "v1.0.0"));
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "push left its scratch directory behind");
+}
+
+#[test]
+fn a_module_pack_changed_after_verify_pushes_no_ref() {
+    let dir = TempDir::new("offline-packchange");
+    let out = dir.join("bundle.tar");
+    let (_module, _source) = small_bundle(&dir, &out, &[]);
+    let target = Registry::start(false);
+    let file = out.clone();
+    target.with(|s| {
+        // Once verify is done (the first request), flip a byte of the pack inside the bundle.
+        s.on_request = Some(Box::new(move |_| {
+            let mut bytes = std::fs::read(&file).unwrap();
+            let header = bytes.windows(15).position(|w| w == b"# v2 git bundle").unwrap();
+            let pack = header + bytes[header..].windows(4).position(|w| w == b"PACK").unwrap();
+            if bytes[pack + 40] != b'!' {
+                bytes[pack + 40] = b'!';
+                std::fs::write(&file, bytes).unwrap();
+            }
+        }))
+    });
+    let git_target = dir.join("target.git");
+    git_in(&dir.0, &["init", "--quiet", "--bare", git_target.to_str().unwrap()]);
+    let run = push_plain(&dir, &out, &target, git_target.to_str().unwrap());
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("module"), "{}", run.stderr);
+    assert_eq!(git_in(&git_target, &["for-each-ref"]), "", "a ref was pushed from a changed bundle");
+}
+
+#[test]
+fn a_layer_the_base_holds_only_in_another_repository_is_carried_so_the_differential_bundle_still_pushes() {
+    let dir = TempDir::new("offline-since-repos");
+    let module = module_repo(&dir);
+    let source = Registry::start(false);
+    // The agent image (and the chart, which shares its tag in the stand-in) has the layer
+    // "shared"; the old runner image does not, the new one does.
+    let (agent, agent_blobs) = two_layers("shared", "agent-only");
+    let (old_runner, old_runner_blobs) = image("runner-1");
+    let (new_runner, new_runner_blobs) = two_layers("shared", "runner-2");
+    let put = |runner: &str, blobs: &[String]| {
+        source.with(|s| {
+            s.manifests.insert("0.1.0".into(), (MANIFEST.into(), agent.clone()));
+            s.manifests.insert("1.0".into(), (MANIFEST.into(), runner.to_string()));
+            for b in agent_blobs.iter().chain(blobs) {
+                s.blobs.insert(digest(b.as_bytes()), b.clone());
+            }
+        })
+    };
+    put(&old_runner, &old_runner_blobs);
+    let tool_path = small_tool(&dir);
+    let small = ["--tool", tool_path.to_str().unwrap()];
+    let old = dir.join("old.tar");
+    let run = run_bundle_with(&dir, &old, &source.host(), module.to_str().unwrap(), &small);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    put(&new_runner, &new_runner_blobs);
+    let new = dir.join("new.tar");
+    let run = run_bundle_with(&dir, &new, &source.host(), module.to_str().unwrap(), &[&small[..], &["--since", old.to_str().unwrap()]].concat());
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert!(tar_names(&new).contains(&format!("oci/blobs/sha256/{}", sha(b"shared"))), "the runner's repository never had it: it must be carried");
+    let target = Registry::start(false);
+    let git_target = dir.join("target.git");
+    git_in(&dir.0, &["init", "--quiet", "--bare", git_target.to_str().unwrap()]);
+    let run = push_plain(&dir, &old, &target, git_target.to_str().unwrap());
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    let run = push_plain(&dir, &new, &target, git_target.to_str().unwrap());
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    target.with(|s| assert_eq!(s.manifests.get("1.0").map(|m| m.1.as_str()), Some(new_runner.as_str())));
+}
+
+#[test]
+fn a_bundle_that_is_a_fifo_is_refused_at_once_and_one_behind_a_symlink_is_read_from_its_target() {
+    let dir = TempDir::new("offline-single-kinds");
+    let fifo = dir.join("fifo.tar");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    for command in ["verify", "list", "push"] {
+        let run = tool(&dir, &[command, fifo.to_str().unwrap(), "--registry", "127.0.0.1:1", "--git-url", "/nonexistent"], None, Duration::from_secs(10));
+        assert!(!run.timed_out, "{command} blocked on a FIFO");
+        assert_eq!(run.code, Some(1), "{command}: {}", run.all());
+        assert!(run.stderr.contains("is not a regular file"), "{command}: {}", run.stderr);
+    }
+    let real = dir.join("real.tar");
+    write_tar(&real, &valid_chunks());
+    let link = dir.join("link.tar");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let run = tool(&dir, &["verify", link.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+}
+
+#[test]
+fn list_over_parts_checks_their_sizes_but_hashes_nothing() {
+    let dir = TempDir::new("offline-list-parts");
+    let (out, _source) = parted_bundle(&dir);
+    let altered = copy_parts(&dir, &out, "altered");
+    // A byte of the tool's data (after its 512-byte header) changed.
+    let mut bytes = std::fs::read(altered.with_file_name("b.tar.001")).unwrap();
+    bytes[5000] ^= 1;
+    std::fs::write(altered.with_file_name("b.tar.001"), bytes).unwrap();
+    let run = tool(&dir, &["list", altered.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert!(run.stdout.contains("5 parts") && run.stdout.contains("not verified"), "{}", run.stdout);
+    let missing = copy_parts(&dir, &out, "missing");
+    std::fs::remove_file(missing.with_file_name("b.tar.004")).unwrap();
+    let run = tool(&dir, &["list", missing.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("b.tar.004 is missing"), "{}", run.stderr);
+}
+
+/// Runs offline-install with `args` and returns its run and its peak resident set size in
+/// KiB (`VmHWM` of its own process, sampled every 5 ms: it only grows, so the last sample
+/// before the exit is the peak; git's memory is its own and not counted).
+fn tool_peak_rss(dir: &TempDir, args: &[&str], within: Duration) -> (Option<i32>, String, u64) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_offline-install"))
+        .args(args)
+        .env("REGISTRY_AUTH_FILE", dir.join("no-auth-file.json"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("stderr.txt")).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + within;
+    let mut peak = 0;
+    let code = loop {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+        let hwm = status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok());
+        peak = peak.max(hwm.unwrap_or(0));
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    (code, std::fs::read_to_string(dir.join("stderr.txt")).unwrap_or_default(), peak)
+}
+
+#[test]
+fn bundle_and_push_of_a_large_module_stay_within_a_few_mib_of_memory() {
+    let dir = TempDir::new("offline-bigmodule");
+    let module = module_repo(&dir);
+    // 32 MiB that do not compress: the git bundle is as large.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let noise: Vec<u8> = (0..32u64 << 20)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    std::fs::write(module.join("blob.bin"), noise).unwrap();
+    git_in(&module, &["add", "."]);
+    git_in(&module, &["commit", "--quiet", "-m", "big"]);
+    git_in(&module, &["tag", "-f", "v1.0.0"]);
+    let source = Registry::start(false);
+    let (child, blobs) = image("layer");
+    serve(&source, (MANIFEST, &child), &[], &blobs);
+    let tool_path = small_tool(&dir);
+    let out = dir.join("bundle.tar");
+    let mut args = bundle_args(out.to_str().unwrap(), &source.host(), module.to_str().unwrap());
+    args.extend(["--tool".to_string(), tool_path.display().to_string()]);
+    let (code, stderr, peak) = tool_peak_rss(&dir, &args.iter().map(String::as_str).collect::<Vec<_>>(), Duration::from_secs(120));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(std::fs::metadata(&out).unwrap().len() > 32 << 20);
+    eprintln!("bundle of a 32 MiB module: peak RSS {peak} KiB");
+    assert!(peak > 0 && peak < 16 << 10, "bundle held {peak} KiB at its peak");
+    let target = Registry::start(false);
+    let git_target = dir.join("target.git");
+    git_in(&dir.0, &["init", "--quiet", "--bare", git_target.to_str().unwrap()]);
+    let registry = format!("{}/mirror", target.host());
+    let push = ["push", out.to_str().unwrap(), "--registry", &registry, "--plain-http", "--git-url", git_target.to_str().unwrap()];
+    let (code, stderr, peak) = tool_peak_rss(&dir, &push, Duration::from_secs(120));
+    assert_eq!(code, Some(0), "{stderr}");
+    eprintln!("push of a 32 MiB module: peak RSS {peak} KiB");
+    assert!(peak > 0 && peak < 16 << 10, "push held {peak} KiB at its peak");
+    assert_eq!(git_in(&git_target, &["rev-parse", "refs/tags/v1.0.0^{commit}"]), head_of(&module, "v1.0.0"));
+}
+
+#[test]
+fn a_differential_bundle_can_follow_a_parted_base_and_be_cut_into_parts_itself() {
+    let dir = TempDir::new("offline-since-parts");
+    std::fs::create_dir_all(dir.join("old")).unwrap();
+    let old = dir.join("old/b.tar");
+    let (module, source) = small_bundle(&dir, &old, &["--max-part-size", "64K", "--module-ref", "main"]);
+    let (next, next_blobs) = image("layer-2");
+    serve(&source, (MANIFEST, &next), &[], &next_blobs);
+    std::fs::write(module.join("more.tf"), "locals {}\n").unwrap();
+    git_in(&module, &["add", "."]);
+    git_in(&module, &["commit", "--quiet", "-m", "more"]);
+    std::fs::create_dir_all(dir.join("new")).unwrap();
+    let new = dir.join("new/b.tar");
+    let tool_path = dir.join("small-tool");
+    let args = ["--tool", tool_path.to_str().unwrap(), "--max-part-size", "64K", "--module-ref", "main", "--since", old.to_str().unwrap()];
+    let run = run_bundle_with(&dir, &new, &source.host(), module.to_str().unwrap(), &args);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    let run = tool(&dir, &["verify", new.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert!(run.stdout.contains("differential") && run.stdout.contains("b.tar.parts sha256: "), "{}", run.stdout);
+}
