@@ -74,6 +74,8 @@ fn tool_with(dir: &Dir, mut program: Command, args: &[&str], stdin: Option<&str>
     let (out, err) = (dir.path("stdout.txt"), dir.path("stderr.txt"));
     let mut child = program
         .args(args)
+        // The upload state file goes to the current directory: each test's own.
+        .current_dir(&dir.0)
         .envs(env.iter().copied())
         .env_remove("HTTPS_PROXY")
         .env_remove("https_proxy")
@@ -1078,4 +1080,209 @@ fn bundle_prints_the_sha256_of_sha256sums_and_verify_prints_the_same_value() {
     assert_eq!(printed, sha(&std::fs::read(x.join("SHA256SUMS")).unwrap()));
     let run = tool(&dir, &["verify", out.to_str().unwrap()], None, QUICK);
     assert_eq!(anchor(&run.stdout), Some(printed), "{}", run.stdout);
+}
+
+// ---- issue 15b: chunked, resumable uploads --------------------------------------------
+
+/// `len` bytes of letters that do not repeat with a short period, so a chunk sent at the
+/// wrong offset is a different blob.
+fn letters(len: usize, seed: u32) -> String {
+    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (b'a' + ((x >> 16) % 26) as u8) as char
+        })
+        .collect()
+}
+
+/// A bundle whose agent image has one layer of `len` bytes; returns its path and the layer.
+fn layer_bundle(dir: &Dir, len: usize) -> (PathBuf, String) {
+    let path = dir.path("b.tar");
+    let layer = letters(len, 7);
+    let config = r#"{"small":"config"}"#.to_string();
+    let m = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{}","size":{}}}]}}"#,
+        digest(config.as_bytes()),
+        config.len(),
+        digest(layer.as_bytes()),
+        layer.len()
+    );
+    write_tar(&path, &bundle_chunks(&[config, layer.clone(), m.clone()], &m, MANIFEST, None));
+    (path, layer)
+}
+
+/// `push` in 64 KiB chunks with the state file in the test's directory; over TLS as user
+/// `mirror` (password `hunter2` on standard input) when `tls`, else plain HTTP.
+fn push_chunked(dir: &Dir, bundle: &Path, target: &Registry, tls: bool, extra: &[&str]) -> Run {
+    let ca = support::server::certs_dir().join("ca.pem");
+    let registry = format!("{}/mirror", target.host());
+    let state_dir = dir.0.display().to_string();
+    let mut args =
+        vec!["push", bundle.to_str().unwrap(), "--registry", &registry, "--git-url", "/nonexistent", "--chunk-size", "64K", "--state-dir", &state_dir];
+    if tls {
+        args.extend(["--ca-file", ca.to_str().unwrap(), "--username", "mirror", "--password-stdin"]);
+    } else {
+        args.push("--plain-http");
+    }
+    args.extend(extra);
+    tool(dir, &args, tls.then_some("hunter2\n"), QUICK)
+}
+
+/// The PATCHes of the upload sessions of the `len`-byte layer (the one blob over a chunk:
+/// a session with a whole chunk, or one that ends at its end), as (start, end, body length,
+/// status; 0 for a PATCH cut unanswered).
+fn patches_of(target: &Registry, len: usize) -> Vec<(u64, u64, usize, u16)> {
+    target.with(|s| {
+        let sessions: std::collections::BTreeSet<String> = s
+            .patches
+            .iter()
+            .filter(|p| p.2 as u64 == CHUNK || p.1.rsplit('-').next().and_then(|e| e.parse::<usize>().ok()) == Some(len - 1))
+            .map(|p| p.0.clone())
+            .collect();
+        s.patches
+            .iter()
+            .filter(|p| sessions.contains(&p.0))
+            .map(|p| {
+                let (a, b) = p.1.split_once('-').unwrap();
+                (a.parse().unwrap(), b.parse().unwrap(), p.2, p.3)
+            })
+            .collect()
+    })
+}
+
+const CHUNK: u64 = 64 << 10;
+const STATE: &str = "offline-install-uploads";
+
+#[test]
+fn chunks_of_the_chunk_size_cover_a_blob_exactly_and_the_put_closes_it() {
+    let dir = Dir::new("chunks");
+    let (path, layer) = layer_bundle(&dir, 200_000);
+    let target = Registry::start(false);
+    let run = push_chunked(&dir, &path, &target, false, &[]);
+    assert!(run.stderr.contains("unpacking the module bundle"), "{}", run.all());
+    let ranges: Vec<(u64, u64, usize, u16)> = patches_of(&target, layer.len());
+    assert_eq!(
+        ranges,
+        vec![
+            (0, CHUNK - 1, CHUNK as usize, 202),
+            (CHUNK, 2 * CHUNK - 1, CHUNK as usize, 202),
+            (2 * CHUNK, 3 * CHUNK - 1, CHUNK as usize, 202),
+            (3 * CHUNK, 199_999, 200_000 - 3 * CHUNK as usize, 202)
+        ]
+    );
+    target.with(|s| assert_eq!(s.blobs.get(&digest(layer.as_bytes())), Some(&layer)));
+    assert!(!dir.path(STATE).exists(), "the state file outlived the uploads");
+}
+
+#[test]
+fn a_push_cut_midway_through_a_chunk_resumes_from_the_registrys_offset_and_resends_no_acknowledged_byte() {
+    let dir = Dir::new("resume");
+    let (path, layer) = layer_bundle(&dir, 300_000);
+    let target = Registry::start(true);
+    let basic = format!("Basic {}", kubernetes_agent::base64::encode(b"mirror:hunter2"));
+    target.with(|s| {
+        s.auth = Auth::Basic(basic.clone());
+        s.lenient_state = true;
+        s.cut_patch = Some(3);
+    });
+    let run = push_chunked(&dir, &path, &target, true, &["--jobs", "1"]);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    let first = patches_of(&target, layer.len());
+    let acknowledged: u64 = first.iter().filter(|p| p.3 == 202).map(|p| p.2 as u64).sum();
+    let cut = first.iter().find(|p| p.3 == 0).expect("a PATCH of the layer was cut");
+    let kept = acknowledged + cut.2 as u64 / 2;
+    let state = std::fs::read_to_string(dir.path(STATE)).expect("the interrupted upload is in the state file");
+    assert!(!state.contains("hunter2") && !state.contains(&basic[6..]) && !state.contains("Basic"), "{state}");
+    target.with(|s| s.cut_patch = None);
+    let run = push_chunked(&dir, &path, &target, true, &["--jobs", "1"]);
+    assert!(run.stderr.contains("unpacking the module bundle"), "{}", run.all());
+    assert!(run.stderr.contains(&format!("resuming at byte {kept}")), "{}", run.all());
+    let second: Vec<_> = patches_of(&target, layer.len()).into_iter().skip(first.len()).collect();
+    assert_eq!(second.first().map(|p| p.0), Some(kept), "not resumed at the registry's offset: {second:?}");
+    assert_eq!(second.iter().map(|p| p.2 as u64).sum::<u64>(), layer.len() as u64 - kept, "{second:?}");
+    target.with(|s| assert_eq!(s.blobs.get(&digest(layer.as_bytes())), Some(&layer)));
+    assert!(!dir.path(STATE).exists());
+    assert!(!run.all().contains("hunter2"));
+}
+
+#[test]
+fn a_push_interrupted_between_chunks_resumes_on_a_registry_that_seals_offsets_in_its_urls() {
+    let dir = Dir::new("between");
+    let (path, layer) = layer_bundle(&dir, 300_000);
+    let target = Registry::start(false);
+    target.with(|s| s.fail_patch = Some(4));
+    let run = push_chunked(&dir, &path, &target, false, &["--jobs", "1"]);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    let first = patches_of(&target, layer.len());
+    let acknowledged: u64 = first.iter().filter(|p| p.3 == 202).map(|p| p.2 as u64).sum();
+    assert!(acknowledged > 0 && acknowledged % CHUNK == 0, "{first:?}");
+    target.with(|s| s.fail_patch = None);
+    let run = push_chunked(&dir, &path, &target, false, &["--jobs", "1"]);
+    assert!(run.stderr.contains("unpacking the module bundle"), "{}", run.all());
+    let second: Vec<_> = patches_of(&target, layer.len()).into_iter().skip(first.len()).collect();
+    assert_eq!(second.first().map(|p| p.0), Some(acknowledged), "{second:?}\n{}", run.all());
+    target.with(|s| assert_eq!(s.blobs.get(&digest(layer.as_bytes())), Some(&layer)));
+}
+
+#[test]
+fn a_chunk_cut_midway_on_a_registry_that_seals_offsets_starts_that_blob_again_and_says_why() {
+    let dir = Dir::new("sealed");
+    let (path, layer) = layer_bundle(&dir, 300_000);
+    let target = Registry::start(false);
+    target.with(|s| s.cut_patch = Some(3));
+    let run = push_chunked(&dir, &path, &target, false, &["--jobs", "1"]);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    target.with(|s| s.cut_patch = None);
+    let run = push_chunked(&dir, &path, &target, false, &["--jobs", "1"]);
+    assert!(run.stderr.contains("unpacking the module bundle"), "{}", run.all());
+    assert!(run.stderr.contains("could not be resumed") && run.stderr.contains("BLOB_UPLOAD_INVALID"), "{}", run.all());
+    target.with(|s| assert_eq!(s.blobs.get(&digest(layer.as_bytes())), Some(&layer)));
+    assert!(!dir.path(STATE).exists());
+}
+
+#[test]
+fn a_state_file_pointing_at_another_origin_or_repository_gets_no_request_and_no_credentials() {
+    let dir = Dir::new("hostilestate");
+    let (path, layer) = layer_bundle(&dir, 100_000);
+    let elsewhere = Recorder::start(true);
+    let target = Registry::start(true);
+    let basic = format!("Basic {}", kubernetes_agent::base64::encode(b"mirror:hunter2"));
+    target.with(|s| s.auth = Auth::Basic(basic.clone()));
+    let ours = format!("https://{}", target.host());
+    let theirs = elsewhere.server.url();
+    let d = digest(layer.as_bytes());
+    let repo = "mirror/kubernetes-agent";
+    let state = [
+        "offline-install upload state 1".to_string(),
+        // Our origin and repository, an upload URL on another origin.
+        format!("{ours}\t{repo}\t{d}\t{theirs}/v2/{repo}/blobs/uploads/x?_state=0"),
+        // Our origin, another repository's upload on our registry.
+        format!("{ours}\t{repo}\t{d}\t{ours}/v2/other/blobs/uploads/x?_state=0"),
+        // Another origin's entry for the same blob.
+        format!("{theirs}\t{repo}\t{d}\t{theirs}/v2/{repo}/blobs/uploads/x?_state=0"),
+    ];
+    std::fs::write(dir.path(STATE), state.join("\n") + "\n").unwrap();
+    let run = push_chunked(&dir, &path, &target, true, &[]);
+    assert!(run.stderr.contains("unpacking the module bundle"), "{}", run.all());
+    assert!(elsewhere.seen().is_empty(), "the state file steered requests to another origin: {:?}", elsewhere.seen());
+    assert!(!target.seen().iter().any(|s| s.path.contains("/other/")), "the state file steered a request to another repository");
+    assert!(run.stderr.contains("ignored"), "{}", run.all());
+    target.with(|s| assert_eq!(s.blobs.get(&d), Some(&layer)));
+}
+
+#[test]
+fn a_registry_without_chunked_uploads_gets_whole_blobs_and_is_told_once() {
+    let dir = Dir::new("nochunks");
+    let (path, layer) = layer_bundle(&dir, 150_000);
+    let target = Registry::start(false);
+    target.with(|s| s.no_chunks = true);
+    let run = push_chunked(&dir, &path, &target, false, &[]);
+    assert!(run.stderr.contains("unpacking the module bundle"), "{}", run.all());
+    assert_eq!(run.stderr.matches("does not take chunked uploads").count(), 1, "{}", run.all());
+    target.with(|s| {
+        assert_eq!(s.blobs.get(&digest(layer.as_bytes())), Some(&layer));
+        assert_eq!(s.blobs.len(), 2, "config and layer: {:?}", s.blobs.keys());
+        assert!(s.patches.iter().all(|p| p.3 == 405), "{:?}", s.patches);
+    });
 }

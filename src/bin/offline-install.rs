@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use kubernetes_agent::offline::bundle::{self, Access, Sources, Target};
 use kubernetes_agent::offline::registry::Credentials;
+use kubernetes_agent::offline::upload::{self, Transfer};
 
 const HELP: &str = "\
 offline-install: carry the agent image, the runner image, the chart and the TF module
@@ -22,7 +23,7 @@ Usage:
   offline-install verify FILE
   offline-install push FILE --registry HOST[:PORT][/PATH] --git-url URL
                          [--plain-http] [--ca-file PEM] [--username USER] [--password-stdin]
-                         [--auth-file FILE]
+                         [--auth-file FILE] [--chunk-size SIZE] [--state-dir DIR] [--jobs N]
 
 bundle   (connected side) fetches every artifact into FILE: images keep their digests and
          every platform unless --platform narrows them (then the index is rewritten and its
@@ -42,6 +43,13 @@ push     (air-gapped side) verifies first, then pushes images and chart under
          ref (at the commit manifest.json names) to --git-url, and prints the values to use
          next. Its scratch space is under $TMPDIR (FILE may be on read-only media); what it
          reads again after verify is checked again (a changed blob fails its upload).
+         Blobs go up in chunks of --chunk-size (default 16M; 64K to 1G, K/M/G = powers of
+         1024), --jobs at once (default 4, 1 to 32). Each unfinished blob's upload URL is
+         kept in DIR/offline-install-uploads (--state-dir, default the current directory;
+         removed when done): a rerun after an interruption, even a kill, resumes each blob
+         from the offset the registry reports, re-reading (not re-sending) the bytes before
+         it to check the digest. An entry for another registry or repository is ignored.
+         A registry that takes no chunks gets whole blobs (said once).
 
 Credentials: --username with --password-stdin, or OFFLINE_INSTALL_USERNAME /
 OFFLINE_INSTALL_PASSWORD (source side: OFFLINE_INSTALL_SOURCE_USERNAME / _PASSWORD), or a
@@ -133,6 +141,9 @@ fn run(argv: Vec<OsString>) -> Result<ExitCode, Failure> {
                     "git-url",
                     "ca-file",
                     "username",
+                    "chunk-size",
+                    "state-dir",
+                    "jobs",
                 ];
                 if !known.contains(&name.as_str()) {
                     return Err(Failure::Usage(format!("unknown option --{name}")));
@@ -214,7 +225,17 @@ fn run(argv: Vec<OsString>) -> Result<ExitCode, Failure> {
         Some("push") => {
             let path = file.ok_or_else(|| Failure::Usage("push needs the bundle file".into()))?;
             let registry = bundle::RegistryAddress::parse(&need("registry")?).map_err(Failure::Usage)?;
-            let target = Target { registry, access: access("", "", "registry credentials")?, git_url: need("git-url")? };
+            let mut transfer = Transfer::default();
+            if let Some(size) = flags.get("chunk-size") {
+                transfer.chunk_size = upload::parse_chunk_size(size).map_err(Failure::Usage)?;
+            }
+            if let Some(jobs) = flags.get("jobs") {
+                transfer.jobs = upload::parse_jobs(jobs).map_err(Failure::Usage)?;
+            }
+            if let Some(dir) = flags.get("state-dir") {
+                transfer.state_dir = PathBuf::from(dir);
+            }
+            let target = Target { registry, access: access("", "", "registry credentials")?, git_url: need("git-url")?, transfer };
             say(&bundle::push(&path, &target)?, ExitCode::SUCCESS)
         }
         Some(other) => Err(Failure::Usage(format!("unknown command '{other}'"))),

@@ -17,6 +17,7 @@ use super::document;
 use super::graph::{self, Descriptor, Step, INDEX_TYPES};
 use super::registry::{self, Credentials, Endpoint, Manifest, Reference, Registry, Repository, Selector};
 use super::tar;
+use super::upload::{Transfer, Uploads};
 use crate::error::{Error, Result};
 use crate::http::Trust;
 use crate::json::{get, text as json_text};
@@ -794,6 +795,8 @@ pub struct Target {
     /// URL of the internal Git repository for the module (any URL `git push` takes; its
     /// user info, if any, is never printed).
     pub git_url: String,
+    /// Chunk size, state directory and parallel jobs of the blob uploads.
+    pub transfer: Transfer,
 }
 
 /// A file or directory this run created, removed (whichever it is) when dropped.
@@ -842,7 +845,7 @@ pub fn push(path: &Path, target: &Target) -> Result<String> {
     opened.copy_checked("module/module.bundle", &module_file)?;
     let host = &target.registry.host;
     let prefix = target.registry.prefix.as_ref();
-    let dest = Registry::new(target.access.endpoint(host)?)?;
+    let dest = Registry::new(target.access.endpoint(host)?)?.with_uploads(Uploads::new(&target.transfer));
     let mut values = Vec::new();
     let mut mirrors = BTreeSet::new();
     for artifact in &opened.artifacts {
@@ -854,7 +857,11 @@ pub fn push(path: &Path, target: &Target) -> Result<String> {
                 let entry = opened.blob_entry(&blob.digest)?;
                 let size = entry.size;
                 let bundle_path = opened.path.clone();
-                let open = move || -> std::io::Result<Box<dyn Read>> { Ok(Box::new(tar::open(&bundle_path, &entry)?)) };
+                // From byte `from` of the blob: the same entry, `from` bytes further in.
+                let open = move |from: u64| -> std::io::Result<Box<dyn Read>> {
+                    let from = from.min(entry.size);
+                    Ok(Box::new(tar::open(&bundle_path, &tar::Entry { offset: entry.offset + from, size: entry.size - from, ..entry.clone() })?))
+                };
                 dest.push_blob(&repository, &blob.digest, size, &open).map(|_| ())
             }
             Step::Manifest(m, _) if m.digest == artifact.digest => Ok(()),

@@ -6,8 +6,9 @@
 //! (`offline-install`), an OCI image layout (`oci/`), the module's git bundle
 //! (`module/module.bundle`), `manifest.json` (what is inside, with digests) and
 //! `SHA256SUMS` (every other entry). Blobs are read straight from the tar by offset, so
-//! nothing is unpacked on the far side. Not supported: registries' chunked uploads,
-//! cross-repository mounts, signatures and referrers (they are not copied).
+//! nothing is unpacked on the far side. Blobs are uploaded in chunks and an interrupted
+//! upload resumes (`upload`). Not supported: cross-repository mounts, signatures and
+//! referrers (they are not copied).
 
 pub mod bundle;
 pub mod digest;
@@ -15,3 +16,4 @@ pub mod document;
 pub mod graph;
 pub mod registry;
 pub mod tar;
+pub mod upload;
