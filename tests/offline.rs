@@ -1286,3 +1286,73 @@ fn a_registry_without_chunked_uploads_gets_whole_blobs_and_is_told_once() {
         assert!(s.patches.iter().all(|p| p.3 == 405), "{:?}", s.patches);
     });
 }
+
+/// A bundle whose agent image has `n` layers of `len` bytes each (under an index when
+/// `indexed`); returns its path and the layers.
+fn layers_bundle(dir: &Dir, n: usize, len: usize, indexed: bool) -> (PathBuf, Vec<String>) {
+    let path = dir.path("b.tar");
+    let layers: Vec<String> = (0..n).map(|i| letters(len, i as u32 + 100)).collect();
+    let config = r#"{"small":"config"}"#.to_string();
+    let described: Vec<String> = layers
+        .iter()
+        .map(|l| format!(r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{}","size":{}}}"#, digest(l.as_bytes()), l.len()))
+        .collect();
+    let m = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[{}]}}"#,
+        digest(config.as_bytes()),
+        config.len(),
+        described.join(",")
+    );
+    let mut docs = vec![config];
+    docs.extend(layers.iter().cloned());
+    docs.push(m.clone());
+    if indexed {
+        let top = index(&[&m]).replace(&format!(r#""mediaType":"{INDEX}","digest""#), &format!(r#""mediaType":"{MANIFEST}","digest""#));
+        docs.push(top.clone());
+        write_tar(&path, &bundle_chunks(&docs, &top, INDEX, None));
+    } else {
+        write_tar(&path, &bundle_chunks(&docs, &m, MANIFEST, None));
+    }
+    (path, layers)
+}
+
+#[test]
+fn a_failing_transfer_among_parallel_ones_stops_the_push_before_any_manifest_and_is_reported() {
+    let dir = Dir::new("parallelfail");
+    let (path, layers) = layers_bundle(&dir, 8, 100_000, false);
+    let target = Registry::start(false);
+    target.with(|s| s.fail_patch = Some(5));
+    let run = push_chunked(&dir, &path, &target, false, &["--jobs", "4"]);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("injected failure") && run.stderr.contains("HTTP 500"), "the first error is not the one reported: {}", run.all());
+    assert!(!run.all().contains("done:") && !run.stdout.contains("Use these values"), "{}", run.all());
+    target.with(|s| assert!(s.manifests.is_empty(), "a manifest was pushed before all its blobs: {:?}", s.manifests.keys()));
+    // Nothing started after the failure was seen: fewer sessions than layers were finished.
+    let finished = target.with(|s| layers.iter().filter(|l| s.blobs.contains_key(&digest(l.as_bytes()))).count());
+    assert!(finished < layers.len(), "{finished}");
+    // The rerun finishes the job: the interrupted sessions resume, the finished blobs are skipped.
+    target.with(|s| s.fail_patch = None);
+    let run = push_chunked(&dir, &path, &target, false, &["--jobs", "4"]);
+    assert!(run.stderr.contains("unpacking the module bundle"), "{}", run.all());
+    target.with(|s| {
+        for l in &layers {
+            assert_eq!(s.blobs.get(&digest(l.as_bytes())), Some(l));
+        }
+        assert!(s.manifests.contains_key("0.1.0"));
+    });
+}
+
+#[test]
+fn manifests_go_up_only_after_every_blob_they_name_with_parallel_jobs() {
+    let dir = Dir::new("parallelorder");
+    let (path, layers) = layers_bundle(&dir, 6, 150_000, true);
+    let target = Registry::start(false);
+    let run = push_chunked(&dir, &path, &target, false, &["--jobs", "4"]);
+    assert!(run.stderr.contains("unpacking the module bundle"), "{}", run.all());
+    let seen = target.seen();
+    let last_blob_put = seen.iter().rposition(|s| s.method == "PUT" && s.path.contains("/blobs/uploads/")).unwrap();
+    let first_manifest_put = seen.iter().position(|s| s.method == "PUT" && s.path.contains("/manifests/")).unwrap();
+    assert!(last_blob_put < first_manifest_put, "a manifest went up before a blob: {seen:?}");
+    target.with(|s| assert!(layers.iter().all(|l| s.blobs.get(&digest(l.as_bytes())) == Some(l))));
+    assert!(run.stderr.contains("agent-image: ") && run.stderr.contains(" MiB in "), "no progress line: {}", run.stderr);
+}

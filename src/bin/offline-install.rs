@@ -49,7 +49,9 @@ push     (air-gapped side) verifies first, then pushes images and chart under
          removed when done): a rerun after an interruption, even a kill, resumes each blob
          from the offset the registry reports, re-reading (not re-sending) the bytes before
          it to check the digest. An entry for another registry or repository is ignored.
-         A registry that takes no chunks gets whole blobs (said once).
+         A registry that takes no chunks gets whole blobs (said once). One progress line
+         per artifact (bytes, rate, ETA): redrawn on a terminal, every 10 s otherwise; the
+         first failed transfer stops the others and is the error reported.
 
 Credentials: --username with --password-stdin, or OFFLINE_INSTALL_USERNAME /
 OFFLINE_INSTALL_PASSWORD (source side: OFFLINE_INSTALL_SOURCE_USERNAME / _PASSWORD), or a

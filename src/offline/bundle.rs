@@ -15,6 +15,7 @@ use miniserde::json::{Array, Number, Object, Value};
 use super::digest::{shown, Digest, Hasher};
 use super::document;
 use super::graph::{self, Descriptor, Step, INDEX_TYPES};
+use super::parallel::{self, Meter, Metered};
 use super::registry::{self, Credentials, Endpoint, Manifest, Reference, Registry, Repository, Selector};
 use super::tar;
 use super::upload::{Transfer, Uploads};
@@ -848,28 +849,55 @@ pub fn push(path: &Path, target: &Target) -> Result<String> {
     let dest = Registry::new(target.access.endpoint(host)?)?.with_uploads(Uploads::new(&target.transfer));
     let mut values = Vec::new();
     let mut mirrors = BTreeSet::new();
+    let stop = dest.uploads().map(|u| u.stop.clone()).unwrap_or_default();
     for artifact in &opened.artifacts {
         let (role, source) = (&artifact.role, &artifact.source);
         let repository = source.repository.under(prefix);
         eprintln!("pushing {role} to {host}/{repository}");
-        opened.walk(artifact, &mut |step| match step {
-            Step::Blob(blob) => {
-                let entry = opened.blob_entry(&blob.digest)?;
-                let size = entry.size;
-                let bundle_path = opened.path.clone();
-                // From byte `from` of the blob: the same entry, `from` bytes further in.
-                let open = move |from: u64| -> std::io::Result<Box<dyn Read>> {
-                    let from = from.min(entry.size);
-                    Ok(Box::new(tar::open(&bundle_path, &tar::Entry { offset: entry.offset + from, size: entry.size - from, ..entry.clone() })?))
-                };
-                dest.push_blob(&repository, &blob.digest, size, &open).map(|_| ())
+        // The walk's order (children before the manifests naming them), planned first so
+        // that blobs go up `--jobs` at once and each manifest only after all of them.
+        let mut plan: Vec<std::result::Result<Descriptor, Manifest>> = Vec::new();
+        opened.walk(artifact, &mut |step| {
+            match step {
+                Step::Blob(blob) => plan.push(Ok(blob.clone())),
+                Step::Manifest(m, _) if m.digest == artifact.digest => {}
+                Step::Manifest(m, parsed) => {
+                    plan.push(Err(Manifest { media_type: parsed.media_type.clone(), bytes: m.bytes.clone(), digest: m.digest.clone() }))
+                }
             }
-            Step::Manifest(m, _) if m.digest == artifact.digest => Ok(()),
-            Step::Manifest(m, parsed) => {
-                let typed = Manifest { media_type: parsed.media_type.clone(), bytes: m.bytes.clone(), digest: m.digest.clone() };
-                dest.push_manifest(&repository, &Selector::Digest(m.digest.clone()), &typed)
-            }
+            Ok(())
         })?;
+        let meter = Meter::new(role.clone(), plan.iter().filter_map(|p| p.as_ref().ok()).map(|b| b.size).sum());
+        parallel::run(target.transfer.jobs, stop.clone(), |pool| {
+            for step in &plan {
+                match step {
+                    Ok(blob) => {
+                        let entry = opened.blob_entry(&blob.digest)?;
+                        let (bundle_path, meter, repository, dest) = (opened.path.clone(), meter.clone(), &repository, &dest);
+                        pool.submit(move || {
+                            let size = entry.size;
+                            let counted = meter.clone();
+                            // From byte `from` of the blob: the same entry, `from` bytes further in.
+                            let open = move |from: u64| -> std::io::Result<Box<dyn Read>> {
+                                let from = from.min(entry.size);
+                                let part = tar::Entry { offset: entry.offset + from, size: entry.size - from, ..entry.clone() };
+                                Ok(Box::new(Metered { inner: Box::new(tar::open(&bundle_path, &part)?), meter: counted.clone() }))
+                            };
+                            if !dest.push_blob(repository, &blob.digest, size, &open)? {
+                                meter.add(size);
+                            }
+                            Ok(())
+                        })?;
+                    }
+                    Err(m) => {
+                        pool.drain()?;
+                        dest.push_manifest(&repository, &Selector::Digest(m.digest.clone()), m)?;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        meter.finish();
         let top = opened.manifest_blob(&artifact.digest, &artifact.media_type)?;
         let tag = source.tag.clone().unwrap_or_else(|| "latest".into());
         let selector = match &source.digest {

@@ -14,6 +14,7 @@ pub mod bundle;
 pub mod digest;
 pub mod document;
 pub mod graph;
+pub mod parallel;
 pub mod registry;
 pub mod tar;
 pub mod upload;

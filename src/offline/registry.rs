@@ -705,8 +705,11 @@ impl Registry {
         let put = format!("{location}{separator}digest={}", crate::kube::request::encode(&digest.to_string()));
         let label = format!("pushing {}", digest.short());
         let expected = digest.clone();
+        // With chunked uploads set up, the caller meters the transfer.
+        let quiet = self.uploads.is_some();
         let counted = move || -> std::io::Result<Box<dyn Read>> {
-            Ok(Box::new(Counting::whole(open(0)?, Progress::from(label.clone(), size, 0), size, expected.clone())))
+            let progress = if quiet { Progress::silent() } else { Progress::from(label.clone(), size, 0) };
+            Ok(Box::new(Counting::whole(open(0)?, progress, size, expected.clone())))
         };
         let mut response = self.send("PUT", &put, &scope, &[], &Body::Stream(&counted, size), 0)?;
         let status = response.status().as_u16();
@@ -867,6 +870,11 @@ pub struct Progress {
 impl Progress {
     fn new(label: String, total: u64) -> Progress {
         Progress::from(label, total, 0)
+    }
+
+    /// No lines (the caller shows progress its own way).
+    pub fn silent() -> Progress {
+        Progress { label: String::new(), total: 0, next: u64::MAX }
     }
 
     /// Progress of `total` bytes of which `done` are already through: the next line is at

@@ -309,7 +309,6 @@ pub fn push(registry: &Registry, uploads: &Uploads, repository: &Repository, dig
             return Err(Error::io(format!("reading blob {digest}"), std::io::Error::other(format!("it ended after {read} of {size} bytes"))));
         }
     }
-    let label = format!("pushing {short}");
     let first = offset;
     while offset < size {
         if uploads.stop.load(Ordering::Relaxed) {
@@ -317,18 +316,9 @@ pub fn push(registry: &Registry, uploads: &Uploads, repository: &Repository, dig
         }
         let len = uploads.chunk_size.min(size - offset);
         let slot: Arc<Mutex<Option<Hasher>>> = Arc::new(Mutex::new(None));
-        let (start_hasher, slot2, label2, expected) = (hasher.clone(), slot.clone(), label.clone(), digest.clone());
+        let (start_hasher, slot2, expected) = (hasher.clone(), slot.clone(), digest.clone());
         let body = move || -> std::io::Result<Box<dyn Read>> {
-            Ok(Box::new(Counting::chunk(
-                open(offset)?,
-                Progress::from(label2.clone(), size, offset),
-                offset,
-                len,
-                size,
-                start_hasher.clone(),
-                expected.clone(),
-                slot2.clone(),
-            )))
+            Ok(Box::new(Counting::chunk(open(offset)?, Progress::silent(), offset, len, size, start_hasher.clone(), expected.clone(), slot2.clone())))
         };
         let range = format!("{offset}-{}", offset + len - 1);
         let (status, next, holds, mut response) = registry.patch_upload(&location, &scope, &range, &body, len)?;
