@@ -938,12 +938,14 @@ fn a_bundle_changed_between_verify_and_push_uploads_no_blob_whose_bytes_differ_f
     let file = path.clone();
     target.with(|s| {
         // At the first request (verify is done), rewrite the layer in place, same size.
+        // (Every request runs the hook: once nothing is left to change, it changes nothing.)
         s.on_request = Some(Box::new(move |_| {
             let bytes = std::fs::read(&file).unwrap();
-            let at = bytes.windows(11).position(|w| w == b"layer-bytes").unwrap();
-            let mut changed = bytes.clone();
-            changed[at..at + 5].copy_from_slice(b"LAYER");
-            std::fs::write(&file, changed).unwrap();
+            if let Some(at) = bytes.windows(11).position(|w| w == b"layer-bytes") {
+                let mut changed = bytes.clone();
+                changed[at..at + 5].copy_from_slice(b"LAYER");
+                std::fs::write(&file, changed).unwrap();
+            }
         }))
     });
     let run = push_plain(&dir, &path, &target, "/nonexistent");
@@ -1355,4 +1357,38 @@ fn manifests_go_up_only_after_every_blob_they_name_with_parallel_jobs() {
     assert!(last_blob_put < first_manifest_put, "a manifest went up before a blob: {seen:?}");
     target.with(|s| assert!(layers.iter().all(|l| s.blobs.get(&digest(l.as_bytes())) == Some(l))));
     assert!(run.stderr.contains("agent-image: ") && run.stderr.contains(" MiB in "), "no progress line: {}", run.stderr);
+}
+
+#[test]
+fn a_resumed_blob_the_registry_already_holds_whole_is_checked_against_the_bundle_before_it_is_closed() {
+    let dir = Dir::new("heldwhole");
+    let (path, layer) = layer_bundle(&dir, 200_000);
+    let target = Registry::start(false);
+    target.with(|s| {
+        s.lenient_state = true;
+        s.fail_put = Some(100_000);
+    });
+    // Every chunk of the layer goes up, its closing PUT fails: the registry holds it whole.
+    let run = push_chunked(&dir, &path, &target, false, &["--jobs", "1"]);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(dir.path(STATE).exists(), "{}", run.all());
+    assert_eq!(target.with(|s| s.uploads.values().map(String::len).max()), Some(layer.len()), "{}", run.all());
+    let file = path.clone();
+    let needle = layer.as_bytes()[..32].to_vec();
+    target.with(|s| {
+        s.fail_put = None;
+        // After the rerun's verify, the layer changes in the bundle (same size).
+        s.on_request = Some(Box::new(move |_| {
+            let mut bytes = std::fs::read(&file).unwrap();
+            if let Some(at) = bytes.windows(needle.len()).position(|w| w == needle.as_slice()) {
+                bytes[at] = if bytes[at] == b'z' { b'y' } else { b'z' };
+                std::fs::write(&file, bytes).unwrap();
+            }
+        }));
+    });
+    let run = push_chunked(&dir, &path, &target, false, &["--jobs", "1"]);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("changed after it was verified"), "{}", run.all());
+    // The registry's bytes are the right ones, so a PUT would have stored the layer.
+    target.with(|s| assert!(!s.blobs.contains_key(&digest(layer.as_bytes())), "the session was closed without checking the bundle's bytes"));
 }

@@ -17,6 +17,7 @@
 //! writer wins; a lost entry only means that blob starts again).
 
 use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
@@ -154,7 +155,9 @@ impl StateFile {
     fn load(dir: &Path) -> StateFile {
         let path = dir.join(STATE_FILE);
         let mut entries = Vec::new();
-        if let Ok(file) = std::fs::File::open(&path) {
+        // Only a regular file is read (a FIFO or a device there would block or never end).
+        let regular = std::fs::metadata(&path).is_ok_and(|m| m.is_file());
+        if let Some(file) = regular.then(|| std::fs::File::open(&path).ok()).flatten() {
             let mut text = String::new();
             let read = file.take(MAX_STATE + 1).read_to_string(&mut text);
             if read.is_err() || text.len() as u64 > MAX_STATE || !text.starts_with(STATE_HEADER) {
@@ -206,7 +209,10 @@ impl StateFile {
         }
         let temp = self.path.with_file_name(format!("{STATE_FILE}.{}.tmp", std::process::id()));
         let written = (|| {
-            let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&temp)?;
+            // Created afresh (a leftover of a killed run is removed, never written through:
+            // it may be a symlink), readable by its owner only.
+            let _ = std::fs::remove_file(&temp);
+            let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temp)?;
             file.write_all(text.as_bytes())?;
             file.sync_all()?;
             std::fs::rename(&temp, &self.path)
@@ -255,7 +261,14 @@ pub fn held(range: &str) -> Option<u64> {
     let r = range.trim().strip_prefix("bytes=").unwrap_or(range.trim());
     let (start, end) = r.split_once('-')?;
     let end: u64 = end.parse().ok()?;
-    (start == "0").then_some(if end == 0 { 0 } else { end + 1 })
+    if start != "0" {
+        return None;
+    }
+    if end == 0 {
+        Some(0)
+    } else {
+        end.checked_add(1)
+    }
 }
 
 /// Uploads `digest` (`size` bytes from `open`) to `repository` in chunks, resuming the
@@ -358,10 +371,12 @@ pub fn push(registry: &Registry, uploads: &Uploads, repository: &Repository, dig
         offset += len;
         remember(Some(&location));
     }
-    if size == 0 && hasher.clone().finish() != *digest {
+    // Nothing sent in this run (the registry held it all, or the blob is empty): the bytes
+    // re-read from the bundle are still checked before the session is closed.
+    if first == size && hasher.finish() != *digest {
         return Err(Error::transport(
             format!("uploading {digest}"),
-            format!("the blob {digest} is empty, and that is not its digest; the bundle changed after it was verified"),
+            format!("the bundle's bytes of blob {digest} are no longer that digest; the bundle changed after it was verified"),
         ));
     }
     registry.finish_upload(&location, &scope, digest)?;
@@ -395,6 +410,7 @@ mod tests {
         assert_eq!(held("bytes=0-9"), Some(10));
         assert_eq!(held("5-9"), None);
         assert_eq!(held("0-x"), None);
+        assert_eq!(held(&format!("0-{}", u64::MAX)), None, "a Range ending at u64::MAX wrapped");
     }
 
     fn dir(name: &str) -> PathBuf {
@@ -420,6 +436,35 @@ mod tests {
         assert!(!d.join(STATE_FILE).exists());
         std::fs::write(d.join(STATE_FILE), vec![b'x'; MAX_STATE as usize + 10]).unwrap();
         assert!(StateFile::load(&d).entries.lock().unwrap().is_empty());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_state_file_that_is_a_fifo_is_ignored_without_hanging() {
+        let d = dir("fifo");
+        let path = std::ffi::CString::new(d.join(STATE_FILE).to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path in our own test directory.
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let d2 = d.clone();
+        std::thread::spawn(move || tx.send(StateFile::load(&d2).entries.lock().unwrap().len()).unwrap());
+        assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(5)), Ok(0), "loading a FIFO state file hung");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_leftover_temporary_state_file_that_is_a_symlink_is_not_written_through() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = dir("symlink");
+        let victim = d.join("victim");
+        std::fs::write(&victim, "someone's file").unwrap();
+        std::os::unix::fs::symlink(&victim, d.join(format!("{STATE_FILE}.{}.tmp", std::process::id()))).unwrap();
+        let state = StateFile::load(&d);
+        let digest = format!("sha256:{}", "b".repeat(64));
+        state.set("http://127.0.0.1:5000", "mirror/x", &digest, Some("http://127.0.0.1:5000/v2/mirror/x/blobs/uploads/u?_state=s"));
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "someone's file");
+        assert!(std::fs::read_to_string(d.join(STATE_FILE)).unwrap().contains("_state=s"));
+        assert_eq!(std::fs::metadata(d.join(STATE_FILE)).unwrap().permissions().mode() & 0o777, 0o600);
         let _ = std::fs::remove_dir_all(&d);
     }
 }

@@ -17,7 +17,8 @@
 //! (that PATCH keeps half its bytes and the connection drops unanswered), `fail_patch`
 //! (that PATCH is answered 500 and nothing of it kept), `lenient_state` (GET answers the
 //! true length whatever offset the URL seals: what the OCI spec describes), `no_chunks`
-//! (PATCH answers 405: a registry without chunked uploads).
+//! (PATCH answers 405: a registry without chunked uploads), `fail_put` (the closing PUT
+//! of a large session answers 500, the session stays).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -77,6 +78,9 @@ pub struct State {
     pub lenient_state: bool,
     /// PATCH answers 405 (no chunked uploads).
     pub no_chunks: bool,
+    /// The PUT closing a session of at least this many bytes answers 500, and the session
+    /// stays as it was.
+    pub fail_put: Option<usize>,
 }
 
 pub struct Registry {
@@ -226,6 +230,7 @@ fn upload(s: &mut State, id: String, req: &Request) -> Reply {
             let len = bytes.len();
             progress(len)
         }
+        "PUT" if s.fail_put.is_some_and(|at_least| len >= at_least) => Reply::json(500, r#"{"errors":[{"code":"UNKNOWN","message":"injected failure"}]}"#),
         "PUT" => {
             let mut bytes = s.uploads.remove(&id).unwrap_or_default();
             bytes.push_str(&req.body);
