@@ -1098,18 +1098,27 @@ fn letters(len: usize, seed: u32) -> String {
         .collect()
 }
 
+/// A small config and an image manifest naming it and `layers`.
+fn layered_image(layers: &[String]) -> (String, String) {
+    let config = r#"{"small":"config"}"#.to_string();
+    let described: Vec<String> = layers
+        .iter()
+        .map(|l| format!(r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{}","size":{}}}"#, digest(l.as_bytes()), l.len()))
+        .collect();
+    let m = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[{}]}}"#,
+        digest(config.as_bytes()),
+        config.len(),
+        described.join(",")
+    );
+    (config, m)
+}
+
 /// A bundle whose agent image has one layer of `len` bytes; returns its path and the layer.
 fn layer_bundle(dir: &Dir, len: usize) -> (PathBuf, String) {
     let path = dir.path("b.tar");
     let layer = letters(len, 7);
-    let config = r#"{"small":"config"}"#.to_string();
-    let m = format!(
-        r#"{{"schemaVersion":2,"mediaType":"{MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{}","size":{}}}]}}"#,
-        digest(config.as_bytes()),
-        config.len(),
-        digest(layer.as_bytes()),
-        layer.len()
-    );
+    let (config, m) = layered_image(std::slice::from_ref(&layer));
     write_tar(&path, &bundle_chunks(&[config, layer.clone(), m.clone()], &m, MANIFEST, None));
     (path, layer)
 }
@@ -1294,17 +1303,7 @@ fn a_registry_without_chunked_uploads_gets_whole_blobs_and_is_told_once() {
 fn layers_bundle(dir: &Dir, n: usize, len: usize, indexed: bool) -> (PathBuf, Vec<String>) {
     let path = dir.path("b.tar");
     let layers: Vec<String> = (0..n).map(|i| letters(len, i as u32 + 100)).collect();
-    let config = r#"{"small":"config"}"#.to_string();
-    let described: Vec<String> = layers
-        .iter()
-        .map(|l| format!(r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{}","size":{}}}"#, digest(l.as_bytes()), l.len()))
-        .collect();
-    let m = format!(
-        r#"{{"schemaVersion":2,"mediaType":"{MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[{}]}}"#,
-        digest(config.as_bytes()),
-        config.len(),
-        described.join(",")
-    );
+    let (config, m) = layered_image(&layers);
     let mut docs = vec![config];
     docs.extend(layers.iter().cloned());
     docs.push(m.clone());
@@ -1391,4 +1390,61 @@ fn a_resumed_blob_the_registry_already_holds_whole_is_checked_against_the_bundle
     assert!(run.stderr.contains("changed after it was verified"), "{}", run.all());
     // The registry's bytes are the right ones, so a PUT would have stored the layer.
     target.with(|s| assert!(!s.blobs.contains_key(&digest(layer.as_bytes())), "the session was closed without checking the bundle's bytes"));
+}
+
+/// A source stand-in serving one image of `n` layers of `len` bytes under every tag the
+/// bundle asks for; returns the layers.
+fn serve_layers(source: &Registry, n: usize, len: usize) -> Vec<String> {
+    let layers: Vec<String> = (0..n).map(|i| letters(len, i as u32 + 500)).collect();
+    let (config, m) = layered_image(&layers);
+    let mut blobs = vec![config];
+    blobs.extend(layers.iter().cloned());
+    serve(source, (MANIFEST, &m), &[], &blobs);
+    layers
+}
+
+/// `bundle --jobs 4` of six 100 KB layers into `dir`'s bundle.tar, the layer numbered
+/// `missing` (if any) absent from the source; returns the run and the layers.
+fn bundle_in_parallel(dir: &Dir, missing: Option<usize>) -> (Run, Vec<String>) {
+    let module = module_repo(dir);
+    let source = Registry::start(false);
+    let layers = serve_layers(&source, 6, 100_000);
+    if let Some(i) = missing {
+        source.with(|s| s.blobs.remove(&digest(layers[i].as_bytes())));
+    }
+    let mut args = bundle_args(dir.path("bundle.tar").to_str().unwrap(), &source.host(), module.to_str().unwrap());
+    args.extend(["--jobs".to_string(), "4".to_string()]);
+    (tool(dir, &args.iter().map(String::as_str).collect::<Vec<_>>(), None, QUICK), layers)
+}
+
+#[test]
+fn bundle_fetches_blobs_in_parallel_into_a_bundle_that_verifies() {
+    let dir = Dir::new("bundlejobs");
+    let out = dir.path("bundle.tar");
+    let (run, layers) = bundle_in_parallel(&dir, None);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert!(run.stderr.contains("fetching agent-image: ") && run.stderr.contains(" MiB in "), "no progress line: {}", run.stderr);
+    let run = tool(&dir, &["verify", out.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    let listing = Command::new("tar").arg("-tf").arg(&out).output().unwrap();
+    let names = String::from_utf8_lossy(&listing.stdout);
+    for l in &layers {
+        assert_eq!(names.matches(&sha(l.as_bytes())).count(), 1, "{names}");
+    }
+    assert!(!dir.path("bundle.scratch").exists() && !dir.path("bundle.partial").exists());
+}
+
+#[test]
+fn a_failing_fetch_among_parallel_ones_fails_the_bundle_and_leaves_nothing() {
+    let dir = Dir::new("bundlejobsfail");
+    let out = dir.path("bundle.tar");
+    let (run, layers) = bundle_in_parallel(&dir, Some(2));
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(
+        run.stderr.contains(&digest(layers[2].as_bytes())) && run.stderr.contains("BLOB_UNKNOWN"),
+        "the first error is not the one reported: {}",
+        run.all()
+    );
+    assert!(!out.exists() && !dir.path("bundle.scratch").exists() && !dir.path("bundle.partial").exists());
+    assert!(!run.stdout.contains("wrote"), "{}", run.stdout);
 }

@@ -19,7 +19,7 @@ Usage:
   offline-install bundle --output FILE --agent-image REF --runner-image REF --chart REF
                          --module-repo URL --module-ref REF [--platform OS/ARCH]...
                          [--source-plain-http] [--source-ca-file PEM] [--source-username USER]
-                         [--source-password-stdin] [--auth-file FILE] [--tool PATH]
+                         [--source-password-stdin] [--auth-file FILE] [--tool PATH] [--jobs N]
   offline-install verify FILE
   offline-install push FILE --registry HOST[:PORT][/PATH] --git-url URL
                          [--plain-http] [--ca-file PEM] [--username USER] [--password-stdin]
@@ -31,7 +31,8 @@ bundle   (connected side) fetches every artifact into FILE: images keep their di
          OCI artifact Helm pushed; the module is a git bundle of --module-ref. FILE also
          holds manifest.json (what is inside, with digests), SHA256SUMS and this tool.
          It ends by printing 'SHA256SUMS sha256: <hex>': carry that value across apart
-         from FILE (a ticket, a phone call).
+         from FILE (a ticket, a phone call). Blobs are fetched --jobs at once (default 4,
+         1 to 32), each through FILE's .scratch/ (so up to N blobs sit there at a time).
 verify   checks FILE against itself without pushing anything: every entry is one this
          tool writes, read as every tar extracts it, with the checksum SHA256SUMS gives;
          every artifact's graph is complete; the git bundle holds exactly the module ref.
@@ -201,6 +202,7 @@ fn run(argv: Vec<OsString>) -> Result<ExitCode, Failure> {
                     .get("tool")
                     .map(PathBuf::from)
                     .unwrap_or(std::env::current_exe().map_err(|e| Failure::Usage(format!("cannot find this tool's own path: {e}")))?),
+                jobs: flags.get("jobs").map_or(Ok(upload::DEFAULT_JOBS), |j| upload::parse_jobs(j)).map_err(Failure::Usage)?,
             };
             let (manifest, anchor) = bundle::bundle(&sources, &access("source-", "SOURCE_", "source credentials")?, &output)?;
             let size = std::fs::metadata(&output).map_or(0, |m| m.len());

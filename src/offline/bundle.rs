@@ -7,15 +7,16 @@ use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use miniserde::json::{Array, Number, Object, Value};
 
 use super::digest::{shown, Digest, Hasher};
 use super::document;
 use super::graph::{self, Descriptor, Step, INDEX_TYPES};
-use super::parallel::{self, Meter, Metered};
+use super::parallel::{self, Meter, Metered, MeteredWrite};
 use super::registry::{self, Credentials, Endpoint, Manifest, Reference, Registry, Repository, Selector};
 use super::tar;
 use super::upload::{Transfer, Uploads};
@@ -150,6 +151,8 @@ pub struct Sources {
     pub platforms: Vec<String>,
     /// The static tool to put in the bundle.
     pub tool: PathBuf,
+    /// Blobs fetched at once (`--jobs`); each passes through the scratch directory.
+    pub jobs: usize,
 }
 
 struct Staged {
@@ -166,23 +169,40 @@ impl Staged {
         Ok(())
     }
 
-    /// Adds a blob once (layers shared between images are stored once).
-    fn add_blob(&mut self, source: &Registry, repository: &Repository, blob: &Descriptor) -> Result<()> {
-        if !self.blobs.insert(blob.digest.clone()) {
-            return Ok(());
-        }
-        // A `Digest` is 64 hex digits: this path stays inside the scratch directory.
-        let temp = self.scratch.join(blob.digest.hex());
-        {
-            let mut out = BufWriter::new(File::create(&temp).map_err(|e| Error::io(format!("creating {}", temp.display()), e))?);
-            source.blob(repository, &blob.digest, blob.size, &mut out)?;
-            out.flush().map_err(|e| Error::io(format!("writing {} (is the disk full?)", temp.display()), e))?;
-        }
-        let name = blob.digest.blob_name();
-        let mut file = File::open(&temp).map_err(|e| Error::io(format!("reading {}", temp.display()), e))?;
-        self.tar.append(&name, 0o644, blob.size, &mut file).map_err(|e| Error::io(format!("writing {name} into the bundle (is the disk full?)"), e))?;
-        let _ = std::fs::remove_file(&temp);
-        self.sums.push((blob.digest.clone(), name));
+    /// Fetches `blobs` (each new to the bundle: layers shared between images are stored
+    /// once), `jobs` at once, each into the scratch directory first (so up to `jobs` blobs
+    /// are there at a time), then appends each to the bundle as it arrives. The first
+    /// failure stops the others (a running fetch at its next write).
+    fn add_blobs(&mut self, source: &Registry, repository: &Repository, blobs: &[Descriptor], jobs: usize, role: &str) -> Result<()> {
+        let meter = Meter::new(format!("fetching {role}"), blobs.iter().map(|b| b.size).sum());
+        let stop = Arc::new(AtomicBool::new(false));
+        let scratch = self.scratch.clone();
+        let out = Mutex::new((&mut self.tar, &mut self.sums));
+        parallel::run(jobs, stop.clone(), |pool| {
+            for blob in blobs {
+                let (meter, stop, scratch, out) = (meter.clone(), stop.clone(), &scratch, &out);
+                pool.submit(move || {
+                    // A `Digest` is 64 hex digits: this path stays inside the scratch directory.
+                    let temp = Owned(scratch.join(blob.digest.hex()));
+                    {
+                        let file = File::create(&temp.0).map_err(|e| Error::io(format!("creating {}", temp.0.display()), e))?;
+                        let mut written = MeteredWrite { inner: BufWriter::new(file), meter, stop };
+                        source.blob(repository, &blob.digest, blob.size, &mut written)?;
+                        written.inner.flush().map_err(|e| Error::io(format!("writing {} (is the disk full?)", temp.0.display()), e))?;
+                    }
+                    let name = blob.digest.blob_name();
+                    let mut file = File::open(&temp.0).map_err(|e| Error::io(format!("reading {}", temp.0.display()), e))?;
+                    let mut out = out.lock().unwrap_or_else(|p| p.into_inner());
+                    out.0
+                        .append(&name, 0o644, blob.size, &mut file)
+                        .map_err(|e| Error::io(format!("writing {name} into the bundle (is the disk full?)"), e))?;
+                    out.1.push((blob.digest.clone(), name));
+                    Ok(())
+                })?;
+            }
+            Ok(())
+        })?;
+        meter.finish();
         Ok(())
     }
 
@@ -196,9 +216,9 @@ impl Staged {
 
 /// Copies one image or chart (with every manifest and blob it references) into the
 /// bundle and returns its top-level descriptor and its `manifest.json` record.
-fn stage_artifact(staged: &mut Staged, access: &Access, role: &str, reference: &str, platforms: &[String]) -> Result<(Value, Value)> {
+fn stage_artifact(staged: &mut Staged, access: &Access, role: &str, reference: &str, platforms: &[String], jobs: usize) -> Result<(Value, Value)> {
     let r = Reference::parse(reference).map_err(|why| Error::config(role, why, "give a reference like registry.example/path/name:tag"))?;
-    let source = Registry::new(access.endpoint(r.api_host())?)?;
+    let source = Registry::new(access.endpoint(r.api_host())?)?.quiet();
     eprintln!("fetching {role} {r}");
     let mut top = source.manifest(&r.repository, &r.selector())?;
     let parsed = graph::parse(&top)?;
@@ -234,10 +254,18 @@ fn stage_artifact(staged: &mut Staged, access: &Access, role: &str, reference: &
         }
     }
     let repository = r.repository.clone();
+    // Manifests are staged as the walk fetches them; the blobs are fetched after it, at once.
+    let mut blobs = Vec::new();
     graph::walk(top.clone(), &mut |child| source.manifest(&repository, &Selector::Digest(child.digest.clone())), &mut |step| match step {
-        Step::Blob(blob) => staged.add_blob(&source, &repository, blob),
+        Step::Blob(blob) => {
+            if staged.blobs.insert(blob.digest.clone()) {
+                blobs.push(blob.clone());
+            }
+            Ok(())
+        }
         Step::Manifest(m, _) => staged.add_manifest(m),
     })?;
+    staged.add_blobs(&source, &repository, &blobs, jobs, role)?;
     let mut descriptor = Object::new();
     descriptor.insert("mediaType".into(), Value::String(top.media_type.clone()));
     descriptor.insert("digest".into(), Value::String(top.digest.to_string()));
@@ -323,7 +351,7 @@ fn stage_bundle(sources: &Sources, access: &Access, scratch: &Path, partial: &Pa
     for (role, reference, platforms) in
         [(ROLES[0], &sources.agent_image, &sources.platforms), (ROLES[1], &sources.runner_image, &sources.platforms), (ROLES[2], &sources.chart, &Vec::new())]
     {
-        let (descriptor, record) = stage_artifact(&mut staged, access, role, reference, platforms)?;
+        let (descriptor, record) = stage_artifact(&mut staged, access, role, reference, platforms, sources.jobs)?;
         index_entries.push(descriptor);
         records.push(record);
     }

@@ -10,7 +10,7 @@
 //! between chunks. Not done: fairness between artifacts (they are pushed one after another).
 
 use std::collections::VecDeque;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -210,6 +210,33 @@ impl Read for Metered {
     }
 }
 
+/// A writer that counts what passes through it on a [`Meter`], and fails once `stop` is
+/// set (another transfer failed: this one ends at its next write).
+pub struct MeteredWrite<W: Write> {
+    /// The writer.
+    pub inner: W,
+    /// Where the bytes are counted.
+    pub meter: Arc<Meter>,
+    /// Set when the transfers are to stop.
+    pub stop: Arc<AtomicBool>,
+}
+
+impl<W: Write> Write for MeteredWrite<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.stop.load(Ordering::Relaxed) {
+            // Not ErrorKind::Interrupted: write_all retries that for ever.
+            return Err(std::io::Error::other("stopped after another transfer failed"));
+        }
+        let n = self.inner.write(buf)?;
+        self.meter.add(n as u64);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,6 +289,15 @@ mod tests {
         .unwrap();
         // 8 jobs of 100 ms on 4 workers: about 200 ms, not 800.
         assert!(t.elapsed() < Duration::from_millis(700), "{:?}", t.elapsed());
+    }
+
+    #[test]
+    fn a_stopped_metered_write_fails_write_all_instead_of_spinning() {
+        let stop = Arc::new(AtomicBool::new(true));
+        let mut w = MeteredWrite { inner: Vec::new(), meter: Meter::new("x".into(), 10), stop };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(w.write_all(b"bytes").is_err()).unwrap());
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok(true), "write_all spun on a stopped writer");
     }
 
     #[test]
