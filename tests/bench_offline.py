@@ -98,8 +98,9 @@ def main():
                        "--jobs", JOBS, "--state-dir", state])
     skopeo_push = timed(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci-archive:{archive}", f"docker://{target_skopeo}/mirror/big:1.0"])
 
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"\noffline-install against skopeo {run(['skopeo', '--version']).stdout.split()[-1]}, one {size:.0f} MiB image "
-          f"(4 layers), loopback docker-registry, one run each:")
+          f"(4 layers), loopback docker-registry (storage under {os.path.dirname(WORK)}), one run each; load average {load} on {os.cpu_count()} CPUs:")
     print(f"{'what':<58} {'ours':>16} {'skopeo':>16} {'speed, ours/skopeo':>19}")
 
     def row(what, ours, theirs, note=""):
