@@ -1448,3 +1448,24 @@ fn a_failing_fetch_among_parallel_ones_fails_the_bundle_and_leaves_nothing() {
     assert!(!out.exists() && !dir.path("bundle.scratch").exists() && !dir.path("bundle.partial").exists());
     assert!(!run.stdout.contains("wrote"), "{}", run.stdout);
 }
+
+#[test]
+fn a_state_dir_that_is_not_a_directory_is_refused_before_anything_is_pushed() {
+    let dir = Dir::new("nostatedir");
+    let (path, _) = layer_bundle(&dir, 1000);
+    let target = Registry::start(false);
+    let registry = format!("{}/mirror", target.host());
+    let missing = dir.path("no-such-dir").display().to_string();
+    let args = ["push", path.to_str().unwrap(), "--registry", &registry, "--plain-http", "--git-url", "/nonexistent", "--state-dir", &missing];
+    let run = tool(&dir, &args, None, QUICK);
+    assert_eq!(run.code, Some(2), "{}", run.all());
+    assert!(run.stderr.contains("--state-dir") && run.stderr.contains("is not a directory"), "{}", run.stderr);
+    assert!(target.seen().is_empty(), "it pushed with nowhere to keep its state: {:?}", target.seen());
+    for bad in [["--chunk-size", "1K"], ["--chunk-size", "2G"], ["--jobs", "0"], ["--jobs", "33"]] {
+        let run =
+            tool(&dir, &["push", path.to_str().unwrap(), "--registry", &registry, "--plain-http", "--git-url", "/nonexistent", bad[0], bad[1]], None, QUICK);
+        assert_eq!(run.code, Some(2), "{bad:?}: {}", run.all());
+        assert!(run.stderr.contains(bad[0]), "{bad:?}: {}", run.stderr);
+    }
+    assert!(target.seen().is_empty());
+}

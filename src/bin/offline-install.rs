@@ -238,6 +238,9 @@ fn run(argv: Vec<OsString>) -> Result<ExitCode, Failure> {
             }
             if let Some(dir) = flags.get("state-dir") {
                 transfer.state_dir = PathBuf::from(dir);
+                if !transfer.state_dir.is_dir() {
+                    return Err(Failure::Usage(format!("--state-dir {dir} is not a directory: give an existing, writable directory for the upload state")));
+                }
             }
             let target = Target { registry, access: access("", "", "registry credentials")?, git_url: need("git-url")?, transfer };
             say(&bundle::push(&path, &target)?, ExitCode::SUCCESS)
