@@ -10,6 +10,7 @@ use kubernetes_agent::offline::bundle::{self, Access, Sources, Target};
 use kubernetes_agent::offline::parts;
 use kubernetes_agent::offline::registry::Credentials;
 use kubernetes_agent::offline::signature::PublicKey;
+use kubernetes_agent::offline::upload::{self, Transfer};
 
 const HELP: &str = "\
 offline-install: carry the agent image, the runner image, the chart and the TF module
@@ -26,8 +27,9 @@ Usage:
   offline-install verify FILE [--key PUBKEY.pem]
   offline-install list FILE
   offline-install push FILE --registry HOST[:PORT][/PATH] --git-url URL [--key PUBKEY.pem]
+                         [--jobs N] [--chunk-size SIZE] [--state-dir DIR]
                          [--plain-http] [--ca-file PEM] [--username USER] [--password-stdin]
-                         [--auth-file FILE]
+                         [--auth-file FILE] [--chunk-size SIZE] [--state-dir DIR] [--jobs N]
 
 bundle   (connected side) fetches every artifact into FILE: images keep their digests and
          every platform unless --platform narrows them (then the index is rewritten and its
@@ -49,7 +51,8 @@ bundle   (connected side) fetches every artifact into FILE: images keep their di
          base) does not hold for the same repository, every manifest, and a git bundle of
          the module's commits
          since OLD's; manifest.json records the base it needs. Nothing is unpacked: blobs
-         go straight into FILE; only the module's clone uses FILE.scratch/.
+         go straight into FILE, one at a time (so no blob is ever copied to disk); only
+         the module's clone uses FILE.scratch/.
 verify   checks FILE against itself without pushing anything: every entry is one this
          tool writes, read as every tar extracts it, with the checksum SHA256SUMS gives;
          every artifact's graph is complete; the git bundle holds exactly the module ref.
@@ -78,6 +81,15 @@ push     (air-gapped side) verifies first, then pushes images and chart under
          A differential bundle is pushed only onto its base: every blob it does not carry
          must be in the registry and the commit its git bundle builds on in the git
          target; else push names what is missing and pushes nothing.
+         Blobs go up in chunks of --chunk-size (default 16M; 64K to 1G, K/M/G = powers of
+         1024), --jobs at once (default 4, 1 to 32). Each unfinished blob's upload URL is
+         kept in DIR/offline-install-uploads (--state-dir, default the current directory;
+         removed when done): a rerun after an interruption, even a kill, resumes each blob
+         from the offset the registry reports, re-reading (not re-sending) the bytes before
+         it to check the digest. An entry for another registry or repository is ignored.
+         A registry that takes no chunks gets whole blobs (said once). One progress line
+         per artifact (bytes, rate, ETA): redrawn on a terminal, every 10 s otherwise; the
+         first failed transfer stops the others and is the error reported.
 
 Credentials: --username with --password-stdin, or OFFLINE_INSTALL_USERNAME /
 OFFLINE_INSTALL_PASSWORD (source side: OFFLINE_INSTALL_SOURCE_USERNAME / _PASSWORD), or a
@@ -173,6 +185,9 @@ fn run(argv: Vec<OsString>) -> Result<ExitCode, Failure> {
                     "ca-file",
                     "username",
                     "key",
+                    "chunk-size",
+                    "state-dir",
+                    "jobs",
                 ];
                 if !known.contains(&name.as_str()) {
                     return Err(Failure::Usage(format!("unknown option --{name}")));
@@ -288,7 +303,20 @@ fn run(argv: Vec<OsString>) -> Result<ExitCode, Failure> {
         Some("push") => {
             let path = file.ok_or_else(|| Failure::Usage("push needs the bundle file".into()))?;
             let registry = bundle::RegistryAddress::parse(&need("registry")?).map_err(Failure::Usage)?;
-            let target = Target { registry, access: access("", "", "registry credentials")?, git_url: need("git-url")? };
+            let mut transfer = Transfer::default();
+            if let Some(size) = flags.get("chunk-size") {
+                transfer.chunk_size = upload::parse_chunk_size(size).map_err(Failure::Usage)?;
+            }
+            if let Some(jobs) = flags.get("jobs") {
+                transfer.jobs = upload::parse_jobs(jobs).map_err(Failure::Usage)?;
+            }
+            if let Some(dir) = flags.get("state-dir") {
+                transfer.state_dir = PathBuf::from(dir);
+                if !transfer.state_dir.is_dir() {
+                    return Err(Failure::Usage(format!("--state-dir {dir} is not a directory: give an existing, writable directory for the upload state")));
+                }
+            }
+            let target = Target { registry, access: access("", "", "registry credentials")?, git_url: need("git-url")?, transfer };
             let key = flags.get("key").map(|k| PublicKey::read(&PathBuf::from(k))).transpose()?;
             say(&bundle::push(&path, &target, key.as_ref())?, ExitCode::SUCCESS)
         }

@@ -16,10 +16,12 @@ use super::differential;
 use super::digest::{shown, Digest, Hasher};
 use super::document;
 use super::graph::{self, Descriptor, Step, INDEX_TYPES};
+use super::parallel::{self, Meter, Metered};
 use super::parts::{self, Source};
 use super::registry::{self, Credentials, Endpoint, Manifest, Reference, Registry, Repository, Selector};
 use super::signature::{self, PublicKey};
 use super::tar;
+use super::upload::{Transfer, Uploads};
 use crate::error::{Error, Result};
 use crate::http::Trust;
 use crate::json::{get, text as json_text};
@@ -240,7 +242,7 @@ impl Staged {
 /// its `manifest.json` record and its attachments' descriptors.
 fn stage_artifact(staged: &mut Staged, access: &Access, role: &str, reference: &str, platforms: &[String]) -> Result<(Value, Value, Vec<Value>)> {
     let r = Reference::parse(reference).map_err(|why| Error::config(role, why, "give a reference like registry.example/path/name:tag"))?;
-    let source = Registry::new(access.endpoint(r.api_host())?)?;
+    let source = Registry::new(access.endpoint(r.api_host())?)?.quiet();
     eprintln!("fetching {role} {r}");
     let mut top = source.manifest(&r.repository, &r.selector())?;
     let parsed = graph::parse(&top)?;
@@ -1206,6 +1208,8 @@ pub struct Target {
     /// URL of the internal Git repository for the module (any URL `git push` takes; its
     /// user info, if any, is never printed).
     pub git_url: String,
+    /// Chunk size, state directory and parallel jobs of the blob uploads.
+    pub transfer: Transfer,
 }
 
 /// A file or directory this run created, removed (whichever it is) when dropped.
@@ -1262,18 +1266,64 @@ pub fn push(path: &Path, target: &Target, key: Option<&PublicKey>) -> Result<Str
     let scratch = Owned::temp_dir("push")?;
     let host = &target.registry.host;
     let prefix = target.registry.prefix.as_ref();
-    let dest = Registry::new(target.access.endpoint(host)?)?;
+    let dest = Registry::new(target.access.endpoint(host)?)?.with_uploads(Uploads::new(&target.transfer));
     let bare = scratch.0.join("module.git");
     if let Some(base) = &opened.base {
         base_in_target(&opened, base, &dest, target, &bare)?;
     }
     let mut values = Vec::new();
     let mut mirrors = BTreeSet::new();
+    let stop = dest.uploads().map(|u| u.stop.clone()).unwrap_or_default();
     for artifact in &opened.artifacts {
         let (role, source) = (&artifact.role, &artifact.source);
         let repository = source.repository.under(prefix);
         eprintln!("pushing {role} to {host}/{repository}");
-        opened.walk(artifact, &mut |step| push_step(&opened, &dest, &repository, &artifact.digest, step))?;
+        // The walk's order (children before the manifests naming them), planned first so
+        // that blobs go up `--jobs` at once and each manifest only after all of them.
+        let mut plan: Vec<std::result::Result<Descriptor, Manifest>> = Vec::new();
+        opened.walk(artifact, &mut |step| {
+            match step {
+                // Not carried: in the base, which `base_in_target` found in the target.
+                Step::Blob(blob) if !opened.carries(&blob.digest) => {}
+                Step::Blob(blob) => plan.push(Ok(blob.clone())),
+                Step::Manifest(m, _) if m.digest == artifact.digest => {}
+                Step::Manifest(m, parsed) => {
+                    plan.push(Err(Manifest { media_type: parsed.media_type.clone(), bytes: m.bytes.clone(), digest: m.digest.clone() }))
+                }
+            }
+            Ok(())
+        })?;
+        let meter = Meter::new(role.clone(), plan.iter().filter_map(|p| p.as_ref().ok()).map(|b| b.size).sum());
+        parallel::run(target.transfer.jobs, stop.clone(), |pool| {
+            for step in &plan {
+                match step {
+                    Ok(blob) => {
+                        let entry = opened.blob_entry(&blob.digest)?;
+                        let (source, meter, repository, dest) = (opened.source.clone(), meter.clone(), &repository, &dest);
+                        pool.submit(move || {
+                            let size = entry.size;
+                            let counted = meter.clone();
+                            // From byte `from` of the blob: the same entry, `from` bytes further in.
+                            let open = move |from: u64| -> std::io::Result<Box<dyn Read>> {
+                                let from = from.min(entry.size);
+                                let part = tar::Entry { offset: entry.offset + from, size: entry.size - from, ..entry.clone() };
+                                Ok(Box::new(Metered { inner: Box::new(source.open(&part)?), meter: counted.clone() }))
+                            };
+                            if !dest.push_blob(repository, &blob.digest, size, &open)? {
+                                meter.add(size);
+                            }
+                            Ok(())
+                        })?;
+                    }
+                    Err(m) => {
+                        pool.drain()?;
+                        dest.push_manifest(&repository, &Selector::Digest(m.digest.clone()), m)?;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        meter.finish();
         let top = opened.manifest_blob(&artifact.digest, &artifact.media_type)?;
         let tag = source.tag.clone().unwrap_or_else(|| "latest".into());
         let selector = match &source.digest {
@@ -1341,7 +1391,11 @@ fn push_step(opened: &Opened, dest: &Registry, repository: &Repository, top: &Di
             let entry = opened.blob_entry(&blob.digest)?;
             let size = entry.size;
             let source = opened.source.clone();
-            let open = move || -> std::io::Result<Box<dyn Read>> { Ok(Box::new(source.open(&entry)?)) };
+            // From byte `from` of the blob: the same entry, `from` bytes further in.
+            let open = move |from: u64| -> std::io::Result<Box<dyn Read>> {
+                let from = from.min(entry.size);
+                Ok(Box::new(source.open(&tar::Entry { offset: entry.offset + from, size: entry.size - from, ..entry.clone() })?))
+            };
             dest.push_blob(repository, &blob.digest, size, &open).map(|_| ())
         }
         Step::Manifest(m, _) if m.digest == *top => Ok(()),

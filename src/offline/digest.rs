@@ -72,7 +72,8 @@ impl fmt::Debug for Digest {
     }
 }
 
-/// Incremental sha256, finishing in a `Digest`.
+/// Incremental sha256, finishing in a `Digest`; a clone goes on from the same state.
+#[derive(Clone)]
 pub struct Hasher(ring::digest::Context);
 
 impl Hasher {

@@ -8,9 +8,10 @@
 //! `SHA256SUMS` (every other entry). Blobs are read straight from the tar by offset, so
 //! nothing is unpacked on the far side; the tar may be cut into parts for removable media
 //! ([`parts`]), and may hold only what an earlier bundle does not ([`differential`]).
-//! Each artifact's attachments (cosign signatures, SBOMs, OCI referrers: [`attachment`])
-//! travel with it; `verify --key` checks the cosign signatures offline ([`signature`]).
-//! Not supported: cross-repository mounts.
+//! Blobs are uploaded in chunks and an interrupted upload resumes ([`upload`]), several at
+//! once ([`parallel`]). Each artifact's attachments (cosign signatures, SBOMs, OCI
+//! referrers: [`attachment`]) travel with it; `verify --key` checks the cosign signatures
+//! offline ([`signature`]). Not supported: cross-repository mounts.
 
 pub mod attachment;
 pub mod bundle;
@@ -18,7 +19,9 @@ pub mod differential;
 pub mod digest;
 pub mod document;
 pub mod graph;
+pub mod parallel;
 pub mod parts;
 pub mod registry;
 pub mod signature;
 pub mod tar;
+pub mod upload;

@@ -1,20 +1,22 @@
-//! An OCI distribution client over ureq: manifests and blobs by digest, pull and
-//! monolithic push, blob existence checks, and the two authentication schemes registries
+//! An OCI distribution client over ureq: manifests and blobs by digest, pull and push
+//! (monolithic here; chunked and resumable in [`super::upload`]), blob existence checks, and the two authentication schemes registries
 //! use (Basic, and Bearer tokens fetched from the realm a 401 challenge names).
 //! Credentials never appear in errors or output. Referrers are read (the OCI 1.1 API);
-//! not supported: chunked uploads, cross-repository mounts, deletes.
+//! blobs go up in resumable chunks ([`super::upload`]). Not supported: cross-repository
+//! mounts, deletes.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use miniserde::json::Value;
 
 use super::digest::{shown, Digest, Hasher};
 use super::document;
+use super::upload::{self, OpenAt, Outcome, Uploads};
 use crate::base64;
 use crate::error::{Error, Result};
 use crate::http::{self, AgentSettings, Trust};
@@ -353,6 +355,8 @@ pub struct Registry {
     tokens: Mutex<HashMap<String, String>>,
     basic: Mutex<bool>,
     response_timeout: Duration,
+    uploads: Option<Uploads>,
+    quiet: bool,
     /// Transfer counters.
     pub counters: Counters,
 }
@@ -383,8 +387,47 @@ impl Registry {
             tokens: Mutex::new(HashMap::new()),
             basic: Mutex::new(false),
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            uploads: None,
+            quiet: false,
             counters: Counters::default(),
         })
+    }
+
+    /// The same client uploading blobs in chunks, resumably (default: monolithic uploads).
+    pub fn with_uploads(mut self, uploads: Uploads) -> Registry {
+        self.uploads = Some(uploads);
+        self
+    }
+
+    /// The same client printing no per-blob progress lines when pulling (the caller meters
+    /// the transfers; default: a line every 10 % of a blob over 4 MiB).
+    pub fn quiet(mut self) -> Registry {
+        self.quiet = true;
+        self
+    }
+
+    /// The chunked-upload settings and state, when uploads are chunked.
+    pub fn uploads(&self) -> Option<&Uploads> {
+        self.uploads.as_ref()
+    }
+
+    /// The registry's own origin (what credentials are bound to).
+    pub fn origin(&self) -> &Origin {
+        &self.home
+    }
+
+    /// True when `url` is an upload URL of `repository` on the registry's own origin:
+    /// `/v2/<repository>/blobs/uploads/<one path segment>[?query]`. Only such a URL is
+    /// kept in the state file or resumed from it.
+    pub fn upload_url_ok(&self, url: &str, repository: &Repository) -> bool {
+        if Origin::of(url).ok().as_ref() != Some(&self.home) {
+            return false;
+        }
+        let rest = url.split_once("://").map_or("", |(_, r)| r);
+        let path = rest.find('/').map_or("", |i| &rest[i..]);
+        let path = &path[..path.find(['?', '#']).unwrap_or(path.len())];
+        let prefix = format!("/v2/{repository}/blobs/uploads/");
+        path.strip_prefix(&prefix).is_some_and(|id| !id.is_empty() && !id.contains('/') && id != "." && id != ".." && !id.contains('%'))
     }
 
     /// The same client with another bound on the wait for an answer (default:
@@ -645,7 +688,7 @@ impl Registry {
         let mut hasher = Hasher::new();
         let mut buf = vec![0u8; 64 << 10];
         let mut total = 0u64;
-        let mut progress = Progress::new(format!("pulling {}", digest.short()), size);
+        let mut progress = if self.quiet { Progress::silent() } else { Progress::new(format!("pulling {}", digest.short()), size) };
         loop {
             let n = reader.read(&mut buf).map_err(|e| Error::transport(format!("reading {url}"), e))?;
             if n == 0 {
@@ -674,37 +717,39 @@ impl Registry {
         }
     }
 
-    /// Uploads a blob unless the registry has it (monolithic: POST, then PUT with the digest).
-    pub fn push_blob(&self, repository: &Repository, digest: &Digest, size: u64, open: &dyn Fn() -> std::io::Result<Box<dyn Read>>) -> Result<bool> {
+    /// Uploads a blob unless the registry has it: in chunks when [`Registry::with_uploads`]
+    /// asked for them and the registry takes them, else whole (POST, then PUT with the
+    /// digest). `open` reads the blob from a byte offset.
+    pub fn push_blob(&self, repository: &Repository, digest: &Digest, size: u64, open: &OpenAt) -> Result<bool> {
         if self.has_blob(repository, digest)? {
             self.counters.blobs_skipped.fetch_add(1, Ordering::Relaxed);
             return Ok(false);
         }
+        let mut location = None;
+        if let Some(uploads) = self.uploads.as_ref().filter(|u| !u.monolithic()) {
+            match upload::push(self, uploads, repository, digest, size, open)? {
+                Outcome::Done(sent) => {
+                    self.counters.blobs_pushed.fetch_add(1, Ordering::Relaxed);
+                    self.counters.bytes_pushed.fetch_add(sent, Ordering::Relaxed);
+                    return Ok(true);
+                }
+                Outcome::Whole(at) => location = at,
+            }
+        }
         let scope = format!("repository:{repository}:pull,push");
-        let start = self.url(&format!("/v2/{repository}/blobs/uploads/"));
-        let mut response = self.send("POST", &start, &scope, &[], &Body::Bytes(&[], "application/octet-stream"), 0)?;
-        let status = response.status().as_u16();
-        if status != 202 {
-            return Err(refused(&mut response, format!("POST {start}")));
-        }
-        let location = response.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-        if location.is_empty() {
-            return Err(Error::transport(format!("POST {start}"), "the registry gave no upload location"));
-        }
-        let location = Registry::resolve(&start, &location).map_err(|why| Error::transport(format!("POST {start}"), why))?;
+        let location = match location {
+            Some(l) => l,
+            None => self.start_upload(repository, &scope)?,
+        };
         let separator = if location.contains('?') { '&' } else { '?' };
         let put = format!("{location}{separator}digest={}", crate::kube::request::encode(&digest.to_string()));
         let label = format!("pushing {}", digest.short());
         let expected = digest.clone();
+        // With chunked uploads set up, the caller meters the transfer.
+        let quiet = self.uploads.is_some();
         let counted = move || -> std::io::Result<Box<dyn Read>> {
-            Ok(Box::new(Counting {
-                inner: open()?,
-                progress: Progress::new(label.clone(), size),
-                done: 0,
-                size,
-                hasher: Some(Hasher::new()),
-                expected: expected.clone(),
-            }))
+            let progress = if quiet { Progress::silent() } else { Progress::from(label.clone(), size, 0) };
+            Ok(Box::new(Counting::whole(open(0)?, progress, size, expected.clone())))
         };
         let mut response = self.send("PUT", &put, &scope, &[], &Body::Stream(&counted, size), 0)?;
         let status = response.status().as_u16();
@@ -714,6 +759,72 @@ impl Registry {
         self.counters.blobs_pushed.fetch_add(1, Ordering::Relaxed);
         self.counters.bytes_pushed.fetch_add(size, Ordering::Relaxed);
         Ok(true)
+    }
+
+    /// Opens an upload session (POST) and returns its absolute upload URL.
+    pub fn start_upload(&self, repository: &Repository, scope: &str) -> Result<String> {
+        let start = self.url(&format!("/v2/{repository}/blobs/uploads/"));
+        let mut response = self.send("POST", &start, scope, &[], &Body::Bytes(&[], "application/octet-stream"), 0)?;
+        let status = response.status().as_u16();
+        if status != 202 {
+            return Err(refused(&mut response, format!("POST {start}")));
+        }
+        let location = response.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        if location.is_empty() {
+            return Err(Error::transport(format!("POST {start}"), "the registry gave no upload location"));
+        }
+        Registry::resolve(&start, &location).map_err(|why| Error::transport(format!("POST {start}"), why))
+    }
+
+    /// GET on an upload URL: the bytes the registry holds for the session (its `Range`)
+    /// and the URL to go on with (its fresh `Location`, else the same).
+    pub fn upload_status(&self, location: &str, scope: &str) -> std::result::Result<(u64, String), String> {
+        let mut response = self.send("GET", location, scope, &[], &Body::Empty, 0).map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        if status != 204 && status != 200 {
+            return Err(registry_error(status, &response.body_mut().with_config().limit(1 << 16).read_to_vec().unwrap_or_default()));
+        }
+        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let held = header("range").as_deref().and_then(upload::held).ok_or("the registry's answer has no Range 0-N")?;
+        let fresh = match header("location") {
+            Some(l) => Registry::resolve(location, &l)?,
+            None => location.to_string(),
+        };
+        Ok((held, fresh))
+    }
+
+    /// One PATCH of `len` bytes at `range` (`start-end`): the status, the URL to go on
+    /// with, the bytes the registry says it holds afterwards, and the response.
+    pub fn patch_upload(
+        &self,
+        location: &str,
+        scope: &str,
+        range: &str,
+        body: &dyn Fn() -> std::io::Result<Box<dyn Read>>,
+        len: u64,
+    ) -> Result<(u16, String, Option<u64>, ureq::http::Response<ureq::Body>)> {
+        let response = self.send("PATCH", location, scope, &[("Content-Range", range)], &Body::Stream(body, len), 0)?;
+        let status = response.status().as_u16();
+        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let held = header("range").as_deref().and_then(upload::held);
+        let next = match header("location") {
+            Some(l) => {
+                Registry::resolve(location, &l).map_err(|why| Error::transport(format!("PATCH {}", location.split('?').next().unwrap_or(location)), why))?
+            }
+            None => location.to_string(),
+        };
+        Ok((status, next, held, response))
+    }
+
+    /// Closes an upload session: PUT `?digest=` with no body.
+    pub fn finish_upload(&self, location: &str, scope: &str, digest: &Digest) -> Result<()> {
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let put = format!("{location}{separator}digest={}", crate::kube::request::encode(&digest.to_string()));
+        let mut response = self.send("PUT", &put, scope, &[], &Body::Bytes(&[], "application/octet-stream"), 0)?;
+        if response.status().as_u16() != 201 {
+            return Err(refused(&mut response, format!("PUT {}", location.split('?').next().unwrap_or(location))));
+        }
+        Ok(())
     }
 
     /// Uploads a manifest under a tag or its digest.
@@ -730,7 +841,7 @@ impl Registry {
 }
 
 /// The error for a reply that is not the status `operation` needed, in the registry's words.
-fn refused(response: &mut ureq::http::Response<ureq::Body>, operation: String) -> Error {
+pub fn refused(response: &mut ureq::http::Response<ureq::Body>, operation: String) -> Error {
     let status = response.status().as_u16();
     let body = response.body_mut().with_config().limit(1 << 20).read_to_vec().unwrap_or_default();
     Error::transport(operation, registry_error(status, &body))
@@ -790,7 +901,7 @@ pub fn parse_challenge(header: &str) -> HashMap<String, String> {
 }
 
 /// Progress lines on standard error for transfers over 4 MiB, every 10 %.
-struct Progress {
+pub struct Progress {
     label: String,
     total: u64,
     next: u64,
@@ -798,7 +909,19 @@ struct Progress {
 
 impl Progress {
     fn new(label: String, total: u64) -> Progress {
-        Progress { label, total, next: if total > 4 << 20 { total / 10 } else { u64::MAX } }
+        Progress::from(label, total, 0)
+    }
+
+    /// No lines (the caller shows progress its own way).
+    pub fn silent() -> Progress {
+        Progress { label: String::new(), total: 0, next: u64::MAX }
+    }
+
+    /// Progress of `total` bytes of which `done` are already through: the next line is at
+    /// the next tenth above `done`.
+    pub fn from(label: String, total: u64, done: u64) -> Progress {
+        let step = total / 10;
+        Progress { label, total, next: if total > 4 << 20 { (done / step + 1) * step } else { u64::MAX } }
     }
 
     fn at(&mut self, done: u64) {
@@ -809,21 +932,52 @@ impl Progress {
     }
 }
 
-/// An upload body: counted for progress, and hashed as it goes, so that bytes which are
-/// not the digest being pushed (the bundle changed after `verify`) fail the upload before
-/// their last byte is sent.
-struct Counting {
+/// An upload body (a whole blob, or one chunk of it): counted for progress, and hashed as
+/// it goes, so that bytes which are not the digest being pushed (the bundle changed after
+/// `verify`) fail the upload before their last byte is sent. A chunk starts from the
+/// hasher of the bytes before it and hands its own to `slot` when its last byte is read.
+pub struct Counting {
     inner: Box<dyn Read>,
     progress: Progress,
+    /// Bytes of the blob read so far (a chunk starts at its offset).
     done: u64,
+    /// Where this body ends in the blob.
+    end: u64,
     size: u64,
     hasher: Option<Hasher>,
     expected: Digest,
+    slot: Option<Arc<Mutex<Option<Hasher>>>>,
+}
+
+impl Counting {
+    /// The whole blob (`size` bytes, which must be `expected`) from `inner`.
+    pub fn whole(inner: Box<dyn Read>, progress: Progress, size: u64, expected: Digest) -> Counting {
+        Counting { inner, progress, done: 0, end: size, size, hasher: Some(Hasher::new()), expected, slot: None }
+    }
+
+    /// Bytes `offset..offset + len` of the blob from `inner` (which reads from `offset`),
+    /// going on from `hasher` (the bytes before `offset`); the hasher lands in `slot` at
+    /// the chunk's end, or is checked against `expected` when that is the blob's end.
+    #[allow(clippy::too_many_arguments)]
+    pub fn chunk(
+        inner: Box<dyn Read>,
+        progress: Progress,
+        offset: u64,
+        len: u64,
+        size: u64,
+        hasher: Hasher,
+        expected: Digest,
+        slot: Arc<Mutex<Option<Hasher>>>,
+    ) -> Counting {
+        Counting { inner, progress, done: offset, end: offset + len, size, hasher: Some(hasher), expected, slot: Some(slot) }
+    }
 }
 
 impl Read for Counting {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        // A chunk reads no further than its end; a whole blob reads on, to see it is longer.
+        let room = if self.slot.is_some() { buf.len().min((self.end - self.done) as usize) } else { buf.len() };
+        let n = if room == 0 { 0 } else { self.inner.read(&mut buf[..room])? };
         let changed = |why: String| {
             std::io::Error::new(std::io::ErrorKind::InvalidData, format!("the blob {} {why}; the bundle changed after it was verified", self.expected))
         };
@@ -834,14 +988,23 @@ impl Read for Counting {
             h.update(&buf[..n]);
         }
         self.done += n as u64;
-        if n == 0 && self.done < self.size {
+        if n == 0 && self.done < self.end {
             return Err(changed(format!("ended after {} of its {} bytes", self.done, self.size)));
         }
-        if self.done == self.size {
+        if self.done == self.end {
             if let Some(h) = self.hasher.take() {
-                let got = h.finish();
-                if got != self.expected {
-                    return Err(changed(format!("now reads as {got}")));
+                if self.end < self.size {
+                    if let Some(slot) = &self.slot {
+                        *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(h);
+                    }
+                } else {
+                    let got = h.finish();
+                    if got != self.expected {
+                        return Err(changed(format!("now reads as {got}")));
+                    }
+                    if let Some(slot) = &self.slot {
+                        *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(Hasher::new());
+                    }
                 }
             }
         }
@@ -980,14 +1143,7 @@ mod tests {
         let good = vec![7u8; 100_000];
         let mut changed = good.clone();
         changed[99_999] = 8;
-        let body = |bytes: Vec<u8>| Counting {
-            inner: Box::new(std::io::Cursor::new(bytes)),
-            progress: Progress::new(String::new(), 100_000),
-            done: 0,
-            size: 100_000,
-            hasher: Some(Hasher::new()),
-            expected: Digest::of(&good),
-        };
+        let body = |bytes: Vec<u8>| Counting::whole(Box::new(std::io::Cursor::new(bytes)), Progress::new(String::new(), 100_000), 100_000, Digest::of(&good));
         let mut sent = Vec::new();
         assert_eq!(std::io::copy(&mut body(good.clone()), &mut sent).unwrap(), 100_000);
         let mut sent = Vec::new();

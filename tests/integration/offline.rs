@@ -53,6 +53,8 @@ fn tool_with(dir: &TempDir, mut program: Command, args: &[&str], stdin: Option<&
     let (out, err) = (dir.join("stdout.txt"), dir.join("stderr.txt"));
     let mut child = program
         .args(args)
+        // The upload state file goes to the current directory: each test's own.
+        .current_dir(dir.path())
         .envs(env.iter().copied())
         .env_remove("HTTPS_PROXY")
         .env_remove("https_proxy")
@@ -917,10 +919,12 @@ fn a_bundle_changed_between_verify_and_push_uploads_no_blob_whose_bytes_differ_f
         // At the first request (verify is done), rewrite the layer in place, same size.
         s.on_request = Some(Box::new(move |_| {
             let bytes = std::fs::read(&file).unwrap();
-            let at = bytes.windows(11).position(|w| w == b"layer-bytes").unwrap();
-            let mut changed = bytes.clone();
-            changed[at..at + 5].copy_from_slice(b"LAYER");
-            std::fs::write(&file, changed).unwrap();
+            // (Every request runs the hook: once nothing is left to change, it changes nothing.)
+            if let Some(at) = bytes.windows(11).position(|w| w == b"layer-bytes") {
+                let mut changed = bytes.clone();
+                changed[at..at + 5].copy_from_slice(b"LAYER");
+                std::fs::write(&file, changed).unwrap();
+            }
         }))
     });
     let run = push_plain(&dir, &path, &target, "/nonexistent");
@@ -2212,4 +2216,384 @@ fn a_differential_bundle_can_follow_a_parted_base_and_be_cut_into_parts_itself()
     let run = tool(&dir, &["verify", new.to_str().unwrap()], None, QUICK);
     assert_eq!(run.code, Some(0), "{}", run.all());
     assert!(run.stdout.contains("differential") && run.stdout.contains("b.tar.parts sha256: "), "{}", run.stdout);
+}
+
+// ---- issue 15b: chunked, resumable uploads --------------------------------------------
+
+/// `len` bytes of letters that do not repeat with a short period, so a chunk sent at the
+/// wrong offset is a different blob.
+fn letters(len: usize, seed: u32) -> String {
+    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (b'a' + ((x >> 16) % 26) as u8) as char
+        })
+        .collect()
+}
+
+/// A small config and an image manifest naming it and `layers`.
+fn layered_image(layers: &[String]) -> (String, String) {
+    let config = r#"{"small":"config"}"#.to_string();
+    let described: Vec<String> = layers
+        .iter()
+        .map(|l| format!(r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{}","size":{}}}"#, digest(l.as_bytes()), l.len()))
+        .collect();
+    let m = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[{}]}}"#,
+        digest(config.as_bytes()),
+        config.len(),
+        described.join(",")
+    );
+    (config, m)
+}
+
+/// A bundle whose agent image has one layer of `len` bytes; returns its path and the layer.
+fn layer_bundle(dir: &TempDir, len: usize) -> (PathBuf, String) {
+    let path = dir.join("b.tar");
+    let layer = letters(len, 7);
+    let (config, m) = layered_image(std::slice::from_ref(&layer));
+    write_tar(&path, &bundle_chunks(&[config, layer.clone(), m.clone()], &m, MANIFEST, None));
+    (path, layer)
+}
+
+/// `push` in 64 KiB chunks with the state file in the test's directory; over TLS as user
+/// `mirror` (password `hunter2` on standard input) when `tls`, else plain HTTP.
+fn push_chunked(dir: &TempDir, bundle: &Path, target: &Registry, tls: bool, extra: &[&str]) -> Run {
+    let ca = support::server::certs_dir().join("ca.pem");
+    let registry = format!("{}/mirror", target.host());
+    let state_dir = dir.0.display().to_string();
+    let mut args =
+        vec!["push", bundle.to_str().unwrap(), "--registry", &registry, "--git-url", "/nonexistent", "--chunk-size", "64K", "--state-dir", &state_dir];
+    if tls {
+        args.extend(["--ca-file", ca.to_str().unwrap(), "--username", "mirror", "--password-stdin"]);
+    } else {
+        args.push("--plain-http");
+    }
+    args.extend(extra);
+    tool(dir, &args, tls.then_some("hunter2\n"), QUICK)
+}
+
+/// The PATCHes of the upload sessions of the `len`-byte layer (the one blob over a chunk:
+/// a session with a whole chunk, or one that ends at its end), as (start, end, body length,
+/// status; 0 for a PATCH cut unanswered).
+fn patches_of(target: &Registry, len: usize) -> Vec<(u64, u64, usize, u16)> {
+    target.with(|s| {
+        let sessions: std::collections::BTreeSet<String> = s
+            .patches
+            .iter()
+            .filter(|p| p.2 as u64 == CHUNK || p.1.rsplit('-').next().and_then(|e| e.parse::<usize>().ok()) == Some(len - 1))
+            .map(|p| p.0.clone())
+            .collect();
+        s.patches
+            .iter()
+            .filter(|p| sessions.contains(&p.0))
+            .map(|p| {
+                let (a, b) = p.1.split_once('-').unwrap();
+                (a.parse().unwrap(), b.parse().unwrap(), p.2, p.3)
+            })
+            .collect()
+    })
+}
+
+const CHUNK: u64 = 64 << 10;
+const STATE: &str = "offline-install-uploads";
+
+#[test]
+fn chunks_of_the_chunk_size_cover_a_blob_exactly_and_the_put_closes_it() {
+    let dir = TempDir::new("offline-chunks");
+    let (path, layer) = layer_bundle(&dir, 200_000);
+    let target = Registry::start(false);
+    let run = push_chunked(&dir, &path, &target, false, &[]);
+    assert!(run.stderr.contains("unpacking the module bundle"), "{}", run.all());
+    let ranges: Vec<(u64, u64, usize, u16)> = patches_of(&target, layer.len());
+    assert_eq!(
+        ranges,
+        vec![
+            (0, CHUNK - 1, CHUNK as usize, 202),
+            (CHUNK, 2 * CHUNK - 1, CHUNK as usize, 202),
+            (2 * CHUNK, 3 * CHUNK - 1, CHUNK as usize, 202),
+            (3 * CHUNK, 199_999, 200_000 - 3 * CHUNK as usize, 202)
+        ]
+    );
+    target.with(|s| assert_eq!(s.blobs.get(&digest(layer.as_bytes())), Some(&layer)));
+    assert!(!dir.join(STATE).exists(), "the state file outlived the uploads");
+}
+
+#[test]
+fn a_push_cut_midway_through_a_chunk_resumes_from_the_registrys_offset_and_resends_no_acknowledged_byte() {
+    let dir = TempDir::new("offline-resume");
+    let (path, layer) = layer_bundle(&dir, 300_000);
+    let target = Registry::start(true);
+    let basic = format!("Basic {}", kubernetes_agent::base64::encode(b"mirror:hunter2"));
+    target.with(|s| {
+        s.auth = Auth::Basic(basic.clone());
+        s.lenient_state = true;
+        s.cut_patch = Some(3);
+    });
+    let run = push_chunked(&dir, &path, &target, true, &["--jobs", "1"]);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    let first = patches_of(&target, layer.len());
+    let acknowledged: u64 = first.iter().filter(|p| p.3 == 202).map(|p| p.2 as u64).sum();
+    let cut = first.iter().find(|p| p.3 == 0).expect("a PATCH of the layer was cut");
+    let kept = acknowledged + cut.2 as u64 / 2;
+    let state = std::fs::read_to_string(dir.join(STATE)).expect("the interrupted upload is in the state file");
+    assert!(!state.contains("hunter2") && !state.contains(&basic[6..]) && !state.contains("Basic"), "{state}");
+    target.with(|s| s.cut_patch = None);
+    let run = push_chunked(&dir, &path, &target, true, &["--jobs", "1"]);
+    assert!(run.stderr.contains("unpacking the module bundle"), "{}", run.all());
+    assert!(run.stderr.contains(&format!("resuming at byte {kept}")), "{}", run.all());
+    let second: Vec<_> = patches_of(&target, layer.len()).into_iter().skip(first.len()).collect();
+    assert_eq!(second.first().map(|p| p.0), Some(kept), "not resumed at the registry's offset: {second:?}");
+    assert_eq!(second.iter().map(|p| p.2 as u64).sum::<u64>(), layer.len() as u64 - kept, "{second:?}");
+    target.with(|s| assert_eq!(s.blobs.get(&digest(layer.as_bytes())), Some(&layer)));
+    assert!(!dir.join(STATE).exists());
+    assert!(!run.all().contains("hunter2"));
+}
+
+#[test]
+fn a_push_interrupted_between_chunks_resumes_on_a_registry_that_seals_offsets_in_its_urls() {
+    let dir = TempDir::new("offline-between");
+    let (path, layer) = layer_bundle(&dir, 300_000);
+    let target = Registry::start(false);
+    target.with(|s| s.fail_patch = Some(4));
+    let run = push_chunked(&dir, &path, &target, false, &["--jobs", "1"]);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    let first = patches_of(&target, layer.len());
+    let acknowledged: u64 = first.iter().filter(|p| p.3 == 202).map(|p| p.2 as u64).sum();
+    assert!(acknowledged > 0 && acknowledged % CHUNK == 0, "{first:?}");
+    target.with(|s| s.fail_patch = None);
+    let run = push_chunked(&dir, &path, &target, false, &["--jobs", "1"]);
+    assert!(run.stderr.contains("unpacking the module bundle"), "{}", run.all());
+    let second: Vec<_> = patches_of(&target, layer.len()).into_iter().skip(first.len()).collect();
+    assert_eq!(second.first().map(|p| p.0), Some(acknowledged), "{second:?}\n{}", run.all());
+    target.with(|s| assert_eq!(s.blobs.get(&digest(layer.as_bytes())), Some(&layer)));
+}
+
+#[test]
+fn a_chunk_cut_midway_on_a_registry_that_seals_offsets_starts_that_blob_again_and_says_why() {
+    let dir = TempDir::new("offline-sealed");
+    let (path, layer) = layer_bundle(&dir, 300_000);
+    let target = Registry::start(false);
+    target.with(|s| s.cut_patch = Some(3));
+    let run = push_chunked(&dir, &path, &target, false, &["--jobs", "1"]);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    target.with(|s| s.cut_patch = None);
+    let run = push_chunked(&dir, &path, &target, false, &["--jobs", "1"]);
+    assert!(run.stderr.contains("unpacking the module bundle"), "{}", run.all());
+    assert!(run.stderr.contains("could not be resumed") && run.stderr.contains("BLOB_UPLOAD_INVALID"), "{}", run.all());
+    target.with(|s| assert_eq!(s.blobs.get(&digest(layer.as_bytes())), Some(&layer)));
+    assert!(!dir.join(STATE).exists());
+}
+
+#[test]
+fn a_state_file_pointing_at_another_origin_or_repository_gets_no_request_and_no_credentials() {
+    let dir = TempDir::new("offline-hostilestate");
+    let (path, layer) = layer_bundle(&dir, 100_000);
+    let elsewhere = Recorder::start(true);
+    let target = Registry::start(true);
+    let basic = format!("Basic {}", kubernetes_agent::base64::encode(b"mirror:hunter2"));
+    target.with(|s| s.auth = Auth::Basic(basic.clone()));
+    let ours = format!("https://{}", target.host());
+    let theirs = elsewhere.server.url();
+    let d = digest(layer.as_bytes());
+    let repo = "mirror/kubernetes-agent";
+    let state = [
+        "offline-install upload state 1".to_string(),
+        // Our origin and repository, an upload URL on another origin.
+        format!("{ours}\t{repo}\t{d}\t{theirs}/v2/{repo}/blobs/uploads/x?_state=0"),
+        // Our origin, another repository's upload on our registry.
+        format!("{ours}\t{repo}\t{d}\t{ours}/v2/other/blobs/uploads/x?_state=0"),
+        // Another origin's entry for the same blob.
+        format!("{theirs}\t{repo}\t{d}\t{theirs}/v2/{repo}/blobs/uploads/x?_state=0"),
+    ];
+    std::fs::write(dir.join(STATE), state.join("\n") + "\n").unwrap();
+    let run = push_chunked(&dir, &path, &target, true, &[]);
+    assert!(run.stderr.contains("unpacking the module bundle"), "{}", run.all());
+    assert!(elsewhere.seen().is_empty(), "the state file steered requests to another origin: {:?}", elsewhere.seen());
+    assert!(!target.seen().iter().any(|s| s.path.contains("/other/")), "the state file steered a request to another repository");
+    assert!(run.stderr.contains("ignored"), "{}", run.all());
+    target.with(|s| assert_eq!(s.blobs.get(&d), Some(&layer)));
+}
+
+#[test]
+fn a_registry_without_chunked_uploads_gets_whole_blobs_and_is_told_once() {
+    let dir = TempDir::new("offline-nochunks");
+    let (path, layer) = layer_bundle(&dir, 150_000);
+    let target = Registry::start(false);
+    target.with(|s| s.no_chunks = true);
+    let run = push_chunked(&dir, &path, &target, false, &[]);
+    assert!(run.stderr.contains("unpacking the module bundle"), "{}", run.all());
+    assert_eq!(run.stderr.matches("does not take chunked uploads").count(), 1, "{}", run.all());
+    target.with(|s| {
+        assert_eq!(s.blobs.get(&digest(layer.as_bytes())), Some(&layer));
+        assert_eq!(s.blobs.len(), 2, "config and layer: {:?}", s.blobs.keys());
+        assert!(s.patches.iter().all(|p| p.3 == 405), "{:?}", s.patches);
+    });
+}
+
+/// A bundle whose agent image has `n` layers of `len` bytes each (under an index when
+/// `indexed`); returns its path and the layers.
+fn layers_bundle(dir: &TempDir, n: usize, len: usize, indexed: bool) -> (PathBuf, Vec<String>) {
+    let path = dir.join("b.tar");
+    let layers: Vec<String> = (0..n).map(|i| letters(len, i as u32 + 100)).collect();
+    let (config, m) = layered_image(&layers);
+    let mut docs = vec![config];
+    docs.extend(layers.iter().cloned());
+    docs.push(m.clone());
+    if indexed {
+        let top = index(&[&m]).replace(&format!(r#""mediaType":"{INDEX}","digest""#), &format!(r#""mediaType":"{MANIFEST}","digest""#));
+        docs.push(top.clone());
+        write_tar(&path, &bundle_chunks(&docs, &top, INDEX, None));
+    } else {
+        write_tar(&path, &bundle_chunks(&docs, &m, MANIFEST, None));
+    }
+    (path, layers)
+}
+
+#[test]
+fn a_failing_transfer_among_parallel_ones_stops_the_push_before_any_manifest_and_is_reported() {
+    let dir = TempDir::new("offline-parallelfail");
+    let (path, layers) = layers_bundle(&dir, 8, 100_000, false);
+    let target = Registry::start(false);
+    target.with(|s| s.fail_patch = Some(5));
+    let run = push_chunked(&dir, &path, &target, false, &["--jobs", "4"]);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("injected failure") && run.stderr.contains("HTTP 500"), "the first error is not the one reported: {}", run.all());
+    assert!(!run.all().contains("done:") && !run.stdout.contains("Use these values"), "{}", run.all());
+    target.with(|s| assert!(s.manifests.is_empty(), "a manifest was pushed before all its blobs: {:?}", s.manifests.keys()));
+    // Nothing started after the failure was seen: fewer sessions than layers were finished.
+    let finished = target.with(|s| layers.iter().filter(|l| s.blobs.contains_key(&digest(l.as_bytes()))).count());
+    assert!(finished < layers.len(), "{finished}");
+    // The rerun finishes the job: the interrupted sessions resume, the finished blobs are skipped.
+    target.with(|s| s.fail_patch = None);
+    let run = push_chunked(&dir, &path, &target, false, &["--jobs", "4"]);
+    assert!(run.stderr.contains("unpacking the module bundle"), "{}", run.all());
+    target.with(|s| {
+        for l in &layers {
+            assert_eq!(s.blobs.get(&digest(l.as_bytes())), Some(l));
+        }
+        assert!(s.manifests.contains_key("0.1.0"));
+    });
+}
+
+#[test]
+fn manifests_go_up_only_after_every_blob_they_name_with_parallel_jobs() {
+    let dir = TempDir::new("offline-parallelorder");
+    let (path, layers) = layers_bundle(&dir, 6, 150_000, true);
+    let target = Registry::start(false);
+    let run = push_chunked(&dir, &path, &target, false, &["--jobs", "4"]);
+    assert!(run.stderr.contains("unpacking the module bundle"), "{}", run.all());
+    let seen = target.seen();
+    let last_blob_put = seen.iter().rposition(|s| s.method == "PUT" && s.path.contains("/blobs/uploads/")).unwrap();
+    let first_manifest_put = seen.iter().position(|s| s.method == "PUT" && s.path.contains("/manifests/")).unwrap();
+    assert!(last_blob_put < first_manifest_put, "a manifest went up before a blob: {seen:?}");
+    target.with(|s| assert!(layers.iter().all(|l| s.blobs.get(&digest(l.as_bytes())) == Some(l))));
+    assert!(run.stderr.contains("agent-image: ") && run.stderr.contains(" MiB in "), "no progress line: {}", run.stderr);
+}
+
+#[test]
+fn a_resumed_blob_the_registry_already_holds_whole_is_checked_against_the_bundle_before_it_is_closed() {
+    let dir = TempDir::new("offline-heldwhole");
+    let (path, layer) = layer_bundle(&dir, 200_000);
+    let target = Registry::start(false);
+    target.with(|s| {
+        s.lenient_state = true;
+        s.fail_put = Some(100_000);
+    });
+    // Every chunk of the layer goes up, its closing PUT fails: the registry holds it whole.
+    let run = push_chunked(&dir, &path, &target, false, &["--jobs", "1"]);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(dir.join(STATE).exists(), "{}", run.all());
+    assert_eq!(target.with(|s| s.uploads.values().map(String::len).max()), Some(layer.len()), "{}", run.all());
+    let file = path.clone();
+    let needle = layer.as_bytes()[..32].to_vec();
+    target.with(|s| {
+        s.fail_put = None;
+        // After the rerun's verify, the layer changes in the bundle (same size).
+        s.on_request = Some(Box::new(move |_| {
+            let mut bytes = std::fs::read(&file).unwrap();
+            if let Some(at) = bytes.windows(needle.len()).position(|w| w == needle.as_slice()) {
+                bytes[at] = if bytes[at] == b'z' { b'y' } else { b'z' };
+                std::fs::write(&file, bytes).unwrap();
+            }
+        }));
+    });
+    let run = push_chunked(&dir, &path, &target, false, &["--jobs", "1"]);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("changed after it was verified"), "{}", run.all());
+    // The registry's bytes are the right ones, so a PUT would have stored the layer.
+    target.with(|s| assert!(!s.blobs.contains_key(&digest(layer.as_bytes())), "the session was closed without checking the bundle's bytes"));
+}
+
+/// A source stand-in serving one image of `n` layers of `len` bytes under every tag the
+/// bundle asks for; returns the layers.
+fn serve_layers(source: &Registry, n: usize, len: usize) -> Vec<String> {
+    let layers: Vec<String> = (0..n).map(|i| letters(len, i as u32 + 500)).collect();
+    let (config, m) = layered_image(&layers);
+    let mut blobs = vec![config];
+    blobs.extend(layers.iter().cloned());
+    serve(source, (MANIFEST, &m), &[], &blobs);
+    layers
+}
+
+/// `bundle` of six 100 KB layers into `dir`'s bundle.tar, the layer numbered `missing` (if
+/// any) absent from the source; returns the run and the layers.
+fn bundle_six_layers(dir: &TempDir, missing: Option<usize>) -> (Run, Vec<String>) {
+    let module = module_repo(dir);
+    let source = Registry::start(false);
+    let layers = serve_layers(&source, 6, 100_000);
+    if let Some(i) = missing {
+        source.with(|s| s.blobs.remove(&digest(layers[i].as_bytes())));
+    }
+    let args = bundle_args(dir.join("bundle.tar").to_str().unwrap(), &source.host(), module.to_str().unwrap());
+    (tool(dir, &args.iter().map(String::as_str).collect::<Vec<_>>(), None, QUICK), layers)
+}
+
+#[test]
+fn a_bundle_of_many_layers_holds_each_once_and_verifies() {
+    let dir = TempDir::new("offline-bundlejobs");
+    let out = dir.join("bundle.tar");
+    let (run, layers) = bundle_six_layers(&dir, None);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    let run = tool(&dir, &["verify", out.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    let listing = Command::new("tar").arg("-tf").arg(&out).output().unwrap();
+    let names = String::from_utf8_lossy(&listing.stdout);
+    for l in &layers {
+        assert_eq!(names.matches(&sha(l.as_bytes())).count(), 1, "{names}");
+    }
+    assert!(!dir.join("bundle.scratch").exists() && !dir.join("bundle.partial").exists());
+}
+
+#[test]
+fn a_failing_fetch_fails_the_bundle_names_the_blob_and_leaves_nothing() {
+    let dir = TempDir::new("offline-bundlejobsfail");
+    let out = dir.join("bundle.tar");
+    let (run, layers) = bundle_six_layers(&dir, Some(2));
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains(&digest(layers[2].as_bytes())) && run.stderr.contains("BLOB_UNKNOWN"), "the failing blob is not named: {}", run.all());
+    assert!(!out.exists() && !dir.join("bundle.scratch").exists() && !dir.join("bundle.partial").exists());
+    assert!(!run.stdout.contains("wrote"), "{}", run.stdout);
+}
+
+#[test]
+fn a_state_dir_that_is_not_a_directory_is_refused_before_anything_is_pushed() {
+    let dir = TempDir::new("offline-nostatedir");
+    let (path, _) = layer_bundle(&dir, 1000);
+    let target = Registry::start(false);
+    let registry = format!("{}/mirror", target.host());
+    let missing = dir.join("no-such-dir").display().to_string();
+    let args = ["push", path.to_str().unwrap(), "--registry", &registry, "--plain-http", "--git-url", "/nonexistent", "--state-dir", &missing];
+    let run = tool(&dir, &args, None, QUICK);
+    assert_eq!(run.code, Some(2), "{}", run.all());
+    assert!(run.stderr.contains("--state-dir") && run.stderr.contains("is not a directory"), "{}", run.stderr);
+    assert!(target.seen().is_empty(), "it pushed with nowhere to keep its state: {:?}", target.seen());
+    for bad in [["--chunk-size", "1K"], ["--chunk-size", "2G"], ["--jobs", "0"], ["--jobs", "33"]] {
+        let run =
+            tool(&dir, &["push", path.to_str().unwrap(), "--registry", &registry, "--plain-http", "--git-url", "/nonexistent", bad[0], bad[1]], None, QUICK);
+        assert_eq!(run.code, Some(2), "{bad:?}: {}", run.all());
+        assert!(run.stderr.contains(bad[0]), "{bad:?}: {}", run.stderr);
+    }
+    assert!(target.seen().is_empty());
 }

@@ -6,6 +6,19 @@
 //! blob downloads elsewhere, or run a hook on each request (to change the bundle under
 //! the tool between its verify and its push). `Recorder` is the "other origin": it records who came and
 //! with which credentials, and answers 200/201 with a token.
+//!
+//! Uploads behave as Debian's docker-registry 2.8 does (seen against it): POST opens a
+//! session whose `Location` seals the offset it was issued at (`?_state=N`); each PATCH
+//! must start at the session's length (`Content-Range`, else 416) and answers 202 with
+//! `Range: 0-<len-1>` and a fresh `Location`; GET on an upload URL answers 204 with the
+//! same; a request whose sealed offset is not the session's length CANCELS the session
+//! (404 BLOB_UPLOAD_INVALID), and a PATCH cut midway keeps the bytes that arrived. The PUT
+//! `?digest=` appends its body and checks the digest (400 DIGEST_INVALID). Knobs: `cut_patch`
+//! (that PATCH keeps half its bytes and the connection drops unanswered), `fail_patch`
+//! (that PATCH is answered 500 and nothing of it kept), `lenient_state` (GET answers the
+//! true length whatever offset the URL seals: what the OCI spec describes), `no_chunks`
+//! (PATCH answers 405: a registry without chunked uploads), `fail_put` (the closing PUT
+//! of a large session answers 500, the session stays).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -51,6 +64,23 @@ pub struct State {
     /// the tool reads, between its verify and its push).
     pub on_request: Option<Hook>,
     pub seen: Vec<Seen>,
+    /// Open upload sessions: id -> bytes so far.
+    pub uploads: BTreeMap<String, String>,
+    /// Every PATCH: (session id, Content-Range, body length, status answered).
+    pub patches: Vec<(String, String, usize, u16)>,
+    /// PATCHes answered so far (1-based numbering of the knobs below).
+    pub patch_count: usize,
+    /// The PATCH with this number keeps half its body, then the connection drops.
+    pub cut_patch: Option<usize>,
+    /// The PATCH with this number is answered 500 and nothing of it kept.
+    pub fail_patch: Option<usize>,
+    /// GET on an upload URL reports the session's true length whatever offset it seals.
+    pub lenient_state: bool,
+    /// PATCH answers 405 (no chunked uploads).
+    pub no_chunks: bool,
+    /// The PUT closing a session of at least this many bytes answers 500, and the session
+    /// stays as it was.
+    pub fail_put: Option<usize>,
 }
 
 pub struct Registry {
@@ -139,13 +169,14 @@ fn answer(state: &Mutex<State>, req: &Request) -> Reply {
     }
     if req.path.ends_with("/blobs/uploads/") && method == "POST" {
         let n = s.seen.len();
-        let location = s.upload_location.clone().unwrap_or_else(|| format!("/upload/{n}"));
-        return Reply::empty(202).with_header("Location", &location);
+        if let Some(location) = s.upload_location.clone() {
+            return Reply::empty(202).with_header("Location", &location);
+        }
+        s.uploads.insert(n.to_string(), String::new());
+        return Reply::empty(202).with_header("Location", &format!("{}{n}?_state=0", req.path)).with_header("Range", "0-0");
     }
-    if req.path.starts_with("/upload/") && method == "PUT" {
-        let digest = req.query.get("digest").cloned().unwrap_or_default();
-        s.blobs.insert(digest, req.body.clone());
-        return Reply::empty(201);
+    if let Some((_, id)) = req.path.split_once("/blobs/uploads/").filter(|(_, id)| !id.is_empty()) {
+        return upload(&mut s, id.to_string(), req);
     }
     if req.path.contains("/blobs/") {
         if let (Some(base), "GET") = (&s.blob_redirect, method) {
@@ -159,6 +190,67 @@ fn answer(state: &Mutex<State>, req: &Request) -> Reply {
         };
     }
     Reply::empty(404)
+}
+
+/// One request on an upload session, as docker-registry 2.8 answers it.
+fn upload(s: &mut State, id: String, req: &Request) -> Reply {
+    let unknown = || Reply::json(404, r#"{"errors":[{"code":"BLOB_UPLOAD_UNKNOWN","message":"blob upload unknown"}]}"#);
+    let Some(len) = s.uploads.get(&id).map(String::len) else { return unknown() };
+    let sealed: Option<usize> = req.query.get("_state").and_then(|v| v.parse().ok());
+    let lenient = s.lenient_state && req.method == "GET";
+    if sealed != Some(len) && !lenient {
+        s.uploads.remove(&id);
+        return Reply::json(404, r#"{"errors":[{"code":"BLOB_UPLOAD_INVALID","message":"blob upload invalid"}]}"#);
+    }
+    let progress = |len: usize| {
+        Reply::empty(if req.method == "GET" { 204 } else { 202 })
+            .with_header("Location", &format!("{}?_state={len}", req.path))
+            .with_header("Range", &format!("0-{}", len.saturating_sub(1)))
+    };
+    match req.method.as_str() {
+        "GET" => progress(len),
+        "PATCH" => {
+            s.patch_count += 1;
+            let number = s.patch_count;
+            let range = req.header("content-range").unwrap_or("").to_string();
+            let record = |s: &mut State, status: u16| s.patches.push((id.clone(), range.clone(), req.body.len(), status));
+            if s.no_chunks {
+                record(s, 405);
+                return Reply::json(405, r#"{"errors":[{"code":"UNSUPPORTED","message":"chunked uploads are not supported"}]}"#);
+            }
+            if s.fail_patch == Some(number) {
+                record(s, 500);
+                return Reply::json(500, r#"{"errors":[{"code":"UNKNOWN","message":"injected failure"}]}"#);
+            }
+            if !range.is_empty() && range.split('-').next() != Some(len.to_string().as_str()) {
+                record(s, 416);
+                return Reply::json(416, r#"{"errors":[{"code":"RANGE_INVALID","message":"invalid content range"}]}"#);
+            }
+            if s.cut_patch == Some(number) {
+                record(s, 0);
+                let half: String = req.body.chars().take(req.body.len() / 2).collect();
+                s.uploads.get_mut(&id).unwrap().push_str(&half);
+                return Reply::Drop;
+            }
+            record(s, 202);
+            let bytes = s.uploads.get_mut(&id).unwrap();
+            bytes.push_str(&req.body);
+            let len = bytes.len();
+            progress(len)
+        }
+        "PUT" if s.fail_put.is_some_and(|at_least| len >= at_least) => Reply::json(500, r#"{"errors":[{"code":"UNKNOWN","message":"injected failure"}]}"#),
+        "PUT" => {
+            let mut bytes = s.uploads.remove(&id).unwrap_or_default();
+            bytes.push_str(&req.body);
+            let digest = req.query.get("digest").cloned().unwrap_or_default();
+            if digest != format!("sha256:{}", kubernetes_agent::hex::sha256(bytes.as_bytes())) {
+                return Reply::json(400, r#"{"errors":[{"code":"DIGEST_INVALID","message":"provided digest did not match uploaded content"}]}"#);
+            }
+            s.blobs.insert(digest, bytes);
+            Reply::empty(201)
+        }
+        _ => Reply::empty(405),
+    }
 }
 
 /// The other origin: records every request; answers a token to GETs with `token` in the
