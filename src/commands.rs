@@ -4,8 +4,6 @@
 use std::io::Write;
 use std::path::Path;
 
-use miniserde::json::{self, Value};
-
 use crate::error::{Error, Result};
 use crate::file;
 use crate::orchestrator::key::{self, RunnerKey};
@@ -43,7 +41,7 @@ pub fn render_message(text: &str, policy: &JobPolicy) -> Result<String> {
         Message::CreateJob(c) => c,
         other => return Err(Error::decode("message", format!("render takes a create-job message, this is {}", other.action()))),
     };
-    Ok(pretty(&render::render(&create.job_id, &create.namespace, create.configuration, policy)?))
+    Ok(crate::json::pretty(&render::render(&create.job_id, &create.namespace, create.configuration, policy)?))
 }
 
 /// Writes a key pair into `dir` and returns the text to print: the kid and the one-line
@@ -100,52 +98,10 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(format!("syncing the directory {}", dir.display()), e))
 }
 
-/// Pretty-prints a JSON value with two-space indentation (miniserde only writes compact).
-pub fn pretty(value: &Value) -> String {
-    let mut out = String::new();
-    write_pretty(value, 0, &mut out);
-    out.push('\n');
-    out
-}
-
-fn write_pretty(value: &Value, depth: usize, out: &mut String) {
-    let pad = |d: usize| "  ".repeat(d);
-    match value {
-        Value::Object(o) if !o.is_empty() => {
-            out.push_str("{\n");
-            for (i, (k, v)) in o.iter().enumerate() {
-                out.push_str(&format!("{}{}: ", pad(depth + 1), json::to_string(k)));
-                write_pretty(v, depth + 1, out);
-                out.push_str(if i + 1 < o.len() { ",\n" } else { "\n" });
-            }
-            out.push_str(&format!("{}}}", pad(depth)));
-        }
-        Value::Array(a) if !a.is_empty() => {
-            out.push_str("[\n");
-            for (i, v) in a.iter().enumerate() {
-                out.push_str(&pad(depth + 1));
-                write_pretty(v, depth + 1, out);
-                out.push_str(if i + 1 < a.len() { ",\n" } else { "\n" });
-            }
-            out.push_str(&format!("{}]", pad(depth)));
-        }
-        other => out.push_str(&json::to_string(other)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::scratch::TempDir;
-
-    #[test]
-    fn pretty_output_parses_back_to_the_same_value() {
-        let text = r#"{"a":[1,{"b":"c\n"},[]],"d":{},"e":null,"f":-1.5}"#;
-        let v: Value = json::from_str(text).unwrap();
-        let again: Value = json::from_str(&pretty(&v)).unwrap();
-        assert_eq!(json::to_string(&again), json::to_string(&v));
-        assert!(pretty(&v).contains("\n  \"a\": [\n    1,"));
-    }
 
     #[test]
     fn keygen_refuses_to_overwrite_a_key() {

@@ -223,6 +223,39 @@ pub fn quote(s: &str) -> String {
     miniserde::json::to_string(s)
 }
 
+/// Pretty-prints a JSON value with two-space indentation (miniserde only writes compact).
+pub fn pretty(value: &Value) -> String {
+    let mut out = String::new();
+    write_pretty(value, 0, &mut out);
+    out.push('\n');
+    out
+}
+
+fn write_pretty(value: &Value, depth: usize, out: &mut String) {
+    let pad = |d: usize| "  ".repeat(d);
+    match value {
+        Value::Object(o) if !o.is_empty() => {
+            out.push_str("{\n");
+            for (i, (k, v)) in o.iter().enumerate() {
+                out.push_str(&format!("{}{}: ", pad(depth + 1), miniserde::json::to_string(k)));
+                write_pretty(v, depth + 1, out);
+                out.push_str(if i + 1 < o.len() { ",\n" } else { "\n" });
+            }
+            out.push_str(&format!("{}}}", pad(depth)));
+        }
+        Value::Array(a) if !a.is_empty() => {
+            out.push_str("[\n");
+            for (i, v) in a.iter().enumerate() {
+                out.push_str(&pad(depth + 1));
+                write_pretty(v, depth + 1, out);
+                out.push_str(if i + 1 < a.len() { ",\n" } else { "\n" });
+            }
+            out.push_str(&format!("{}]", pad(depth)));
+        }
+        other => out.push_str(&miniserde::json::to_string(other)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,5 +314,14 @@ mod tests {
     #[test]
     fn quote_escapes_like_json() {
         assert_eq!(quote("a\"b\n"), r#""a\"b\n""#);
+    }
+
+    #[test]
+    fn pretty_output_parses_back_to_the_same_value() {
+        let text = r#"{"a":[1,{"b":"c\n"},[]],"d":{},"e":null,"f":-1.5}"#;
+        let v: Value = miniserde::json::from_str(text).unwrap();
+        let again: Value = miniserde::json::from_str(&pretty(&v)).unwrap();
+        assert_eq!(miniserde::json::to_string(&again), miniserde::json::to_string(&v));
+        assert!(pretty(&v).contains("\n  \"a\": [\n    1,"));
     }
 }

@@ -478,7 +478,7 @@ fn stage_bundle(sources: &Sources, access: &Access, scratch: &Path, output: part
     if let Some(base) = &staged.base {
         manifest.insert("base".into(), base.record(&staged.blobs, prerequisite.as_deref()));
     }
-    let manifest_text = crate::commands::pretty(&Value::Object(manifest));
+    let manifest_text = crate::json::pretty(&Value::Object(manifest));
     staged.add("manifest.json", 0o644, manifest_text.as_bytes())?;
     let sums: String = staged.sums.iter().map(|(d, n)| format!("{}  {n}\n", d.hex())).collect();
     staged.tar.append_bytes("SHA256SUMS", 0o644, sums.as_bytes()).map_err(|e| Error::io("writing SHA256SUMS into the bundle", e))?;

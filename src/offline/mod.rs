@@ -15,6 +15,7 @@
 
 pub mod attachment;
 pub mod bundle;
+pub mod cli;
 pub mod differential;
 pub mod digest;
 pub mod document;

@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(v) = json::parse(&doc, "fuzz document") {
         let shape = Shape::of(&doc);
         assert!(shape.depth <= MAX_DEPTH && shape.refusal().is_none(), "{shape:?}");
-        let _ = kubernetes_agent::commands::pretty(&v);
+        let _ = kubernetes_agent::json::pretty(&v);
         let _ = v.clone();
     }
     let body = format!(r#"{{"action":"create-job","job_id":"d-1","namespace":"jobs","deployment_token":"t","configuration":{{"template":{doc}}}}}"#);
