@@ -50,7 +50,7 @@ pub fn list_job_pods(namespace: &Name, job: &Name) -> ApiRequest {
     let selector = format!("job-name={job}");
     ApiRequest {
         method: "GET",
-        path_and_query: format!("/api/v1/namespaces/{namespace}/pods?labelSelector={}&limit={POD_LIST_LIMIT}", encode(&selector)),
+        path_and_query: format!("/api/v1/namespaces/{namespace}/pods?labelSelector={}&limit={POD_LIST_LIMIT}", crate::http::percent_encode(&selector)),
         body: None,
         operation: format!("list Pods in {namespace} with {selector}"),
     }
@@ -61,7 +61,7 @@ pub fn list_events_about(namespace: &Name, involved: &Name) -> ApiRequest {
     let selector = format!("involvedObject.name={involved}");
     ApiRequest {
         method: "GET",
-        path_and_query: format!("/api/v1/namespaces/{namespace}/events?fieldSelector={}&limit={EVENT_LIST_LIMIT}", encode(&selector)),
+        path_and_query: format!("/api/v1/namespaces/{namespace}/events?fieldSelector={}&limit={EVENT_LIST_LIMIT}", crate::http::percent_encode(&selector)),
         body: None,
         operation: format!("list Events in {namespace} with {selector}"),
     }
@@ -82,19 +82,6 @@ pub fn self_subject_access_review(namespace: &Name, verb: &str, group: &str, res
         body: Some(body),
         operation: format!("SelfSubjectAccessReview {verb} {resource} in {namespace}"),
     }
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-pub fn encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

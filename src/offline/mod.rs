@@ -13,16 +13,16 @@
 //! referrers: [`attachment`]) travel with it; `verify --key` checks the cosign signatures
 //! offline ([`signature`]). Not supported: cross-repository mounts.
 
-pub mod attachment;
-pub mod bundle;
+pub(crate) mod attachment;
+pub(crate) mod bundle;
 pub mod cli;
-pub mod differential;
+pub(crate) mod differential;
 pub mod digest;
-pub mod document;
+pub(crate) mod document;
 pub mod graph;
-pub mod parallel;
-pub mod parts;
+pub(crate) mod parallel;
+pub(crate) mod parts;
 pub mod registry;
-pub mod signature;
+pub(crate) mod signature;
 pub mod tar;
-pub mod upload;
+pub(crate) mod upload;

@@ -168,11 +168,6 @@ impl Source {
         self.len
     }
 
-    /// True when it holds no byte.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// Its parts (one for a single file).
     pub fn parts(&self) -> &[Part] {
         &self.parts
@@ -384,11 +379,6 @@ impl Output {
         Output { base: target.to_path_buf(), max, parts: Vec::new(), current: None }
     }
 
-    /// Every file created so far.
-    pub fn created(&self) -> Vec<PathBuf> {
-        self.parts.iter().map(|p| p.path.clone()).collect()
-    }
-
     fn roll(&mut self) -> io::Result<()> {
         self.close()?;
         let number = self.parts.len() + 1;
@@ -546,8 +536,8 @@ mod tests {
 
     #[test]
     fn a_reader_over_parts_reads_and_seeks_across_their_boundaries_as_over_one_file() {
-        let dir = std::env::temp_dir().join(format!("ka-parts-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = crate::scratch::TempDir::new("parts");
+        let dir = scratch.path();
         let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         let mut out = Output::new(&dir.join("b"), &dir.join("b"), Some(MIN_PART_SIZE));
         out.write_all(&data).unwrap();
@@ -568,6 +558,5 @@ mod tests {
         r.read_exact(&mut four).unwrap();
         assert_eq!(four, data[131_070..131_074]);
         assert!(r.seek(SeekFrom::Start(200_001)).is_err());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

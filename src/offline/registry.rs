@@ -589,9 +589,9 @@ impl Registry {
         let operation = format!("getting a token from {}", realm.split('?').next().unwrap_or(realm));
         self.credentials_allowed(realm, Destination::Realm).map_err(|why| Error::transport(&operation, why))?;
         let separator = if realm.contains('?') { '&' } else { '?' };
-        let mut url = format!("{realm}{separator}scope={}", crate::kube::request::encode(scope));
+        let mut url = format!("{realm}{separator}scope={}", crate::http::percent_encode(scope));
         if let Some(service) = params.get("service") {
-            url.push_str(&format!("&service={}", crate::kube::request::encode(service)));
+            url.push_str(&format!("&service={}", crate::http::percent_encode(service)));
         }
         let basic = self.basic_header();
         let mut headers = vec![("Accept", "application/json")];
@@ -742,7 +742,7 @@ impl Registry {
             None => self.start_upload(repository, &scope)?,
         };
         let separator = if location.contains('?') { '&' } else { '?' };
-        let put = format!("{location}{separator}digest={}", crate::kube::request::encode(&digest.to_string()));
+        let put = format!("{location}{separator}digest={}", crate::http::percent_encode(&digest.to_string()));
         let label = format!("pushing {}", digest.short());
         let expected = digest.clone();
         // With chunked uploads set up, the caller meters the transfer.
@@ -819,7 +819,7 @@ impl Registry {
     /// Closes an upload session: PUT `?digest=` with no body.
     pub fn finish_upload(&self, location: &str, scope: &str, digest: &Digest) -> Result<()> {
         let separator = if location.contains('?') { '&' } else { '?' };
-        let put = format!("{location}{separator}digest={}", crate::kube::request::encode(&digest.to_string()));
+        let put = format!("{location}{separator}digest={}", crate::http::percent_encode(&digest.to_string()));
         let mut response = self.send("PUT", &put, scope, &[], &Body::Bytes(&[], "application/octet-stream"), 0)?;
         if response.status().as_u16() != 201 {
             return Err(refused(&mut response, format!("PUT {}", location.split('?').next().unwrap_or(location))));

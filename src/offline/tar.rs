@@ -19,6 +19,7 @@
 //! refuse anyway (thousands of 4 KB names of 2,000 components each). Each entry reports
 //! its mode, owner and whether a pax header preceded it, for the caller to judge.
 
+use super::digest::shown;
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -380,11 +381,6 @@ fn only_zeros_after<R: Read + Seek>(input: &mut R, at: u64, len: u64) -> io::Res
     }
 }
 
-/// Hostile text in an error: quoted, escaped, at most 80 characters.
-fn shown(text: &str) -> String {
-    crate::offline::digest::shown(text)
-}
-
 /// A reader over one entry's data.
 pub fn open(path: &Path, entry: &Entry) -> io::Result<io::Take<File>> {
     let mut file = File::open(path)?;
@@ -395,13 +391,14 @@ pub fn open(path: &Path, entry: &Entry) -> io::Result<io::Take<File>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scratch::TempDir;
 
     const ANY: fn(&str, bool) -> bool = |_, _| true;
 
     #[test]
     fn written_archives_index_and_read_back_and_gnu_tar_agrees() {
-        let dir = std::env::temp_dir().join(format!("ka-tar-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = TempDir::new("tar");
+        let dir = scratch.path();
         let path = dir.join("a.tar");
         let mut w = Writer::new(File::create(&path).unwrap());
         w.append_bytes("a.txt", 0o644, b"hello").unwrap();
@@ -414,12 +411,12 @@ mod tests {
         assert_eq!(text, "hello");
         let listed = std::process::Command::new("tar").arg("-tf").arg(&path).output().unwrap();
         assert_eq!(String::from_utf8_lossy(&listed.stdout), "a.txt\ndir/b.bin\n");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn directory_entries_gnu_tar_writes_are_skipped() {
-        let dir = std::env::temp_dir().join(format!("ka-tar-dirs-{}", std::process::id()));
+        let scratch = TempDir::new("tar-dirs");
+        let dir = scratch.path();
         std::fs::create_dir_all(dir.join("in/blobs/sha256")).unwrap();
         std::fs::write(dir.join("in/blobs/sha256/abc"), b"blob").unwrap();
         std::fs::write(dir.join("in/index.json"), b"{}").unwrap();
@@ -428,7 +425,6 @@ mod tests {
         assert!(made.success());
         let entries = index(&path, &ANY).unwrap();
         assert_eq!(entries.iter().map(|e| (e.name.as_str(), e.size)).collect::<Vec<_>>(), vec![("blobs/sha256/abc", 4), ("index.json", 2)]);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// A raw header with any name, prefix, type and magic, and its padded data.
@@ -486,8 +482,8 @@ mod tests {
             archive(&[raw(b"dir/", b"", b'5', b"", USTAR), raw(b"dir/a", b"", 0, b"old regular type", b"ustar  \0")]),
         ];
         for (i, bytes) in cases.iter().enumerate() {
-            let dir = std::env::temp_dir().join(format!("ka-tar-agree-{}-{i}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
+            let scratch = TempDir::new(&format!("tar-agree-{i}"));
+            let dir = scratch.path();
             std::fs::create_dir_all(dir.join("x")).unwrap();
             let path = dir.join("a.tar");
             std::fs::write(&path, bytes).unwrap();
@@ -501,7 +497,6 @@ mod tests {
                 open(&path, e).unwrap().read_to_end(&mut ours).unwrap();
                 assert_eq!(std::fs::read(dir.join("x").join(&e.name)).unwrap(), ours, "case {i}: {}", e.name);
             }
-            std::fs::remove_dir_all(&dir).unwrap();
         }
     }
 
@@ -552,8 +547,8 @@ mod tests {
 
     #[test]
     fn corrupt_header_and_truncation_are_reported() {
-        let dir = std::env::temp_dir().join(format!("ka-tar-bad-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = TempDir::new("tar-bad");
+        let dir = scratch.path();
         let path = dir.join("a.tar");
         let mut w = Writer::new(File::create(&path).unwrap());
         w.append_bytes("a.txt", 0o644, b"hello").unwrap();
@@ -565,7 +560,6 @@ mod tests {
         bytes[3] ^= 1;
         std::fs::write(&path, &bytes[..600]).unwrap();
         assert!(index(&path, &ANY).unwrap_err().to_string().contains("truncated"));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

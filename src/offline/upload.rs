@@ -413,16 +413,14 @@ mod tests {
         assert_eq!(held(&format!("0-{}", u64::MAX)), None, "a Range ending at u64::MAX wrapped");
     }
 
-    fn dir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("ka-upload-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
+    fn dir(name: &str) -> crate::scratch::TempDir {
+        crate::scratch::TempDir::new(&format!("upload-{name}"))
     }
 
     #[test]
     fn a_state_file_keeps_only_well_formed_entries_and_is_removed_when_empty() {
-        let d = dir("state");
+        let scratch = dir("state");
+        let d = scratch.0.clone();
         let digest = format!("sha256:{}", "a".repeat(64));
         let good = format!("http://127.0.0.1:5000\tmirror/x\t{digest}\thttp://127.0.0.1:5000/v2/mirror/x/blobs/uploads/u?_state=s");
         let text = format!(
@@ -436,12 +434,12 @@ mod tests {
         assert!(!d.join(STATE_FILE).exists());
         std::fs::write(d.join(STATE_FILE), vec![b'x'; MAX_STATE as usize + 10]).unwrap();
         assert!(StateFile::load(&d).entries.lock().unwrap().is_empty());
-        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]
     fn a_state_file_that_is_a_fifo_is_ignored_without_hanging() {
-        let d = dir("fifo");
+        let scratch = dir("fifo");
+        let d = scratch.0.clone();
         let path = std::ffi::CString::new(d.join(STATE_FILE).to_str().unwrap()).unwrap();
         // SAFETY: a NUL-terminated path in our own test directory.
         assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
@@ -449,13 +447,13 @@ mod tests {
         let d2 = d.clone();
         std::thread::spawn(move || tx.send(StateFile::load(&d2).entries.lock().unwrap().len()).unwrap());
         assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(5)), Ok(0), "loading a FIFO state file hung");
-        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]
     fn a_leftover_temporary_state_file_that_is_a_symlink_is_not_written_through() {
         use std::os::unix::fs::PermissionsExt;
-        let d = dir("symlink");
+        let scratch = dir("symlink");
+        let d = scratch.0.clone();
         let victim = d.join("victim");
         std::fs::write(&victim, "someone's file").unwrap();
         std::os::unix::fs::symlink(&victim, d.join(format!("{STATE_FILE}.{}.tmp", std::process::id()))).unwrap();
@@ -465,6 +463,5 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "someone's file");
         assert!(std::fs::read_to_string(d.join(STATE_FILE)).unwrap().contains("_state=s"));
         assert_eq!(std::fs::metadata(d.join(STATE_FILE)).unwrap().permissions().mode() & 0o777, 0o600);
-        let _ = std::fs::remove_dir_all(&d);
     }
 }

@@ -162,9 +162,9 @@ impl Remote {
         if !crate::orchestrator::message::is_deployment_id(deployment_id) {
             return Err(Error::decode("a deployment id", "it is not 1-253 letters, digits, '-' or '_'; nothing was sent"));
         }
-        let url = format!("{}/orgs/{}/deployments/{}/results", self.connection.base_url, self.org_id, crate::kube::request::encode(deployment_id));
+        let url = format!("{}/orgs/{}/deployments/{}/results", self.connection.base_url, self.org_id, crate::http::percent_encode(deployment_id));
         let body = format!(r#"{{"status":"failure","error":{{"error":"REMOTE_RUNNER","message":{}}}}}"#, miniserde::json::to_string(&message.to_string()));
-        let operation = format!("reporting the failure of deployment {} to {}", crate::kube::request::encode(deployment_id), self.shown_url());
+        let operation = format!("reporting the failure of deployment {} to {}", crate::http::percent_encode(deployment_id), self.shown_url());
         let reply = http::call(
             &self.agent,
             "POST",
