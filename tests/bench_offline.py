@@ -14,7 +14,7 @@ import re
 import subprocess
 import time
 
-from registries import WORK, TOOL, git_daemon, registry, run, stop_all
+from registries import WORK, TOOL, git_daemon, module_repo, registry, run, stop_all
 
 MB = int(os.environ.get("BENCH_OFFLINE_MB", "300"))
 JOBS = os.environ.get("BENCH_OFFLINE_JOBS", "4")
@@ -69,14 +69,7 @@ def main():
     run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{layout}:1.0", f"docker://{image}"])
     for repo in ("bench/runner:1.0", "bench/chart:1.0"):
         run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{small}:1.0", f"docker://{source}/{repo}"])
-    module = os.path.join(WORK, "bench-module")
-    run(["git", "init", "--quiet", "-b", "main", module])
-    with open(os.path.join(module, "main.tf"), "w") as f:
-        f.write('variable "cluster" {}\n')
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", "-C", module]
-    run([*git, "add", "."])
-    run([*git, "commit", "--quiet", "-m", "module"])
-    run([*git, "tag", "v1.0.0"])
+    module, _ = module_repo("bench-module")
     size = sum(len(layer) for layer in layers) / 1048576
 
     bundle = os.path.join(WORK, "bench-bundle.tar")

@@ -28,7 +28,7 @@ import threading
 import time
 
 from checks import check, finish
-from registries import WORK, TOOL, git_daemon, raw_digest, registry, run, stop_all
+from registries import WORK, TOOL, git_daemon, module_repo, raw_digest, registry, run, stop_all
 
 CHUNK = 4 << 20
 BIG = 64 << 20
@@ -164,14 +164,7 @@ def main():
     run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{big_layout}:1.0", f"docker://{source}/humanitec/kubernetes-agent:1.0"])
     for repo in ("humanitec/runner:1.0", "humanitec/charts/agent:1.0"):
         run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{small_layout}:1.0", f"docker://{source}/{repo}"])
-    module = os.path.join(WORK, "resume-module")
-    run(["git", "init", "--quiet", "-b", "main", module])
-    with open(os.path.join(module, "main.tf"), "w") as f:
-        f.write('variable "cluster" {}\n')
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", "-C", module]
-    run([*git, "add", "."])
-    run([*git, "commit", "--quiet", "-m", "module"])
-    run([*git, "tag", "v1.0.0"])
+    module, _ = module_repo("resume-module")
     bundle = os.path.join(WORK, "resume-bundle.tar")
     run([TOOL, "bundle", "--output", bundle, "--source-plain-http", "--agent-image", f"{source}/humanitec/kubernetes-agent:1.0",
          "--runner-image", f"{source}/humanitec/runner:1.0", "--chart", f"oci://{source}/humanitec/charts/agent:1.0",
