@@ -195,7 +195,7 @@ def main():
         # The far side: cat and tar take the tool out; it verifies and pushes from the parts.
         far = os.path.join(WORK, "far")
         os.makedirs(far)
-        cat = subprocess.run(f'cat {parted}.0* | tar -x -C {far} offline-install', shell=True, capture_output=True, timeout=60)
+        cat = subprocess.run(f'cat {parted}.[0-9][0-9][0-9] | tar -x -C {far} offline-install', shell=True, capture_output=True, timeout=60)
         assert cat.returncode == 0, cat.stderr
         with open(os.path.join(far, "offline-install"), "rb") as a, open(TOOL, "rb") as b:
             assert a.read() == b.read(), "the tool taken out of the parts is not the one bundled"

@@ -51,7 +51,7 @@ bundle   (connected side) fetches every artifact into FILE: images keep their di
          FILE.001, FILE.002, ... (at most 999) each at most SIZE, and the index FILE.parts
          (every part's size and sha256); it also prints 'FILE.parts sha256: <hex>', the
          anchor that covers every part. The parts joined ARE the bundle: the tool comes
-         out with 'cat FILE.0* | tar -x offline-install' (or 'cat FILE.0* > FILE').
+         out with 'cat FILE.[0-9][0-9][0-9] | tar -x offline-install' (or '... > FILE').
          --since OLD_BUNDLE writes a differential bundle: only the blobs OLD (or OLD's own
          base) does not hold for the same repository, every manifest, and a git bundle of
          the module's commits

@@ -1,5 +1,5 @@
 //! A bundle as one file or as parts for removable media: `FILE.001`, `FILE.002`, … whose
-//! concatenation IS the single-file bundle (so `cat FILE.0* | tar -x offline-install`
+//! concatenation IS the single-file bundle (so `cat FILE.[0-9][0-9][0-9] | tar -x offline-install`
 //! takes the tool out), and the index `FILE.parts` that records each part's size and
 //! sha256 and the sha256 of the bundle's `SHA256SUMS`. The sha256 of the index is the
 //! trust anchor of a parted bundle: it covers every part, and through `SHA256SUMS`
@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 
 /// Format tag, the first line of the index.
 pub const FORMAT: &str = "kubernetes-agent-offline-parts/1";
-/// Parts one bundle may have (three digits: `cat FILE.0*` and `FILE.[0-9]*` keep their order).
+/// Parts one bundle may have (three digits, so `cat FILE.[0-9][0-9][0-9]` takes them in order; `FILE.0*` would miss 100 and on).
 pub const MAX_PARTS: usize = 999;
 /// Smallest `--max-part-size`.
 pub const MIN_PART_SIZE: u64 = 64 << 10;

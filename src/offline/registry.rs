@@ -726,7 +726,7 @@ impl Registry {
             return Ok(false);
         }
         let mut location = None;
-        if let Some(uploads) = self.uploads.as_ref().filter(|u| !u.monolithic()) {
+        if let Some(uploads) = self.uploads.as_ref().filter(|u| u.chunked(size)) {
             match upload::push(self, uploads, repository, digest, size, open)? {
                 Outcome::Done(sent) => {
                     self.counters.blobs_pushed.fetch_add(1, Ordering::Relaxed);

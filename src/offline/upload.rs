@@ -129,6 +129,13 @@ impl Uploads {
     pub fn monolithic(&self) -> bool {
         self.support.load(Ordering::Relaxed) == WHOLE
     }
+
+    /// Whether a blob of `size` bytes goes up in chunks: only when it is larger than one
+    /// (a blob of at most a chunk gains nothing from them, and distribution answers
+    /// `Range: 0-0` for both 0 and 1 byte held, so a 1-byte chunk could never be confirmed).
+    pub fn chunked(&self, size: u64) -> bool {
+        !self.monolithic() && size > self.chunk_size
+    }
 }
 
 /// One unfinished upload: which registry origin and repository, which blob, and the upload

@@ -2605,3 +2605,21 @@ fn a_state_dir_that_is_not_a_directory_is_refused_before_anything_is_pushed() {
     }
     assert!(target.seen().is_empty());
 }
+
+// ---- found by the attack review of the merged tool ------------------------------------
+
+#[test]
+fn a_one_byte_blob_is_pushed_whole_not_in_a_chunk_the_registry_cannot_confirm() {
+    // distribution answers `Range: 0-0` for both 0 and 1 byte held, so a 1-byte chunk was
+    // never confirmed and every rerun failed the same way.
+    let dir = TempDir::new("offline-onebyte");
+    let (m, blobs) = image("x");
+    let mut docs = blobs.clone();
+    docs.push(m.clone());
+    let path = dir.join("b.tar");
+    write_tar(&path, &bundle_chunks(&docs, &m, MANIFEST, None));
+    let target = Registry::start(false);
+    let run = push_plain(&dir, &path, &target, "/nonexistent");
+    assert!(target.with(|s| s.blobs.contains_key(&digest(b"x"))), "the 1-byte layer was not stored: {}", run.all());
+    assert!(target.with(|s| s.patches.is_empty()), "a blob of at most one chunk went up in chunks: {:?}", target.with(|s| s.patches.clone()));
+}
