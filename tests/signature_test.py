@@ -92,7 +92,7 @@ def main():
     packaged = helm_chart.Chart.load(os.path.join(ROOT, "k8s", "humanitec-kubernetes-agent-runner")).save(WORK)
     helm_registry.push(packaged, f"oci://{source}/humanitec/charts", plain_http=True)
     chart = "humanitec/charts/humanitec-kubernetes-agent-runner:0.1.0"
-    module, _ = module_repo("sig-module")
+    module, module_commit = module_repo("sig-module")
     git_url = git_daemon("sig-git")
 
     digests = {name: raw_digest(f"{source}/{ref}", "--tls-verify=false") for name, ref in {**names, "chart": chart}.items()}
@@ -145,7 +145,7 @@ def main():
     check("verify --key accepts the signer's key and refuses another, naming the image", verify_with_the_key)
 
     def push_mirrors_signatures_and_sbom():
-        run([TOOL, "push", good, "--key", public, "--registry", f"{target}/mirror", "--plain-http", "--git-url", git_url])
+        run([TOOL, "push", good, "--key", public, "--module-commit", module_commit, "--registry", f"{target}/mirror", "--plain-http", "--git-url", git_url])
         for name, repo in repos.items():
             mirrored = "mirror/" + repo.rsplit("/", 1)[1]
             assert cosign.check(target, mirrored, digests[name], public) is None, name
@@ -224,7 +224,7 @@ def main():
         bundle(bad, runner)
         v = run([TOOL, "verify", bad, "--key", public], check_rc=False)
         assert v.returncode == 1, v.stderr
-        p = run([TOOL, "push", bad, "--key", public, "--registry", f"{target}/{case}", "--plain-http", "--git-url", git_url], check_rc=False)
+        p = run([TOOL, "push", bad, "--key", public, "--module-commit", module_commit, "--registry", f"{target}/{case}", "--plain-http", "--git-url", git_url], check_rc=False)
         assert p.returncode == 1, p.stderr
         catalog = json.loads(get(f"http://{target}/v2/_catalog"))
         assert not [r for r in catalog["repositories"] if r.startswith(case + "/")], catalog

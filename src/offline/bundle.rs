@@ -823,6 +823,23 @@ impl Opened {
     /// signature of its top digest that [`signature::verify`] accepts with `key`, offline;
     /// the first one that does not, or an artifact with none, is the error, naming it.
     /// Returns one line per artifact.
+    /// Refuses the bundle unless its module is at `expected` (the full commit id, carried
+    /// apart from the bundle: no image signature covers the module).
+    pub fn check_module_commit(&self, expected: &str) -> Result<()> {
+        if expected.eq_ignore_ascii_case(&self.module.commit) {
+            return Ok(());
+        }
+        Err(Error::decode(
+            self.doc(),
+            format!(
+                "its module ({}) is commit {}, not the {} given with --module-commit: refused, nothing was pushed",
+                shown(&self.module.reference),
+                self.module.commit,
+                shown(expected)
+            ),
+        ))
+    }
+
     pub fn check_signatures(&self, key: &PublicKey) -> Result<Vec<String>> {
         let mut lines = Vec::new();
         for artifact in &self.artifacts {
@@ -838,7 +855,8 @@ impl Opened {
             };
             let manifest = self.manifest_blob(&sig.digest, &sig.media_type)?;
             let what = format!("the signature of {name} in {}", self.doc());
-            signature::verify(key, &artifact.digest, &manifest.bytes, &what, &mut |d| self.read(&d.digest.blob_name(), signature::MAX_PAYLOAD))?;
+            let name = artifact.source.repository.name();
+            signature::verify(key, &artifact.digest, name, &manifest.bytes, &what, &mut |d| self.read(&d.digest.blob_name(), signature::MAX_PAYLOAD))?;
             lines.push(format!("{}: {} is signed by the key ({})", artifact.role, artifact.digest, signature::tag_of(&artifact.digest)));
         }
         Ok(lines)
@@ -1126,6 +1144,13 @@ pub fn list(path: &Path) -> Result<String> {
     Ok(out)
 }
 
+/// `sha256-<64 hex>` with or without `.sig`, `.att` or `.sbom`: the tags attachments use.
+fn attachment_tag_form(tag: &str) -> bool {
+    let Some(rest) = tag.strip_prefix("sha256-") else { return false };
+    let hex = rest.split_once('.').map_or(rest, |(h, kind)| if matches!(kind, "sig" | "att" | "sbom") { h } else { "" });
+    Digest::from_hex(hex).is_ok()
+}
+
 /// The checked artifacts and module of `manifest.json`.
 fn contents(manifest: &Value) -> Result<(Vec<Artifact>, Module)> {
     let doc = "manifest.json";
@@ -1157,6 +1182,23 @@ fn contents(manifest: &Value) -> Result<(Vec<Artifact>, Module)> {
             Some(Value::Array(_)) => return Err(Error::decode(doc, format!("the {role} record has more than {} attachments", attachment::MAX_ATTACHMENTS))),
             Some(_) => return Err(Error::decode(doc, format!("the {role} record's attachments are not a list"))),
         };
+        // Mirrored under HOST/PATH/<name>: two artifacts of one name would share a target
+        // repository, and the second's tag overwrite the first's.
+        if let Some(other) = artifacts.iter().find(|a| a.source.repository.name() == source.repository.name()) {
+            return Err(Error::decode(
+                doc,
+                format!(
+                    "the {role} and the {} both mirror to the repository name {}: the bundle was altered; get a fresh copy",
+                    other.role,
+                    shown(source.repository.name())
+                ),
+            ));
+        }
+        // Tags of that form are the attachments' (cosign's, the referrers tag schema's):
+        // an artifact under one would replace another artifact's signature.
+        if let Some(tag) = source.tag.as_deref().filter(|t| attachment_tag_form(t)) {
+            return Err(Error::decode(doc, format!("the {role} record's tag {} is an attachment's (sha256-<hex>[.sig|.att|.sbom])", shown(tag))));
+        }
         artifacts.push(Artifact { role, source, digest, media_type, attachments });
     }
     let reference = text(manifest, &["module", "ref"]);
@@ -1248,12 +1290,28 @@ impl Drop for Owned {
 /// directory (made before anything is uploaded, so a bundle on read-only media works), and
 /// checked against `SHA256SUMS` again on the way; git needs a repository to push from, so
 /// that repository (the pack and its index) is the only temporary disk push uses.
-pub fn push(path: &Path, target: &Target, key: Option<&PublicKey>) -> Result<String> {
+pub fn push(path: &Path, target: &Target, key: Option<&PublicKey>, module_commit: Option<&str>) -> Result<String> {
     let opened = verify(path)?;
     if let Some(key) = key {
         for line in opened.check_signatures(key)? {
             eprintln!("{line}");
         }
+    }
+    match module_commit {
+        Some(expected) => opened.check_module_commit(expected)?,
+        // No image signature covers the module, which is code the runner Jobs execute.
+        None if key.is_some() => {
+            return Err(Error::config(
+                "--module-commit",
+                format!(
+                    "push --key pushes the TF module only when its commit is given: no signature covers it (the bundle's is {} at {})",
+                    shown(&opened.module.reference),
+                    opened.module.commit
+                ),
+                "give --module-commit with the commit you expect, carried apart like the SHA256SUMS value; nothing was pushed",
+            ))
+        }
+        None => {}
     }
     eprintln!(
         "verified {}: every checksum and digest matches (SHA256SUMS sha256: {}: compare it with the value bundle printed)",

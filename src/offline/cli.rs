@@ -29,9 +29,10 @@ Usage:
                          [--source-plain-http] [--source-ca-file PEM] [--source-username USER]
                          [--source-password-stdin] [--auth-file FILE] [--tool PATH]
                          [--max-part-size SIZE] [--since OLD_BUNDLE]
-  offline-install verify FILE [--key PUBKEY.pem]
+  offline-install verify FILE [--key PUBKEY.pem] [--module-commit SHA]
   offline-install list FILE
-  offline-install push FILE --registry HOST[:PORT][/PATH] --git-url URL [--key PUBKEY.pem]
+  offline-install push FILE --registry HOST[:PORT][/PATH] --git-url URL
+                         [--key PUBKEY.pem --module-commit SHA]
                          [--plain-http] [--ca-file PEM] [--username USER] [--password-stdin]
                          [--auth-file FILE] [--jobs N] [--chunk-size SIZE] [--state-dir DIR]
   offline-install --help
@@ -68,8 +69,11 @@ verify   checks FILE against itself without pushing anything: every entry is one
          bundle's missing blobs must be exactly those its base omits; it says which base
          it needs.
          --key PUBKEY.pem (cosign.pub, ECDSA P-256) proves origin, offline: every artifact
-         must carry a cosign signature of its digest that verifies with the key, else
-         FILE is refused, naming the artifact.
+         must carry a cosign signature of its digest, made for its repository name, that
+         verifies with the key, else FILE is refused, naming the artifact. No image
+         signature covers the TF module (code) or the SBOM: --module-commit SHA (the full
+         commit id, carried apart like the SHA256SUMS value) refuses FILE unless its module
+         is that commit.
 list     prints what FILE (or its parts) holds: artifacts, platforms, digests, blob counts
          and sizes, the module, the base a differential bundle needs. It checks no
          checksum (run verify), but reads FILE as strictly as verify does.
@@ -82,7 +86,8 @@ push     (air-gapped side) verifies first, then pushes images and chart under
          reads again after verify is checked again (a changed blob fails its upload).
          Attachments go next to their image: under their tags, and a manifest with a
          subject by digest where the registry has the referrers API. --key checks the
-         signatures as verify --key does before anything is pushed.
+         signatures as verify --key does before anything is pushed, and then needs
+         --module-commit: the module is pushed only at the commit given.
          A differential bundle is pushed only onto its base: every blob it does not carry
          must be in the registry and the commit its git bundle builds on in the git
          target; else push names what is missing and pushes nothing.
@@ -122,8 +127,8 @@ pub enum Command {
     Help { asked: bool },
     /// `bundle`.
     Bundle(BundleArgs),
-    /// `verify FILE [--key PUBKEY.pem]`.
-    Verify { file: PathBuf, key: Option<PathBuf> },
+    /// `verify FILE [--key PUBKEY.pem] [--module-commit SHA]`.
+    Verify { file: PathBuf, key: Option<PathBuf>, module_commit: Option<String> },
     /// `list FILE`.
     List { file: PathBuf },
     /// `push FILE …`.
@@ -168,6 +173,7 @@ pub struct PushArgs {
     pub registry: Option<RegistryAddress>,
     pub git_url: Option<String>,
     pub key: Option<PathBuf>,
+    pub module_commit: Option<String>,
     pub transfer: Transfer,
     pub target: Side,
 }
@@ -195,16 +201,17 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, Usage> {
     match command.as_str() {
         "bundle" => parse_bundle(&mut parser).map(Command::Bundle),
         "verify" => {
-            let (mut file, mut key) = (None, None);
+            let (mut file, mut key, mut module_commit) = (None, None, None);
             while let Some(arg) = parser.next()? {
                 match arg {
                     Short('h') | Long("help") => return Ok(Command::Help { asked: true }),
                     Long("key") => once(&mut key, "key", parser.value()?.into())?,
+                    Long("module-commit") => once(&mut module_commit, "module-commit", commit_id(parser.value()?.string()?)?)?,
                     Value(v) => once(&mut file, "FILE", v.into())?,
                     _ => return Err(not_for(arg, "verify")),
                 }
             }
-            Ok(Command::Verify { file: file.ok_or_else(|| Usage("verify needs the bundle file".into()))?, key })
+            Ok(Command::Verify { file: file.ok_or_else(|| Usage("verify needs the bundle file".into()))?, key, module_commit })
         }
         "list" => {
             let mut file = None;
@@ -250,7 +257,7 @@ fn parse_bundle(parser: &mut lexopt::Parser) -> Result<BundleArgs, Usage> {
 }
 
 fn parse_push(parser: &mut lexopt::Parser) -> Result<PushArgs, Usage> {
-    let (mut file, mut registry, mut git_url, mut key) = (None, None, None, None);
+    let (mut file, mut registry, mut git_url, mut key, mut module_commit) = (None, None, None, None, None);
     let (mut chunk_size, mut jobs, mut state_dir) = (None, None, None::<PathBuf>);
     let mut target = Side::default();
     while let Some(arg) = parser.next()? {
@@ -259,6 +266,7 @@ fn parse_push(parser: &mut lexopt::Parser) -> Result<PushArgs, Usage> {
             Long("registry") => once(&mut registry, "registry", RegistryAddress::parse(&parser.value()?.string()?).map_err(Usage)?)?,
             Long("git-url") => once(&mut git_url, "git-url", parser.value()?.string()?)?,
             Long("key") => once(&mut key, "key", parser.value()?.into())?,
+            Long("module-commit") => once(&mut module_commit, "module-commit", commit_id(parser.value()?.string()?)?)?,
             Long("chunk-size") => once(&mut chunk_size, "chunk-size", upload::parse_chunk_size(&parser.value()?.string()?).map_err(Usage)?)?,
             Long("jobs") => once(&mut jobs, "jobs", upload::parse_jobs(&parser.value()?.string()?).map_err(Usage)?)?,
             Long("state-dir") => once(&mut state_dir, "state-dir", parser.value()?.into())?,
@@ -280,7 +288,16 @@ fn parse_push(parser: &mut lexopt::Parser) -> Result<PushArgs, Usage> {
         }
         transfer.state_dir = dir;
     }
-    Ok(PushArgs { file: file.ok_or_else(|| Usage("push needs the bundle file".into()))?, registry, git_url, key, transfer, target })
+    Ok(PushArgs { file: file.ok_or_else(|| Usage("push needs the bundle file".into()))?, registry, git_url, key, module_commit, transfer, target })
+}
+
+/// A full git commit id (40 or 64 hex digits), as `--module-commit` takes it.
+fn commit_id(text: String) -> Result<String, Usage> {
+    if (text.len() == 40 || text.len() == 64) && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(text.to_ascii_lowercase())
+    } else {
+        Err(Usage(format!("--module-commit {}: give the full commit id (40 or 64 hex digits)", crate::text::snippet(&text, 70))))
+    }
 }
 
 /// Sets a single-valued option, refusing a second value (two values of one option would
@@ -345,12 +362,26 @@ pub fn run(command: Command) -> Result<String, Failure> {
                 written.anchor.hex()
             ))
         }
-        Command::Verify { file, key } => {
+        Command::Verify { file, key, module_commit } => {
             let opened = bundle::verify(&file)?;
+            if let Some(expected) = &module_commit {
+                opened.check_module_commit(expected)?;
+            }
+            let module = match &module_commit {
+                Some(c) => format!("the module is the commit given with --module-commit ({c})"),
+                None => format!(
+                    "the module ({} at {}) is covered by no signature: compare its commit with the one you expect, or give --module-commit",
+                    opened.module.reference, opened.module.commit
+                ),
+            };
             let signed = match key {
                 Some(key) => {
                     let lines = opened.check_signatures(&PublicKey::read(&key)?)?;
-                    format!("{}\nevery artifact's signature verifies with {}: the bundle holds what the key's owner signed\n", lines.join("\n"), key.display())
+                    format!(
+                        "{}\nevery artifact's signature verifies with {}: these images and the chart are the ones the key's owner signed, under these names; {module}; the SBOM and other attachments are carried as found, not signed\n",
+                        lines.join("\n"),
+                        key.display()
+                    )
                 }
                 None => String::new(),
             };
@@ -374,7 +405,7 @@ pub fn run(command: Command) -> Result<String, Failure> {
             let git_url = a.git_url.ok_or_else(|| Failure::Usage("--git-url is required".into()))?;
             let target = Target { registry, access: access(a.target, "", "", "registry credentials")?, git_url, transfer: a.transfer };
             let key = a.key.map(|k| PublicKey::read(&k)).transpose()?;
-            Ok(bundle::push(&a.file, &target, key.as_ref())?)
+            Ok(bundle::push(&a.file, &target, key.as_ref(), a.module_commit.as_deref())?)
         }
     }
 }

@@ -169,9 +169,12 @@ pub fn layers(bytes: &[u8], what: &str) -> Result<Vec<Layer>> {
     Ok(out)
 }
 
-/// Checks one signature layer against the image digest `image`, given its payload's bytes.
-/// The error says what failed (never the payload itself, which is hostile).
-pub fn check(key: &PublicKey, image: &Digest, layer: &Layer, payload: &[u8]) -> std::result::Result<(), String> {
+/// Checks one signature layer against the image digest `image`, given its payload's bytes:
+/// it must sign that digest, and its `docker-reference` must end in `/name`, the name of the
+/// repository the image is bundled from and mirrored to (so a signature of another image,
+/// even by the same key, cannot stand for this one under this name). The error says what
+/// failed (never the payload itself, which is hostile).
+pub fn check(key: &PublicKey, image: &Digest, name: &str, layer: &Layer, payload: &[u8]) -> std::result::Result<(), String> {
     if layer.payload.size > MAX_PAYLOAD || payload.len() as u64 > MAX_PAYLOAD {
         return Err(format!("its payload is more than the {MAX_PAYLOAD} bytes this tool accepts"));
     }
@@ -187,9 +190,14 @@ pub fn check(key: &PublicKey, image: &Digest, layer: &Layer, payload: &[u8]) -> 
         return Err(format!("its payload's critical.type is not '{COSIGN_TYPE}'"));
     }
     match text(&parsed, &["critical", "image", "docker-manifest-digest"]).map(Digest::parse) {
-        Some(Ok(d)) if d == *image => Ok(()),
-        Some(Ok(d)) => Err(format!("it signs {d}, not this image's {image}")),
-        _ => Err("its payload has no usable critical.image.docker-manifest-digest".into()),
+        Some(Ok(d)) if d == *image => {}
+        Some(Ok(d)) => return Err(format!("it signs {d}, not this image's {image}")),
+        _ => return Err("its payload has no usable critical.image.docker-manifest-digest".into()),
+    }
+    match text(&parsed, &["critical", "identity", "docker-reference"]) {
+        Some(r) if r.rsplit('/').next() == Some(name) => Ok(()),
+        Some(r) => Err(format!("it signs the image as {}, not as .../{name}", crate::text::snippet(r, 120))),
+        None => Err("its payload has no critical.identity.docker-reference".into()),
     }
 }
 
@@ -197,7 +205,7 @@ pub fn check(key: &PublicKey, image: &Digest, layer: &Layer, payload: &[u8]) -> 
 /// at least one of its layers must pass [`check`]; `payload` reads a layer's payload
 /// (bounded by [`MAX_PAYLOAD`]). Layers that fail are other keys' or altered: when none
 /// passes, the first one's reason is the error.
-pub fn verify(key: &PublicKey, image: &Digest, manifest: &[u8], what: &str, payload: &mut dyn FnMut(&Descriptor) -> Result<Vec<u8>>) -> Result<()> {
+pub fn verify(key: &PublicKey, image: &Digest, name: &str, manifest: &[u8], what: &str, payload: &mut dyn FnMut(&Descriptor) -> Result<Vec<u8>>) -> Result<()> {
     let layers = layers(manifest, what)?;
     let mut first = None;
     for layer in &layers {
@@ -205,7 +213,7 @@ pub fn verify(key: &PublicKey, image: &Digest, manifest: &[u8], what: &str, payl
             first.get_or_insert_with(|| format!("its payload is more than the {MAX_PAYLOAD} bytes this tool accepts"));
             continue;
         }
-        match check(key, image, layer, &payload(&layer.payload)?) {
+        match check(key, image, name, layer, &payload(&layer.payload)?) {
             Ok(()) => return Ok(()),
             Err(why) => {
                 first.get_or_insert(why);
@@ -260,7 +268,7 @@ mod tests {
     fn a_good_signature_over_the_image_digest_verifies() {
         let (pair, key) = keypair();
         let p = payload(&image(), COSIGN_TYPE);
-        check(&key, &image(), &signed(&pair, &p), &p).unwrap();
+        check(&key, &image(), "agent", &signed(&pair, &p), &p).unwrap();
     }
 
     #[test]
@@ -269,23 +277,23 @@ mod tests {
         let (_, other) = keypair();
         let p = payload(&image(), COSIGN_TYPE);
         let layer = signed(&pair, &p);
-        let e = check(&other, &image(), &layer, &p).unwrap_err();
+        let e = check(&other, &image(), "agent", &layer, &p).unwrap_err();
         assert!(e.contains("does not verify"), "{e}");
         // A signature with one bit flipped (still canonical base64).
         let mut sig = strict_base64(&layer.signature, MAX_SIGNATURE).unwrap();
         let last = sig.len() - 1;
         sig[last] ^= 1;
         let flipped = Layer { signature: crate::base64::encode(&sig), ..layer.clone() };
-        assert!(check(&key, &image(), &flipped, &p).unwrap_err().contains("does not verify"));
+        assert!(check(&key, &image(), "agent", &flipped, &p).unwrap_err().contains("does not verify"));
         // An altered payload, its descriptor made to match (a consistent doctored bundle).
         let altered = payload(&Digest::of(b"another image"), COSIGN_TYPE);
         let doctored = Layer {
             payload: Descriptor { digest: Digest::of(&altered), size: altered.len() as u64, ..layer.payload.clone() },
             signature: layer.signature.clone(),
         };
-        assert!(check(&key, &image(), &doctored, &altered).unwrap_err().contains("does not verify"));
+        assert!(check(&key, &image(), "agent", &doctored, &altered).unwrap_err().contains("does not verify"));
         // An altered payload under the old descriptor.
-        assert!(check(&key, &image(), &layer, &altered).unwrap_err().contains("is not the"));
+        assert!(check(&key, &image(), "agent", &layer, &altered).unwrap_err().contains("is not the"));
     }
 
     #[test]
@@ -293,7 +301,7 @@ mod tests {
         let (pair, key) = keypair();
         let other = Digest::of(b"another image");
         let p = payload(&other, COSIGN_TYPE);
-        let e = check(&key, &image(), &signed(&pair, &p), &p).unwrap_err();
+        let e = check(&key, &image(), "agent", &signed(&pair, &p), &p).unwrap_err();
         assert!(e.contains(&other.to_string()) && e.contains(&image().to_string()), "{e}");
     }
 
@@ -301,16 +309,16 @@ mod tests {
     fn a_payload_of_another_type_is_refused() {
         let (pair, key) = keypair();
         let p = payload(&image(), "atomic container signature");
-        assert!(check(&key, &image(), &signed(&pair, &p), &p).unwrap_err().contains("critical.type"));
+        assert!(check(&key, &image(), "agent", &signed(&pair, &p), &p).unwrap_err().contains("critical.type"));
         let p = br#"{"critical":{"type":"cosign container image signature"}}"#.to_vec();
-        assert!(check(&key, &image(), &signed(&pair, &p), &p).unwrap_err().contains("docker-manifest-digest"));
+        assert!(check(&key, &image(), "agent", &signed(&pair, &p), &p).unwrap_err().contains("docker-manifest-digest"));
     }
 
     #[test]
     fn an_oversized_payload_is_refused_before_it_is_hashed_or_parsed() {
         let (pair, key) = keypair();
         let big = vec![b' '; MAX_PAYLOAD as usize + 1];
-        let e = check(&key, &image(), &signed(&pair, &big), &big).unwrap_err();
+        let e = check(&key, &image(), "agent", &signed(&pair, &big), &big).unwrap_err();
         assert!(e.contains("more than the 65536"), "{e}");
         // verify does not even read it.
         let mut layer = signed(&pair, &big);
@@ -319,7 +327,7 @@ mod tests {
             r#"{{"layers":[{{"mediaType":"{PAYLOAD_TYPE}","digest":"{}","size":{},"annotations":{{"{ANNOTATION}":"{}"}}}}]}}"#,
             layer.payload.digest, layer.payload.size, layer.signature
         );
-        let e = verify(&key, &image(), manifest.as_bytes(), "the signature of x", &mut |_| panic!("read")).unwrap_err().to_string();
+        let e = verify(&key, &image(), "agent", manifest.as_bytes(), "the signature of x", &mut |_| panic!("read")).unwrap_err().to_string();
         assert!(e.contains("the signature of x") && e.contains("more than the 65536"), "{e}");
     }
 
@@ -337,7 +345,7 @@ mod tests {
             if bad == good.signature {
                 continue;
             }
-            let e = check(&key, &image(), &Layer { signature: bad.clone(), ..good.clone() }, &p).unwrap_err();
+            let e = check(&key, &image(), "agent", &Layer { signature: bad.clone(), ..good.clone() }, &p).unwrap_err();
             assert!(e.contains("canonical base64"), "{bad}: {e}");
         }
     }
@@ -392,11 +400,24 @@ mod tests {
             )
         };
         let both = format!(r#"{{"schemaVersion":2,"layers":[{},{}]}}"#, layer(&theirs), layer(&ours));
-        verify(&key, &image(), both.as_bytes(), "sig", &mut |_| Ok(p.clone())).unwrap();
+        verify(&key, &image(), "agent", both.as_bytes(), "sig", &mut |_| Ok(p.clone())).unwrap();
         let only_theirs = format!(r#"{{"schemaVersion":2,"layers":[{}]}}"#, layer(&theirs));
-        let e = verify(&key, &image(), only_theirs.as_bytes(), "the signature of agent-image", &mut |_| Ok(p.clone())).unwrap_err().to_string();
+        let e = verify(&key, &image(), "agent", only_theirs.as_bytes(), "the signature of agent-image", &mut |_| Ok(p.clone())).unwrap_err().to_string();
         assert!(e.contains("the signature of agent-image") && e.contains("does not verify"), "{e}");
-        let e = verify(&key, &image(), br#"{"layers":[]}"#, "sig", &mut |_| Ok(p.clone())).unwrap_err().to_string();
+        let e = verify(&key, &image(), "agent", br#"{"layers":[]}"#, "sig", &mut |_| Ok(p.clone())).unwrap_err().to_string();
         assert!(e.contains("no cosign signature layer"), "{e}");
+    }
+
+    #[test]
+    fn a_signature_of_the_digest_under_another_repository_name_is_refused() {
+        // The same key signs the runner: its signature must not stand for the agent image
+        // (found by the attack review: roles and tags are not signed, the name is).
+        let (pair, key) = keypair();
+        let p = payload(&image(), COSIGN_TYPE);
+        check(&key, &image(), "agent", &signed(&pair, &p), &p).unwrap();
+        let e = check(&key, &image(), "platform-orchestrator-runner", &signed(&pair, &p), &p).unwrap_err();
+        assert!(e.contains("not as .../platform-orchestrator-runner"), "{e}");
+        let bare = String::from_utf8(p).unwrap().replace(r#""identity":{"docker-reference":"registry.example/agent"},"#, "").into_bytes();
+        assert!(check(&key, &image(), "agent", &signed(&pair, &bare), &bare).unwrap_err().contains("no critical.identity.docker-reference"));
     }
 }

@@ -1239,7 +1239,7 @@ fn two_signatures_claiming_one_tag_fail_verify() {
 }
 
 #[test]
-fn one_image_under_three_names_carries_and_mirrors_its_signature_in_each_repository() {
+fn one_image_under_three_names_carries_and_mirrors_its_signature_in_each_repository_and_key_binds_it_to_its_name() {
     // Found by the real-registry test: the agent and runner images were the same digest in
     // two repositories, and verify refused the bundle because both carried the tag
     // sha256-<hex>.sig (tags are per repository). The stand-in serves one manifest under
@@ -1262,22 +1262,17 @@ fn one_image_under_three_names_carries_and_mirrors_its_signature_in_each_reposit
     let run = run_bundle(&dir, &out, &source.host(), module.to_str().unwrap());
     assert_eq!(run.code, Some(0), "{}", run.all());
     assert_eq!(run.stdout.matches(r#""kind": "signature""#).count(), 3, "{}", run.stdout);
-    let run = tool(&dir, &["verify", out.to_str().unwrap(), "--key", key.to_str().unwrap()], None, QUICK);
+    let run = tool(&dir, &["verify", out.to_str().unwrap()], None, QUICK);
     assert_eq!(run.code, Some(0), "{}", run.all());
+    // The one signature names the agent's repository: under --key it cannot stand for the
+    // runner image (found by the attack review: a signed image could take another's role).
+    let run = tool(&dir, &["verify", out.to_str().unwrap(), "--key", key.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("runner-image") && run.stderr.contains("not as .../runner"), "{}", run.stderr);
     let target = Registry::start(false);
     let git_target = dir.join("target.git");
     assert!(Command::new("git").args(["init", "--quiet", "--bare"]).arg(&git_target).status().unwrap().success());
-    let args = [
-        "push",
-        out.to_str().unwrap(),
-        "--key",
-        key.to_str().unwrap(),
-        "--registry",
-        &target.host(),
-        "--plain-http",
-        "--git-url",
-        git_target.to_str().unwrap(),
-    ];
+    let args = ["push", out.to_str().unwrap(), "--registry", &target.host(), "--plain-http", "--git-url", git_target.to_str().unwrap()];
     let run = tool(&dir, &args, None, QUICK);
     assert_eq!(run.code, Some(0), "{}", run.all());
     target.with(|s| {
@@ -2622,4 +2617,179 @@ fn a_one_byte_blob_is_pushed_whole_not_in_a_chunk_the_registry_cannot_confirm() 
     let run = push_plain(&dir, &path, &target, "/nonexistent");
     assert!(target.with(|s| s.blobs.contains_key(&digest(b"x"))), "the 1-byte layer was not stored: {}", run.all());
     assert!(target.with(|s| s.patches.is_empty()), "a blob of at most one chunk went up in chunks: {:?}", target.with(|s| s.patches.clone()));
+}
+
+/// [`cosign_signature`] with a chosen `docker-reference`.
+fn cosign_signature_as(pair: &ring::signature::EcdsaKeyPair, image: &str, reference: &str) -> (String, Vec<String>) {
+    let (m, blobs) = cosign_signature(pair, image);
+    let old = "127.0.0.1:1/humanitec/kubernetes-agent";
+    if reference == old {
+        return (m, blobs);
+    }
+    // Re-sign a payload naming `reference`.
+    let payload = blobs[1].replace(old, reference);
+    let sig = pair.sign(&ring::rand::SystemRandom::new(), payload.as_bytes()).unwrap();
+    let config = format!(r#"{{"rootfs":{{"type":"layers","diff_ids":["{}"]}}}}"#, digest(payload.as_bytes()));
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[{{"mediaType":"{PAYLOAD_TYPE}","digest":"{}","size":{},"annotations":{{"dev.cosignproject.cosign/signature":"{}"}}}}]}}"#,
+        digest(config.as_bytes()),
+        config.len(),
+        digest(payload.as_bytes()),
+        payload.len(),
+        kubernetes_agent::base64::encode(sig.as_ref())
+    );
+    (manifest, vec![config, payload])
+}
+
+/// A bundle of several signed artifacts (role, source, top, blobs, sig, sig blobs) with a real module.
+/// One artifact of [`signed_bundle`]: role, source, top manifest, its blobs, signature manifest, its blobs.
+type SignedArtifact<'a> = (&'a str, &'a str, &'a str, &'a [String], &'a str, &'a [String]);
+
+fn signed_bundle(path: &Path, artifacts: &[SignedArtifact], module: &[u8], commit: &str) {
+    let mut docs: Vec<String> = Vec::new();
+    let mut records = Vec::new();
+    let mut entries = Vec::new();
+    for (role, source, top, blobs, sig, sig_blobs) in artifacts {
+        docs.extend(blobs.iter().cloned());
+        docs.push(top.to_string());
+        docs.extend(sig_blobs.iter().cloned());
+        docs.push(sig.to_string());
+        entries.push(format!(r#"{{"mediaType":"{MANIFEST}","digest":"{}","size":{}}}"#, digest(top.as_bytes()), top.len()));
+        entries.push(format!(r#"{{"mediaType":"{MANIFEST}","digest":"{}","size":{}}}"#, digest(sig.as_bytes()), sig.len()));
+        records.push(format!(
+            r#"{{"role":"{role}","source":"{source}","digest":"{}","mediaType":"{MANIFEST}","platforms":[],"attachments":[{{"kind":"signature","subject":"{}","digest":"{}","mediaType":"{MANIFEST}","size":{}}}]}}"#,
+            digest(top.as_bytes()),
+            digest(top.as_bytes()),
+            digest(sig.as_bytes()),
+            sig.len()
+        ));
+    }
+    let mj = format!(
+        r#"{{"format":"kubernetes-agent-offline-bundle/1","created":"2026-12-01T00:00:00Z","artifacts":[{}],"module":{{"source":"m","ref":"v1.0.0","commit":"{commit}","file":"module/module.bundle"}}}}"#,
+        records.join(",")
+    );
+    let first = artifacts[0].2;
+    let mut chunks = bundle_chunks(&docs, first, MANIFEST, Some(mj));
+    let idx = format!(r#"{{"schemaVersion":2,"manifests":[{}]}}"#, entries.join(","));
+    for c in chunks.iter_mut() {
+        if c.name == b"oci/index.json" {
+            c.data = idx.clone().into_bytes();
+        }
+        if c.name == b"module/module.bundle" {
+            c.data = module.to_vec();
+        }
+    }
+    write_tar(path, &chunks);
+}
+
+fn bare_git(dir: &TempDir) -> PathBuf {
+    let target_git = dir.join("target.git");
+    assert!(Command::new("git").args(["init", "--quiet", "--bare"]).arg(&target_git).status().unwrap().success());
+    target_git
+}
+
+#[test]
+fn push_key_pushes_the_module_only_at_the_commit_given_and_verify_key_says_the_module_is_not_signed() {
+    // A doctored bundle (consistent SHA256SUMS) with a genuinely signed image and an
+    // attacker's module: push --key had pushed the module, and verify --key had said the
+    // bundle held what the key's owner signed.
+    let dir = TempDir::new("offline-module-key");
+    let (pair, key) = cosign_key(&dir, "cosign");
+    let (top, blobs) = image("layer-bytes");
+    let (sig, sig_blobs) = cosign_signature(&pair, &digest(top.as_bytes()));
+    let module = module_repo(&dir);
+    let expected = head_of(&module, "v1.0.0");
+    std::fs::write(module.join("main.tf"), "resource \"null_resource\" \"x\" {}\n").unwrap();
+    let g = |args: &[&str]| {
+        assert!(Command::new("git").arg("-C").arg(&module).args(["-c", "user.name=t", "-c", "user.email=t@e.invalid"]).args(args).status().unwrap().success())
+    };
+    g(&["commit", "--quiet", "-am", "evil"]);
+    g(&["tag", "-f", "v1.0.0"]);
+    let evil = head_of(&module, "v1.0.0");
+    let path = dir.join("b.tar");
+    signed_bundle(
+        &path,
+        &[("agent-image", "127.0.0.1:1/humanitec/kubernetes-agent:0.1.0", &top, &blobs, &sig, &sig_blobs)],
+        &git_bundle(&dir, &module, &["v1.0.0"]),
+        &evil,
+    );
+    let run = tool(&dir, &["verify", path.to_str().unwrap(), "--key", key.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert!(run.stdout.contains("is covered by no signature") && !run.stdout.contains("the bundle holds what the key's owner signed"), "{}", run.stdout);
+    let run = tool(&dir, &["verify", path.to_str().unwrap(), "--key", key.to_str().unwrap(), "--module-commit", &expected], None, QUICK);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains(&format!("is commit {evil}, not the \"{expected}\"")), "{}", run.stderr);
+    let target = Registry::start(false);
+    let git = bare_git(&dir);
+    let registry = format!("{}/mirror", target.host());
+    let push = |extra: &[&str]| {
+        let mut args =
+            vec!["push", path.to_str().unwrap(), "--key", key.to_str().unwrap(), "--registry", &registry, "--plain-http", "--git-url", git.to_str().unwrap()];
+        args.extend(extra);
+        tool(&dir, &args, None, QUICK)
+    };
+    let run = push(&[]);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("--module-commit"), "{}", run.stderr);
+    let run = push(&["--module-commit", &expected]);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(target.seen().is_empty(), "something was pushed: {:?}", target.seen());
+    let show = Command::new("git").arg("-C").arg(&git).args(["rev-parse", "--verify", "--quiet", "v1.0.0"]).output().unwrap();
+    assert!(!show.status.success(), "the attacker's module reached the git target");
+    let run = push(&["--module-commit", &evil]);
+    assert_eq!(run.code, Some(0), "the commit given is pushed: {}", run.all());
+}
+
+#[test]
+fn two_artifacts_mirroring_to_one_repository_name_fail_verify() {
+    // Mirrored under HOST/PATH/<name>: a doctored runner record of another path but the
+    // agent's name made push overwrite the agent's tag with the runner image.
+    let dir = TempDir::new("offline-one-name");
+    let (pair, _) = cosign_key(&dir, "cosign");
+    let (agent, agent_blobs) = image("agent-layer");
+    let (runner, runner_blobs) = image("runner-layer");
+    let (asig, asig_blobs) = cosign_signature_as(&pair, &digest(agent.as_bytes()), "127.0.0.1:1/humanitec/kubernetes-agent");
+    let (rsig, rsig_blobs) = cosign_signature_as(&pair, &digest(runner.as_bytes()), "127.0.0.1:1/other/kubernetes-agent");
+    let module = module_repo(&dir);
+    let commit = head_of(&module, "v1.0.0");
+    let path = dir.join("b.tar");
+    signed_bundle(
+        &path,
+        &[
+            ("agent-image", "127.0.0.1:1/humanitec/kubernetes-agent:0.1.0", &agent, &agent_blobs, &asig, &asig_blobs),
+            ("runner-image", "127.0.0.1:1/other/kubernetes-agent:0.1.0", &runner, &runner_blobs, &rsig, &rsig_blobs),
+        ],
+        &git_bundle(&dir, &module, &["v1.0.0"]),
+        &commit,
+    );
+    let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("both mirror to the repository name"), "{}", run.stderr);
+}
+
+#[test]
+fn an_artifact_under_an_attachment_tag_fails_verify() {
+    // An artifact tagged sha256-<hex>.sig would replace a signature in the mirror.
+    let dir = TempDir::new("offline-sig-tag");
+    let (pair, _) = cosign_key(&dir, "cosign");
+    let (agent, agent_blobs) = image("agent-layer");
+    let (runner, runner_blobs) = image("runner-layer");
+    let (asig, asig_blobs) = cosign_signature_as(&pair, &digest(agent.as_bytes()), "127.0.0.1:1/humanitec/kubernetes-agent");
+    let (rsig, rsig_blobs) = cosign_signature_as(&pair, &digest(runner.as_bytes()), "127.0.0.1:1/humanitec/platform-orchestrator-runner");
+    let module = module_repo(&dir);
+    let commit = head_of(&module, "v1.0.0");
+    let path = dir.join("b.tar");
+    let runner_source = format!("127.0.0.1:1/humanitec/platform-orchestrator-runner:sha256-{}.sig", sha(agent.as_bytes()));
+    signed_bundle(
+        &path,
+        &[
+            ("agent-image", "127.0.0.1:1/humanitec/kubernetes-agent:0.1.0", &agent, &agent_blobs, &asig, &asig_blobs),
+            ("runner-image", &runner_source, &runner, &runner_blobs, &rsig, &rsig_blobs),
+        ],
+        &git_bundle(&dir, &module, &["v1.0.0"]),
+        &commit,
+    );
+    let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("is an attachment's"), "{}", run.stderr);
 }
