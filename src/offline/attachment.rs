@@ -15,7 +15,6 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::path::Path;
 use std::process::{Command, Stdio};
 
 use miniserde::json::{Array, Number, Object, Value};
@@ -176,15 +175,9 @@ pub fn subject_of(manifest: &Manifest) -> Result<Option<Digest>> {
 
 /// The attachments `source` holds for `top` (an artifact's top manifest) and its child
 /// manifests, each with its manifest: the agent image's SBOM first (made from its layer
-/// when `sbom` is given: the scratch directory), then the `.sig`, `.att` and `.sbom` tags,
+/// when `sbom`), then the `.sig`, `.att` and `.sbom` tags,
 /// then referrers. `stage` is called on what each attachment needs in the bundle.
-pub fn find(
-    source: &Registry,
-    repository: &Repository,
-    top: &Manifest,
-    sbom: Option<&Path>,
-    stage: &mut dyn FnMut(Stage) -> Result<()>,
-) -> Result<Vec<Attachment>> {
+pub fn find(source: &Registry, repository: &Repository, top: &Manifest, sbom: bool, stage: &mut dyn FnMut(Stage) -> Result<()>) -> Result<Vec<Attachment>> {
     let parsed = graph::parse(top)?;
     // Each digest once: an index may list one child many times (the walk visits it once).
     let mut subjects = vec![(top.digest.clone(), top.media_type.clone(), top.bytes.len() as u64)];
@@ -196,7 +189,7 @@ pub fn find(
     // What each layer held, so that platforms sharing a layer fetch it again once, not once each.
     let mut scanned: HashMap<Digest, Option<(Digest, u64)>> = HashMap::new();
     let mut found: Vec<Attachment> = Vec::new();
-    if let Some(scratch) = sbom {
+    if sbom {
         // Each image manifest: the top when it is one, else the index's children (whatever
         // media type their descriptors claim: what a manifest is, its own bytes say).
         for (digest, _, size) in &subjects {
@@ -208,7 +201,7 @@ pub fn find(
             if INDEX_TYPES.contains(&manifest.media_type.as_str()) {
                 continue;
             }
-            let Some(sbom) = sbom_of_image(source, repository, &manifest, scratch, &mut scanned)? else { continue };
+            let Some(sbom) = sbom_of_image(source, repository, &manifest, &mut scanned)? else { continue };
             let subject = Descriptor { media_type: manifest.media_type.clone(), digest: digest.clone(), size: *size, platform: None };
             let artifact = sbom_artifact(&sbom.digest, sbom.size, &subject);
             stage(Stage::Bytes(EMPTY.to_vec()))?;
@@ -220,7 +213,7 @@ pub fn find(
             stage(Stage::Bytes(artifact.bytes))?;
         }
     }
-    if sbom.is_some() && found.is_empty() {
+    if sbom && found.is_empty() {
         eprintln!("  no SBOM: no platform of {} holds {SBOM_PATH} in a tar or tar+gzip layer; the bundle carries none of its own", top.digest.short());
     }
     for (subject, _, _) in &subjects {
@@ -368,14 +361,14 @@ pub fn sbom_artifact(sbom: &Digest, size: u64, subject: &Descriptor) -> Manifest
 
 /// The SBOM file in an image manifest's layers (the last layer holding it wins, as in
 /// the image's filesystem), checked to be CycloneDX JSON; `None` when no layer holds it.
-/// Layers are fetched again into `scratch` and read with `gzip -dc` (on the connected
-/// side, where `bundle` runs), each at most once: `scanned` remembers which SBOM (digest
-/// and size) a layer held; a layer that is neither tar nor gzip'd tar is skipped.
+/// Layers are fetched again and read as they arrive (through `gzip -dc`, on the connected
+/// side, where `bundle` runs): nothing is written to disk. Each layer at most once:
+/// `scanned` remembers which SBOM (digest and size) a layer held; a layer that is neither
+/// tar nor gzip'd tar is skipped.
 pub fn sbom_of_image(
     source: &Registry,
     repository: &Repository,
     manifest: &Manifest,
-    scratch: &Path,
     scanned: &mut HashMap<Digest, Option<(Digest, u64)>>,
 ) -> Result<Option<Sbom>> {
     let what = format!("manifest {}", manifest.digest);
@@ -394,18 +387,7 @@ pub fn sbom_of_image(
                 None => continue,
             }
         }
-        let file = scratch.join(format!("layer-{}", layer.digest.hex()));
-        {
-            let mut out = std::io::BufWriter::new(std::fs::File::create(&file).map_err(|e| Error::io(format!("creating {}", file.display()), e))?);
-            source.blob(repository, &layer.digest, layer.size, &mut out)?;
-            std::io::Write::flush(&mut out).map_err(|e| Error::io(format!("writing {} (is the disk full?)", file.display()), e))?;
-        }
-        let found = if gzip {
-            in_gzip_tar(&file, SBOM_PATH)?
-        } else {
-            in_tar(&mut std::fs::File::open(&file).map_err(|e| Error::io("reading a layer", e))?, SBOM_PATH)
-        };
-        let _ = std::fs::remove_file(&file);
+        let found = sbom_in_layer(source, repository, &layer, gzip)?;
         scanned.insert(layer.digest.clone(), found.as_ref().map(|b| (Digest::of(b), b.len() as u64)));
         if let Some(bytes) = found {
             let doc = format!("{SBOM_PATH} in layer {}", layer.digest);
@@ -419,19 +401,94 @@ pub fn sbom_of_image(
     Ok(None)
 }
 
-fn in_gzip_tar(file: &Path, path: &str) -> Result<Option<Vec<u8>>> {
-    let input = std::fs::File::open(file).map_err(|e| Error::io(format!("reading {}", file.display()), e))?;
-    let mut child = Command::new("gzip")
-        .arg("-dc")
-        .stdin(input)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| Error::io("running gzip -dc to read the agent image's layer for its SBOM (is gzip installed?)", e))?;
-    let found = child.stdout.take().and_then(|mut out| in_tar(&mut out, path));
-    let _ = child.kill();
-    let _ = child.wait();
-    Ok(found)
+/// The writing end of a bounded in-process pipe (a few writes in flight).
+struct Piping(std::sync::mpsc::SyncSender<Vec<u8>>);
+
+impl std::io::Write for Piping {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.send(buf.to_vec()).map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The reading end: what was written, in order; the end once the writer is gone.
+struct Piped {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    held: Vec<u8>,
+    at: usize,
+}
+
+impl Read for Piped {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.held.len() {
+            match self.rx.recv() {
+                Ok(next) => (self.held, self.at) = (next, 0),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.held.len() - self.at);
+        buf[..n].copy_from_slice(&self.held[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// [`SBOM_PATH`] in `layer`, read as the layer is fetched (through `gzip -dc` when
+/// `gzip`): a pipe carries the download to the reader, which reads the whole layer even
+/// once it has what it looks for (or finds it is no tar), so the download completes and
+/// its digest is checked; a failed download fails the bundle, a layer that is no tar
+/// only holds no SBOM.
+fn sbom_in_layer(source: &Registry, repository: &Repository, layer: &Descriptor, gzip: bool) -> Result<Option<Vec<u8>>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+    let (mut reader, mut writer) = (Piped { rx, held: Vec::new(), at: 0 }, Piping(tx));
+    std::thread::scope(|scope| {
+        let fetch = scope.spawn(move || source.blob(repository, &layer.digest, layer.size, &mut writer));
+        let found = if gzip {
+            let spawned = Command::new("gzip").arg("-dc").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn();
+            let mut child = match spawned {
+                Ok(c) => c,
+                Err(e) => {
+                    drop(reader);
+                    let _ = fetch.join();
+                    return Err(Error::io("running gzip -dc to read the agent image's layer for its SBOM (is gzip installed?)", e));
+                }
+            };
+            let (mut stdin, mut stdout) = (child.stdin.take(), child.stdout.take());
+            // Feeds gzip, and keeps draining the download when gzip stops (not gzip data).
+            let feed = scope.spawn(move || {
+                let mut buf = vec![0u8; 64 << 10];
+                loop {
+                    match reader.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if stdin.as_mut().is_some_and(|s| std::io::Write::write_all(s, &buf[..n]).is_err()) {
+                                stdin = None;
+                            }
+                        }
+                    }
+                }
+            });
+            let found = stdout.as_mut().and_then(|out| in_tar(out, SBOM_PATH));
+            if let Some(out) = stdout.as_mut() {
+                let _ = std::io::copy(out, &mut std::io::sink());
+            }
+            let _ = feed.join();
+            let _ = child.wait();
+            found
+        } else {
+            let found = in_tar(&mut reader, SBOM_PATH);
+            let _ = std::io::copy(&mut reader, &mut std::io::sink());
+            found
+        };
+        match fetch.join() {
+            Ok(result) => result.map(|()| found),
+            Err(_) => Err(Error::decode(format!("layer {}", layer.digest), "its download stopped unexpectedly")),
+        }
+    })
 }
 
 /// The content of the regular file `path` in the tar stream `r`, named as GNU tar names

@@ -165,8 +165,6 @@ struct Staged {
     blobs: HashSet<Digest>,
     /// Blobs the base of a differential bundle holds: referenced, not carried.
     base: Option<differential::Known>,
-    /// Where the agent image's layers are fetched again, one at a time, to find its SBOM.
-    scratch: PathBuf,
 }
 
 impl Staged {
@@ -282,8 +280,7 @@ fn stage_artifact(staged: &mut Staged, access: &Access, role: &str, reference: &
         Step::Blob(blob) => staged.add_blob(&source, &repository, blob),
         Step::Manifest(m, _) => staged.add_manifest(m),
     })?;
-    let sbom = (role == ROLES[0]).then_some(staged.scratch.clone());
-    let attachments = attachment::find(&source, &repository, &top, sbom.as_deref(), &mut |stage| match stage {
+    let attachments = attachment::find(&source, &repository, &top, role == ROLES[0], &mut |stage| match stage {
         attachment::Stage::Bytes(bytes) => staged.add_manifest(&Manifest::new(String::new(), bytes)),
         attachment::Stage::Graph(m) => {
             graph::walk(m, &mut |child| source.manifest(&repository, &Selector::Digest(child.digest.clone())), &mut |step| match step {
@@ -443,13 +440,7 @@ fn scratch_peak(dir: &Path) -> u64 {
 }
 
 fn stage_bundle(sources: &Sources, access: &Access, scratch: &Path, output: parts::Output, base: Option<differential::Known>) -> Result<(String, Source)> {
-    let mut staged = Staged {
-        tar: tar::Writer::new(BufWriter::with_capacity(64 << 10, output)),
-        sums: Vec::new(),
-        blobs: HashSet::new(),
-        base,
-        scratch: scratch.to_path_buf(),
-    };
+    let mut staged = Staged { tar: tar::Writer::new(BufWriter::with_capacity(64 << 10, output)), sums: Vec::new(), blobs: HashSet::new(), base };
     staged.add_file("offline-install", 0o755, &sources.tool)?;
     let mut index_entries = Array::new();
     let mut records = Array::new();

@@ -2793,3 +2793,36 @@ fn an_artifact_under_an_attachment_tag_fails_verify() {
     assert_eq!(run.code, Some(1), "{}", run.all());
     assert!(run.stderr.contains("is an attachment's"), "{}", run.stderr);
 }
+
+#[test]
+fn the_sbom_search_reads_each_agent_layer_as_it_arrives_and_stages_none_on_disk() {
+    // A hostile source can declare layers of up to 64 GiB: the search had downloaded each
+    // whole into bundle.scratch/ (a 32 MiB file here) before reading it.
+    let dir = TempDir::new("offline-sbom-disk");
+    let out = dir.join("bundle.tar");
+    let module = module_repo(&dir);
+    let source = Registry::start(false);
+    let big = "x".repeat(32 << 20);
+    let (child, blobs) = image(&big);
+    serve(&source, (MANIFEST, &child), &[], &blobs);
+    let scratch = dir.join("bundle.scratch");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (stop, watched) = (done.clone(), scratch.clone());
+    let watcher = std::thread::spawn(move || {
+        let mut peak = 0u64;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+            for e in std::fs::read_dir(&watched).into_iter().flatten().flatten() {
+                peak = peak.max(e.metadata().map_or(0, |m| if m.is_file() { m.len() } else { 0 }));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        peak
+    });
+    let run = run_bundle(&dir, &out, &source.host(), module.to_str().unwrap());
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = watcher.join().unwrap();
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert!(run.stderr.contains("no SBOM"), "{}", run.stderr);
+    assert!(peak < 1 << 20, "a {peak}-byte file sat in bundle.scratch/");
+}
