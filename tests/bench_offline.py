@@ -7,41 +7,15 @@ them. push runs twice, with --jobs 1 and with BENCH_OFFLINE_JOBS (default 4), ea
 fresh registry; BENCH_OFFLINE_MB (default 300) is the image size.
 """
 import gzip
-import hashlib
-import json
 import os
 import re
 import subprocess
 import time
 
-from registries import WORK, TOOL, git_daemon, module_repo, registry, run, stop_all
+from registries import WORK, TOOL, git_daemon, module_repo, oci_layout, registry, run, stop_all
 
 MB = int(os.environ.get("BENCH_OFFLINE_MB", "300"))
 JOBS = os.environ.get("BENCH_OFFLINE_JOBS", "4")
-
-
-def oci_layout(path, layers):
-    """An OCI image layout at `path` (tag 1.0) with these gzip layers."""
-    blobs = os.path.join(path, "blobs", "sha256")
-    os.makedirs(blobs)
-
-    def put(data):
-        digest = hashlib.sha256(data).hexdigest()
-        with open(os.path.join(blobs, digest), "wb") as f:
-            f.write(data)
-        return {"digest": f"sha256:{digest}", "size": len(data)}
-
-    described = [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **put(layer)} for layer in layers]
-    config = put(json.dumps({"architecture": "amd64", "os": "linux",
-                             "rootfs": {"type": "layers", "diff_ids": [d["digest"] for d in described]}}).encode())
-    manifest = put(json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                               "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config},
-                               "layers": described}).encode())
-    with open(os.path.join(path, "oci-layout"), "w") as f:
-        json.dump({"imageLayoutVersion": "1.0.0"}, f)
-    with open(os.path.join(path, "index.json"), "w") as f:
-        json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", **manifest,
-                                                      "annotations": {"org.opencontainers.image.ref.name": "1.0"}}]}, f)
 
 
 def timed(argv):

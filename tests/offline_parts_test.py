@@ -33,7 +33,7 @@ from helm_python import chart as helm_chart
 from helm_python import registry as helm_registry
 
 from checks import check, finish
-from registries import IMAGE, ROOT, TOOL, WORK, git_daemon, raw_digest, registry, run, stop_all
+from registries import IMAGE, ROOT, TOOL, WORK, git_daemon, oci_layout, raw_digest, registry, run, stop_all
 
 MIB = 1 << 20
 LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -105,31 +105,6 @@ def layer(seed, size):
     return gzip.compress(buf.getvalue(), mtime=0)
 
 
-def oci_layout(path, layers, tag):
-    """Writes an OCI image layout of one linux/amd64 image of `layers`; returns
-    (manifest digest, config bytes)."""
-    blobs = os.path.join(path, "blobs", "sha256")
-    os.makedirs(blobs)
-
-    def put(data):
-        with open(os.path.join(blobs, sha(data)), "wb") as f:
-            f.write(data)
-        return {"digest": "sha256:" + sha(data), "size": len(data)}
-
-    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
-                         "rootfs": {"type": "layers", "diff_ids": ["sha256:" + sha(gzip.decompress(l)) for l in layers]}}).encode()
-    manifest = json.dumps({"schemaVersion": 2, "mediaType": MANIFEST_TYPE,
-                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **put(config)},
-                           "layers": [{"mediaType": LAYER_TYPE, **put(l)} for l in layers]}).encode()
-    top = put(manifest)
-    with open(os.path.join(path, "index.json"), "w") as f:
-        json.dump({"schemaVersion": 2, "manifests": [{"mediaType": MANIFEST_TYPE, **top,
-                                                      "annotations": {"org.opencontainers.image.ref.name": tag}}]}, f)
-    with open(os.path.join(path, "oci-layout"), "w") as f:
-        f.write('{"imageLayoutVersion":"1.0.0"}')
-    return top["digest"], config
-
-
 def writes(log):
     """Requests in a registry access log that write (PUT, POST, PATCH, DELETE)."""
     with open(log) as f:
@@ -158,8 +133,9 @@ def main():
     helm_registry.push(packaged, f"oci://{source}/humanitec/charts", plain_http=True)
     chart = f"oci://{source}/humanitec/charts/humanitec-kubernetes-agent-runner:0.1.0"
     shared, app1, app2 = layer("shared", 1_500_000), layer("app-1", 300_000), layer("app-2", 300_000)
-    v1_digest, _ = oci_layout(os.path.join(WORK, "app-v1"), [shared, app1], "1")
-    v2_digest, v2_config = oci_layout(os.path.join(WORK, "app-v2"), [shared, app2], "2")
+    unpacked = lambda layers: ["sha256:" + sha(gzip.decompress(layer)) for layer in layers]  # noqa: E731
+    v1_digest, _, _ = oci_layout(os.path.join(WORK, "app-v1"), [shared, app1], "1", LAYER_TYPE, unpacked([shared, app1]))
+    v2_digest, v2_config, _ = oci_layout(os.path.join(WORK, "app-v2"), [shared, app2], "2", LAYER_TYPE, unpacked([shared, app2]))
     for version in ("1", "2"):
         run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{WORK}/app-v{version}:{version}",
              f"docker://{source}/humanitec/app:{version}"])

@@ -196,3 +196,30 @@ def stop_all():
         except subprocess.TimeoutExpired:
             p.kill()
     shutil.rmtree(WORK, ignore_errors=True)
+
+
+def oci_layout(path, layers, tag="1.0", layer_type="application/vnd.oci.image.layer.v1.tar+gzip", diff_ids=None):
+    """An OCI image layout at `path`: one linux/amd64 image of `layers` (bytes, of media type
+    `layer_type`) under `tag`, for skopeo to copy into a registry. The config's diff_ids are
+    `diff_ids`, else the layers' digests. Returns (manifest digest, config bytes, layer digests)."""
+    blobs = os.path.join(path, "blobs", "sha256")
+    os.makedirs(blobs)
+
+    def put(data):
+        digest = hashlib.sha256(data).hexdigest()
+        with open(os.path.join(blobs, digest), "wb") as f:
+            f.write(data)
+        return {"digest": f"sha256:{digest}", "size": len(data)}
+
+    described = [{"mediaType": layer_type, **put(layer)} for layer in layers]
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
+                         "rootfs": {"type": "layers", "diff_ids": diff_ids or [d["digest"] for d in described]}}).encode()
+    manifest = put(json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                               "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **put(config)},
+                               "layers": described}).encode())
+    with open(os.path.join(path, "oci-layout"), "w") as f:
+        json.dump({"imageLayoutVersion": "1.0.0"}, f)
+    with open(os.path.join(path, "index.json"), "w") as f:
+        json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", **manifest,
+                                                      "annotations": {"org.opencontainers.image.ref.name": tag}}]}, f)
+    return manifest["digest"], config, [d["digest"] for d in described]

@@ -17,7 +17,6 @@ session past it); then the tool must say so and send that blob again from its st
 
 Expects the release musl build. Prints 'N passed, N failed'.
 """
-import hashlib
 import json
 import os
 import re
@@ -28,35 +27,13 @@ import threading
 import time
 
 from checks import check, finish
-from registries import WORK, TOOL, git_daemon, module_repo, raw_digest, registry, run, stop_all
+from registries import WORK, TOOL, git_daemon, module_repo, oci_layout, raw_digest, registry, run, stop_all
 
 CHUNK = 4 << 20
 BIG = 64 << 20
 
 
-def oci_layout(path, layer_bytes):
-    """An OCI image layout at `path` with one layer (tag 1.0)."""
-    blobs = os.path.join(path, "blobs", "sha256")
-    os.makedirs(blobs)
-
-    def put(data):
-        digest = hashlib.sha256(data).hexdigest()
-        with open(os.path.join(blobs, digest), "wb") as f:
-            f.write(data)
-        return {"digest": f"sha256:{digest}", "size": len(data)}
-
-    layer = put(layer_bytes)
-    config = put(json.dumps({"architecture": "amd64", "os": "linux",
-                             "rootfs": {"type": "layers", "diff_ids": [layer["digest"]]}}).encode())
-    manifest = put(json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                               "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config},
-                               "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", **layer}]}).encode())
-    with open(os.path.join(path, "oci-layout"), "w") as f:
-        json.dump({"imageLayoutVersion": "1.0.0"}, f)
-    with open(os.path.join(path, "index.json"), "w") as f:
-        json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", **manifest,
-                                                      "annotations": {"org.opencontainers.image.ref.name": "1.0"}}]}, f)
-    return layer["digest"]
+TAR = "application/vnd.oci.image.layer.v1.tar"
 
 
 class Relay:
@@ -158,9 +135,9 @@ def main():
     assert os.path.exists(TOOL), f"{TOOL} is missing: build the release musl binary first"
     source, _ = registry("resume-source")
     big_layout = os.path.join(WORK, "big-layout")
-    oci_layout(big_layout, os.urandom(BIG))
+    oci_layout(big_layout, [os.urandom(BIG)], layer_type=TAR)
     small_layout = os.path.join(WORK, "small-layout")
-    oci_layout(small_layout, os.urandom(1000))
+    oci_layout(small_layout, [os.urandom(1000)], layer_type=TAR)
     run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{big_layout}:1.0", f"docker://{source}/humanitec/kubernetes-agent:1.0"])
     for repo in ("humanitec/runner:1.0", "humanitec/charts/agent:1.0"):
         run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{small_layout}:1.0", f"docker://{source}/{repo}"])

@@ -2740,28 +2740,35 @@ fn push_key_pushes_the_module_only_at_the_commit_given_and_verify_key_says_the_m
     assert_eq!(run.code, Some(0), "the commit given is pushed: {}", run.all());
 }
 
-#[test]
-fn two_artifacts_mirroring_to_one_repository_name_fail_verify() {
-    // Mirrored under HOST/PATH/<name>: a doctored runner record of another path but the
-    // agent's name made push overwrite the agent's tag with the runner image.
-    let dir = TempDir::new("offline-one-name");
-    let (pair, _) = cosign_key(&dir, "cosign");
+/// A bundle of a signed agent image and a signed runner image whose record says `runner_source`
+/// (its signature names `runner_reference`); returns its path.
+fn agent_and_runner_bundle(dir: &TempDir, runner_source: &str, runner_reference: &str) -> PathBuf {
+    let (pair, _) = cosign_key(dir, "cosign");
     let (agent, agent_blobs) = image("agent-layer");
     let (runner, runner_blobs) = image("runner-layer");
     let (asig, asig_blobs) = cosign_signature_as(&pair, &digest(agent.as_bytes()), "127.0.0.1:1/humanitec/kubernetes-agent");
-    let (rsig, rsig_blobs) = cosign_signature_as(&pair, &digest(runner.as_bytes()), "127.0.0.1:1/other/kubernetes-agent");
-    let module = module_repo(&dir);
+    let (rsig, rsig_blobs) = cosign_signature_as(&pair, &digest(runner.as_bytes()), runner_reference);
+    let module = module_repo(dir);
     let commit = head_of(&module, "v1.0.0");
     let path = dir.join("b.tar");
     signed_bundle(
         &path,
         &[
             ("agent-image", "127.0.0.1:1/humanitec/kubernetes-agent:0.1.0", &agent, &agent_blobs, &asig, &asig_blobs),
-            ("runner-image", "127.0.0.1:1/other/kubernetes-agent:0.1.0", &runner, &runner_blobs, &rsig, &rsig_blobs),
+            ("runner-image", runner_source, &runner, &runner_blobs, &rsig, &rsig_blobs),
         ],
-        &git_bundle(&dir, &module, &["v1.0.0"]),
+        &git_bundle(dir, &module, &["v1.0.0"]),
         &commit,
     );
+    path
+}
+
+#[test]
+fn two_artifacts_mirroring_to_one_repository_name_fail_verify() {
+    // Mirrored under HOST/PATH/<name>: a doctored runner record of another path but the
+    // agent's name made push overwrite the agent's tag with the runner image.
+    let dir = TempDir::new("offline-one-name");
+    let path = agent_and_runner_bundle(&dir, "127.0.0.1:1/other/kubernetes-agent:0.1.0", "127.0.0.1:1/other/kubernetes-agent");
     let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
     assert_eq!(run.code, Some(1), "{}", run.all());
     assert!(run.stderr.contains("both mirror to the repository name"), "{}", run.stderr);
@@ -2771,24 +2778,9 @@ fn two_artifacts_mirroring_to_one_repository_name_fail_verify() {
 fn an_artifact_under_an_attachment_tag_fails_verify() {
     // An artifact tagged sha256-<hex>.sig would replace a signature in the mirror.
     let dir = TempDir::new("offline-sig-tag");
-    let (pair, _) = cosign_key(&dir, "cosign");
-    let (agent, agent_blobs) = image("agent-layer");
-    let (runner, runner_blobs) = image("runner-layer");
-    let (asig, asig_blobs) = cosign_signature_as(&pair, &digest(agent.as_bytes()), "127.0.0.1:1/humanitec/kubernetes-agent");
-    let (rsig, rsig_blobs) = cosign_signature_as(&pair, &digest(runner.as_bytes()), "127.0.0.1:1/humanitec/platform-orchestrator-runner");
-    let module = module_repo(&dir);
-    let commit = head_of(&module, "v1.0.0");
-    let path = dir.join("b.tar");
-    let runner_source = format!("127.0.0.1:1/humanitec/platform-orchestrator-runner:sha256-{}.sig", sha(agent.as_bytes()));
-    signed_bundle(
-        &path,
-        &[
-            ("agent-image", "127.0.0.1:1/humanitec/kubernetes-agent:0.1.0", &agent, &agent_blobs, &asig, &asig_blobs),
-            ("runner-image", &runner_source, &runner, &runner_blobs, &rsig, &rsig_blobs),
-        ],
-        &git_bundle(&dir, &module, &["v1.0.0"]),
-        &commit,
-    );
+    let tag = format!("sha256-{}.sig", sha(image("agent-layer").0.as_bytes()));
+    let source = format!("127.0.0.1:1/humanitec/platform-orchestrator-runner:{tag}");
+    let path = agent_and_runner_bundle(&dir, &source, "127.0.0.1:1/humanitec/platform-orchestrator-runner");
     let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
     assert_eq!(run.code, Some(1), "{}", run.all());
     assert!(run.stderr.contains("is an attachment's"), "{}", run.stderr);
