@@ -280,7 +280,7 @@ def main():
         v_rss = numbers["verify"][0]
         p_rss, p_tmp, _ = numbers["push"]
         largest = max(len(shared), os.path.getsize(TOOL))
-        print(f"measured: bundle in parts ({b_size} bytes): peak RSS {b_rss} KiB, scratch peak {b_scratch} bytes (the module's clone);"
+        print(f"measured: bundle in parts ({b_size} bytes): peak RSS {b_rss} KiB, scratch peak {b_scratch} bytes (the module's clone, and blobs waiting their turn with --jobs 4);"
               f" largest blob {len(shared)} bytes")
         print(f"measured: verify over parts: peak RSS {v_rss} KiB; push from parts: peak RSS {p_rss} KiB, $TMPDIR peak {p_tmp} bytes"
               " (the bare repository the module is pushed from)")
@@ -296,7 +296,7 @@ def main():
         check("a differential bundle of a one-layer change carries that layer and pushes onto the earlier mirror", differential_one_layer)
         check("a differential bundle pushed to an empty registry is refused, naming what is missing",
               differential_onto_an_empty_registry_is_refused)
-        check("bundle, verify and push stay within a few MiB and stage no blob (printed)", print_measurements)
+        check("bundle, verify and push stay within a few MiB; bundle's scratch stays under the largest blob (printed)", print_measurements)
     finally:
         stop_all()
     finish()

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::{BufWriter, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
 use miniserde::json::{Array, Number, Object, Value};
 
@@ -16,7 +16,7 @@ use super::differential;
 use super::digest::{shown, Digest, Hasher};
 use super::document;
 use super::graph::{self, Descriptor, Step, INDEX_TYPES};
-use super::parallel::{self, Meter, Metered};
+use super::parallel::{self, Meter, Metered, MeteredWrite};
 use super::parts::{self, Source};
 use super::registry::{self, Credentials, Endpoint, Manifest, Reference, Registry, Repository, Selector};
 use super::signature::{self, PublicKey};
@@ -157,6 +157,9 @@ pub struct Sources {
     pub max_part_size: Option<u64>,
     /// An earlier bundle: hold only what it does not (a differential bundle).
     pub since: Option<PathBuf>,
+    /// Blobs fetched at once (`--jobs`); with more than one, blobs wait in the scratch
+    /// directory, at most the largest blob's bytes at a time.
+    pub jobs: usize,
 }
 
 struct Staged {
@@ -165,6 +168,10 @@ struct Staged {
     blobs: HashSet<Digest>,
     /// Blobs the base of a differential bundle holds: referenced, not carried.
     base: Option<differential::Known>,
+    /// Blobs fetched at once.
+    jobs: usize,
+    /// Where blobs fetched in parallel wait to be appended.
+    scratch: PathBuf,
 }
 
 impl Staged {
@@ -198,16 +205,69 @@ impl Staged {
         Ok(())
     }
 
-    /// Adds a blob once (layers shared between images are stored once).
+    /// Whether `blob` is still to be added: once per bundle (layers shared between images
+    /// are stored once), and not where the base of a differential bundle put it (its target
+    /// repository holds it then). Marks it added.
+    fn wants(&mut self, repository: &Repository, blob: &Descriptor) -> bool {
+        if self.blobs.contains(&blob.digest) || self.base.as_mut().is_some_and(|base| base.omit(repository, &blob.digest)) {
+            return false;
+        }
+        self.blobs.insert(blob.digest.clone())
+    }
+
+    /// Adds a blob once (see [`Staged::wants`]).
     fn add_blob(&mut self, source: &Registry, repository: &Repository, blob: &Descriptor) -> Result<()> {
-        if self.blobs.contains(&blob.digest) {
-            return Ok(());
+        if self.wants(repository, blob) {
+            self.stream_blob(source, repository, blob)?;
         }
-        // Left out only where the base put it: its target repository holds it then.
-        if self.base.as_mut().is_some_and(|base| base.omit(repository, &blob.digest)) {
-            return Ok(());
+        Ok(())
+    }
+
+    /// Adds `blobs` (each wanted), [`Sources::jobs`] at once: one at a time streamed straight
+    /// into the bundle; in parallel each through the scratch directory, where at most the
+    /// largest one's bytes wait at any time (a blob waits for room before its fetch starts).
+    /// The first failure stops the others.
+    fn add_blobs(&mut self, source: &Registry, repository: &Repository, blobs: &[Descriptor], role: &str) -> Result<()> {
+        if self.jobs <= 1 || blobs.len() <= 1 {
+            return blobs.iter().try_for_each(|b| self.stream_blob(source, repository, b));
         }
-        self.blobs.insert(blob.digest.clone());
+        let room = blobs.iter().map(|b| b.size).max().unwrap_or(0);
+        let meter = Meter::new(format!("fetching {role}"), blobs.iter().map(|b| b.size).sum());
+        let stop = Arc::new(AtomicBool::new(false));
+        let waiting = (Mutex::new(0u64), Condvar::new());
+        let scratch = self.scratch.clone();
+        let jobs = self.jobs;
+        let out = Mutex::new((&mut self.tar, &mut self.sums));
+        parallel::run(jobs, stop.clone(), |pool| {
+            for blob in blobs {
+                {
+                    let (held, freed) = &waiting;
+                    let mut held = held.lock().unwrap_or_else(|p| p.into_inner());
+                    while *held > 0 && *held + blob.size > room && !stop.load(Ordering::Relaxed) {
+                        held = freed.wait_timeout(held, std::time::Duration::from_millis(100)).unwrap_or_else(|p| p.into_inner()).0;
+                    }
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    *held += blob.size;
+                }
+                let (meter, stop, scratch, out, waiting) = (meter.clone(), stop.clone(), &scratch, &out, &waiting);
+                pool.submit(move || {
+                    let result = fetch_through(source, repository, blob, scratch, meter, stop, out);
+                    let mut held = waiting.0.lock().unwrap_or_else(|p| p.into_inner());
+                    *held -= blob.size;
+                    waiting.1.notify_all();
+                    result
+                })?;
+            }
+            pool.drain()
+        })?;
+        meter.finish();
+        Ok(())
+    }
+
+    /// Streams `blob` straight into the bundle.
+    fn stream_blob(&mut self, source: &Registry, repository: &Repository, blob: &Descriptor) -> Result<()> {
         // Streamed straight into the bundle: a blob whose bytes are not its digest fails the
         // whole bundle (its partial output is removed), so nothing is staged on disk.
         let name = blob.digest.blob_name();
@@ -233,6 +293,35 @@ impl Staged {
         }
         Ok(())
     }
+}
+
+/// The bundle's writer and its checksums, shared by parallel fetches.
+type Appending<'a> = (&'a mut tar::Writer<BufWriter<parts::Output>>, &'a mut Vec<(Digest, String)>);
+
+/// One parallel fetch: `blob` into the scratch directory, then appended to the bundle.
+fn fetch_through(
+    source: &Registry,
+    repository: &Repository,
+    blob: &Descriptor,
+    scratch: &Path,
+    meter: Arc<Meter>,
+    stop: Arc<AtomicBool>,
+    out: &Mutex<Appending>,
+) -> Result<()> {
+    // A `Digest` is 64 hex digits: this path stays inside the scratch directory.
+    let temp = Owned(scratch.join(blob.digest.hex()));
+    {
+        let file = std::fs::File::create(&temp.0).map_err(|e| Error::io(format!("creating {}", temp.0.display()), e))?;
+        let mut written = MeteredWrite { inner: BufWriter::new(file), meter, stop };
+        source.blob(repository, &blob.digest, blob.size, &mut written)?;
+        std::io::Write::flush(&mut written.inner).map_err(|e| Error::io(format!("writing {} (is the disk full?)", temp.0.display()), e))?;
+    }
+    let name = blob.digest.blob_name();
+    let mut file = std::fs::File::open(&temp.0).map_err(|e| Error::io(format!("reading {}", temp.0.display()), e))?;
+    let mut out = out.lock().unwrap_or_else(|p| p.into_inner());
+    out.0.append(&name, 0o644, blob.size, &mut file).map_err(|e| Error::io(format!("writing {name} into the bundle (is the disk full?)"), e))?;
+    out.1.push((blob.digest.clone(), name));
+    Ok(())
 }
 
 /// Copies one image or chart (with every manifest and blob it references, and its
@@ -276,10 +365,18 @@ fn stage_artifact(staged: &mut Staged, access: &Access, role: &str, reference: &
         }
     }
     let repository = r.repository.clone();
+    // Manifests are added as the walk fetches them; the blobs after it, `--jobs` at once.
+    let mut blobs = Vec::new();
     graph::walk(top.clone(), &mut |child| source.manifest(&repository, &Selector::Digest(child.digest.clone())), &mut |step| match step {
-        Step::Blob(blob) => staged.add_blob(&source, &repository, blob),
+        Step::Blob(blob) => {
+            if staged.wants(&repository, blob) {
+                blobs.push(blob.clone());
+            }
+            Ok(())
+        }
         Step::Manifest(m, _) => staged.add_manifest(m),
     })?;
+    staged.add_blobs(&source, &repository, &blobs, role)?;
     let attachments = attachment::find(&source, &repository, &top, role == ROLES[0], &mut |stage| match stage {
         attachment::Stage::Bytes(bytes) => staged.add_manifest(&Manifest::new(String::new(), bytes)),
         attachment::Stage::Graph(m) => {
@@ -440,7 +537,14 @@ fn scratch_peak(dir: &Path) -> u64 {
 }
 
 fn stage_bundle(sources: &Sources, access: &Access, scratch: &Path, output: parts::Output, base: Option<differential::Known>) -> Result<(String, Source)> {
-    let mut staged = Staged { tar: tar::Writer::new(BufWriter::with_capacity(64 << 10, output)), sums: Vec::new(), blobs: HashSet::new(), base };
+    let mut staged = Staged {
+        tar: tar::Writer::new(BufWriter::with_capacity(64 << 10, output)),
+        sums: Vec::new(),
+        blobs: HashSet::new(),
+        base,
+        jobs: sources.jobs,
+        scratch: scratch.to_path_buf(),
+    };
     staged.add_file("offline-install", 0o755, &sources.tool)?;
     let mut index_entries = Array::new();
     let mut records = Array::new();

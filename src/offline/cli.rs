@@ -28,7 +28,7 @@ Usage:
                          --module-repo URL --module-ref REF [--platform OS/ARCH]...
                          [--source-plain-http] [--source-ca-file PEM] [--source-username USER]
                          [--source-password-stdin] [--auth-file FILE] [--tool PATH]
-                         [--max-part-size SIZE] [--since OLD_BUNDLE]
+                         [--max-part-size SIZE] [--since OLD_BUNDLE] [--jobs N]
   offline-install verify FILE [--key PUBKEY.pem] [--module-commit SHA]
   offline-install list FILE
   offline-install push FILE --registry HOST[:PORT][/PATH] --git-url URL
@@ -56,9 +56,10 @@ bundle   (connected side) fetches every artifact into FILE: images keep their di
          --since OLD_BUNDLE writes a differential bundle: only the blobs OLD (or OLD's own
          base) does not hold for the same repository, every manifest, and a git bundle of
          the module's commits
-         since OLD's; manifest.json records the base it needs. Nothing is unpacked: blobs
-         go straight into FILE, one at a time (so no blob is ever copied to disk); only
-         the module's clone uses FILE.scratch/.
+         since OLD's; manifest.json records the base it needs. Nothing is unpacked: with
+         --jobs 1 each blob goes straight into FILE; with --jobs N (default 4, 1 to 32)
+         N blobs are fetched at once, each through FILE.scratch/, which never holds more
+         than the largest blob's bytes at a time. One progress line per artifact.
 verify   checks FILE against itself without pushing anything: every entry is one this
          tool writes, read as every tar extracts it, with the checksum SHA256SUMS gives;
          every artifact's graph is complete; the git bundle holds exactly the module ref.
@@ -163,6 +164,7 @@ pub struct BundleArgs {
     pub tool: Option<PathBuf>,
     pub max_part_size: Option<u64>,
     pub since: Option<PathBuf>,
+    pub jobs: Option<usize>,
     pub source: Side,
 }
 
@@ -244,6 +246,7 @@ fn parse_bundle(parser: &mut lexopt::Parser) -> Result<BundleArgs, Usage> {
             Long("tool") => once(&mut a.tool, "tool", parser.value()?.into())?,
             Long("max-part-size") => once(&mut a.max_part_size, "max-part-size", parts::parse_size(&parser.value()?.string()?).map_err(Usage)?)?,
             Long("since") => once(&mut a.since, "since", parser.value()?.into())?,
+            Long("jobs") => once(&mut a.jobs, "jobs", upload::parse_jobs(&parser.value()?.string()?).map_err(Usage)?)?,
             Long("source-plain-http") => a.source.plain_http = true,
             Long("source-ca-file") => once(&mut a.source.ca_file, "source-ca-file", parser.value()?.into())?,
             Long("source-username") => once(&mut a.source.username, "source-username", parser.value()?.string()?)?,
@@ -342,6 +345,7 @@ pub fn run(command: Command) -> Result<String, Failure> {
                 tool,
                 max_part_size: a.max_part_size,
                 since: a.since,
+                jobs: a.jobs.unwrap_or(upload::DEFAULT_JOBS),
             };
             let written = bundle::bundle(&sources, &access(a.source, "source-", "SOURCE_", "source credentials")?, &output)?;
             let parted = match &written.source.index {

@@ -210,6 +210,33 @@ impl Read for Metered {
     }
 }
 
+/// A writer that counts what passes through it on a [`Meter`], and fails once `stop` is
+/// set (another transfer failed: this one ends at its next write).
+pub struct MeteredWrite<W: std::io::Write> {
+    /// The writer.
+    pub inner: W,
+    /// Where the bytes are counted.
+    pub meter: Arc<Meter>,
+    /// Set when the transfers are to stop.
+    pub stop: Arc<AtomicBool>,
+}
+
+impl<W: std::io::Write> std::io::Write for MeteredWrite<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.stop.load(Ordering::Relaxed) {
+            // Not ErrorKind::Interrupted: write_all retries that for ever.
+            return Err(std::io::Error::other("stopped after another transfer failed"));
+        }
+        let n = self.inner.write(buf)?;
+        self.meter.add(n as u64);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,5 +297,14 @@ mod tests {
         m.done.store(5 << 20, Ordering::Relaxed);
         let line = m.line();
         assert!(line.starts_with("agent-image: 5.0 of 10.0 MiB, ") && line.contains("MiB/s, ETA "), "{line}");
+    }
+
+    #[test]
+    fn a_stopped_metered_write_fails_write_all_instead_of_spinning() {
+        let stop = Arc::new(AtomicBool::new(true));
+        let mut w = MeteredWrite { inner: Vec::new(), meter: Meter::new("x".into(), 10), stop };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(std::io::Write::write_all(&mut w, b"bytes").is_err()).unwrap());
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok(true), "write_all spun on a stopped writer");
     }
 }

@@ -1797,7 +1797,7 @@ fn bundle_in_parts_refuses_an_existing_part_and_leaves_no_part_behind_when_it_fa
 }
 
 #[test]
-fn bundle_streams_each_blob_into_the_output_without_a_copy_in_its_scratch_directory() {
+fn bundle_with_one_job_streams_each_blob_into_the_output_without_a_copy_in_its_scratch_directory() {
     let dir = TempDir::new("offline-stream");
     let out = dir.join("bundle.tar");
     let module = module_repo(&dir);
@@ -1815,7 +1815,7 @@ fn bundle_streams_each_blob_into_the_output_without_a_copy_in_its_scratch_direct
             }
         }))
     });
-    let run = run_bundle(&dir, &out, &source.host(), module.to_str().unwrap());
+    let run = run_bundle_with(&dir, &out, &source.host(), module.to_str().unwrap(), &["--jobs", "1"]);
     assert_eq!(run.code, Some(0), "{}", run.all());
     let staged = staged.lock().unwrap().clone();
     assert!(staged.iter().all(|n| n.len() != 64), "blobs were staged in the scratch directory: {staged:?}");
@@ -2540,30 +2540,40 @@ fn serve_layers(source: &Registry, n: usize, len: usize) -> Vec<String> {
     layers
 }
 
-/// `bundle` of six 100 KB layers into `dir`'s bundle.tar, the layer numbered `missing` (if
-/// any) absent from the source; returns the run and the layers.
-fn bundle_six_layers(dir: &TempDir, missing: Option<usize>) -> (Run, Vec<String>) {
+/// `bundle --jobs JOBS` of six 100 KB layers into `dir`'s bundle.tar, the layer numbered
+/// `missing` (if any) absent from the source; returns the run and the layers.
+fn bundle_six_layers(dir: &TempDir, missing: Option<usize>, jobs: &str) -> (Run, Vec<String>) {
     let module = module_repo(dir);
     let source = Registry::start(false);
     let layers = serve_layers(&source, 6, 100_000);
     if let Some(i) = missing {
         source.with(|s| s.blobs.remove(&digest(layers[i].as_bytes())));
     }
-    let args = bundle_args(dir.join("bundle.tar").to_str().unwrap(), &source.host(), module.to_str().unwrap());
+    let mut args = bundle_args(dir.join("bundle.tar").to_str().unwrap(), &source.host(), module.to_str().unwrap());
+    args.extend(["--jobs".to_string(), jobs.to_string()]);
     (tool(dir, &args.iter().map(String::as_str).collect::<Vec<_>>(), None, QUICK), layers)
 }
 
 #[test]
 fn a_bundle_of_many_layers_holds_each_once_and_verifies() {
-    let dir = TempDir::new("offline-bundlejobs");
-    let out = dir.join("bundle.tar");
-    let (run, layers) = bundle_six_layers(&dir, None);
+    for jobs in ["1", "4"] {
+        let dir = TempDir::new(&format!("offline-bundlejobs-{jobs}"));
+        let out = dir.join("bundle.tar");
+        let (run, layers) = bundle_six_layers(&dir, None, jobs);
+        assert_eq!(run.code, Some(0), "{}", run.all());
+        if jobs == "4" {
+            assert!(run.stderr.contains("fetching agent-image: ") && run.stderr.contains(" MiB in "), "no progress line: {}", run.stderr);
+        }
+        check_six_layers(&dir, &out, &layers);
+    }
+}
+
+fn check_six_layers(dir: &TempDir, out: &Path, layers: &[String]) {
+    let run = tool(dir, &["verify", out.to_str().unwrap()], None, QUICK);
     assert_eq!(run.code, Some(0), "{}", run.all());
-    let run = tool(&dir, &["verify", out.to_str().unwrap()], None, QUICK);
-    assert_eq!(run.code, Some(0), "{}", run.all());
-    let listing = Command::new("tar").arg("-tf").arg(&out).output().unwrap();
+    let listing = Command::new("tar").arg("-tf").arg(out).output().unwrap();
     let names = String::from_utf8_lossy(&listing.stdout);
-    for l in &layers {
+    for l in layers {
         assert_eq!(names.matches(&sha(l.as_bytes())).count(), 1, "{names}");
     }
     assert!(!dir.join("bundle.scratch").exists() && !dir.join("bundle.partial").exists());
@@ -2573,7 +2583,7 @@ fn a_bundle_of_many_layers_holds_each_once_and_verifies() {
 fn a_failing_fetch_fails_the_bundle_names_the_blob_and_leaves_nothing() {
     let dir = TempDir::new("offline-bundlejobsfail");
     let out = dir.join("bundle.tar");
-    let (run, layers) = bundle_six_layers(&dir, Some(2));
+    let (run, layers) = bundle_six_layers(&dir, Some(2), "4");
     assert_eq!(run.code, Some(1), "{}", run.all());
     assert!(run.stderr.contains(&digest(layers[2].as_bytes())) && run.stderr.contains("BLOB_UNKNOWN"), "the failing blob is not named: {}", run.all());
     assert!(!out.exists() && !dir.join("bundle.scratch").exists() && !dir.join("bundle.partial").exists());
@@ -2811,10 +2821,53 @@ fn the_sbom_search_reads_each_agent_layer_as_it_arrives_and_stages_none_on_disk(
         }
         peak
     });
-    let run = run_bundle(&dir, &out, &source.host(), module.to_str().unwrap());
+    let run = run_bundle_with(&dir, &out, &source.host(), module.to_str().unwrap(), &["--jobs", "1"]);
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     let peak = watcher.join().unwrap();
     assert_eq!(run.code, Some(0), "{}", run.all());
     assert!(run.stderr.contains("no SBOM"), "{}", run.stderr);
     assert!(peak < 1 << 20, "a {peak}-byte file sat in bundle.scratch/");
+}
+
+#[test]
+fn parallel_fetches_keep_at_most_the_largest_blob_in_scratch() {
+    // Item 2's bound with `--jobs 4`: blobs wait in bundle.scratch/ for their turn in the
+    // output, never more than the largest one's bytes at a time.
+    let dir = TempDir::new("offline-jobs-room");
+    let module = module_repo(&dir);
+    let source = Registry::start(false);
+    let mut layers: Vec<String> = (0..6).map(|i| letters(300_000, i + 900)).collect();
+    layers.push(letters(1_000_000, 999));
+    let (config, m) = layered_image(&layers);
+    let mut blobs = vec![config];
+    blobs.extend(layers.iter().cloned());
+    serve(&source, (MANIFEST, &m), &[], &blobs);
+    // Every answer waits a little, so fetches overlap: each file in bundle.scratch/ then
+    // stands for the blob it is becoming, counted at its full size.
+    source.with(|s| s.on_request = Some(Box::new(|_| std::thread::sleep(Duration::from_millis(40)))));
+    let sizes: std::collections::HashMap<String, u64> = layers.iter().map(|l| (sha(l.as_bytes()), l.len() as u64)).collect();
+    let scratch = dir.join("bundle.scratch");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (stop, watched) = (done.clone(), scratch.clone());
+    let watcher = std::thread::spawn(move || {
+        let mut peak = 0u64;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+            let staged: u64 =
+                std::fs::read_dir(&watched).into_iter().flatten().flatten().filter_map(|e| sizes.get(&*e.file_name().to_string_lossy()).copied()).sum();
+            peak = peak.max(staged);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        peak
+    });
+    let mut args = bundle_args(dir.join("bundle.tar").to_str().unwrap(), &source.host(), module.to_str().unwrap());
+    args.extend(["--jobs".to_string(), "4".to_string()]);
+    let run = tool(&dir, &args.iter().map(String::as_str).collect::<Vec<_>>(), None, QUICK);
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = watcher.join().unwrap();
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert!(peak > 0, "the watcher saw no blob in bundle.scratch/: the test measured nothing");
+    assert!(peak <= 1_000_000, "{peak} bytes of blobs waited in bundle.scratch/ at once, more than the largest blob");
+    let run = tool(&dir, &["verify", dir.join("bundle.tar").to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(0), "{}", run.all());
 }
