@@ -1431,52 +1431,7 @@ pub fn push(path: &Path, target: &Target, key: Option<&PublicKey>, module_commit
         let (role, source) = (&artifact.role, &artifact.source);
         let repository = source.repository.under(prefix);
         eprintln!("pushing {role} to {host}/{repository}");
-        // The walk's order (children before the manifests naming them), planned first so
-        // that blobs go up `--jobs` at once and each manifest only after all of them.
-        let mut plan: Vec<std::result::Result<Descriptor, Manifest>> = Vec::new();
-        opened.walk(artifact, &mut |step| {
-            match step {
-                // Not carried: in the base, which `base_in_target` found in the target.
-                Step::Blob(blob) if !opened.carries(&blob.digest) => {}
-                Step::Blob(blob) => plan.push(Ok(blob.clone())),
-                Step::Manifest(m, _) if m.digest == artifact.digest => {}
-                Step::Manifest(m, parsed) => {
-                    plan.push(Err(Manifest { media_type: parsed.media_type.clone(), bytes: m.bytes.clone(), digest: m.digest.clone() }))
-                }
-            }
-            Ok(())
-        })?;
-        let meter = Meter::new(role.clone(), plan.iter().filter_map(|p| p.as_ref().ok()).map(|b| b.size).sum());
-        parallel::run(target.transfer.jobs, stop.clone(), |pool| {
-            for step in &plan {
-                match step {
-                    Ok(blob) => {
-                        let entry = opened.blob_entry(&blob.digest)?;
-                        let (source, meter, repository, dest) = (opened.source.clone(), meter.clone(), &repository, &dest);
-                        pool.submit(move || {
-                            let size = entry.size;
-                            let counted = meter.clone();
-                            // From byte `from` of the blob: the same entry, `from` bytes further in.
-                            let open = move |from: u64| -> std::io::Result<Box<dyn Read>> {
-                                let from = from.min(entry.size);
-                                let part = tar::Entry { offset: entry.offset + from, size: entry.size - from, ..entry.clone() };
-                                Ok(Box::new(Metered { inner: Box::new(source.open(&part)?), meter: counted.clone() }))
-                            };
-                            if !dest.push_blob(repository, &blob.digest, size, &open)? {
-                                meter.add(size);
-                            }
-                            Ok(())
-                        })?;
-                    }
-                    Err(m) => {
-                        pool.drain()?;
-                        dest.push_manifest(&repository, &Selector::Digest(m.digest.clone()), m)?;
-                    }
-                }
-            }
-            Ok(())
-        })?;
-        meter.finish();
+        push_graph(&opened, &dest, &repository, &artifact.digest, &artifact.media_type, target.transfer.jobs, &stop, Some(role))?;
         let top = opened.manifest_blob(&artifact.digest, &artifact.media_type)?;
         let tag = source.tag.clone().unwrap_or_else(|| "latest".into());
         let selector = match &source.digest {
@@ -1485,7 +1440,7 @@ pub fn push(path: &Path, target: &Target, key: Option<&PublicKey>, module_commit
         };
         dest.push_manifest(&repository, &selector, &top)?;
         eprintln!("  {role}: {host}/{repository}:{tag} = {}", artifact.digest);
-        push_attachments(&opened, &dest, &repository, artifact)?;
+        push_attachments(&opened, &dest, &repository, artifact, target.transfer.jobs, &stop)?;
         match role.as_str() {
             "agent-image" => values.push(format!("image.repository={host}/{repository}\nimage.tag={tag}")),
             "chart" => values.push(format!("chart: oci://{host}/{repository} --version {tag}")),
@@ -1534,29 +1489,69 @@ pub fn push(path: &Path, target: &Target, key: Option<&PublicKey>, module_commit
     ))
 }
 
-/// Pushes what one step of a walk from the bundle visits (a blob, or a child manifest by
-/// its digest); the walk's `top` is pushed by the caller, under its tag.
-fn push_step(opened: &Opened, dest: &Registry, repository: &Repository, top: &Digest, step: Step) -> Result<()> {
-    match step {
-        // Not carried: in the base, which `base_in_target` found in the target.
-        Step::Blob(blob) if !opened.carries(&blob.digest) => Ok(()),
-        Step::Blob(blob) => {
-            let entry = opened.blob_entry(&blob.digest)?;
-            let size = entry.size;
-            let source = opened.source.clone();
-            // From byte `from` of the blob: the same entry, `from` bytes further in.
-            let open = move |from: u64| -> std::io::Result<Box<dyn Read>> {
-                let from = from.min(entry.size);
-                Ok(Box::new(source.open(&tar::Entry { offset: entry.offset + from, size: entry.size - from, ..entry.clone() })?))
-            };
-            dest.push_blob(repository, &blob.digest, size, &open).map(|_| ())
+/// Pushes the graph under `digest` from the bundle, all but its top manifest (which the
+/// caller pushes, under its tag): the walk's order planned first (children before the
+/// manifests naming them), so that blobs go up `jobs` at once and each manifest only after
+/// all of them. Blobs not carried (a differential bundle's base) are skipped:
+/// `base_in_target` found them in the target. With `progress`, one meter line for the graph.
+#[allow(clippy::too_many_arguments)]
+fn push_graph(
+    opened: &Opened,
+    dest: &Registry,
+    repository: &Repository,
+    digest: &Digest,
+    media_type: &str,
+    jobs: usize,
+    stop: &Arc<AtomicBool>,
+    progress: Option<&str>,
+) -> Result<()> {
+    let mut plan: Vec<std::result::Result<Descriptor, Manifest>> = Vec::new();
+    opened.walk_from(digest, media_type, &mut |step| {
+        match step {
+            Step::Blob(blob) if !opened.carries(&blob.digest) => {}
+            Step::Blob(blob) => plan.push(Ok(blob.clone())),
+            Step::Manifest(m, _) if m.digest == *digest => {}
+            Step::Manifest(m, parsed) => plan.push(Err(Manifest { media_type: parsed.media_type.clone(), bytes: m.bytes.clone(), digest: m.digest.clone() })),
         }
-        Step::Manifest(m, _) if m.digest == *top => Ok(()),
-        Step::Manifest(m, parsed) => {
-            let typed = Manifest { media_type: parsed.media_type.clone(), bytes: m.bytes.clone(), digest: m.digest.clone() };
-            dest.push_manifest(repository, &Selector::Digest(m.digest.clone()), &typed)
+        Ok(())
+    })?;
+    let meter = progress.map(|label| Meter::new(label.to_string(), plan.iter().filter_map(|p| p.as_ref().ok()).map(|b| b.size).sum()));
+    parallel::run(jobs, stop.clone(), |pool| {
+        for step in &plan {
+            match step {
+                Ok(blob) => {
+                    let entry = opened.blob_entry(&blob.digest)?;
+                    let (source, meter) = (opened.source.clone(), meter.clone());
+                    pool.submit(move || {
+                        let size = entry.size;
+                        let counted = meter.clone();
+                        let open = move |from: u64| -> std::io::Result<Box<dyn Read>> {
+                            let inner: Box<dyn Read> = Box::new(source.open_from(&entry, from)?);
+                            Ok(match &counted {
+                                Some(m) => Box::new(Metered { inner, meter: m.clone() }),
+                                None => inner,
+                            })
+                        };
+                        if !dest.push_blob(repository, &blob.digest, size, &open)? {
+                            if let Some(m) = &meter {
+                                m.add(size);
+                            }
+                        }
+                        Ok(())
+                    })?;
+                }
+                Err(m) => {
+                    pool.drain()?;
+                    dest.push_manifest(repository, &Selector::Digest(m.digest.clone()), m)?;
+                }
+            }
         }
+        Ok(())
+    })?;
+    if let Some(m) = meter {
+        m.finish();
     }
+    Ok(())
 }
 
 /// Before a differential bundle pushes anything: every blob it references and does not carry
@@ -1642,13 +1637,13 @@ impl<R: Read> Read for Hashed<R> {
 /// by digest instead where the registry implements the referrers API (it indexes it
 /// itself), and a plain referrer on a registry without that API is also listed in the
 /// `sha256-<hex>` index the referrers tag schema names.
-fn push_attachments(opened: &Opened, dest: &Registry, repository: &Repository, artifact: &Artifact) -> Result<()> {
+fn push_attachments(opened: &Opened, dest: &Registry, repository: &Repository, artifact: &Artifact, jobs: usize, stop: &Arc<AtomicBool>) -> Result<()> {
     if artifact.attachments.is_empty() {
         return Ok(());
     }
     let referrers_api = dest.referrers(repository, &artifact.digest)?.is_some();
     for a in &artifact.attachments {
-        opened.walk_from(&a.digest, &a.media_type, &mut |step| push_step(opened, dest, repository, &a.digest, step))?;
+        push_graph(opened, dest, repository, &a.digest, &a.media_type, jobs, stop, None)?;
         let manifest = opened.manifest_blob(&a.digest, &a.media_type)?;
         let referrer = attachment::subject_of(&manifest)?.is_some();
         let (selector, shown) = match a.kind.tag(&a.subject) {

@@ -196,6 +196,13 @@ impl Source {
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "an entry past the end"))?;
         Ok(Reader { parts: self.parts.clone(), pos: entry.offset, end, file: None })
     }
+
+    /// [`Source::open`] from byte `from` of the entry's data (a resumed upload re-reads
+    /// the bytes before it to hash them; past the end reads nothing).
+    pub fn open_from(&self, entry: &tar::Entry, from: u64) -> io::Result<Reader> {
+        let from = from.min(entry.size);
+        self.open(&tar::Entry { offset: entry.offset + from, size: entry.size - from, ..entry.clone() })
+    }
 }
 
 /// The bytes of a regular file of at most `max` bytes, opened without following a symlink
