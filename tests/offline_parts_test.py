@@ -33,7 +33,7 @@ from helm_python import chart as helm_chart
 from helm_python import registry as helm_registry
 
 from checks import check, finish
-from registries import IMAGE, ROOT, TOOL, WORK, git_daemon, oci_layout, raw_digest, registry, run, stop_all
+from registries import IMAGE, ROOT, TOOL, WORK, git_daemon, module_repo, oci_layout, raw_digest, registry, run, stop_all
 
 MIB = 1 << 20
 LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -140,14 +140,8 @@ def main():
         run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{WORK}/app-v{version}:{version}",
              f"docker://{source}/humanitec/app:{version}"])
 
-    module = os.path.join(WORK, "module")
+    module, old_commit = module_repo("module")
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", "-C", module]
-    run(["git", "init", "--quiet", "-b", "main", module])
-    with open(os.path.join(module, "main.tf"), "w") as f:
-        f.write('variable "cluster" {}\n')
-    run([*git, "add", "."])
-    run([*git, "commit", "--quiet", "-m", "module"])
-    old_commit = run([*git, "rev-parse", "main"]).stdout.strip()
 
     def bundle_argv(output, app_version, *extra):
         return [TOOL, "bundle", "--output", output, "--source-plain-http", "--agent-image", f"{source}/humanitec/app:{app_version}",
