@@ -5,12 +5,15 @@ real docker-registry (Debian, 2.8: no referrers API) on loopback:
   tests/cosign.py (an independent implementation of cosign's key and signature formats:
   the key file round-trips through its scrypt + secretbox encryption);
 - bundle carries each `sha256-<hex>.sig` and makes the SBOM artifact from the agent image's
-  own layer; verify --key accepts the right key and refuses another; push --key mirrors
+  own layer; verify --key accepts the right key and refuses another, and says each
+  platform's SBOM is the file in its layer; push --key mirrors
   the signatures under the same tags, where the Python checker accepts them (and refuses
   them for another key); the SBOM is found under `sha256-<platform digest>.sbom` with
   skopeo and equals /opt/runner/kubernetes-agent.cdx.json extracted from the image;
 - a copy of the bundle doctored consistently (payload altered, SHA256SUMS regenerated)
-  passes verify and is refused by verify --key;
+  passes verify and is refused by verify --key; one with a made-up SBOM attached to the
+  genuine agent image is refused by verify --key and push --key (verify finds the SBOM
+  again in the image's layer), nothing pushed;
 - a tampered signature, an altered payload, another key's signature, and an unsigned
   image are each refused by verify --key (naming the image) and by the checker, and
   push --key pushes nothing for them.
@@ -139,6 +142,10 @@ def main():
         out = run([TOOL, "verify", good, "--key", public])
         for role in ("agent-image", "runner-image", "chart"):
             assert f"{role}: " in out.stdout and "is signed by the key" in out.stdout, out.stdout
+        for platform, sbom in sboms.items():
+            line = f"agent-image: the SBOM attached to {platform} is /opt/runner/kubernetes-agent.cdx.json from its own layer (sha256 {hashlib.sha256(sbom).hexdigest()})"
+            assert line in out.stdout, out.stdout
+        assert "the agent's SBOM is the file in its signed layers" in out.stdout, out.stdout
         bad = run([TOOL, "verify", good, "--key", other_public], check_rc=False)
         assert bad.returncode == 1 and "agent-image" in bad.stderr and "does not verify with the key" in bad.stderr, bad.stderr
 
@@ -168,29 +175,29 @@ def main():
     check("push --key mirrors every signature (the checker accepts them, not another key's) and the SBOM under sha256-<digest>.sbom, equal to the image's file",
           push_mirrors_signatures_and_sbom)
 
-    def doctored_bundle_passes_verify_but_not_verify_key():
-        # Someone who can write the bundle alters the agent image's signed payload and makes
-        # everything consistent again: the blob names, the signature manifest, manifest.json,
-        # oci/index.json and SHA256SUMS. verify (checksums) cannot tell; verify --key can.
+    blob = lambda d: "oci/blobs/sha256/" + d.split(":", 1)[1]  # noqa: E731
+    sha = lambda b: "sha256:" + hashlib.sha256(b).hexdigest()  # noqa: E731
+
+    def doctor(out_path, alter):
+        """A copy of the good bundle, altered and made consistent again, as someone who can write
+        the bundle would: alter(files, manifest, replace) changes manifest.json (parsed) and calls
+        replace(old digest, new bytes) for each manifest or blob it changes, whose references in
+        oci/index.json are renamed here; then SHA256SUMS is regenerated."""
         with tarfile.open(good) as t:
             entries = [[m.name, m.mode, t.extractfile(m).read()] for m in t.getmembers()]
         files = {name: data for name, _, data in entries}
-        blob = lambda d: "oci/blobs/sha256/" + d.split(":", 1)[1]  # noqa: E731
-        sha = lambda b: "sha256:" + hashlib.sha256(b).hexdigest()  # noqa: E731
         manifest = json.loads(files["manifest.json"])
-        sig = next(a for a in manifest["artifacts"][0]["attachments"] if a["kind"] == "signature")
-        sig_manifest = json.loads(files[blob(sig["digest"])])
-        layer = sig_manifest["layers"][0]
-        altered = files[blob(layer["digest"])].replace(b"humanitec", b"attacker0")
-        replaced = {blob(layer["digest"]): (blob(sha(altered)), altered)}
-        layer["digest"], layer["size"] = sha(altered), len(altered)
-        new_sig = json.dumps(sig_manifest).encode()
-        replaced[blob(sig["digest"])] = (blob(sha(new_sig)), new_sig)
         index = json.loads(files["oci/index.json"])
-        for d in index["manifests"]:
-            if d["digest"] == sig["digest"]:
-                d["digest"], d["size"] = sha(new_sig), len(new_sig)
-        sig["digest"], sig["size"] = sha(new_sig), len(new_sig)
+        replaced = {}
+
+        def replace(old, data):
+            replaced[blob(old)] = (blob(sha(data)), data)
+            for d in index["manifests"]:
+                if d["digest"] == old:
+                    d["digest"], d["size"] = sha(data), len(data)
+            return sha(data), len(data)
+
+        alter(files, manifest, replace)
         replaced["manifest.json"] = ("manifest.json", json.dumps(manifest, indent=2).encode())
         replaced["oci/index.json"] = ("oci/index.json", json.dumps(index).encode())
         out = []
@@ -199,8 +206,7 @@ def main():
             if name == "SHA256SUMS":
                 data = "".join(f"{hashlib.sha256(d).hexdigest()}  {n}\n" for n, _, d in out).encode()
             out.append((name, mode, data))
-        doctored = os.path.join(WORK, "doctored.tar")
-        with open(doctored, "wb") as f:
+        with open(out_path, "wb") as f:
             for name, mode, data in out:  # the tool's own tar format: ustar, 0:0, no pax
                 h = bytearray(512)
                 h[:len(name)] = name.encode()
@@ -210,6 +216,20 @@ def main():
                 h[148:156] = b"%06o\0 " % sum(h)
                 f.write(bytes(h) + data + bytes(-len(data) % 512))
             f.write(bytes(1024))
+
+    def doctored_bundle_passes_verify_but_not_verify_key():
+        # The agent image's signed payload altered, everything else made consistent again:
+        # verify (checksums) cannot tell; verify --key can.
+        def alter(files, manifest, replace):
+            sig = next(a for a in manifest["artifacts"][0]["attachments"] if a["kind"] == "signature")
+            sig_manifest = json.loads(files[blob(sig["digest"])])
+            layer = sig_manifest["layers"][0]
+            altered = files[blob(layer["digest"])].replace(b"humanitec", b"attacker0")
+            layer["digest"], layer["size"] = replace(layer["digest"], altered)
+            sig["digest"], sig["size"] = replace(sig["digest"], json.dumps(sig_manifest).encode())
+
+        doctored = os.path.join(WORK, "doctored.tar")
+        doctor(doctored, alter)
         plain = run([TOOL, "verify", doctored], check_rc=False)
         assert plain.returncode == 0 and "every checksum and digest matches" in plain.stdout, plain.stderr
         keyed = run([TOOL, "verify", doctored, "--key", public], check_rc=False)
@@ -217,6 +237,33 @@ def main():
 
     check("a consistently doctored bundle (altered payload, SHA256SUMS regenerated) passes verify but not verify --key",
           doctored_bundle_passes_verify_but_not_verify_key)
+
+    def a_made_up_sbom_for_the_signed_image_is_refused():
+        # The genuine, signed agent image with a made-up SBOM attached (consistent
+        # SHA256SUMS): verify --key had passed it and push --key mirrored it beside the image.
+        platform = next(iter(sboms))
+        forged_sbom = json.dumps({"bomFormat": "CycloneDX", "specVersion": "1.5", "components": []}).encode()
+
+        def alter(files, manifest, replace):
+            att = next(a for a in manifest["artifacts"][0]["attachments"] if a["kind"] == "sbom" and a["subject"] == platform)
+            artifact = json.loads(files[blob(att["digest"])])
+            layer = artifact["layers"][0]
+            layer["digest"], layer["size"] = replace(layer["digest"], forged_sbom)
+            att["digest"], att["size"] = replace(att["digest"], json.dumps(artifact, separators=(",", ":"), sort_keys=True).encode())
+
+        forged = os.path.join(WORK, "forged-sbom.tar")
+        doctor(forged, alter)
+        why = f"is not the image's own /opt/runner/kubernetes-agent.cdx.json (sha256 {hashlib.sha256(sboms[platform]).hexdigest()}, in its layer)"
+        v = run([TOOL, "verify", forged, "--key", public], check_rc=False)
+        assert v.returncode == 1 and why in v.stderr, v.stderr
+        p = run([TOOL, "push", forged, "--key", public, "--module-commit", module_commit, "--registry", f"{target}/forged", "--plain-http",
+                 "--git-url", git_url], check_rc=False)
+        assert p.returncode == 1 and why in p.stderr, p.stderr
+        catalog = json.loads(get(f"http://{target}/v2/_catalog"))
+        assert not [r for r in catalog["repositories"] if r.startswith("forged/")], catalog
+
+    check("a made-up SBOM attached to the genuine signed agent image (SHA256SUMS consistent) is refused by verify --key and push --key, nothing pushed",
+          a_made_up_sbom_for_the_signed_image_is_refused)
 
     def refused(case, sign_agent, runner=names["runner"]):
         sign_agent()

@@ -14,7 +14,7 @@
 //! [`MAX_REFERRERS`] per subject (refused, not cut).
 
 use std::collections::HashMap;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 
 use miniserde::json::{Array, Number, Object, Value};
@@ -201,7 +201,8 @@ pub fn find(source: &Registry, repository: &Repository, top: &Manifest, sbom: bo
             if INDEX_TYPES.contains(&manifest.media_type.as_str()) {
                 continue;
             }
-            let Some(sbom) = sbom_of_image(source, repository, &manifest, &mut scanned)? else { continue };
+            let fetch = |layer: &Descriptor, out: &mut dyn Write| source.blob(repository, &layer.digest, layer.size, out);
+            let Some(sbom) = sbom_of_image(&manifest, &mut scanned, &fetch)? else { continue };
             let subject = Descriptor { media_type: manifest.media_type.clone(), digest: digest.clone(), size: *size, platform: None };
             let artifact = sbom_artifact(&sbom.digest, sbom.size, &subject);
             stage(Stage::Bytes(EMPTY.to_vec()))?;
@@ -359,18 +360,16 @@ pub fn sbom_artifact(sbom: &Digest, size: u64, subject: &Descriptor) -> Manifest
     Manifest::new(IMAGE_MANIFEST.into(), miniserde::json::to_string(&Value::Object(m)).into_bytes())
 }
 
+/// Writes one layer's bytes, as they come, into the writer given: from the source registry
+/// (`bundle`) or from the bundle itself (`verify`, which finds the SBOM again).
+pub type FetchLayer<'a> = dyn Fn(&Descriptor, &mut dyn Write) -> Result<()> + Sync + 'a;
+
 /// The SBOM file in an image manifest's layers (the last layer holding it wins, as in
 /// the image's filesystem), checked to be CycloneDX JSON; `None` when no layer holds it.
-/// Layers are fetched again and read as they arrive (through `gzip -dc`, on the connected
-/// side, where `bundle` runs): nothing is written to disk. Each layer at most once:
-/// `scanned` remembers which SBOM (digest and size) a layer held; a layer that is neither
-/// tar nor gzip'd tar is skipped.
-pub fn sbom_of_image(
-    source: &Registry,
-    repository: &Repository,
-    manifest: &Manifest,
-    scanned: &mut HashMap<Digest, Option<(Digest, u64)>>,
-) -> Result<Option<Sbom>> {
+/// Each layer is read as `fetch` writes it (through `gzip -dc` when compressed): nothing
+/// is written to disk. Each layer at most once: `scanned` remembers which SBOM (digest
+/// and size) a layer held; a layer that is neither tar nor gzip'd tar is skipped.
+pub fn sbom_of_image(manifest: &Manifest, scanned: &mut HashMap<Digest, Option<(Digest, u64)>>, fetch: &FetchLayer) -> Result<Option<Sbom>> {
     let what = format!("manifest {}", manifest.digest);
     let value = document::parse(&manifest.bytes, &what, document::MAX_MANIFEST)?;
     let Some(Value::Array(layers)) = get(&value, &["layers"]) else { return Ok(None) };
@@ -387,7 +386,7 @@ pub fn sbom_of_image(
                 None => continue,
             }
         }
-        let found = sbom_in_layer(source, repository, &layer, gzip)?;
+        let found = sbom_in_layer(&layer, gzip, fetch)?;
         scanned.insert(layer.digest.clone(), found.as_ref().map(|b| (Digest::of(b), b.len() as u64)));
         if let Some(bytes) = found {
             let doc = format!("{SBOM_PATH} in layer {}", layer.digest);
@@ -437,16 +436,15 @@ impl Read for Piped {
     }
 }
 
-/// [`SBOM_PATH`] in `layer`, read as the layer is fetched (through `gzip -dc` when
-/// `gzip`): a pipe carries the download to the reader, which reads the whole layer even
-/// once it has what it looks for (or finds it is no tar), so the download completes and
-/// its digest is checked; a failed download fails the bundle, a layer that is no tar
-/// only holds no SBOM.
-fn sbom_in_layer(source: &Registry, repository: &Repository, layer: &Descriptor, gzip: bool) -> Result<Option<Vec<u8>>> {
+/// [`SBOM_PATH`] in `layer`, read as `fetch` writes it (through `gzip -dc` when `gzip`):
+/// a pipe carries the bytes to the reader, which reads the whole layer even once it has
+/// what it looks for (or finds it is no tar), so the fetch completes and its digest is
+/// checked; a failed fetch fails the search, a layer that is no tar only holds no SBOM.
+fn sbom_in_layer(layer: &Descriptor, gzip: bool, fetch: &FetchLayer) -> Result<Option<Vec<u8>>> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
     let (mut reader, mut writer) = (Piped { rx, held: Vec::new(), at: 0 }, Piping(tx));
     std::thread::scope(|scope| {
-        let fetch = scope.spawn(move || source.blob(repository, &layer.digest, layer.size, &mut writer));
+        let fetch = scope.spawn(move || fetch(layer, &mut writer));
         let found = if gzip {
             let spawned = Command::new("gzip").arg("-dc").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn();
             let mut child = match spawned {

@@ -801,6 +801,10 @@ pub struct Opened {
     pub artifacts: Vec<Artifact>,
     /// Its module, checked.
     pub module: Module,
+    /// What `verify` found of the agent image's SBOM, a line for each image manifest with
+    /// an SBOM attached, true where it is the file in the image's own layer (see
+    /// [`Opened::check_sboms`]).
+    pub sboms: Vec<(bool, String)>,
 }
 
 impl Opened {
@@ -957,6 +961,78 @@ impl Opened {
         Ok(lines)
     }
 
+    /// Finds the agent image's SBOM again, in the layers this bundle carries, wherever an
+    /// SBOM is attached to one of its image manifests (`images`: each, and whether the
+    /// bundle carries its blobs): when a layer holds [`attachment::SBOM_PATH`], the SBOM
+    /// attached must be the artifact `bundle` makes of that very file, so the SBOM the
+    /// mirror serves is bound to the image digest (and, with `--key`, to its signature),
+    /// not only to `SHA256SUMS`. An image whose layers hold no SBOM file keeps the SBOM
+    /// its source attached, carried as found; a differential bundle's image whose layers
+    /// are in the base is not searched (the base's own verify did). One line each.
+    fn check_sboms(&self, images: &[(Manifest, bool)]) -> Result<Vec<(bool, String)>> {
+        let fetch = |layer: &Descriptor, out: &mut dyn std::io::Write| -> Result<()> {
+            let name = layer.digest.blob_name();
+            let entry = self.blob_entry(&layer.digest)?;
+            let mut reader = self.source.open(&entry).map_err(|e| Error::io(format!("reading {name} from {}", self.path.display()), e))?;
+            let (mut hasher, mut buf) = (Hasher::new(), vec![0u8; 64 << 10]);
+            loop {
+                let n = reader.read(&mut buf).map_err(|e| Error::io(format!("reading {name} from {}", self.path.display()), e))?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                out.write_all(&buf[..n]).map_err(|e| Error::io(format!("searching {name} for the SBOM"), e))?;
+            }
+            if hasher.finish() != layer.digest {
+                return Err(Error::decode(self.doc(), format!("{name} changed while it was verified: get a fresh copy")));
+            }
+            Ok(())
+        };
+        let mut scanned = std::collections::HashMap::new();
+        let mut lines = Vec::new();
+        for (image, carried) in images {
+            let Some(artifact) = self.artifacts.iter().find(|a| a.role == ROLES[0]) else { break };
+            let Some(attached) = artifact.attachments.iter().find(|a| a.kind == attachment::Kind::Sbom && a.subject == image.digest) else { continue };
+            if !carried {
+                lines.push((false, format!("{}: the SBOM of {} is not searched for again: its layers are in the base bundle", ROLES[0], image.digest)));
+                continue;
+            }
+            let Some(found) = attachment::sbom_of_image(image, &mut scanned, &fetch)? else {
+                lines.push((
+                    false,
+                    format!(
+                        "{}: the SBOM attached to {} ({}) is the source's, carried as found: no layer holds {}",
+                        ROLES[0],
+                        image.digest,
+                        attached.digest,
+                        attachment::SBOM_PATH
+                    ),
+                ));
+                continue;
+            };
+            let manifest = self.manifest_blob(&attached.digest, &attached.media_type)?;
+            let what = format!("{}: the SBOM {} attached to {}", self.doc(), attached.digest, image.digest);
+            let value = document::parse(&manifest.bytes, &what, document::MAX_MANIFEST)?;
+            let subject = get(&value, &["subject"]).map(|s| Descriptor::parse(s, &what)).transpose()?;
+            let expected = subject.map(|s| attachment::sbom_artifact(&found.digest, found.size, &s).digest);
+            if expected.as_ref() != Some(&attached.digest) {
+                return Err(Error::decode(
+                    what,
+                    format!(
+                        "it is not the image's own /{} (sha256 {}, in its layer): the bundle was altered; get a fresh copy",
+                        attachment::SBOM_PATH,
+                        found.digest.hex()
+                    ),
+                ));
+            }
+            lines.push((
+                true,
+                format!("{}: the SBOM attached to {} is /{} from its own layer (sha256 {})", ROLES[0], image.digest, attachment::SBOM_PATH, found.digest.hex()),
+            ));
+        }
+        Ok(lines)
+    }
+
     /// Walks one artifact's graph from the bundle (see [`graph::walk`]); every blob is
     /// checked to be present with the size its descriptor gives.
     pub(super) fn walk(&self, artifact: &Artifact, visit: &mut dyn FnMut(Step) -> Result<()>) -> Result<()> {
@@ -1037,12 +1113,17 @@ pub fn verify_source(path: &Path, source: Source) -> Result<Opened> {
     // (checked in `walk`).
     let mut referenced: BTreeSet<String> = BTreeSet::new();
     let mut tags = BTreeSet::new();
+    // The agent's image manifests (not indexes), and whether the bundle carries their blobs.
+    let mut agent_images: Vec<(Manifest, bool)> = Vec::new();
     for artifact in &opened.artifacts {
         let mut manifests = BTreeSet::new();
         opened.walk(artifact, &mut |step| {
             referenced.insert(match step {
                 Step::Blob(b) => b.digest.blob_name(),
-                Step::Manifest(m, _) => {
+                Step::Manifest(m, parsed) => {
+                    if artifact.role == ROLES[0] && parsed.children.is_empty() {
+                        agent_images.push((m.clone(), parsed.blobs.iter().all(|b| opened.carries(&b.digest))));
+                    }
                     manifests.insert(m.digest.clone());
                     m.digest.blob_name()
                 }
@@ -1071,6 +1152,7 @@ pub fn verify_source(path: &Path, source: Source) -> Result<Opened> {
             ));
         }
     }
+    opened.sboms = opened.check_sboms(&agent_images)?;
     let head = opened.read_prefix("module/module.bundle", MAX_GIT_HEADER)?;
     let prerequisite = opened.base.as_ref().and_then(|b| b.prerequisite.clone());
     opened.module.full_ref =
@@ -1145,6 +1227,7 @@ pub fn open_source(path: &Path, source: Source) -> Result<Opened> {
         manifest: Value::Null,
         artifacts: Vec::new(),
         module: Module { reference: String::new(), commit: String::new(), full_ref: String::new() },
+        sboms: Vec::new(),
     };
     opened.manifest = document::parse(&opened.read("manifest.json", document::MAX_SMALL as u64)?, "manifest.json", document::MAX_SMALL)?;
     let (artifacts, module) = contents(&opened.manifest)?;
@@ -1387,6 +1470,9 @@ impl Drop for Owned {
 /// that repository (the pack and its index) is the only temporary disk push uses.
 pub fn push(path: &Path, target: &Target, key: Option<&PublicKey>, module_commit: Option<&str>) -> Result<String> {
     let opened = verify(path)?;
+    for (_, line) in &opened.sboms {
+        eprintln!("{line}");
+    }
     if let Some(key) = key {
         for line in opened.check_signatures(key)? {
             eprintln!("{line}");

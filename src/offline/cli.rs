@@ -21,7 +21,7 @@ pub const HELP: &str = "\
 offline-install: carry the agent image, the runner image, the chart and the TF module
 repository across an air gap in one file, and mirror them into an internal OCI registry
 and Git service. Needs nothing but this static tool, a shell and (for the module) git;
-bundle also runs gzip -dc to read the agent image's SBOM out of its layer.
+bundle, verify and push also run gzip -dc to read the agent image's SBOM out of its layer.
 
 Usage:
   offline-install bundle --output FILE --agent-image REF --runner-image REF --chart REF
@@ -62,8 +62,9 @@ bundle   (connected side) fetches every artifact into FILE: images keep their di
          than the largest blob's bytes at a time. One progress line per artifact.
 verify   checks FILE against itself without pushing anything: every entry is one this
          tool writes, read as every tar extracts it, with the checksum SHA256SUMS gives;
-         every artifact's graph is complete; the git bundle holds exactly the module ref.
-         It cannot tell who made FILE: compare the 'SHA256SUMS sha256:' line it prints
+         every artifact's graph is complete; the git bundle holds exactly the module ref;
+         the SBOM attached to the agent image is the file its own layer holds (found again
+         in FILE). It cannot tell who made FILE: compare the 'SHA256SUMS sha256:' line it prints
          with the value bundle printed, carried apart; only a match proves FILE is that one.
          With no FILE but FILE.parts beside it, the parts are checked first: a missing,
          truncated, longer, altered, symlinked or special part is named. A differential
@@ -71,8 +72,9 @@ verify   checks FILE against itself without pushing anything: every entry is one
          it needs.
          --key PUBKEY.pem (cosign.pub, ECDSA P-256) proves origin, offline: every artifact
          must carry a cosign signature of its digest, made for its repository name, that
-         verifies with the key, else FILE is refused, naming the artifact. No image
-         signature covers the TF module (code) or the SBOM: --module-commit SHA (the full
+         verifies with the key, else FILE is refused, naming the artifact (the agent's
+         SBOM, found in its layer, is covered with it). No image signature covers the
+         TF module (code): --module-commit SHA (the full
          commit id, carried apart like the SHA256SUMS value) refuses FILE unless its module
          is that commit.
 list     prints what FILE (or its parts) holds: artifacts, platforms, digests, blob counts
@@ -381,8 +383,13 @@ pub fn run(command: Command) -> Result<String, Failure> {
             let signed = match key {
                 Some(key) => {
                     let lines = opened.check_signatures(&PublicKey::read(&key)?)?;
+                    let attachments = if opened.sboms.iter().any(|(bound, _)| *bound) {
+                        "the agent's SBOM is the file in its signed layers; other attachments are carried as found, not signed"
+                    } else {
+                        "the SBOM and other attachments are carried as found, not signed"
+                    };
                     format!(
-                        "{}\nevery artifact's signature verifies with {}: these images and the chart are the ones the key's owner signed, under these names; {module}; the SBOM and other attachments are carried as found, not signed\n",
+                        "{}\nevery artifact's signature verifies with {}: these images and the chart are the ones the key's owner signed, under these names; {module}; {attachments}\n",
                         lines.join("\n"),
                         key.display()
                     )
@@ -396,8 +403,9 @@ pub fn run(command: Command) -> Result<String, Failure> {
                 None => String::new(),
             };
             let base = opened.base.as_ref().map_or(String::new(), |b| format!("{}\n", b.describe()));
+            let sboms: String = opened.sboms.iter().map(|(_, line)| format!("{line}\n")).collect();
             Ok(format!(
-                "{}: every checksum and digest matches\n{}\n{signed}{base}{parted}SHA256SUMS sha256: {}\n  compare it with the value bundle printed, carried apart from the bundle: only then is it the bundle that was made\n",
+                "{}: every checksum and digest matches\n{}\n{sboms}{signed}{base}{parted}SHA256SUMS sha256: {}\n  compare it with the value bundle printed, carried apart from the bundle: only then is it the bundle that was made\n",
                 opened.source.shown(),
                 crate::json::pretty(&opened.manifest),
                 opened.sums_digest.hex()

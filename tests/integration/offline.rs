@@ -2796,6 +2796,65 @@ fn an_artifact_under_an_attachment_tag_fails_verify() {
     assert!(run.stderr.contains("is an attachment's"), "{}", run.stderr);
 }
 
+/// A bundle (consistent SHA256SUMS) of an agent image whose layer holds `in_layer` at the
+/// SBOM path, with `attached` attached to it as the SBOM artifact `bundle` makes.
+fn sbom_bundle(path: &Path, in_layer: &str, attached: &str) {
+    let (image_manifest, blobs) = image(&sbom_layer(in_layer));
+    // What bundle writes (miniserde's objects keep their keys sorted).
+    let artifact = format!(
+        r#"{{"artifactType":"application/vnd.cyclonedx+json","config":{{"digest":"{}","mediaType":"application/vnd.oci.empty.v1+json","size":2}},"layers":[{{"annotations":{{"org.opencontainers.image.title":"kubernetes-agent.cdx.json"}},"digest":"{}","mediaType":"application/vnd.cyclonedx+json","size":{}}}],"mediaType":"{MANIFEST}","schemaVersion":2,"subject":{{"digest":"{}","mediaType":"{MANIFEST}","size":{}}}}}"#,
+        digest(b"{}"),
+        digest(attached.as_bytes()),
+        attached.len(),
+        digest(image_manifest.as_bytes()),
+        image_manifest.len()
+    );
+    let mut docs = blobs;
+    docs.extend([image_manifest.clone(), "{}".to_string(), attached.to_string(), artifact.clone()]);
+    let record = format!(
+        r#""platforms":[],"attachments":[{{"kind":"sbom","subject":"{}","digest":"{}","mediaType":"{MANIFEST}","size":{}}}]"#,
+        digest(image_manifest.as_bytes()),
+        digest(artifact.as_bytes()),
+        artifact.len()
+    );
+    let json = manifest_json(&image_manifest, MANIFEST).replace(r#""platforms":[]"#, &record);
+    let mut chunks = bundle_chunks(&docs, &image_manifest, MANIFEST, Some(json));
+    let entry = |m: &str| format!(r#"{{"mediaType":"{MANIFEST}","digest":"{}","size":{}}}"#, digest(m.as_bytes()), m.len());
+    for c in chunks.iter_mut().filter(|c| c.name == b"oci/index.json") {
+        c.data = format!(r#"{{"schemaVersion":2,"manifests":[{},{}]}}"#, entry(&image_manifest), entry(&artifact)).into_bytes();
+    }
+    write_tar(path, &chunks);
+}
+
+#[test]
+fn an_agent_sbom_that_is_not_the_file_in_the_image_layer_fails_verify_and_push() {
+    // A doctored bundle (consistent SHA256SUMS) could attach a made-up SBOM to the genuine,
+    // signed agent image: verify --key passed it and push mirrored it beside the image,
+    // where an auditor reads it. verify now finds the SBOM again in the layer it carries.
+    let dir = TempDir::new("offline-sbom-forged");
+    let genuine = r#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[{"name":"ring"}]}"#;
+    let forged = r#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[]}"#;
+    let path = dir.join("forged.tar");
+    sbom_bundle(&path, genuine, forged);
+    let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    let refusal = format!("it is not the image's own /opt/runner/kubernetes-agent.cdx.json (sha256 {}, in its layer)", sha(genuine.as_bytes()));
+    assert!(run.stderr.contains(&refusal), "{}", run.stderr);
+    let target = Registry::start(false);
+    let git = bare_git(&dir);
+    let registry = format!("{}/mirror", target.host());
+    let run = tool(&dir, &["push", path.to_str().unwrap(), "--registry", &registry, "--plain-http", "--git-url", git.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains(&refusal), "{}", run.stderr);
+    assert!(target.seen().is_empty(), "something was pushed: {:?}", target.seen());
+    let path = dir.join("genuine.tar");
+    sbom_bundle(&path, genuine, genuine);
+    let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    let line = format!("is /opt/runner/kubernetes-agent.cdx.json from its own layer (sha256 {})", sha(genuine.as_bytes()));
+    assert!(run.stdout.contains(&line), "{}", run.stdout);
+}
+
 #[test]
 fn the_sbom_search_reads_each_agent_layer_as_it_arrives_and_stages_none_on_disk() {
     // A hostile source can declare layers of up to 64 GiB: the search had downloaded each
