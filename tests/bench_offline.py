@@ -1,6 +1,7 @@
 """The offline-install rows of the benchmark (run by tests/bench): on one ~300 MB image (an
 OCI layout written here: four 75 MB gzip layers of random bytes, pushed to a source
-docker-registry by skopeo, untimed), offline-install bundle / verify / push against skopeo
+docker-registry by skopeo, untimed; bundled as the runner image, the large one of a real
+bundle, beside a small agent image and chart), offline-install bundle / verify / push against skopeo
 copy to and from an oci-archive:, all on loopback, one run each, side by side: wall time
 and peak RSS (GNU time's maximum resident set size). Prints figures, asserts nothing about
 them. push runs twice, with --jobs 1 and with BENCH_OFFLINE_JOBS (default 4), each into a
@@ -41,15 +42,17 @@ def main():
     oci_layout(small, [gzip.compress(os.urandom(1000))])
     image = f"{source}/bench/big:1.0"
     run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{layout}:1.0", f"docker://{image}"])
-    for repo in ("bench/runner:1.0", "bench/chart:1.0"):
+    for repo in ("bench/agent:1.0", "bench/chart:1.0"):
         run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{small}:1.0", f"docker://{source}/{repo}"])
     module, _ = module_repo("bench-module")
     size = sum(len(layer) for layer in layers) / 1048576
 
     bundle = os.path.join(WORK, "bench-bundle.tar")
     archive = os.path.join(WORK, "bench-skopeo.tar")
-    ours_bundle = timed([TOOL, "bundle", "--output", bundle, "--source-plain-http", "--agent-image", image,
-                         "--runner-image", f"{source}/bench/runner:1.0", "--chart", f"oci://{source}/bench/chart:1.0",
+    # The big image is the runner's, as in a real bundle: the runner image (Terraform, tools)
+    # is the large one; the agent image is ours and about 1 MB.
+    ours_bundle = timed([TOOL, "bundle", "--output", bundle, "--source-plain-http", "--agent-image", f"{source}/bench/agent:1.0",
+                         "--runner-image", image, "--chart", f"oci://{source}/bench/chart:1.0",
                          "--module-repo", module, "--module-ref", "v1.0.0"])
     skopeo_bundle = timed(["skopeo", "copy", "--quiet", "--src-tls-verify=false", f"docker://{image}", f"oci-archive:{archive}"])
     ours_verify = timed([TOOL, "verify", bundle])
@@ -73,9 +76,9 @@ def main():
     def row(what, ours, theirs, note=""):
         print(f"{what:<58} {ours[0]:>6.2f} s {ours[1]:>6.1f} MiB {theirs[0]:>6.2f} s {theirs[1]:>6.1f} MiB {theirs[0] / ours[0]:>18.2f}x {note}")
 
-    row("bundle: registry -> file (skopeo: -> oci-archive:)", ours_bundle, skopeo_bundle, "(ours also bundles runner, chart, module and verifies)")
+    row("bundle: registry -> file (skopeo: -> oci-archive:)", ours_bundle, skopeo_bundle, "(ours also bundles agent, chart, module and verifies)")
     row("verify the file (skopeo: none; sha256sum of the file)", ours_verify, sha)
-    row("push --jobs 1: file -> registry (skopeo: oci-archive: ->)", one_push, skopeo_push, "(ours verifies first, and pushes runner, chart, module)")
+    row("push --jobs 1: file -> registry (skopeo: oci-archive: ->)", one_push, skopeo_push, "(ours verifies first, and pushes agent, chart, module)")
     row(f"push --jobs {JOBS}: file -> registry (skopeo: oci-archive: ->)", ours_push, skopeo_push)
 
 
