@@ -582,6 +582,38 @@ mod tests {
         assert_eq!(in_tar(&mut entry("etc/passwd", b"x").as_slice(), SBOM_PATH), None);
     }
 
+    /// `entry` with its size field replaced (the data stays as given).
+    fn claiming(name: &str, data: &[u8], size: &[u8; 12]) -> Vec<u8> {
+        let mut e = entry(name, data);
+        e[124..136].copy_from_slice(size);
+        e
+    }
+
+    #[test]
+    fn hostile_layer_headers_end_the_sbom_search_without_allocating_what_they_claim() {
+        // verify reads these from a bundle that may be doctored: a header may claim any size.
+        let end = [0u8; 1024];
+        // 64 GiB claimed by the SBOM path itself, more than MAX_SBOM: not read into memory.
+        let huge = claiming(SBOM_PATH, b"x", b"777777777777");
+        assert_eq!(in_tar(&mut [huge.as_slice(), &end].concat().as_slice(), SBOM_PATH), None);
+        // The same claim by another entry before a real SBOM: skipping it runs out of bytes.
+        let mut tar = claiming("opt/big", b"x", b"777777777777");
+        tar.extend(entry(SBOM_PATH, b"{}"));
+        assert_eq!(in_tar(&mut [tar.as_slice(), &end].concat().as_slice(), SBOM_PATH), None);
+        // A base-256 size (GNU's binary form) and a pax header claiming 1 GiB.
+        let mut binary = *b"\x80\0\0\0\0\0\0\0\0\0\0\x02";
+        assert_eq!(in_tar(&mut claiming(SBOM_PATH, b"{}", &binary).as_slice(), SBOM_PATH), None);
+        binary = *b"10000000000\0";
+        let mut pax = claiming("PaxHeaders/x", b"", &binary);
+        pax[156] = b'x';
+        assert_eq!(in_tar(&mut [pax.as_slice(), &entry(SBOM_PATH, b"{}"), &end].concat().as_slice(), SBOM_PATH), None);
+        // A pax record whose length runs past its header's data.
+        let mut short = entry("PaxHeaders/x", b"99 path=opt/runner/kubernetes-agent.cdx.json\n");
+        short[156] = b'x';
+        let tar = [short.as_slice(), &entry("other", b"{}"), &end].concat();
+        assert_eq!(in_tar(&mut tar.as_slice(), SBOM_PATH), None);
+    }
+
     #[test]
     fn the_sbom_is_found_under_the_name_tar_extracts_it_as_a_pax_path_or_a_gnu_long_name() {
         // A pax header renames the next entry: the one whose ustar name is the SBOM's path is
