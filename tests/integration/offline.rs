@@ -2797,9 +2797,13 @@ fn an_artifact_under_an_attachment_tag_fails_verify() {
 }
 
 /// A bundle (consistent SHA256SUMS) of an agent image whose layer holds `in_layer` at the
-/// SBOM path, with `attached` attached to it as the SBOM artifact `bundle` makes.
-fn sbom_bundle(path: &Path, in_layer: &str, attached: &str) {
-    let (image_manifest, blobs) = image(&sbom_layer(in_layer));
+/// SBOM path, with `attached` attached to it as the SBOM artifact `bundle` makes; its
+/// layer's media type says tar+gzip when `gzip` (the bytes stay a plain tar).
+fn sbom_bundle(path: &Path, in_layer: &str, attached: &str, gzip: bool) {
+    let (mut image_manifest, blobs) = image(&sbom_layer(in_layer));
+    if gzip {
+        image_manifest = image_manifest.replace("layer.v1.tar\"", "layer.v1.tar+gzip\"");
+    }
     // What bundle writes (miniserde's objects keep their keys sorted).
     let artifact = format!(
         r#"{{"artifactType":"application/vnd.cyclonedx+json","config":{{"digest":"{}","mediaType":"application/vnd.oci.empty.v1+json","size":2}},"layers":[{{"annotations":{{"org.opencontainers.image.title":"kubernetes-agent.cdx.json"}},"digest":"{}","mediaType":"application/vnd.cyclonedx+json","size":{}}}],"mediaType":"{MANIFEST}","schemaVersion":2,"subject":{{"digest":"{}","mediaType":"{MANIFEST}","size":{}}}}}"#,
@@ -2835,7 +2839,7 @@ fn an_agent_sbom_that_is_not_the_file_in_the_image_layer_fails_verify_and_push()
     let genuine = r#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[{"name":"ring"}]}"#;
     let forged = r#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[]}"#;
     let path = dir.join("forged.tar");
-    sbom_bundle(&path, genuine, forged);
+    sbom_bundle(&path, genuine, forged, false);
     let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
     assert_eq!(run.code, Some(1), "{}", run.all());
     let refusal = format!("it is not the image's own /opt/runner/kubernetes-agent.cdx.json (sha256 {}, in its layer)", sha(genuine.as_bytes()));
@@ -2848,11 +2852,33 @@ fn an_agent_sbom_that_is_not_the_file_in_the_image_layer_fails_verify_and_push()
     assert!(run.stderr.contains(&refusal), "{}", run.stderr);
     assert!(target.seen().is_empty(), "something was pushed: {:?}", target.seen());
     let path = dir.join("genuine.tar");
-    sbom_bundle(&path, genuine, genuine);
+    sbom_bundle(&path, genuine, genuine, false);
     let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
     assert_eq!(run.code, Some(0), "{}", run.all());
     let line = format!("is /opt/runner/kubernetes-agent.cdx.json from its own layer (sha256 {})", sha(genuine.as_bytes()));
     assert!(run.stdout.contains(&line), "{}", run.stdout);
+}
+
+#[test]
+fn the_sbom_search_stops_reading_gzip_once_the_layer_tar_ends() {
+    // A small layer can inflate a thousandfold (a gzip bomb): 28 MB of gzip'd zeros, 6 GB
+    // inflated, took verify 26 s when everything gzip wrote was read to its end; an image
+    // of a few such layers takes hours. A gzip that writes the tar's end marker and then
+    // zeros forever stands in for it here: the search must stop at the end marker.
+    let dir = TempDir::new("offline-sbom-bomb");
+    let bin = dir.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let fake = bin.join("gzip");
+    std::fs::write(&fake, "#!/bin/sh\nhead -c 1024 /dev/zero\nexec cat /dev/zero\n").unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path_var = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let sbom = r#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[]}"#;
+    let path = dir.join("b.tar");
+    sbom_bundle(&path, sbom, sbom, true);
+    let program = Command::new(env!("CARGO_BIN_EXE_offline-install"));
+    let run = tool_with(&dir, program, &["verify", path.to_str().unwrap()], None, Duration::from_secs(30), &[("PATH", &path_var)]);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert!(run.stdout.contains("is the source's, carried as found: no layer holds"), "{}", run.stdout);
 }
 
 #[test]
