@@ -265,6 +265,28 @@ def main():
     check("a made-up SBOM attached to the genuine signed agent image (SHA256SUMS consistent) is refused by verify --key and push --key, nothing pushed",
           a_made_up_sbom_for_the_signed_image_is_refused)
 
+    def a_platform_bundle_passes_the_key_through_the_signed_index():
+        # --platform rewrites each index (a new digest no signature covers); the source's
+        # signed index comes along and is what --key checks.
+        narrowed = os.path.join(WORK, "narrowed.tar")
+        out = run([TOOL, "bundle", "--output", narrowed, "--source-plain-http", "--platform", "linux/amd64",
+                   "--agent-image", f"{source}/{names['agent']}", "--runner-image", f"{source}/{names['runner']}",
+                   "--chart", f"oci://{source}/{chart}", "--module-repo", module, "--module-ref", "v1.0.0"])
+        manifest = json.loads(out.stdout.split("\n", 1)[1].split("\nSHA256SUMS sha256: ", 1)[0])
+        agent_record = manifest["artifacts"][0]
+        assert agent_record["narrowedFrom"]["digest"] == digests["agent"] and agent_record["digest"] != digests["agent"], agent_record
+        v = run([TOOL, "verify", narrowed, "--key", public])
+        assert f"agent-image: {agent_record['digest']} keeps platforms of {digests['agent']}, which is signed by the key" in v.stdout, v.stdout
+        run([TOOL, "push", narrowed, "--key", public, "--module-commit", module_commit, "--registry", f"{target}/narrowed", "--plain-http",
+             "--git-url", git_url])
+        mirrored = raw_digest(f"{target}/narrowed/kubernetes-agent:0.1.0", "--tls-verify=false")
+        assert mirrored == agent_record["digest"], (mirrored, agent_record["digest"])
+        index = json.loads(run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{target}/narrowed/kubernetes-agent:0.1.0"]).stdout)
+        assert [m["platform"]["architecture"] for m in index["manifests"]] == ["amd64"], index
+
+    check("bundle --platform of signed images passes verify --key and push --key through the source's signed index; the mirror holds the amd64-only index",
+          a_platform_bundle_passes_the_key_through_the_signed_index)
+
     def refused(case, sign_agent, runner=names["runner"]):
         sign_agent()
         bad = os.path.join(WORK, f"{case}.tar")

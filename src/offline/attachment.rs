@@ -176,8 +176,17 @@ pub fn subject_of(manifest: &Manifest) -> Result<Option<Digest>> {
 /// The attachments `source` holds for `top` (an artifact's top manifest) and its child
 /// manifests, each with its manifest: the agent image's SBOM first (made from its layer
 /// when `sbom`), then the `.sig`, `.att` and `.sbom` tags,
-/// then referrers. `stage` is called on what each attachment needs in the bundle.
-pub fn find(source: &Registry, repository: &Repository, top: &Manifest, sbom: bool, stage: &mut dyn FnMut(Stage) -> Result<()>) -> Result<Vec<Attachment>> {
+/// then referrers; last, the signature of `narrowed` (the source's index that `--platform`
+/// narrowed into `top`), when it has one. `stage` is called on what each attachment needs
+/// in the bundle.
+pub fn find(
+    source: &Registry,
+    repository: &Repository,
+    top: &Manifest,
+    narrowed: Option<&Digest>,
+    sbom: bool,
+    stage: &mut dyn FnMut(Stage) -> Result<()>,
+) -> Result<Vec<Attachment>> {
     let parsed = graph::parse(top)?;
     // Each digest once: an index may list one child many times (the walk visits it once).
     let mut subjects = vec![(top.digest.clone(), top.media_type.clone(), top.bytes.len() as u64)];
@@ -256,6 +265,15 @@ pub fn find(source: &Registry, repository: &Repository, top: &Manifest, sbom: bo
             let kind = if kind == Kind::Sbom && found.iter().any(|a| a.kind == Kind::Sbom && a.subject == *subject) { Kind::Referrer } else { kind };
             eprintln!("  referrer of {}: {}", subject.short(), manifest.digest.short());
             found.push(Attachment::of(kind, subject, &manifest));
+            stage(Stage::Graph(manifest))?;
+        }
+    }
+    if let Some(index) = narrowed {
+        let tag = super::signature::tag_of(index);
+        if let Some(mut manifest) = source.manifest_if_any(repository, &Selector::Tag(tag.clone()))? {
+            typed(&mut manifest)?;
+            eprintln!("  signature of the index it narrows, {}: {tag} = {}", index.short(), manifest.digest.short());
+            found.push(Attachment::of(Kind::Signature, index, &manifest));
             stage(Stage::Graph(manifest))?;
         }
     }

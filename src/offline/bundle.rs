@@ -338,6 +338,10 @@ fn stage_artifact(staged: &mut Staged, access: &Access, role: &str, reference: &
     }
     let is_index = INDEX_TYPES.contains(&top.media_type.as_str()) || !parsed.children.is_empty();
     let mut kept_platforms = Vec::new();
+    // The source's index, when --platform narrows it into a new one: kept in the bundle
+    // (a blob, named in the record) with its signature, which covers the new index's
+    // platforms because each is one the signed index lists.
+    let mut narrowed: Option<Manifest> = None;
     if is_index {
         let wanted = |d: &Descriptor| platforms.is_empty() || d.platform.as_ref().is_some_and(|p| platforms.contains(p));
         kept_platforms = parsed.children.iter().filter(|d| wanted(d)).map(|d| d.platform.clone().unwrap_or_default()).collect();
@@ -361,7 +365,10 @@ fn stage_artifact(staged: &mut Staged, access: &Access, role: &str, reference: &
             if let Value::Object(o) = &mut index {
                 o.insert("manifests".into(), Value::Array(kept));
             }
-            top = Manifest::new(top.media_type.clone(), miniserde::json::to_string(&index).into_bytes());
+            let narrower = Manifest::new(top.media_type.clone(), miniserde::json::to_string(&index).into_bytes());
+            let original = std::mem::replace(&mut top, narrower);
+            staged.add_manifest(&original)?;
+            narrowed = Some(original);
         }
     }
     let repository = r.repository.clone();
@@ -377,7 +384,8 @@ fn stage_artifact(staged: &mut Staged, access: &Access, role: &str, reference: &
         Step::Manifest(m, _) => staged.add_manifest(m),
     })?;
     staged.add_blobs(&source, &repository, &blobs, role)?;
-    let attachments = attachment::find(&source, &repository, &top, role == ROLES[0], &mut |stage| match stage {
+    let narrowed_digest = narrowed.as_ref().map(|m| m.digest.clone());
+    let attachments = attachment::find(&source, &repository, &top, narrowed_digest.as_ref(), role == ROLES[0], &mut |stage| match stage {
         attachment::Stage::Bytes(bytes) => staged.add_manifest(&Manifest::new(String::new(), bytes)),
         attachment::Stage::Graph(m) => {
             graph::walk(m, &mut |child| source.manifest(&repository, &Selector::Digest(child.digest.clone())), &mut |step| match step {
@@ -401,6 +409,13 @@ fn stage_artifact(staged: &mut Staged, access: &Access, role: &str, reference: &
     let mut plat = Array::new();
     plat.extend(kept_platforms.into_iter().map(Value::String));
     record.insert("platforms".into(), Value::Array(plat));
+    if let Some(original) = &narrowed {
+        let mut d = Object::new();
+        d.insert("mediaType".into(), Value::String(original.media_type.clone()));
+        d.insert("digest".into(), Value::String(original.digest.to_string()));
+        d.insert("size".into(), Value::Number(Number::U64(original.bytes.len() as u64)));
+        record.insert("narrowedFrom".into(), Value::Object(d));
+    }
     let mut records = Array::new();
     records.extend(attachments.iter().map(Attachment::record));
     record.insert("attachments".into(), Value::Array(records));
@@ -713,6 +728,10 @@ pub struct Artifact {
     pub media_type: String,
     /// What is attached to it (signatures, SBOMs, referrers), checked by `verify`.
     pub attachments: Vec<Attachment>,
+    /// The source's index that `bundle --platform` narrowed into this one (carried as a
+    /// blob; every platform of this index must be one it lists, and its signature is the
+    /// one `--key` checks).
+    pub narrowed_from: Option<Descriptor>,
 }
 
 /// The module record of `manifest.json`, checked.
@@ -942,23 +961,61 @@ impl Opened {
     pub fn check_signatures(&self, key: &PublicKey) -> Result<Vec<String>> {
         let mut lines = Vec::new();
         for artifact in &self.artifacts {
-            let name = format!("the {} {} ({})", artifact.role, artifact.source, artifact.digest);
-            let Some(sig) = artifact.attachments.iter().find(|a| a.kind == attachment::Kind::Signature && a.subject == artifact.digest) else {
+            // A --platform bundle's index is new: the source's index it narrowed is the one
+            // signed, and verify checked that it lists every platform kept.
+            let signed = artifact.narrowed_from.as_ref().map_or(&artifact.digest, |n| &n.digest);
+            let name = match &artifact.narrowed_from {
+                None => format!("the {} {} ({})", artifact.role, artifact.source, artifact.digest),
+                Some(n) => format!("the {} {} (narrowed by --platform from {})", artifact.role, artifact.source, n.digest),
+            };
+            let Some(sig) = artifact.attachments.iter().find(|a| a.kind == attachment::Kind::Signature && a.subject == *signed) else {
                 return Err(Error::decode(
                     self.doc(),
-                    format!(
-                        "{name} carries no signature ({}): refused; sign it at the source (cosign sign --key) and bundle again",
-                        signature::tag_of(&artifact.digest)
-                    ),
+                    format!("{name} carries no signature ({}): refused; sign it at the source (cosign sign --key) and bundle again", signature::tag_of(signed)),
                 ));
             };
             let manifest = self.manifest_blob(&sig.digest, &sig.media_type)?;
             let what = format!("the signature of {name} in {}", self.doc());
-            let name = artifact.source.repository.name();
-            signature::verify(key, &artifact.digest, name, &manifest.bytes, &what, &mut |d| self.read(&d.digest.blob_name(), signature::MAX_PAYLOAD))?;
-            lines.push(format!("{}: {} is signed by the key ({})", artifact.role, artifact.digest, signature::tag_of(&artifact.digest)));
+            let repository = artifact.source.repository.name();
+            signature::verify(key, signed, repository, &manifest.bytes, &what, &mut |d| self.read(&d.digest.blob_name(), signature::MAX_PAYLOAD))?;
+            lines.push(match &artifact.narrowed_from {
+                None => format!("{}: {} is signed by the key ({})", artifact.role, artifact.digest, signature::tag_of(signed)),
+                Some(n) => format!(
+                    "{}: {} keeps platforms of {}, which is signed by the key ({})",
+                    artifact.role,
+                    artifact.digest,
+                    n.digest,
+                    signature::tag_of(signed)
+                ),
+            });
         }
         Ok(lines)
+    }
+
+    /// Checks the index `artifact` was narrowed from by `bundle --platform`: the bundle
+    /// holds it with the size its record gives, and every platform manifest the
+    /// artifact's index lists is one it lists too (so a signature of it covers them).
+    fn check_narrowed(&self, artifact: &Artifact, original: &Descriptor) -> Result<()> {
+        let what = format!("{}: the {} index it was narrowed from ({})", self.doc(), artifact.role, original.digest);
+        let index = self.manifest_blob(&original.digest, &original.media_type)?;
+        if index.bytes.len() as u64 != original.size {
+            return Err(Error::decode(
+                what,
+                format!("it is {} bytes, its record says {}: the bundle was altered; get a fresh copy", index.bytes.len(), original.size),
+            ));
+        }
+        let listed: BTreeSet<Digest> = graph::parse(&index)?.children.into_iter().map(|d| d.digest).collect();
+        let top = graph::parse(&self.manifest_blob(&artifact.digest, &artifact.media_type)?)?;
+        if top.children.is_empty() {
+            return Err(Error::decode(what, "the artifact's own manifest is no index, so nothing was narrowed: the bundle was altered; get a fresh copy"));
+        }
+        if let Some(extra) = top.children.iter().find(|c| !listed.contains(&c.digest)) {
+            return Err(Error::decode(
+                what,
+                format!("the {} index lists {}, which that index does not: the bundle was altered; get a fresh copy", artifact.role, extra.digest),
+            ));
+        }
+        Ok(())
     }
 
     /// Finds the agent image's SBOM again, in the layers this bundle carries, wherever an
@@ -1130,6 +1187,11 @@ pub fn verify_source(path: &Path, source: Source) -> Result<Opened> {
             });
             Ok(())
         })?;
+        if let Some(original) = &artifact.narrowed_from {
+            opened.check_narrowed(artifact, original)?;
+            referenced.insert(original.digest.blob_name());
+            manifests.insert(original.digest.clone());
+        }
         for a in &artifact.attachments {
             opened.check_attachment(artifact, a, &manifests, &mut tags)?;
             opened.walk_from(&a.digest, &a.media_type, &mut |step| {
@@ -1284,7 +1346,10 @@ pub fn list(path: &Path) -> Result<String> {
                 .collect::<String>(),
             _ => String::new(),
         };
-        let platforms = if platforms.is_empty() { "-".to_string() } else { platforms };
+        let mut platforms = if platforms.is_empty() { "-".to_string() } else { platforms };
+        if let Some(n) = &artifact.narrowed_from {
+            platforms.push_str(&format!(" (narrowed by --platform from the index {})", n.digest));
+        }
         out.push_str(&format!(
             "  {}: {} = {} ({})
     platforms: {platforms}
@@ -1377,7 +1442,11 @@ fn contents(manifest: &Value) -> Result<(Vec<Artifact>, Module)> {
         if let Some(tag) = source.tag.as_deref().filter(|t| attachment_tag_form(t)) {
             return Err(Error::decode(doc, format!("the {role} record's tag {} is an attachment's (sha256-<hex>[.sig|.att|.sbom])", shown(tag))));
         }
-        artifacts.push(Artifact { role, source, digest, media_type, attachments });
+        let narrowed_from = match get(record, &["narrowedFrom"]) {
+            None => None,
+            Some(d) => Some(Descriptor::parse(d, &format!("the {role} record's narrowedFrom"))?),
+        };
+        artifacts.push(Artifact { role, source, digest, media_type, attachments, narrowed_from });
     }
     let reference = text(manifest, &["module", "ref"]);
     let commit = text(manifest, &["module", "commit"]);

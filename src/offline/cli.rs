@@ -39,7 +39,8 @@ Usage:
 
 bundle   (connected side) fetches every artifact into FILE: images keep their digests and
          every platform unless --platform narrows them (then the index is rewritten and its
-         digest changes; each platform's manifest keeps its own); the chart is copied as the
+         digest changes; each platform's manifest keeps its own, and the source's index
+         comes along with its signature, which verify --key checks); the chart is copied as the
          OCI artifact Helm pushed; the module is a git bundle of --module-ref. FILE also
          holds manifest.json (what is inside, with digests), SHA256SUMS and this tool.
          Each artifact's attachments in the source come along (cosign's sha256-<hex>.sig,

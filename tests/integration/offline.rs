@@ -1149,6 +1149,127 @@ fn verify_key_accepts_a_bundle_signed_by_the_key_and_refuses_another_key_naming_
     assert!(run.code == Some(1) && run.stderr.contains("does not verify with the key"), "{}", run.all());
 }
 
+/// A crafted `bundle --platform` bundle: the agent index `top` (listing `kept`, each an
+/// image with its blobs) narrowed from `original` (carried as a blob, recorded as
+/// `narrowedFrom` unless `recorded` is false), with `sig` attached as the signature of
+/// `original`.
+fn narrowed_bundle(path: &Path, top: &str, kept: &[(String, Vec<String>)], original: &str, sig: &(String, Vec<String>), recorded: bool) {
+    let mut docs: Vec<String> = Vec::new();
+    for (m, blobs) in kept {
+        docs.extend(blobs.iter().cloned());
+        docs.push(m.clone());
+    }
+    docs.extend([top.to_string(), original.to_string()]);
+    docs.extend(sig.1.iter().cloned());
+    docs.push(sig.0.clone());
+    let narrowed = format!(r#","narrowedFrom":{{"mediaType":"{INDEX}","digest":"{}","size":{}}}"#, digest(original.as_bytes()), original.len());
+    let record = format!(
+        r#""platforms":["linux/amd64"]{},"attachments":[{{"kind":"signature","subject":"{}","digest":"{}","mediaType":"{MANIFEST}","size":{}}}]"#,
+        if recorded { narrowed.as_str() } else { "" },
+        digest(original.as_bytes()),
+        digest(sig.0.as_bytes()),
+        sig.0.len()
+    );
+    let json = manifest_json(top, INDEX).replace(r#""platforms":[]"#, &record);
+    let mut chunks = bundle_chunks(&docs, top, INDEX, Some(json));
+    let idx = format!(
+        r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{INDEX}","digest":"{}","size":{}}},{{"mediaType":"{MANIFEST}","digest":"{}","size":{}}}]}}"#,
+        digest(top.as_bytes()),
+        top.len(),
+        digest(sig.0.as_bytes()),
+        sig.0.len()
+    );
+    for c in chunks.iter_mut().filter(|c| c.name == b"oci/index.json") {
+        c.data = idx.clone().into_bytes();
+    }
+    if !recorded {
+        // Without the record nothing references the original index: it is left out.
+        chunks.retain(|c| c.name != format!("oci/blobs/sha256/{}", sha(original.as_bytes())).into_bytes());
+    }
+    write_tar(path, &chunks);
+}
+
+/// An index of `children` (image manifests), each with a linux platform of the given architecture.
+fn platform_index(children: &[(&str, &str)]) -> String {
+    let list: Vec<String> = children
+        .iter()
+        .map(|(m, arch)| {
+            format!(
+                r#"{{"mediaType":"{MANIFEST}","digest":"{}","size":{},"platform":{{"os":"linux","architecture":"{arch}"}}}}"#,
+                digest(m.as_bytes()),
+                m.len()
+            )
+        })
+        .collect();
+    format!(r#"{{"schemaVersion":2,"mediaType":"{INDEX}","manifests":[{}]}}"#, list.join(","))
+}
+
+#[test]
+fn a_platform_bundle_passes_verify_key_through_the_signed_index_it_narrowed_and_only_with_its_platforms() {
+    // bundle --platform rewrites the index, whose new digest no signature covers: verify
+    // --key refused every such bundle. The source's signed index now comes along, and the
+    // key checks it; the new index may list only platforms the signed one lists.
+    let dir = TempDir::new("offline-narrowed");
+    let (pair, key) = cosign_key(&dir, "cosign");
+    let (amd64, arm64, riscv) = (image("amd64-layer"), image("arm64-layer"), image("riscv-layer"));
+    let original = platform_index(&[(&amd64.0, "amd64"), (&arm64.0, "arm64")]);
+    let sig = cosign_signature(&pair, &digest(original.as_bytes()));
+    let path = dir.join("narrowed.tar");
+    let top = platform_index(&[(&amd64.0, "amd64")]);
+    narrowed_bundle(&path, &top, std::slice::from_ref(&amd64), &original, &sig, true);
+    let run = tool(&dir, &["verify", path.to_str().unwrap(), "--key", key.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    let line = format!("agent-image: {} keeps platforms of {}, which is signed by the key", digest(top.as_bytes()), digest(original.as_bytes()));
+    assert!(run.stdout.contains(&line), "{}", run.stdout);
+    let listed = tool(&dir, &["list", path.to_str().unwrap()], None, QUICK);
+    assert!(listed.stdout.contains(&format!("(narrowed by --platform from the index {})", digest(original.as_bytes()))), "{}", listed.all());
+    // A platform the signed index does not list, smuggled into the new one.
+    let path = dir.join("smuggled.tar");
+    let top = platform_index(&[(&amd64.0, "amd64"), (&riscv.0, "riscv64")]);
+    narrowed_bundle(&path, &top, &[amd64.clone(), riscv.clone()], &original, &sig, true);
+    let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains(&format!("lists {}, which that index does not", digest(riscv.0.as_bytes()))), "{}", run.stderr);
+    // Without the record, the signature of another index stands for nothing.
+    let path = dir.join("unrecorded.tar");
+    let top = platform_index(&[(&amd64.0, "amd64")]);
+    narrowed_bundle(&path, &top, std::slice::from_ref(&amd64), &original, &sig, false);
+    let run = tool(&dir, &["verify", path.to_str().unwrap(), "--key", key.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains(&format!("it is attached to {}, which is not in the agent-image graph", digest(original.as_bytes()))), "{}", run.stderr);
+}
+
+#[test]
+fn bundle_platform_carries_the_index_it_narrows_and_that_index_signature() {
+    let dir = TempDir::new("offline-narrowing");
+    let out = dir.join("bundle.tar");
+    let module = module_repo(&dir);
+    let (pair, _) = cosign_key(&dir, "cosign");
+    let source = Registry::start(false);
+    let (amd64, arm64) = (image("amd64-layer"), image("arm64-layer"));
+    let original = platform_index(&[(&amd64.0, "amd64"), (&arm64.0, "arm64")]);
+    let (sig, sig_blobs) = cosign_signature(&pair, &digest(original.as_bytes()));
+    let mut blobs = [amd64.1.clone(), arm64.1.clone(), sig_blobs].concat();
+    blobs.dedup();
+    serve(&source, (INDEX, &original), &[(MANIFEST, &amd64.0), (MANIFEST, &arm64.0)], &blobs);
+    source.with(|s| {
+        s.manifests.insert(format!("sha256-{}.sig", sha(original.as_bytes())), (MANIFEST.into(), sig.clone()));
+    });
+    let run = run_bundle_with(&dir, &out, &source.host(), module.to_str().unwrap(), &["--platform", "linux/amd64"]);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    let narrowed = format!(
+        r#""narrowedFrom": {{
+        "digest": "{}","#,
+        digest(original.as_bytes())
+    );
+    assert!(run.stdout.contains(&narrowed), "{}", run.stdout);
+    let signature = format!(r#""digest": "{}""#, digest(sig.as_bytes()));
+    assert!(run.stdout.contains(&signature), "the index's signature is not carried: {}", run.stdout);
+    let listed = Command::new("tar").arg("-tf").arg(&out).output().unwrap();
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(&format!("oci/blobs/sha256/{}", sha(original.as_bytes()))), "the index narrowed is a blob");
+    assert_eq!(tool(&dir, &["verify", out.to_str().unwrap()], None, QUICK).code, Some(0));
+}
+
 #[test]
 fn verify_key_refuses_an_image_with_no_signature_naming_it() {
     let dir = TempDir::new("offline-unsigned");
