@@ -140,6 +140,47 @@ def registry(name, tls=False, auth=False, token=None):
     return f"127.0.0.1:{port}", os.path.join(root, "registry.log")
 
 
+def nginx_front(name, upstream):
+    """Debian's nginx on loopback in front of the registry at `upstream` (proxy_pass, the
+    client's Host passed on, no body size limit) with nginx's default request buffering: a request body reaches the registry only
+    once nginx holds all of it. Returns its address."""
+    port = free_port()
+    root = os.path.join(WORK, name)
+    os.makedirs(os.path.join(root, "logs"))
+    conf = os.path.join(root, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""daemon off;
+master_process off;
+worker_processes 1;
+pid {root}/nginx.pid;
+error_log {root}/logs/error.log info;
+events {{ worker_connections 64; }}
+http {{
+    access_log {root}/logs/access.log;
+    client_body_temp_path {root}/body;
+    proxy_temp_path {root}/proxy;
+    fastcgi_temp_path {root}/fastcgi;
+    uwsgi_temp_path {root}/uwsgi;
+    scgi_temp_path {root}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        client_max_body_size 0;
+        chunked_transfer_encoding on;
+        location /v2/ {{
+            proxy_pass http://{upstream};
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_read_timeout 900;
+            proxy_request_buffering on;
+        }}
+    }}
+}}
+""")
+    procs.append(subprocess.Popen(["nginx", "-p", root, "-c", conf], stdout=subprocess.DEVNULL, stderr=open(os.path.join(root, "logs", "stderr.log"), "w")))
+    wait_for(f"http://127.0.0.1:{port}/v2/")
+    return f"127.0.0.1:{port}"
+
+
 def run(argv, stdin=None, check_rc=True, cwd=None):
     out = subprocess.run(argv, input=stdin, capture_output=True, text=True, cwd=cwd, timeout=600)
     if check_rc and out.returncode != 0:

@@ -7,7 +7,10 @@ bundled, then pushed with --chunk-size 4M --jobs 1 and SIGKILLed:
 - between two chunks: a loopback relay in front of the registry kills the tool the moment
   the next PATCH's request line reaches it, before any of it is forwarded;
 - in the middle of a chunk: the relay forwards 1 MiB of the next PATCH's body, then kills;
-- when the registry's own access log shows part of the blob acknowledged (no relay).
+- when the registry's own access log shows part of the blob acknowledged (no relay);
+- in the middle of a chunk with the registry behind Debian's nginx (request buffering on,
+  nginx's default): the cut chunk never reaches the
+  registry, so the rerun resumes at the registry's offset and re-sends at most that chunk.
 
 Each rerun must finish with the digests skopeo sees in the source, and the registry's
 access log (every PATCH, by upload session) says how much was sent again: at most one
@@ -27,7 +30,7 @@ import threading
 import time
 
 from checks import check, finish
-from registries import WORK, TOOL, git_daemon, module_repo, oci_layout, raw_digest, registry, run, stop_all
+from registries import WORK, TOOL, git_daemon, module_repo, nginx_front, oci_layout, raw_digest, registry, run, stop_all
 
 CHUNK = 4 << 20
 BIG = 64 << 20
@@ -121,11 +124,11 @@ class Relay:
 
 
 def patches(log):
-    """Every PATCH in the access log: (session id, status)."""
+    """Every PATCH in the access log: (session id, status). nginx forwards as HTTP/1.0."""
     out = []
     with open(log) as f:
         for line in f:
-            m = re.search(r'"PATCH /v2/[^ ]*/blobs/uploads/([0-9a-f-]+)[^ ]* HTTP/1.1" (\d+)', line)
+            m = re.search(r'"PATCH /v2/[^ ]*/blobs/uploads/([0-9a-f-]+)[^ ]* HTTP/1\.[01]" (\d+)', line)
             if m:
                 out.append((m.group(1), int(m.group(2))))
     return out
@@ -163,14 +166,16 @@ def main():
                 "--chunk-size", "4M", "--jobs", "1", "--state-dir", state_dir]
         return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
-    def killed_then_rerun(name, relay_forward=None):
+    def killed_then_rerun(name, relay_forward=None, fronted=False):
         """Pushes through a relay (or straight, killing on the access log), kills, reruns;
-        returns (stderr of the rerun, PATCHes of the big layer's sessions: first run, rerun)."""
+        returns (stderr of the rerun, PATCHes of the big layer's sessions: first run, rerun).
+        `fronted`: the registry sits behind nginx (the relay in front of nginx)."""
         target, log = registry(name)
+        upstream = nginx_front(name + "-nginx", target) if fronted else target
         state_dir = os.path.join(WORK, name + "-state")
         os.makedirs(state_dir)
         # The sixth PATCH: the layer's fifth or sixth chunk (the config's one PATCH may come first).
-        relay = Relay(target, kill_at=6, forward=relay_forward or 0) if relay_forward is not None else None
+        relay = Relay(upstream, kill_at=6, forward=relay_forward or 0) if relay_forward is not None else None
         first = push(relay.address if relay else target, name + "-git", state_dir)
         if relay:
             relay.victim = first
@@ -225,6 +230,18 @@ def main():
 
     check("a push SIGKILLed in the middle of a chunk finishes on rerun: resumed, or (docker-registry 2.8 cancels a cut session) restarted and said why",
           mid_chunk)
+
+    def mid_chunk_behind_nginx():
+        err, before, after = killed_then_rerun("resume-nginx", relay_forward=1 << 20, fronted=True)
+        acknowledged, sent_again = chunks(before), chunks(after)
+        print(f"      cut mid-chunk behind nginx: {acknowledged} chunks acknowledged before the kill, rerun sent {sent_again} of {total}")
+        # nginx forwards a body only once it holds all of it: the cut chunk never reached
+        # the registry, whose session stayed at the offset the saved URL seals.
+        assert f"resuming at byte {acknowledged * CHUNK}" in err, err
+        assert acknowledged + sent_again <= total + 1, (acknowledged, sent_again, total)
+
+    check("behind nginx (its default request buffering), a push SIGKILLed in the middle of a chunk resumes at the registry's offset, re-sending at most that chunk",
+          mid_chunk_behind_nginx)
 
     def killed_on_the_log():
         err, before, after = killed_then_rerun("resume-log")
