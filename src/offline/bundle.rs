@@ -352,20 +352,7 @@ fn stage_artifact(staged: &mut Staged, access: &Access, role: &str, reference: &
             return Err(Error::config("--platform", format!("{r} has none of {}", platforms.join(", ")), "ask for platforms the image has, or none for all"));
         }
         if !platforms.is_empty() {
-            let what = format!("index of {r}");
-            let mut index = document::parse(&top.bytes, &what, document::MAX_MANIFEST)?;
-            let mut kept = Array::new();
-            if let Some(Value::Array(entries)) = get(&index, &["manifests"]) {
-                for entry in entries.iter() {
-                    if wanted(&Descriptor::parse(entry, &what)?) {
-                        kept.push(entry.clone());
-                    }
-                }
-            }
-            if let Value::Object(o) = &mut index {
-                o.insert("manifests".into(), Value::Array(kept));
-            }
-            let narrower = Manifest::new(top.media_type.clone(), miniserde::json::to_string(&index).into_bytes());
+            let narrower = narrowed_index(&top, &format!("index of {r}"), &wanted)?;
             let original = std::mem::replace(&mut top, narrower);
             staged.add_manifest(&original)?;
             narrowed = Some(original);
@@ -421,6 +408,24 @@ fn stage_artifact(staged: &mut Staged, access: &Access, role: &str, reference: &
     record.insert("attachments".into(), Value::Array(records));
     eprintln!("  {role}: {} ({})", top.digest, top.media_type);
     Ok((Value::Object(descriptor), Value::Object(record), attachments.iter().map(Attachment::descriptor).collect()))
+}
+
+/// `index` with only the platform manifests `wanted` keeps, every other field as it was:
+/// what `bundle --platform` writes, and what `verify` rebuilds to check it.
+fn narrowed_index(index: &Manifest, what: &str, wanted: &dyn Fn(&Descriptor) -> bool) -> Result<Manifest> {
+    let mut value = document::parse(&index.bytes, what, document::MAX_MANIFEST)?;
+    let mut kept = Array::new();
+    if let Some(Value::Array(entries)) = get(&value, &["manifests"]) {
+        for entry in entries.iter() {
+            if wanted(&Descriptor::parse(entry, what)?) {
+                kept.push(entry.clone());
+            }
+        }
+    }
+    if let Value::Object(o) = &mut value {
+        o.insert("manifests".into(), Value::Array(kept));
+    }
+    Ok(Manifest::new(index.media_type.clone(), miniserde::json::to_string(&value).into_bytes()))
 }
 
 /// A path next to `output` that this run creates and owns; an existing one is refused
@@ -1013,6 +1018,19 @@ impl Opened {
             return Err(Error::decode(
                 what,
                 format!("the {} index lists {}, which that index does not: the bundle was altered; get a fresh copy", artifact.role, extra.digest),
+            ));
+        }
+        // And nothing else differs (annotations, a subject, the order): the index is the one
+        // bundle makes of that index for these platforms.
+        let kept: BTreeSet<Option<String>> = top.children.iter().map(|c| c.platform.clone()).collect();
+        let rebuilt = narrowed_index(&index, &what, &|d| kept.contains(&d.platform))?;
+        if rebuilt.digest != artifact.digest {
+            return Err(Error::decode(
+                what,
+                format!(
+                    "the {} index is not that index with only its platforms kept (that would be {}): the bundle was altered; get a fresh copy",
+                    artifact.role, rebuilt.digest
+                ),
             ));
         }
         Ok(())

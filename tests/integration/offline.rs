@@ -1204,6 +1204,21 @@ fn platform_index(children: &[(&str, &str)]) -> String {
     format!(r#"{{"schemaVersion":2,"mediaType":"{INDEX}","manifests":[{}]}}"#, list.join(","))
 }
 
+/// [`platform_index`] as `bundle --platform` writes the index it narrows (miniserde: keys sorted).
+fn narrowed_platform_index(children: &[(&str, &str)]) -> String {
+    let list: Vec<String> = children
+        .iter()
+        .map(|(m, arch)| {
+            format!(
+                r#"{{"digest":"{}","mediaType":"{MANIFEST}","platform":{{"architecture":"{arch}","os":"linux"}},"size":{}}}"#,
+                digest(m.as_bytes()),
+                m.len()
+            )
+        })
+        .collect();
+    format!(r#"{{"manifests":[{}],"mediaType":"{INDEX}","schemaVersion":2}}"#, list.join(","))
+}
+
 #[test]
 fn a_platform_bundle_passes_verify_key_through_the_signed_index_it_narrowed_and_only_with_its_platforms() {
     // bundle --platform rewrites the index, whose new digest no signature covers: verify
@@ -1215,7 +1230,7 @@ fn a_platform_bundle_passes_verify_key_through_the_signed_index_it_narrowed_and_
     let original = platform_index(&[(&amd64.0, "amd64"), (&arm64.0, "arm64")]);
     let sig = cosign_signature(&pair, &digest(original.as_bytes()));
     let path = dir.join("narrowed.tar");
-    let top = platform_index(&[(&amd64.0, "amd64")]);
+    let top = narrowed_platform_index(&[(&amd64.0, "amd64")]);
     narrowed_bundle(&path, &top, std::slice::from_ref(&amd64), &original, &sig, true);
     let run = tool(&dir, &["verify", path.to_str().unwrap(), "--key", key.to_str().unwrap()], None, QUICK);
     assert_eq!(run.code, Some(0), "{}", run.all());
@@ -1225,14 +1240,22 @@ fn a_platform_bundle_passes_verify_key_through_the_signed_index_it_narrowed_and_
     assert!(listed.stdout.contains(&format!("(narrowed by --platform from the index {})", digest(original.as_bytes()))), "{}", listed.all());
     // A platform the signed index does not list, smuggled into the new one.
     let path = dir.join("smuggled.tar");
-    let top = platform_index(&[(&amd64.0, "amd64"), (&riscv.0, "riscv64")]);
+    let top = narrowed_platform_index(&[(&amd64.0, "amd64"), (&riscv.0, "riscv64")]);
     narrowed_bundle(&path, &top, &[amd64.clone(), riscv.clone()], &original, &sig, true);
     let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
     assert_eq!(run.code, Some(1), "{}", run.all());
     assert!(run.stderr.contains(&format!("lists {}, which that index does not", digest(riscv.0.as_bytes()))), "{}", run.stderr);
+    // The right platforms, but something else changed (here an annotation added).
+    let path = dir.join("annotated.tar");
+    let rebuilt = narrowed_platform_index(&[(&amd64.0, "amd64")]);
+    let annotated = rebuilt.replacen(r#""manifests""#, r#""annotations":{"x":"y"},"manifests""#, 1);
+    narrowed_bundle(&path, &annotated, std::slice::from_ref(&amd64), &original, &sig, true);
+    let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains(&format!("is not that index with only its platforms kept (that would be {})", digest(rebuilt.as_bytes()))), "{}", run.stderr);
     // Without the record, the signature of another index stands for nothing.
     let path = dir.join("unrecorded.tar");
-    let top = platform_index(&[(&amd64.0, "amd64")]);
+    let top = narrowed_platform_index(&[(&amd64.0, "amd64")]);
     narrowed_bundle(&path, &top, std::slice::from_ref(&amd64), &original, &sig, false);
     let run = tool(&dir, &["verify", path.to_str().unwrap(), "--key", key.to_str().unwrap()], None, QUICK);
     assert_eq!(run.code, Some(1), "{}", run.all());
