@@ -196,7 +196,7 @@ pub fn find(
         }
     }
     // What each layer held, so that platforms sharing a layer fetch it again once, not once each.
-    let mut scanned: HashMap<Digest, Option<(Digest, u64)>> = HashMap::new();
+    let mut scanned: Scanned = HashMap::new();
     let mut found: Vec<Attachment> = Vec::new();
     if sbom {
         // Each image manifest: the top when it is one, else the index's children (whatever
@@ -382,12 +382,15 @@ pub fn sbom_artifact(sbom: &Digest, size: u64, subject: &Descriptor) -> Manifest
 /// (`bundle`) or from the bundle itself (`verify`, which finds the SBOM again).
 pub type FetchLayer<'a> = dyn Fn(&Descriptor, &mut dyn Write) -> Result<()> + Sync + 'a;
 
+/// What each layer searched held: the SBOM's digest and size, or none.
+pub type Scanned = HashMap<Digest, Option<(Digest, u64)>>;
+
 /// The SBOM file in an image manifest's layers (the last layer holding it wins, as in
 /// the image's filesystem), checked to be CycloneDX JSON; `None` when no layer holds it.
 /// Each layer is read as `fetch` writes it (through `gzip -dc` when compressed): nothing
 /// is written to disk. Each layer at most once: `scanned` remembers which SBOM (digest
 /// and size) a layer held; a layer that is neither tar nor gzip'd tar is skipped.
-pub fn sbom_of_image(manifest: &Manifest, scanned: &mut HashMap<Digest, Option<(Digest, u64)>>, fetch: &FetchLayer) -> Result<Option<Sbom>> {
+pub fn sbom_of_image(manifest: &Manifest, scanned: &mut Scanned, fetch: &FetchLayer) -> Result<Option<Sbom>> {
     let what = format!("manifest {}", manifest.digest);
     let value = document::parse(&manifest.bytes, &what, document::MAX_MANIFEST)?;
     let Some(Value::Array(layers)) = get(&value, &["layers"]) else { return Ok(None) };

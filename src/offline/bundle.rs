@@ -806,6 +806,9 @@ fn module_ref_in(head: &[u8], module: &Module, prerequisite: Option<&str>) -> st
     }
 }
 
+/// What `verify` says of each agent image's SBOM: true where it is bound to the image.
+pub type SbomLines = Vec<(bool, String)>;
+
 /// A bundle opened for reading, every entry checked.
 pub struct Opened {
     path: PathBuf,
@@ -828,7 +831,9 @@ pub struct Opened {
     /// What `verify` found of the agent image's SBOM, a line for each image manifest with
     /// an SBOM attached, true where it is the file in the image's own layer (see
     /// [`Opened::check_sboms`]).
-    pub sboms: Vec<(bool, String)>,
+    pub sboms: SbomLines,
+    /// The agent image manifests whose SBOM `push` checks in the target's layers.
+    sboms_at_push: Vec<Manifest>,
 }
 
 impl Opened {
@@ -1036,76 +1041,115 @@ impl Opened {
         Ok(())
     }
 
-    /// Finds the agent image's SBOM again, in the layers this bundle carries, wherever an
-    /// SBOM is attached to one of its image manifests (`images`: each, and whether the
-    /// bundle carries its blobs): when a layer holds [`attachment::SBOM_PATH`], the SBOM
-    /// attached must be the artifact `bundle` makes of that very file, so the SBOM the
-    /// mirror serves is bound to the image digest (and, with `--key`, to its signature),
-    /// not only to `SHA256SUMS`. An image whose layers hold no SBOM file keeps the SBOM
-    /// its source attached, carried as found; a differential bundle's image whose layers
-    /// are in the base is not searched (the base's own verify did). One line each.
-    fn check_sboms(&self, images: &[(Manifest, bool)]) -> Result<Vec<(bool, String)>> {
-        let fetch = |layer: &Descriptor, out: &mut dyn std::io::Write| -> Result<()> {
-            let name = layer.digest.blob_name();
-            let entry = self.blob_entry(&layer.digest)?;
-            let mut reader = self.source.open(&entry).map_err(|e| Error::io(format!("reading {name} from {}", self.path.display()), e))?;
-            let (mut hasher, mut buf) = (Hasher::new(), vec![0u8; 64 << 10]);
-            loop {
-                let n = reader.read(&mut buf).map_err(|e| Error::io(format!("reading {name} from {}", self.path.display()), e))?;
-                if n == 0 {
-                    break;
+    /// Finds the agent image's SBOM again wherever an SBOM is attached to one of its image
+    /// manifests (`images`: each, and whether the bundle carries its blobs): when a layer
+    /// holds [`attachment::SBOM_PATH`], the SBOM attached must be the artifact `bundle` makes
+    /// of that very file, so the SBOM the mirror serves is bound to the image digest (and,
+    /// with `--key`, to its signature), not only to `SHA256SUMS`. An image whose layers hold
+    /// no SBOM file keeps the SBOM its source attached, carried as found. An image of a
+    /// differential bundle whose layers are in the base is checked by `push`, in the layers
+    /// the target holds ([`Opened::check_sboms_in_target`]). One line each, true where the
+    /// SBOM is bound to the image; and the images left to `push`.
+    fn check_sboms(&self, images: &[(Manifest, bool)]) -> Result<(SbomLines, Vec<Manifest>)> {
+        let mut scanned = std::collections::HashMap::new();
+        let (mut lines, mut at_push) = (Vec::new(), Vec::new());
+        for (image, carried) in images {
+            if !carried {
+                if self.sbom_attached(image).is_some() {
+                    lines.push((
+                        false,
+                        format!("{}: the SBOM of {} is checked by push, in the layers the target holds (the base bundle's)", ROLES[0], image.digest),
+                    ));
+                    at_push.push(image.clone());
                 }
-                hasher.update(&buf[..n]);
-                out.write_all(&buf[..n]).map_err(|e| Error::io(format!("searching {name} for the SBOM"), e))?;
+                continue;
             }
-            if hasher.finish() != layer.digest {
-                return Err(Error::decode(self.doc(), format!("{name} changed while it was verified: get a fresh copy")));
-            }
-            Ok(())
-        };
+            lines.extend(self.check_sbom(image, &mut scanned, &|layer, out| self.write_blob(layer, out))?);
+        }
+        Ok((lines, at_push))
+    }
+
+    /// [`Opened::check_sboms`] for the images whose layers the base bundle carried, read from
+    /// `dest` (the push target, where `push` has just found them) when this bundle does not
+    /// carry them; `repository` is the agent image's there.
+    fn check_sboms_in_target(&self, dest: &Registry, repository: &Repository) -> Result<Vec<String>> {
         let mut scanned = std::collections::HashMap::new();
         let mut lines = Vec::new();
-        for (image, carried) in images {
-            let Some(artifact) = self.artifacts.iter().find(|a| a.role == ROLES[0]) else { break };
-            let Some(attached) = artifact.attachments.iter().find(|a| a.kind == attachment::Kind::Sbom && a.subject == image.digest) else { continue };
-            if !carried {
-                lines.push((false, format!("{}: the SBOM of {} is not searched for again: its layers are in the base bundle", ROLES[0], image.digest)));
-                continue;
-            }
-            let Some(found) = attachment::sbom_of_image(image, &mut scanned, &fetch)? else {
-                lines.push((
-                    false,
-                    format!(
-                        "{}: the SBOM attached to {} ({}) is the source's, carried as found: no layer holds {}",
-                        ROLES[0],
-                        image.digest,
-                        attached.digest,
-                        attachment::SBOM_PATH
-                    ),
-                ));
-                continue;
+        for image in &self.sboms_at_push {
+            let fetch = |layer: &Descriptor, out: &mut dyn std::io::Write| {
+                if self.carries(&layer.digest) {
+                    self.write_blob(layer, out)
+                } else {
+                    dest.blob(repository, &layer.digest, layer.size, out)
+                }
             };
-            let manifest = self.manifest_blob(&attached.digest, &attached.media_type)?;
-            let what = format!("{}: the SBOM {} attached to {}", self.doc(), attached.digest, image.digest);
-            let value = document::parse(&manifest.bytes, &what, document::MAX_MANIFEST)?;
-            let subject = get(&value, &["subject"]).map(|s| Descriptor::parse(s, &what)).transpose()?;
-            let expected = subject.map(|s| attachment::sbom_artifact(&found.digest, found.size, &s).digest);
-            if expected.as_ref() != Some(&attached.digest) {
-                return Err(Error::decode(
-                    what,
-                    format!(
-                        "it is not the image's own /{} (sha256 {}, in its layer): the bundle was altered; get a fresh copy",
-                        attachment::SBOM_PATH,
-                        found.digest.hex()
-                    ),
-                ));
-            }
-            lines.push((
-                true,
-                format!("{}: the SBOM attached to {} is /{} from its own layer (sha256 {})", ROLES[0], image.digest, attachment::SBOM_PATH, found.digest.hex()),
-            ));
+            lines.extend(self.check_sbom(image, &mut scanned, &fetch)?.map(|(_, line)| line));
         }
         Ok(lines)
+    }
+
+    /// The SBOM attached to the agent image manifest `image`, if any.
+    fn sbom_attached(&self, image: &Manifest) -> Option<&Attachment> {
+        let artifact = self.artifacts.iter().find(|a| a.role == ROLES[0])?;
+        artifact.attachments.iter().find(|a| a.kind == attachment::Kind::Sbom && a.subject == image.digest)
+    }
+
+    /// One image's check of [`Opened::check_sboms`], its layers written by `fetch`; `None`
+    /// when no SBOM is attached to it.
+    fn check_sbom(&self, image: &Manifest, scanned: &mut attachment::Scanned, fetch: &attachment::FetchLayer) -> Result<Option<(bool, String)>> {
+        let Some(attached) = self.sbom_attached(image) else { return Ok(None) };
+        let Some(found) = attachment::sbom_of_image(image, scanned, fetch)? else {
+            return Ok(Some((
+                false,
+                format!(
+                    "{}: the SBOM attached to {} ({}) is the source's, carried as found: no layer holds {}",
+                    ROLES[0],
+                    image.digest,
+                    attached.digest,
+                    attachment::SBOM_PATH
+                ),
+            )));
+        };
+        let manifest = self.manifest_blob(&attached.digest, &attached.media_type)?;
+        let what = format!("{}: the SBOM {} attached to {}", self.doc(), attached.digest, image.digest);
+        let value = document::parse(&manifest.bytes, &what, document::MAX_MANIFEST)?;
+        let subject = get(&value, &["subject"]).map(|s| Descriptor::parse(s, &what)).transpose()?;
+        let expected = subject.map(|s| attachment::sbom_artifact(&found.digest, found.size, &s).digest);
+        if expected.as_ref() != Some(&attached.digest) {
+            return Err(Error::decode(
+                what,
+                format!(
+                    "it is not the image's own /{} (sha256 {}, in its layer): the bundle was altered; get a fresh copy",
+                    attachment::SBOM_PATH,
+                    found.digest.hex()
+                ),
+            ));
+        }
+        Ok(Some((
+            true,
+            format!("{}: the SBOM attached to {} is /{} from its own layer (sha256 {})", ROLES[0], image.digest, attachment::SBOM_PATH, found.digest.hex()),
+        )))
+    }
+
+    /// Writes the blob `layer` names from the bundle into `out`, hashed again on the way
+    /// (the file may have changed since it was verified).
+    fn write_blob(&self, layer: &Descriptor, out: &mut dyn std::io::Write) -> Result<()> {
+        let name = layer.digest.blob_name();
+        let entry = self.blob_entry(&layer.digest)?;
+        let mut reader = self.source.open(&entry).map_err(|e| Error::io(format!("reading {name} from {}", self.path.display()), e))?;
+        let (mut hasher, mut buf) = (Hasher::new(), vec![0u8; 64 << 10]);
+        loop {
+            let n = reader.read(&mut buf).map_err(|e| Error::io(format!("reading {name} from {}", self.path.display()), e))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            out.write_all(&buf[..n]).map_err(|e| Error::io(format!("searching {name} for the SBOM"), e))?;
+        }
+        if hasher.finish() != layer.digest {
+            return Err(Error::decode(self.doc(), format!("{name} changed while it was verified: get a fresh copy")));
+        }
+        Ok(())
     }
 
     /// Walks one artifact's graph from the bundle (see [`graph::walk`]); every blob is
@@ -1232,7 +1276,7 @@ pub fn verify_source(path: &Path, source: Source) -> Result<Opened> {
             ));
         }
     }
-    opened.sboms = opened.check_sboms(&agent_images)?;
+    (opened.sboms, opened.sboms_at_push) = opened.check_sboms(&agent_images)?;
     let head = opened.read_prefix("module/module.bundle", MAX_GIT_HEADER)?;
     let prerequisite = opened.base.as_ref().and_then(|b| b.prerequisite.clone());
     opened.module.full_ref =
@@ -1308,6 +1352,7 @@ pub fn open_source(path: &Path, source: Source) -> Result<Opened> {
         artifacts: Vec::new(),
         module: Module { reference: String::new(), commit: String::new(), full_ref: String::new() },
         sboms: Vec::new(),
+        sboms_at_push: Vec::new(),
     };
     opened.manifest = document::parse(&opened.read("manifest.json", document::MAX_SMALL as u64)?, "manifest.json", document::MAX_SMALL)?;
     let (artifacts, module) = contents(&opened.manifest)?;
@@ -1596,6 +1641,11 @@ pub fn push(path: &Path, target: &Target, key: Option<&PublicKey>, module_commit
     let bare = scratch.0.join("module.git");
     if let Some(base) = &opened.base {
         base_in_target(&opened, base, &dest, target, &bare)?;
+        if let Some(agent) = opened.artifacts.iter().find(|a| a.role == ROLES[0]) {
+            for line in opened.check_sboms_in_target(&dest, &agent.source.repository.under(prefix))? {
+                eprintln!("{line}");
+            }
+        }
     }
     let mut values = Vec::new();
     let mut mirrors = BTreeSet::new();

@@ -2058,6 +2058,84 @@ fn a_differential_bundle_carries_only_the_changed_layer_and_is_pushed_only_onto_
     assert_eq!(git_in(&git_target, &["rev-parse", "refs/heads/main"]), git_in(&module, &["rev-parse", "main"]));
 }
 
+/// A copy of the bundle `from` with the blob `old` replaced by `new` (the same length) and
+/// each text entry's mention of `old`'s digest, and the digest of every manifest that names
+/// it, changed to match; SHA256SUMS written anew: what someone who can write a bundle does.
+fn doctored_copy(from: &Path, to: &Path, old: &[u8], new: &[u8]) {
+    assert_eq!(old.len(), new.len(), "a blob of the same length keeps every size");
+    let bytes = std::fs::read(from).unwrap();
+    let mut reader = std::fs::File::open(from).unwrap();
+    let entries = kubernetes_agent::offline::tar::index_of(&mut reader, bytes.len() as u64, &|_, _| true).unwrap();
+    let mut data: Vec<(String, Vec<u8>)> =
+        entries.iter().filter(|e| e.name != "SHA256SUMS").map(|e| (e.name.clone(), bytes[e.offset as usize..(e.offset + e.size) as usize].to_vec())).collect();
+    // Each swap renames a blob; the manifests naming it change, so their digests too.
+    let mut swaps = vec![(old.to_vec(), new.to_vec())];
+    while let Some((was, now)) = swaps.pop() {
+        let (was_hex, now_hex) = (sha(&was), sha(&now));
+        for (name, body) in data.iter_mut() {
+            if *name == format!("oci/blobs/sha256/{was_hex}") {
+                (*name, *body) = (format!("oci/blobs/sha256/{now_hex}"), now.clone());
+            } else if let Ok(text) = std::str::from_utf8(body) {
+                if text.contains(&was_hex) {
+                    let changed = text.replace(&was_hex, &now_hex).into_bytes();
+                    if name.starts_with("oci/blobs/") {
+                        swaps.push((body.clone(), changed.clone()));
+                    }
+                    *body = changed;
+                }
+            }
+        }
+    }
+    let chunks: Vec<Chunk> = data.iter().map(|(name, body)| file(name, body)).collect();
+    write_tar(to, &chunks);
+}
+
+#[test]
+fn a_differential_bundle_cannot_attach_a_made_up_sbom_to_an_agent_image_whose_layers_are_in_its_base() {
+    // verify finds the SBOM again in the agent layers the bundle carries; a differential
+    // bundle leaves them to its base, so push reads them from the target instead.
+    let dir = TempDir::new("offline-since-sbom");
+    let module = module_repo(&dir);
+    let source = Registry::start(false);
+    let genuine = r#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[{"name":"ring"}]}"#;
+    let forged = r#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[{"name":"xxxx"}]}"#;
+    let (top, blobs) = image(&sbom_layer(genuine));
+    serve(&source, (MANIFEST, &top), &[], &blobs);
+    let tool_path = small_tool(&dir);
+    let small = ["--tool", tool_path.to_str().unwrap(), "--module-ref", "main"];
+    let old = dir.join("old.tar");
+    let run = run_bundle_with(&dir, &old, &source.host(), module.to_str().unwrap(), &small);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    let new = dir.join("new.tar");
+    let run = run_bundle_with(&dir, &new, &source.host(), module.to_str().unwrap(), &[&small[..], &["--since", old.to_str().unwrap()]].concat());
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert!(!tar_names(&new).contains(&format!("oci/blobs/sha256/{}", sha(sbom_layer(genuine).as_bytes()))), "the layer is the base's");
+    let verified = tool(&dir, &["verify", new.to_str().unwrap()], None, QUICK);
+    assert_eq!(verified.code, Some(0), "{}", verified.all());
+    assert!(verified.stdout.contains("is checked by push, in the layers the target holds"), "{}", verified.stdout);
+    let target = Registry::start(false);
+    let git_target = dir.join("target.git");
+    git_in(&dir.0, &["init", "--quiet", "--bare", git_target.to_str().unwrap()]);
+    assert_eq!(push_plain(&dir, &old, &target, git_target.to_str().unwrap()).code, Some(0));
+    let forged_bundle = dir.join("forged.tar");
+    doctored_copy(&new, &forged_bundle, genuine.as_bytes(), forged.as_bytes());
+    assert_eq!(tool(&dir, &["verify", forged_bundle.to_str().unwrap()], None, QUICK).code, Some(0), "verify cannot see the layers: push must");
+    let before = target.seen().len();
+    let run = push_plain(&dir, &forged_bundle, &target, git_target.to_str().unwrap());
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    let refusal = format!("it is not the image's own /opt/runner/kubernetes-agent.cdx.json (sha256 {}, in its layer)", sha(genuine.as_bytes()));
+    assert!(run.stderr.contains(&refusal), "{}", run.stderr);
+    let written: Vec<_> = target.seen()[before..].iter().filter(|r| !matches!(r.method.as_str(), "GET" | "HEAD")).cloned().collect();
+    assert!(written.is_empty(), "the forged bundle wrote to the target: {written:?}");
+    let run = push_plain(&dir, &new, &target, git_target.to_str().unwrap());
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert!(
+        run.stderr.contains(&format!("is /opt/runner/kubernetes-agent.cdx.json from its own layer (sha256 {})", sha(genuine.as_bytes()))),
+        "{}",
+        run.stderr
+    );
+}
+
 #[test]
 fn a_differential_manifest_that_lies_about_its_base_fails_verify() {
     let dir = TempDir::new("offline-since-lies");
