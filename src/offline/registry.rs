@@ -112,29 +112,13 @@ fn tag_ok(t: &str) -> bool {
 /// `host[:port]` of a registry: a DNS name or IPv4 address, or a bracketed IPv6 address,
 /// and a port of digits. No user info, no path.
 pub fn host_ok(h: &str) -> bool {
-    // (host, port after its ':' if there is one)
-    let (host, port) = match h.strip_prefix('[') {
-        Some(rest) => match rest.split_once(']') {
-            Some((ip, "")) => (ip, None),
-            Some((ip, port)) => match port.strip_prefix(':') {
-                Some(p) => (ip, Some(p)),
-                None => return false,
-            },
-            None => return false,
-        },
-        None => match h.split_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (h, None),
-        },
-    };
-    let port_ok =
-        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u32>().is_ok_and(|n| n > 0 && n < 65536));
-    let host_ok = if h.starts_with('[') {
-        !host.is_empty() && host.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-    } else {
-        !host.is_empty() && host.len() <= 253 && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') && !host.starts_with(['.', '-'])
-    };
-    port_ok && host_ok
+    match http::split_host_port(h) {
+        Some((ip, true)) => !ip.is_empty() && ip.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.'),
+        Some((host, false)) => {
+            !host.is_empty() && host.len() <= 253 && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') && !host.starts_with(['.', '-'])
+        }
+        None => false,
+    }
 }
 
 /// What to fetch or push a manifest under.
