@@ -20,6 +20,7 @@ import base64
 import http.server
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -120,6 +121,16 @@ IDENTITY = {
 }
 
 
+def agent_needs():
+    """(verb, group, resource) the agent's requests need, as `check` verifies them
+    (src/ops/check.rs NEEDED, which a Rust test derives from the request builders)."""
+    with open(os.path.join(ROOT, "src", "ops", "check.rs")) as f:
+        text = f.read()
+    const = re.search(r"pub const NEEDED: \[\(&str, &str, &str\); \d+\] =\s*\[(.*?)\];", text, re.S)
+    assert const, "no NEEDED in src/ops/check.rs"
+    return sorted(re.findall(r'\("(\w*)", "([\w.]*)", "(\w+)"\)', const.group(1)))
+
+
 def container(docs):
     return find(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
 
@@ -179,7 +190,8 @@ def scenario_test(name, flags):
         agent_role = roles["humanitec-kubernetes-agent-runner"]
         assert agent_role["metadata"]["namespace"] == "humanitec-runner-jobs"
         rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): sorted(r["verbs"]) for r in agent_role["rules"]}
-        assert rules == {(("batch",), ("jobs",)): ["create", "get", "list"], (("",), ("pods", "events")): ["list"]}, rules
+        granted = sorted((verb, group, resource) for r in agent_role["rules"] for group in r["apiGroups"] for resource in r["resources"] for verb in r["verbs"])
+        assert granted == agent_needs(), f"the agent's Role grants {granted}; the agent's requests (src/ops/check.rs NEEDED) need {agent_needs()}"
         job_rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): sorted(r["verbs"]) for r in roles["humanitec-runner-job"]["rules"]}
         assert job_rules == {(("",), ("secrets",)): ["create", "delete", "get", "list", "update"], (("coordination.k8s.io",), ("leases",)): ["create", "get", "update"]}, job_rules
         bindings = {d["metadata"]["name"]: d for d in find(docs, "RoleBinding")}
