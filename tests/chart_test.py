@@ -215,6 +215,47 @@ def scenario_test(name, flags):
     return run
 
 
+def readme_install_blocks():
+    """The README's Install section: its ```sh blocks, each as a list of commands (argv
+    lists, backslash continuations joined, comments dropped), as an operator pastes them."""
+    import shlex
+    with open(os.path.join(ROOT, "README.md")) as f:
+        text = f.read()
+    section = text.split("\n## Install\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
+    return [[shlex.split(line, comments=True) for line in block.replace("\\\n", " ").splitlines() if shlex.split(line, comments=True)] for block in blocks]
+
+
+def test_the_readmes_install_commands_work_as_written():
+    blocks = readme_install_blocks()
+    seed = next(b for b in blocks if any(c[:2] == ["helm", "install"] for c in b))
+    namespaces = {c[3] for c in seed if c[:3] == ["kubectl", "create", "namespace"]}
+    secret = next(c for c in seed if "secret" in c and "create" in c)
+    secret_ns = secret[secret.index("-n") + 1]
+    secret_name = secret[secret.index("generic") + 1]
+    secret_key = next(a for a in secret if a.startswith("--from-literal=")).split("=")[1]
+    helm = next(c for c in seed if c[:2] == ["helm", "install"])
+    assert helm[3] == "k8s/humanitec-kubernetes-agent-runner" and os.path.isdir(os.path.join(ROOT, helm[3])), helm
+    release_ns = helm[helm.index("--namespace") + 1]
+    flags = [(helm[i], helm[i + 1]) for i in range(len(helm) - 1) if helm[i] in ("--set", "--set-json")]
+    # The block after it adds the self-hosted flags to the same command.
+    extra = next(b for b in blocks if b and b[0][0] == "--set")
+    extra = [(a, b) for c in extra for a, b in zip(c[::2], c[1::2])]
+    for values in (flags, flags + extra):
+        docs = helm_chart.Chart.load(CHART).render(values_from_flags(values), name=helm[2], namespace=release_ns, is_install=True)
+        docs = [d for path, t in sorted(docs.items()) if not path.endswith("NOTES.txt") for d in yaml.safe_load_all(t) if d]
+        validate(docs)
+        used = {d["metadata"]["namespace"] for d in docs}
+        assert used <= namespaces, f"objects go to namespaces {sorted(used - namespaces)} that the README's commands never create"
+        assert release_ns in namespaces and secret_ns in namespaces, (release_ns, secret_ns, namespaces)
+        deployment = find(docs, "Deployment")[0]
+        ref = next(e for e in container(docs)["env"] if e["name"] == "PRIVATE_KEY")["valueFrom"]["secretKeyRef"]
+        assert (deployment["metadata"]["namespace"], ref["name"], ref["key"]) == (secret_ns, secret_name, secret_key), (ref, secret)
+    assert sorted(flags) == sorted(GENERIC), "the README's install command is not the seed's (GENERIC)"
+    env = pod_env(docs)
+    assert env["REMOTE_URL"] == "https://orchestrator.internal" and env["IMAGE_MIRRORS"] == "ghcr.io/humanitec=registry.internal/humanitec", env
+
+
 def test_private_key_value_makes_the_secret():
     pem = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIBhHYBkJutwtjhDHWf+i4YW2jFfOQ1oPEycYMLgal7hy\n-----END PRIVATE KEY-----\n"
     docs = render({"humanitec": {"orgId": "o", "runnerId": "r1", "privateKey": pem}})
@@ -410,6 +451,7 @@ def test_upstream_shaped_deployment_runs_our_binary():
 check("lint (strict) passes", test_lint)
 for scenario, flags in SCENARIOS.items():
     check(f"seed install '{scenario}' renders valid objects with the expected properties", scenario_test(scenario, flags))
+check("the README's install commands, as written, create every namespace the chart uses and the Secret it reads", test_the_readmes_install_commands_work_as_written)
 check("humanitec.privateKey makes a Secret with key private_key feeding PRIVATE_KEY", test_private_key_value_makes_the_secret)
 check("replicaCount 2 brings a PodDisruptionBudget and spreading", test_replicas_bring_a_pdb_and_spreading)
 check("networkPolicy limits egress to DNS, the API server and the Orchestrator", test_network_policy_limits_egress)
