@@ -467,7 +467,11 @@ fn poll_loop(ctx: &Context, tx: &Sender<Held>, spacing: &Spacing, i: usize) {
                     metrics::Poll::ServerError
                 });
                 let wait = failing.next(retry_after.map(Duration::from_secs));
-                log::warn!("poll answered HTTP {code} by {}; retrying in {} ms", ctx.remote.shown_url(), wait.as_millis());
+                log::warn!(
+                    "poll answered HTTP {code} by {}; retrying in {} ms (if it persists, check that REMOTE_URL is the Orchestrator API and what a proxy in between answers)",
+                    ctx.remote.shown_url(),
+                    wait.as_millis()
+                );
                 Some(wait)
             }
             PollOutcome::Transport(why) if sent.elapsed() + Duration::from_secs(1) >= ctx.hold + crate::orchestrator::POLL_MARGIN => {
@@ -487,7 +491,11 @@ fn poll_loop(ctx: &Context, tx: &Sender<Held>, spacing: &Spacing, i: usize) {
             PollOutcome::Transport(why) => {
                 ctx.metrics.poll(metrics::Poll::TransportError);
                 let wait = failing.next(None);
-                log::warn!("poll to {} failed: {why}; retrying in {} ms", ctx.remote.shown_url(), wait.as_millis());
+                log::warn!(
+                    "poll to {} failed: {why}; retrying in {} ms (check REMOTE_URL, HTTPS_PROXY / NO_PROXY and REMOTE_CA_FILE; 'kubernetes-agent check' tests the connection)",
+                    ctx.remote.shown_url(),
+                    wait.as_millis()
+                );
                 Some(wait)
             }
         };
