@@ -284,15 +284,27 @@ def test_network_policy_limits_egress():
     assert np["policyTypes"] == ["Ingress", "Egress"]
 
 
+def test_a_network_policy_without_the_api_servers_cidrs_fails_the_install_naming_the_value():
+    # Without them the agent could reach the API server only where it happens to listen on a
+    # port of orchestratorPorts; on 6443 (kubeadm, k3s) every Job create would time out.
+    try:
+        render(deep_merge(values_from_flags(GENERIC), {"networkPolicy": {"enabled": True}}))
+    except Exception as e:  # noqa: BLE001
+        assert "networkPolicy.apiServerCIDRs" in str(e) and "kubectl get endpoints kubernetes" in str(e), e
+        return
+    raise AssertionError("networkPolicy.enabled without apiServerCIDRs rendered")
+
+
 def test_network_policy_admits_to_the_listener_only_the_probes_and_metrics_sources():
     # Default: no ingress rule at all, so nothing but the pod's own node (the kubelet's
     # probes, which no NetworkPolicy can block) reaches the listener.
-    docs = render(deep_merge(values_from_flags(GENERIC), {"networkPolicy": {"enabled": True}}))
+    api = {"apiServerCIDRs": ["10.0.0.1/32"]}
+    docs = render(deep_merge(values_from_flags(GENERIC), {"networkPolicy": {"enabled": True, **api}}))
     validate(docs)
     np = find(docs, "NetworkPolicy")[0]["spec"]
     assert np["ingress"] == [], np["ingress"]
     monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}, "podSelector": {"matchLabels": {"app": "prometheus"}}}
-    extra = {"agent": {"port": 9090}, "networkPolicy": {"enabled": True, "probeCIDRs": ["10.128.0.0/16"], "metricsFrom": [monitoring]}}
+    extra = {"agent": {"port": 9090}, "networkPolicy": {"enabled": True, "probeCIDRs": ["10.128.0.0/16"], "metricsFrom": [monitoring], **api}}
     docs = render(deep_merge(values_from_flags(GENERIC), extra))
     validate(docs)
     ingress = find(docs, "NetworkPolicy")[0]["spec"]["ingress"]
@@ -455,6 +467,7 @@ check("the README's install commands, as written, create every namespace the cha
 check("humanitec.privateKey makes a Secret with key private_key feeding PRIVATE_KEY", test_private_key_value_makes_the_secret)
 check("replicaCount 2 brings a PodDisruptionBudget and spreading", test_replicas_bring_a_pdb_and_spreading)
 check("networkPolicy limits egress to DNS, the API server and the Orchestrator", test_network_policy_limits_egress)
+check("networkPolicy.enabled without apiServerCIDRs fails the install, naming the value", test_a_network_policy_without_the_api_servers_cidrs_fails_the_install_naming_the_value)
 check("networkPolicy admits to the listener only probeCIDRs and metricsFrom (default: none but the node)", test_network_policy_admits_to_the_listener_only_the_probes_and_metrics_sources)
 check("proxy and URL credentials are in no ConfigMap and still reach the agent", test_proxy_credentials_are_in_no_configmap_and_still_reach_the_agent)
 check("agent.existingEnvSecret is loaded after the chart's own Secret", test_an_existing_env_secret_is_loaded_after_the_charts_own)
