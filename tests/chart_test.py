@@ -7,6 +7,9 @@ official Kubernetes schemas (kubernetes-validate):
 - every rendered object passes kubernetes-validate --strict;
 - properties: Secret key private_key -> PRIVATE_KEY, annotations on both service accounts,
   Roles and verbs, namespaces, probes, restricted security settings, resources;
+- an upstream-shaped values file (tests/chart/upstream-values.yaml) is taken, and the agent's
+  own pod meets Pod Security 'restricted' (the agent's checker and field by field);
+- the README's Install commands, as an operator pastes them, create every namespace used;
 - values.schema.json rejects typos;
 - the plain manifests in k8s/manifests are what the chart renders from its defaults;
 - the upstream-shaped Deployment runs our binary: its exact command, args and env (from
@@ -409,9 +412,50 @@ class Orchestrator(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_upstream_shaped_deployment_runs_our_binary():
+def agent_binary():
     binary = sys.argv[sys.argv.index("--binary") + 1] if "--binary" in sys.argv else os.path.join(ROOT, "target", "x86_64-unknown-linux-musl", "release", "kubernetes-agent")
     assert os.path.exists(binary), f"{binary} is missing: build the release musl binary first"
+    return binary
+
+
+def test_an_upstream_values_file_renders_and_the_agents_pod_meets_restricted():
+    """Every key of the upstream chart's values.yaml, as an operator's copy of it holds them
+    (tests/chart/upstream-values.yaml: its empty podSecurityContext, securityContext and
+    resources, the service account and both Roles made elsewhere): the chart takes it, every
+    object is valid, and the agent's pod still meets Pod Security 'restricted', checked by
+    the agent's own checker (the pod spec rendered as a Job's, JOB_POD_SECURITY=restricted)
+    and field by field here."""
+    with open(os.path.join(ROOT, "tests", "chart", "upstream-values.yaml")) as f:
+        values = yaml.safe_load(f)
+    for given in (values, {}):
+        docs = render(given)
+        validate(docs)
+        pod = find(docs, "Deployment")[0]["spec"]["template"]["spec"]
+        c = pod["containers"][0]
+        assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, pod["securityContext"]
+        assert c["securityContext"]["allowPrivilegeEscalation"] is False and c["securityContext"]["capabilities"] == {"drop": ["ALL"]}, c["securityContext"]
+        assert not any(pod.get(k) for k in ("hostNetwork", "hostPID", "hostIPC")) and all("hostPath" not in v for v in pod.get("volumes", []))
+        assert all("hostPort" not in p for p in c.get("ports", [])), c["ports"]
+        message = {"action": "create-job", "job_id": "agent-pod", "namespace": "humanitec-runner-jobs", "deployment_token": "not-a-token",
+                   "configuration": {"template": {"spec": pod}}}
+        out = subprocess.run([agent_binary(), "render", "-"], input=json.dumps(message), capture_output=True, text=True,
+                             env={"JOB_POD_SECURITY": "restricted", "ORG_ID": "o", "RUNNER_ID": "r1"}, timeout=30)
+        assert out.returncode == 0, f"the agent's own pod fails Pod Security 'restricted': {out.stderr}"
+    docs = render(values)
+    assert not [d for d in docs if d["kind"] in ("ServiceAccount", "Role", "RoleBinding")], "serviceAccount.create, rbac.create and jobsRbac.create false make none"
+    deployment = find(docs, "Deployment")[0]
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "existing-agent-sa"
+    ref = next(e for e in container(docs)["env"] if e["name"] == "PRIVATE_KEY")["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "runner-key", "key": "key.pem"}, ref
+    assert container(docs)["image"] == "registry.internal/humanitec/kubernetes-agent:0.1.0"
+    assert deployment["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "internal-registry"}]
+    assert deployment["metadata"]["labels"]["team"] == "platform" and deployment["spec"]["template"]["metadata"]["labels"]["tier"] == "ops"
+    assert deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    assert pod_env(docs)["REMOTE_URL"] == "https://orchestrator.internal"
+
+
+def test_upstream_shaped_deployment_runs_our_binary():
+    binary = agent_binary()
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Orchestrator)
@@ -474,5 +518,6 @@ check("agent.existingEnvSecret is loaded after the chart's own Secret", test_an_
 check("agent options reach the agent's environment and files", test_agent_options_reach_the_agent)
 check("values.schema.json rejects typos", test_schema_rejects_typos)
 check("plain manifests match the chart's defaults", test_plain_manifests_are_in_sync)
+check("an upstream values file renders valid objects and the agent's pod meets Pod Security restricted", test_an_upstream_values_file_renders_and_the_agents_pod_meets_restricted)
 check("the upstream-shaped Deployment runs our binary and polls with a valid JWT", test_upstream_shaped_deployment_runs_our_binary)
 finish()
