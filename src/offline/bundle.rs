@@ -695,7 +695,9 @@ fn git_fed(args: &[&str], dir: Option<&Path>, what: &str, url: &str, input: Opti
             Err(Error::transport(what, format!("feeding git failed: {}", fed.and_then(Result::err).map_or(String::new(), |e| e.to_string()))))
         }
         None => Err(Error::transport(what, format!("git did not finish within {} s and was stopped (a Git service that does not answer?)", limit.as_secs()))),
-        Some(s) if !s.success() => Err(Error::transport(what, format!("git said: {said}"))),
+        Some(s) if !s.success() => {
+            Err(Error::transport(what, format!("git said: {said} (check the URL, that the Git service is reachable from here, and git's credentials for it)")))
+        }
         Some(_) => Ok(String::from_utf8_lossy(&out).into_owned()),
     }
 }

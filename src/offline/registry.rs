@@ -121,6 +121,32 @@ pub fn host_ok(h: &str) -> bool {
     }
 }
 
+/// What to do about a request that got no answer: the TLS failures an operator meets
+/// (a plain-HTTP registry, a private CA) each name the option that fixes them.
+fn unreachable_hint(e: &ureq::Error, plain_http: bool) -> &'static str {
+    let tls = match e {
+        ureq::Error::Rustls(t) => Some(t),
+        ureq::Error::Io(io) => io.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        _ => None,
+    };
+    // A plain-HTTP server answers a TLS hello with an HTTP error (a corrupt TLS record) or
+    // by closing the connection.
+    let closed = matches!(e, ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof);
+    match tls {
+        None if closed && !plain_http => {
+            "the registry closed the connection before answering: if it serves plain HTTP, give --plain-http (bundle: --source-plain-http)"
+        }
+        Some(rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateHandshakeMessage { .. } | rustls::Error::InappropriateMessage { .. }) => {
+            "the registry does not answer in TLS there: if it serves plain HTTP, give --plain-http (bundle: --source-plain-http)"
+        }
+        Some(rustls::Error::InvalidCertificate(_)) => {
+            "the registry's certificate is not trusted or not for this host: give its CA with --ca-file (bundle: --source-ca-file), or fix the host name"
+        }
+        Some(_) => "the TLS handshake failed: check --ca-file (bundle: --source-ca-file) and the registry's TLS setup",
+        None => "is the registry up and reachable at that host and port, through HTTPS_PROXY if one is set?",
+    }
+}
+
 /// What to fetch or push a manifest under.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selector {
@@ -532,7 +558,7 @@ impl Registry {
                     self.run(req, receive.max(*len))
                 }
             };
-            let response = result.map_err(|e| Error::transport(operation, format!("{e} (is the registry reachable, and the CA right?)")))?;
+            let response = result.map_err(|e| Error::transport(operation, format!("{e} ({})", unreachable_hint(&e, self.endpoint.plain_http))))?;
             // Another origin's 401 is its own business: no credentials are offered to it.
             if response.status().as_u16() != 401 || !credentials || challenged {
                 if response.status().as_u16() == 401 && credentials {
