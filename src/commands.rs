@@ -49,6 +49,12 @@ pub fn render_message(text: &str, policy: &JobPolicy) -> Result<String> {
 /// dangling one) are kept unless `force`; with `force` they are replaced, never written
 /// through: see [`write_new`].
 pub fn keygen(dir: &Path, force: bool) -> Result<String> {
+    if !dir.is_dir() {
+        return Err(Error::io(
+            format!("--out-dir {} is not a directory; create it first, or give another --out-dir", dir.display()),
+            std::io::ErrorKind::NotFound.into(),
+        ));
+    }
     let key = RunnerKey::generate()?;
     let private = dir.join("runner_private_key.pem");
     let public = dir.join("runner_public_key.pem");
@@ -102,6 +108,15 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 mod tests {
     use super::*;
     use crate::scratch::TempDir;
+
+    #[test]
+    fn keygen_into_a_missing_directory_names_the_option_and_not_a_temporary_file() {
+        let scratch = TempDir::new("keygen-missing");
+        let missing = scratch.path().join("no-such-dir");
+        let e = keygen(&missing, false).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("--out-dir {} is not a directory; create it first", missing.display())), "{e}");
+        assert!(!e.contains(".tmp"), "{e}");
+    }
 
     #[test]
     fn keygen_refuses_to_overwrite_a_key() {
