@@ -94,7 +94,7 @@ pub const SETTINGS: &[Setting] = &[
         help: "extra PEM CA bundle trusted for REMOTE_URL (a private CA or a TLS-inspecting proxy)",
     },
     Setting { env: "LISTEN_ADDRESS", flag: "listen", default: "0.0.0.0:8080", help: "address of /healthz, /readyz and /metrics; 'off' disables the listener" },
-    Setting { env: "TOKEN_LIFETIME", flag: "token-lifetime", default: "0", help: "JWT lifetime (e.g. 15m); 0 = no iat/exp, exactly as upstream signs" },
+    Setting { env: "TOKEN_LIFETIME", flag: "token-lifetime", default: "0", help: "JWT lifetime (e.g. 15m, at least 2m); 0 = no iat/exp, exactly as upstream signs" },
     Setting { env: "POLLS", flag: "polls", default: "2", help: "long polls; their holds end 1/n of a hold apart (1-8)" },
     Setting {
         env: "POLL_HOLD",
@@ -113,7 +113,7 @@ pub const SETTINGS: &[Setting] = &[
         flag: "startup-grace",
         default: "2m",
         help:
-            "a Job's pod blocked longer than this (image pull, missing Secret, mount, scheduling) is reported at once; off = only after expires_at, as upstream",
+            "a Job's pod blocked longer than this (image pull, missing Secret, mount, scheduling) is reported at the next status check; off = only after expires_at, as upstream",
     },
 ];
 
