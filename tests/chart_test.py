@@ -381,11 +381,34 @@ def test_schema_rejects_typos():
 
 def manifests_text():
     out = helm_chart.Chart.load(CHART).render({}, name=RELEASE, namespace="humanitec-kubernetes-agent-runner", is_install=True)
-    head = ("# Rendered from k8s/humanitec-kubernetes-agent-runner with its default values, for kubectl users:\n"
-            "#   edit ORG_ID and RUNNER_ID in the ConfigMap, create the Secret (README, 'Install'), then\n"
-            "#   kubectl create namespace humanitec-kubernetes-agent-runner && kubectl apply -f this file.\n"
+    head = ("# Rendered from k8s/humanitec-kubernetes-agent-runner with its default values, for kubectl users.\n"
+            "# Edit ORG_ID and RUNNER_ID in the ConfigMap below, then:\n"
+            "#   kubectl create namespace humanitec-kubernetes-agent-runner\n"
+            "#   kubectl -n humanitec-kubernetes-agent-runner create secret generic humanitec-kubernetes-agent-runner \\\n"
+            "#     --from-literal=private_key=\"$(cat runner_private_key.pem)\"\n"
+            "#   kubectl apply -f k8s/manifests/humanitec-kubernetes-agent-runner.yaml\n"
             "# Kept in sync by tests/chart_test.py (--update-manifests rewrites it).\n")
     return head + "".join(f"---\n# Source: {p}\n{t.strip()}\n" for p, t in sorted(out.items()) if not p.endswith("NOTES.txt") and t.strip())
+
+
+def test_the_plain_manifests_commands_create_what_they_need_in_order():
+    """The header's commands, as pasted: the namespace first, then the Secret the Deployment
+    reads, in it; every object in that namespace; the file applied is this one."""
+    import shlex
+    with open(MANIFESTS) as f:
+        text = f.read()
+    lines = [l[1:].strip() for l in text.split("\n---\n", 1)[0].splitlines() if l.startswith("#   ") or l.startswith("#     ")]
+    commands = [shlex.split(c) for c in " ".join(lines).replace("\\ ", " ").split("kubectl ")[1:]]
+    assert [c[:2] for c in commands] == [["create", "namespace"], ["-n", commands[1][1]], ["apply", "-f"]], commands
+    namespace = commands[0][2]
+    secret = commands[1]
+    assert secret[1] == namespace and secret[2:5] == ["create", "secret", "generic"], secret
+    assert os.path.samefile(os.path.join(ROOT, commands[2][2]), MANIFESTS), commands[2]
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    assert {d["metadata"]["namespace"] for d in docs} == {namespace}, {d["metadata"]["namespace"] for d in docs}
+    ref = next(e for e in container(docs)["env"] if e["name"] == "PRIVATE_KEY")["valueFrom"]["secretKeyRef"]
+    key = next(a for a in secret if a.startswith("--from-literal=")).split("=")[1]
+    assert (ref["name"], ref["key"]) == (secret[5], key), (ref, secret)
 
 
 def test_plain_manifests_are_in_sync():
@@ -518,6 +541,7 @@ check("agent.existingEnvSecret is loaded after the chart's own Secret", test_an_
 check("agent options reach the agent's environment and files", test_agent_options_reach_the_agent)
 check("values.schema.json rejects typos", test_schema_rejects_typos)
 check("plain manifests match the chart's defaults", test_plain_manifests_are_in_sync)
+check("the plain manifests' commands create the namespace, then the Secret the Deployment reads, then apply", test_the_plain_manifests_commands_create_what_they_need_in_order)
 check("an upstream values file renders valid objects and the agent's pod meets Pod Security restricted", test_an_upstream_values_file_renders_and_the_agents_pod_meets_restricted)
 check("the upstream-shaped Deployment runs our binary and polls with a valid JWT", test_upstream_shaped_deployment_runs_our_binary)
 finish()
