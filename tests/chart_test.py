@@ -259,6 +259,15 @@ def test_the_readmes_install_commands_work_as_written():
     assert env["REMOTE_URL"] == "https://orchestrator.internal" and env["IMAGE_MIRRORS"] == "ghcr.io/humanitec=registry.internal/humanitec", env
 
 
+def test_a_tag_or_org_id_of_digits_given_with_set_is_taken_as_upstream_takes_it():
+    # Helm's --set makes a value of digits an integer; the upstream chart has no schema and
+    # renders it, so a schema demanding a string refused an install the upstream one takes.
+    docs = render(values_from_flags(GENERIC[1:] + [("--set", "humanitec.orgId=12345"), ("--set", "image.tag=20261201")]))
+    validate(docs)
+    assert container(docs)["image"].endswith(":20261201"), container(docs)["image"]
+    assert find(docs, "ConfigMap", "humanitec-kubernetes-agent-runner")[0]["data"]["ORG_ID"] == "12345"
+
+
 def test_private_key_value_makes_the_secret():
     pem = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIBhHYBkJutwtjhDHWf+i4YW2jFfOQ1oPEycYMLgal7hy\n-----END PRIVATE KEY-----\n"
     docs = render({"humanitec": {"orgId": "o", "runnerId": "r1", "privateKey": pem}})
@@ -531,6 +540,7 @@ check("lint (strict) passes", test_lint)
 for scenario, flags in SCENARIOS.items():
     check(f"seed install '{scenario}' renders valid objects with the expected properties", scenario_test(scenario, flags))
 check("the README's install commands, as written, create every namespace the chart uses and the Secret it reads", test_the_readmes_install_commands_work_as_written)
+check("--set image.tag and humanitec.orgId of digits (integers to Helm) are taken, as upstream", test_a_tag_or_org_id_of_digits_given_with_set_is_taken_as_upstream_takes_it)
 check("humanitec.privateKey makes a Secret with key private_key feeding PRIVATE_KEY", test_private_key_value_makes_the_secret)
 check("replicaCount 2 brings a PodDisruptionBudget and spreading", test_replicas_bring_a_pdb_and_spreading)
 check("networkPolicy limits egress to DNS, the API server and the Orchestrator", test_network_policy_limits_egress)
