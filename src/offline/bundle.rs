@@ -631,7 +631,7 @@ fn module_bundle(repo: &str, reference: &str, scratch: &Path, since: Option<&str
 }
 
 /// Wall-clock bound of one git command, unless `OFFLINE_INSTALL_GIT_TIMEOUT` (seconds) says otherwise.
-const GIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+pub(crate) const GIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
 /// Runs git without a terminal to prompt on (`GIT_TERMINAL_PROMPT=0`, no standard input),
 /// giving up on a transfer slower than 1,000 bytes/s for 60 s, and killed after the
