@@ -451,7 +451,7 @@ fn poll_loop(ctx: &Context, tx: &Sender<Held>, spacing: &Spacing, i: usize) {
             PollOutcome::NotFound => {
                 ctx.metrics.poll(metrics::Poll::NotFound);
                 log::error!(
-                    "the Orchestrator does not know organisation '{}' or runner '{}' (404 from {}): check ORG_ID and RUNNER_ID, and that the runner was created \
+                    "the Orchestrator does not know organisation '{}' or runner '{}' (404 from {}): check that REMOTE_URL is the Orchestrator API's base URL, ORG_ID and RUNNER_ID, and that the runner was created \
                      ('hctl create runner') with the public key of kid {}. Retrying with backoff.",
                     ctx.policy.org_id.as_deref().unwrap_or("?"),
                     ctx.policy.runner_id.as_deref().unwrap_or("?"),
