@@ -486,6 +486,20 @@ def test_an_upstream_values_file_renders_and_the_agents_pod_meets_restricted():
     assert pod_env(docs)["REMOTE_URL"] == "https://orchestrator.internal"
 
 
+def test_the_charts_defaults_are_the_agents_defaults():
+    """Each setting the chart's ConfigMap sets by default holds the default the agent's
+    --help states (values.yaml and src/config.rs say it once each; this holds them equal),
+    except where the chart means to differ: the namespaces and service accounts it made."""
+    text = subprocess.run([agent_binary(), "--help"], capture_output=True, text=True, timeout=30).stdout
+    defaults = dict(re.findall(r"^  \S.*?\s([A-Z_]+)\n      .*?\[default: (.*?)\]$", text, re.M))
+    assert defaults.get("POLLS") == "2" and "LOG_FORMAT" in defaults, defaults
+    data = find(render({}), "ConfigMap", RELEASE)[0]["data"]
+    chart_own = {"JOB_NAMESPACES", "JOB_SERVICE_ACCOUNTS", "ORG_ID", "RUNNER_ID"}
+    differ = {k: (v, defaults.get(k)) for k, v in data.items() if k not in chart_own and defaults.get(k) != v}
+    assert not differ, f"the chart's default differs from the agent's (chart, agent): {differ}"
+    assert set(data) - chart_own <= set(defaults), f"the chart sets {sorted(set(data) - chart_own - set(defaults))}, which have no agent default"
+
+
 def test_upstream_shaped_deployment_runs_our_binary():
     binary = agent_binary()
     key = Ed25519PrivateKey.generate()
@@ -553,5 +567,6 @@ check("values.schema.json rejects typos", test_schema_rejects_typos)
 check("plain manifests match the chart's defaults", test_plain_manifests_are_in_sync)
 check("the plain manifests' commands create the namespace, then the Secret the Deployment reads, then apply", test_the_plain_manifests_commands_create_what_they_need_in_order)
 check("an upstream values file renders valid objects and the agent's pod meets Pod Security restricted", test_an_upstream_values_file_renders_and_the_agents_pod_meets_restricted)
+check("the chart's defaults are the agent's defaults (--help)", test_the_charts_defaults_are_the_agents_defaults)
 check("the upstream-shaped Deployment runs our binary and polls with a valid JWT", test_upstream_shaped_deployment_runs_our_binary)
 finish()
