@@ -37,9 +37,12 @@ pub fn render_input(input: Option<&Path>, policy: &JobPolicy) -> Result<String> 
 
 /// Renders the Job for one create-job message text, as pretty JSON.
 pub fn render_message(text: &str, policy: &JobPolicy) -> Result<String> {
-    let create = match message::decode(text)? {
-        Message::CreateJob(c) => c,
-        other => return Err(Error::decode("message", format!("render takes a create-job message, this is {}", other.action()))),
+    const SHAPE: &str = r#"give a create-job message as the Orchestrator sends it: {"action":"create-job","job_id":"…","namespace":"…","configuration":{a JobSpec},"deployment_token":"…"}"#;
+    let create = match message::decode(text) {
+        Ok(Message::CreateJob(c)) => c,
+        Ok(other) => return Err(Error::decode("message", format!("render takes a create-job message, this is {}; {SHAPE}", other.action()))),
+        Err(Error::Decode { document, why }) => return Err(Error::decode(document, format!("{why}; {SHAPE}"))),
+        Err(e) => return Err(e),
     };
     Ok(crate::json::pretty(&render::render(&create.job_id, &create.namespace, create.configuration, policy)?))
 }
@@ -108,6 +111,24 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 mod tests {
     use super::*;
     use crate::scratch::TempDir;
+
+    #[test]
+    fn render_of_text_that_is_no_create_job_message_says_what_to_give() {
+        let policy = crate::config::job_policy(&crate::config::Values::default()).unwrap();
+        for text in [
+            "{bad",
+            r#"{"action":"create-job"}"#,
+            r#"{"action":"check-job-status","job_id":"a","namespace":"n","deployment_token":"t","expires_at":"2026-01-01T00:00:00Z"}"#,
+        ] {
+            let e = render_message(text, &policy).unwrap_err().to_string();
+            assert!(
+                e.starts_with("could not decode ")
+                    && e.contains(r#"; give a create-job message as the Orchestrator sends it: {"action":"create-job","job_id""#),
+                "{e}"
+            );
+            assert!(!e.contains('\n'), "{e}");
+        }
+    }
 
     #[test]
     fn keygen_into_a_missing_directory_names_the_option_and_not_a_temporary_file() {
