@@ -37,9 +37,12 @@ pub fn render_input(input: Option<&Path>, policy: &JobPolicy) -> Result<String> 
 
 /// Renders the Job for one create-job message text, as pretty JSON.
 pub fn render_message(text: &str, policy: &JobPolicy) -> Result<String> {
-    let create = match message::decode(text)? {
-        Message::CreateJob(c) => c,
-        other => return Err(Error::decode("message", format!("render takes a create-job message, this is {}", other.action()))),
+    const SHAPE: &str = r#"give a create-job message as the Orchestrator sends it: {"action":"create-job","job_id":"…","namespace":"…","configuration":{a JobSpec},"deployment_token":"…"}"#;
+    let create = match message::decode(text) {
+        Ok(Message::CreateJob(c)) => c,
+        Ok(other) => return Err(Error::decode("message", format!("render takes a create-job message, this is {}; {SHAPE}", other.action()))),
+        Err(Error::Decode { document, why }) => return Err(Error::decode(document, format!("{why}; {SHAPE}"))),
+        Err(e) => return Err(e),
     };
     Ok(crate::json::pretty(&render::render(&create.job_id, &create.namespace, create.configuration, policy)?))
 }
@@ -49,6 +52,12 @@ pub fn render_message(text: &str, policy: &JobPolicy) -> Result<String> {
 /// dangling one) are kept unless `force`; with `force` they are replaced, never written
 /// through: see [`write_new`].
 pub fn keygen(dir: &Path, force: bool) -> Result<String> {
+    if !dir.is_dir() {
+        return Err(Error::io(
+            format!("--out-dir {} is not a directory; create it first, or give another --out-dir", dir.display()),
+            std::io::ErrorKind::NotFound.into(),
+        ));
+    }
     let key = RunnerKey::generate()?;
     let private = dir.join("runner_private_key.pem");
     let public = dir.join("runner_public_key.pem");
@@ -102,6 +111,33 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 mod tests {
     use super::*;
     use crate::scratch::TempDir;
+
+    #[test]
+    fn render_of_text_that_is_no_create_job_message_says_what_to_give() {
+        let policy = crate::config::job_policy(&crate::config::Values::default()).unwrap();
+        for text in [
+            "{bad",
+            r#"{"action":"create-job"}"#,
+            r#"{"action":"check-job-status","job_id":"a","namespace":"n","deployment_token":"t","expires_at":"2026-01-01T00:00:00Z"}"#,
+        ] {
+            let e = render_message(text, &policy).unwrap_err().to_string();
+            assert!(
+                e.starts_with("could not decode ")
+                    && e.contains(r#"; give a create-job message as the Orchestrator sends it: {"action":"create-job","job_id""#),
+                "{e}"
+            );
+            assert!(!e.contains('\n'), "{e}");
+        }
+    }
+
+    #[test]
+    fn keygen_into_a_missing_directory_names_the_option_and_not_a_temporary_file() {
+        let scratch = TempDir::new("keygen-missing");
+        let missing = scratch.path().join("no-such-dir");
+        let e = keygen(&missing, false).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("--out-dir {} is not a directory; create it first", missing.display())), "{e}");
+        assert!(!e.contains(".tmp"), "{e}");
+    }
 
     #[test]
     fn keygen_refuses_to_overwrite_a_key() {

@@ -94,7 +94,7 @@ pub const SETTINGS: &[Setting] = &[
         help: "extra PEM CA bundle trusted for REMOTE_URL (a private CA or a TLS-inspecting proxy)",
     },
     Setting { env: "LISTEN_ADDRESS", flag: "listen", default: "0.0.0.0:8080", help: "address of /healthz, /readyz and /metrics; 'off' disables the listener" },
-    Setting { env: "TOKEN_LIFETIME", flag: "token-lifetime", default: "0", help: "JWT lifetime (e.g. 15m); 0 = no iat/exp, exactly as upstream signs" },
+    Setting { env: "TOKEN_LIFETIME", flag: "token-lifetime", default: "0", help: "JWT lifetime (e.g. 15m, at least 2m); 0 = no iat/exp, exactly as upstream signs" },
     Setting { env: "POLLS", flag: "polls", default: "2", help: "long polls; their holds end 1/n of a hold apart (1-8)" },
     Setting {
         env: "POLL_HOLD",
@@ -113,7 +113,7 @@ pub const SETTINGS: &[Setting] = &[
         flag: "startup-grace",
         default: "2m",
         help:
-            "a Job's pod blocked longer than this (image pull, missing Secret, mount, scheduling) is reported at once; off = only after expires_at, as upstream",
+            "a Job's pod blocked longer than this (image pull, missing Secret, mount, scheduling) is reported at the next status check; off = only after expires_at, as upstream",
     },
 ];
 
@@ -357,6 +357,16 @@ fn checked_url(url: &str, name: &str) -> Result<String> {
                     name,
                     "holds an '@' that is not the end of a user:password@ part",
                     "percent-encode '/', '@', '?' and '#' in the user and password",
+                ));
+            }
+            let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            if crate::http::split_host_port(host_port).is_none_or(|(host, _)| host.is_empty()) {
+                // Caught here, not at the first poll: ureq would refuse every request
+                // ("invalid authority"), retried for ever with no hint of the setting.
+                return Err(Error::config(
+                    name,
+                    format!("'{shown}' names no host (or its port is not a number from 1 to 65535)"),
+                    "use a URL like https://host[:port][/path]",
                 ));
             }
             if authority.contains('@') && name != "REMOTE_URL" {
@@ -673,6 +683,31 @@ mod tests {
         let e = agent_config(&Values::from_env(env)).unwrap_err().to_string();
         assert!(!e.contains("MC4CAQAw"), "the key leaked: {e}");
         e
+    }
+
+    #[test]
+    fn a_url_naming_no_host_or_a_bad_port_is_refused_at_start_up_without_its_password() {
+        for url in [
+            "https://user:s3cret-pw@",
+            "https://user:s3cret-pw@/orgs",
+            "https:///path",
+            "https://:443",
+            "https://host:https",
+            "https://host:99999",
+            "https://host:0",
+            "https://[::1",
+            "https://[]:443",
+        ] {
+            for name in ["REMOTE_URL", "KUBE_API_URL"] {
+                let e = error_with(&[(name, url)]);
+                assert!(e.contains(&format!("configuration {name}: ")) && e.contains("names no host"), "{url}: {e}");
+                assert!(!e.contains("s3cret-pw"), "{e}");
+            }
+        }
+        for url in ["https://orchestrator.internal:8443/api", "http://user:pw@[::1]:8080", "https://[fd00::1]", "https://10.0.0.1"] {
+            let ok = Values::from_env(upstream_env().into_iter().chain([("REMOTE_URL", url.to_string())]));
+            assert!(agent_config(&ok).is_ok(), "{url}");
+        }
     }
 
     #[test]

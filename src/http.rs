@@ -8,6 +8,27 @@ use std::time::Duration;
 
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
+/// Splits a URL's authority (after any `user:password@`), `host`, `host:port`, `[v6]` or
+/// `[v6]:port`, into its host (without brackets) and whether it was bracketed; `None` when
+/// the brackets are unbalanced or a port is given that is not a number from 1 to 65535.
+/// The host may be empty: callers decide what a host must look like.
+pub fn split_host_port(authority: &str) -> Option<(&str, bool)> {
+    let (host, port, bracketed) = match authority.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((ip, "")) => (ip, None, true),
+            Some((ip, port)) => (ip, Some(port.strip_prefix(':')?), true),
+            None => return None,
+        },
+        None => match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port), false),
+            None => (authority, None, false),
+        },
+    };
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u32>().is_ok_and(|n| n > 0 && n < 65536));
+    port_ok.then_some((host, bracketed))
+}
+
 /// Where the trust anchors for a peer come from.
 #[derive(Clone, Debug)]
 pub enum Trust {

@@ -64,6 +64,8 @@ pub mod offline;
 pub mod ops;
 pub mod orchestrator;
 pub(crate) mod random;
+#[cfg(test)]
+mod readme_claims;
 pub(crate) mod redact;
 pub mod render;
 #[cfg(test)]

@@ -7,6 +7,9 @@ official Kubernetes schemas (kubernetes-validate):
 - every rendered object passes kubernetes-validate --strict;
 - properties: Secret key private_key -> PRIVATE_KEY, annotations on both service accounts,
   Roles and verbs, namespaces, probes, restricted security settings, resources;
+- an upstream-shaped values file (tests/chart/upstream-values.yaml) is taken, and the agent's
+  own pod meets Pod Security 'restricted' (the agent's checker and field by field);
+- the README's Install commands, as an operator pastes them, create every namespace used;
 - values.schema.json rejects typos;
 - the plain manifests in k8s/manifests are what the chart renders from its defaults;
 - the upstream-shaped Deployment runs our binary: its exact command, args and env (from
@@ -20,6 +23,7 @@ import base64
 import http.server
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -120,6 +124,16 @@ IDENTITY = {
 }
 
 
+def agent_needs():
+    """(verb, group, resource) the agent's requests need, as `check` verifies them
+    (src/ops/check.rs NEEDED, which a Rust test derives from the request builders)."""
+    with open(os.path.join(ROOT, "src", "ops", "check.rs")) as f:
+        text = f.read()
+    const = re.search(r"pub const NEEDED: \[\(&str, &str, &str\); \d+\] =\s*\[(.*?)\];", text, re.S)
+    assert const, "no NEEDED in src/ops/check.rs"
+    return sorted(re.findall(r'\("(\w*)", "([\w.]*)", "(\w+)"\)', const.group(1)))
+
+
 def container(docs):
     return find(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
 
@@ -179,7 +193,8 @@ def scenario_test(name, flags):
         agent_role = roles["humanitec-kubernetes-agent-runner"]
         assert agent_role["metadata"]["namespace"] == "humanitec-runner-jobs"
         rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): sorted(r["verbs"]) for r in agent_role["rules"]}
-        assert rules == {(("batch",), ("jobs",)): ["create", "get", "list"], (("",), ("pods", "events")): ["list"]}, rules
+        granted = sorted((verb, group, resource) for r in agent_role["rules"] for group in r["apiGroups"] for resource in r["resources"] for verb in r["verbs"])
+        assert granted == agent_needs(), f"the agent's Role grants {granted}; the agent's requests (src/ops/check.rs NEEDED) need {agent_needs()}"
         job_rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): sorted(r["verbs"]) for r in roles["humanitec-runner-job"]["rules"]}
         assert job_rules == {(("",), ("secrets",)): ["create", "delete", "get", "list", "update"], (("coordination.k8s.io",), ("leases",)): ["create", "get", "update"]}, job_rules
         bindings = {d["metadata"]["name"]: d for d in find(docs, "RoleBinding")}
@@ -201,6 +216,56 @@ def scenario_test(name, flags):
         assert not find(docs, "Deployment")[0]["spec"]["template"]["spec"].get("topologySpreadConstraints")
         assert not [d for d in docs if d["kind"] == "PodDisruptionBudget"]
     return run
+
+
+def readme_install_blocks():
+    """The README's Install section: its ```sh blocks, each as a list of commands (argv
+    lists, backslash continuations joined, comments dropped), as an operator pastes them."""
+    import shlex
+    with open(os.path.join(ROOT, "README.md")) as f:
+        text = f.read()
+    section = text.split("\n## Install\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
+    return [[shlex.split(line, comments=True) for line in block.replace("\\\n", " ").splitlines() if shlex.split(line, comments=True)] for block in blocks]
+
+
+def test_the_readmes_install_commands_work_as_written():
+    blocks = readme_install_blocks()
+    seed = next(b for b in blocks if any(c[:2] == ["helm", "install"] for c in b))
+    namespaces = {c[3] for c in seed if c[:3] == ["kubectl", "create", "namespace"]}
+    secret = next(c for c in seed if "secret" in c and "create" in c)
+    secret_ns = secret[secret.index("-n") + 1]
+    secret_name = secret[secret.index("generic") + 1]
+    secret_key = next(a for a in secret if a.startswith("--from-literal=")).split("=")[1]
+    helm = next(c for c in seed if c[:2] == ["helm", "install"])
+    assert helm[3] == "k8s/humanitec-kubernetes-agent-runner" and os.path.isdir(os.path.join(ROOT, helm[3])), helm
+    release_ns = helm[helm.index("--namespace") + 1]
+    flags = [(helm[i], helm[i + 1]) for i in range(len(helm) - 1) if helm[i] in ("--set", "--set-json")]
+    # The block after it adds the self-hosted flags to the same command.
+    extra = next(b for b in blocks if b and b[0][0] == "--set")
+    extra = [(a, b) for c in extra for a, b in zip(c[::2], c[1::2])]
+    for values in (flags, flags + extra):
+        docs = helm_chart.Chart.load(CHART).render(values_from_flags(values), name=helm[2], namespace=release_ns, is_install=True)
+        docs = [d for path, t in sorted(docs.items()) if not path.endswith("NOTES.txt") for d in yaml.safe_load_all(t) if d]
+        validate(docs)
+        used = {d["metadata"]["namespace"] for d in docs}
+        assert used <= namespaces, f"objects go to namespaces {sorted(used - namespaces)} that the README's commands never create"
+        assert release_ns in namespaces and secret_ns in namespaces, (release_ns, secret_ns, namespaces)
+        deployment = find(docs, "Deployment")[0]
+        ref = next(e for e in container(docs)["env"] if e["name"] == "PRIVATE_KEY")["valueFrom"]["secretKeyRef"]
+        assert (deployment["metadata"]["namespace"], ref["name"], ref["key"]) == (secret_ns, secret_name, secret_key), (ref, secret)
+    assert sorted(flags) == sorted(GENERIC), "the README's install command is not the seed's (GENERIC)"
+    env = pod_env(docs)
+    assert env["REMOTE_URL"] == "https://orchestrator.internal" and env["IMAGE_MIRRORS"] == "ghcr.io/humanitec=registry.internal/humanitec", env
+
+
+def test_a_tag_or_org_id_of_digits_given_with_set_is_taken_as_upstream_takes_it():
+    # Helm's --set makes a value of digits an integer; the upstream chart has no schema and
+    # renders it, so a schema demanding a string refused an install the upstream one takes.
+    docs = render(values_from_flags(GENERIC[1:] + [("--set", "humanitec.orgId=12345"), ("--set", "image.tag=20261201")]))
+    validate(docs)
+    assert container(docs)["image"].endswith(":20261201"), container(docs)["image"]
+    assert find(docs, "ConfigMap", "humanitec-kubernetes-agent-runner")[0]["data"]["ORG_ID"] == "12345"
 
 
 def test_private_key_value_makes_the_secret():
@@ -231,15 +296,27 @@ def test_network_policy_limits_egress():
     assert np["policyTypes"] == ["Ingress", "Egress"]
 
 
+def test_a_network_policy_without_the_api_servers_cidrs_fails_the_install_naming_the_value():
+    # Without them the agent could reach the API server only where it happens to listen on a
+    # port of orchestratorPorts; on 6443 (kubeadm, k3s) every Job create would time out.
+    try:
+        render(deep_merge(values_from_flags(GENERIC), {"networkPolicy": {"enabled": True}}))
+    except Exception as e:  # noqa: BLE001
+        assert "networkPolicy.apiServerCIDRs" in str(e) and "kubectl get endpoints kubernetes" in str(e), e
+        return
+    raise AssertionError("networkPolicy.enabled without apiServerCIDRs rendered")
+
+
 def test_network_policy_admits_to_the_listener_only_the_probes_and_metrics_sources():
     # Default: no ingress rule at all, so nothing but the pod's own node (the kubelet's
     # probes, which no NetworkPolicy can block) reaches the listener.
-    docs = render(deep_merge(values_from_flags(GENERIC), {"networkPolicy": {"enabled": True}}))
+    api = {"apiServerCIDRs": ["10.0.0.1/32"]}
+    docs = render(deep_merge(values_from_flags(GENERIC), {"networkPolicy": {"enabled": True, **api}}))
     validate(docs)
     np = find(docs, "NetworkPolicy")[0]["spec"]
     assert np["ingress"] == [], np["ingress"]
     monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}, "podSelector": {"matchLabels": {"app": "prometheus"}}}
-    extra = {"agent": {"port": 9090}, "networkPolicy": {"enabled": True, "probeCIDRs": ["10.128.0.0/16"], "metricsFrom": [monitoring]}}
+    extra = {"agent": {"port": 9090}, "networkPolicy": {"enabled": True, "probeCIDRs": ["10.128.0.0/16"], "metricsFrom": [monitoring], **api}}
     docs = render(deep_merge(values_from_flags(GENERIC), extra))
     validate(docs)
     ingress = find(docs, "NetworkPolicy")[0]["spec"]["ingress"]
@@ -313,11 +390,34 @@ def test_schema_rejects_typos():
 
 def manifests_text():
     out = helm_chart.Chart.load(CHART).render({}, name=RELEASE, namespace="humanitec-kubernetes-agent-runner", is_install=True)
-    head = ("# Rendered from k8s/humanitec-kubernetes-agent-runner with its default values, for kubectl users:\n"
-            "#   edit ORG_ID and RUNNER_ID in the ConfigMap, create the Secret (README, 'Install'), then\n"
-            "#   kubectl create namespace humanitec-kubernetes-agent-runner && kubectl apply -f this file.\n"
+    head = ("# Rendered from k8s/humanitec-kubernetes-agent-runner with its default values, for kubectl users.\n"
+            "# Edit ORG_ID and RUNNER_ID in the ConfigMap below, then:\n"
+            "#   kubectl create namespace humanitec-kubernetes-agent-runner\n"
+            "#   kubectl -n humanitec-kubernetes-agent-runner create secret generic humanitec-kubernetes-agent-runner \\\n"
+            "#     --from-literal=private_key=\"$(cat runner_private_key.pem)\"\n"
+            "#   kubectl apply -f k8s/manifests/humanitec-kubernetes-agent-runner.yaml\n"
             "# Kept in sync by tests/chart_test.py (--update-manifests rewrites it).\n")
     return head + "".join(f"---\n# Source: {p}\n{t.strip()}\n" for p, t in sorted(out.items()) if not p.endswith("NOTES.txt") and t.strip())
+
+
+def test_the_plain_manifests_commands_create_what_they_need_in_order():
+    """The header's commands, as pasted: the namespace first, then the Secret the Deployment
+    reads, in it; every object in that namespace; the file applied is this one."""
+    import shlex
+    with open(MANIFESTS) as f:
+        text = f.read()
+    lines = [l[1:].strip() for l in text.split("\n---\n", 1)[0].splitlines() if l.startswith("#   ") or l.startswith("#     ")]
+    commands = [shlex.split(c) for c in " ".join(lines).replace("\\ ", " ").split("kubectl ")[1:]]
+    assert [c[:2] for c in commands] == [["create", "namespace"], ["-n", commands[1][1]], ["apply", "-f"]], commands
+    namespace = commands[0][2]
+    secret = commands[1]
+    assert secret[1] == namespace and secret[2:5] == ["create", "secret", "generic"], secret
+    assert os.path.samefile(os.path.join(ROOT, commands[2][2]), MANIFESTS), commands[2]
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    assert {d["metadata"]["namespace"] for d in docs} == {namespace}, {d["metadata"]["namespace"] for d in docs}
+    ref = next(e for e in container(docs)["env"] if e["name"] == "PRIVATE_KEY")["valueFrom"]["secretKeyRef"]
+    key = next(a for a in secret if a.startswith("--from-literal=")).split("=")[1]
+    assert (ref["name"], ref["key"]) == (secret[5], key), (ref, secret)
 
 
 def test_plain_manifests_are_in_sync():
@@ -344,9 +444,64 @@ class Orchestrator(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_upstream_shaped_deployment_runs_our_binary():
+def agent_binary():
     binary = sys.argv[sys.argv.index("--binary") + 1] if "--binary" in sys.argv else os.path.join(ROOT, "target", "x86_64-unknown-linux-musl", "release", "kubernetes-agent")
     assert os.path.exists(binary), f"{binary} is missing: build the release musl binary first"
+    return binary
+
+
+def test_an_upstream_values_file_renders_and_the_agents_pod_meets_restricted():
+    """Every key of the upstream chart's values.yaml, as an operator's copy of it holds them
+    (tests/chart/upstream-values.yaml: its empty podSecurityContext, securityContext and
+    resources, the service account and both Roles made elsewhere): the chart takes it, every
+    object is valid, and the agent's pod still meets Pod Security 'restricted', checked by
+    the agent's own checker (the pod spec rendered as a Job's, JOB_POD_SECURITY=restricted)
+    and field by field here."""
+    with open(os.path.join(ROOT, "tests", "chart", "upstream-values.yaml")) as f:
+        values = yaml.safe_load(f)
+    for given in (values, {}):
+        docs = render(given)
+        validate(docs)
+        pod = find(docs, "Deployment")[0]["spec"]["template"]["spec"]
+        c = pod["containers"][0]
+        assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, pod["securityContext"]
+        assert c["securityContext"]["allowPrivilegeEscalation"] is False and c["securityContext"]["capabilities"] == {"drop": ["ALL"]}, c["securityContext"]
+        assert not any(pod.get(k) for k in ("hostNetwork", "hostPID", "hostIPC")) and all("hostPath" not in v for v in pod.get("volumes", []))
+        assert all("hostPort" not in p for p in c.get("ports", [])), c["ports"]
+        message = {"action": "create-job", "job_id": "agent-pod", "namespace": "humanitec-runner-jobs", "deployment_token": "not-a-token",
+                   "configuration": {"template": {"spec": pod}}}
+        out = subprocess.run([agent_binary(), "render", "-"], input=json.dumps(message), capture_output=True, text=True,
+                             env={"JOB_POD_SECURITY": "restricted", "ORG_ID": "o", "RUNNER_ID": "r1"}, timeout=30)
+        assert out.returncode == 0, f"the agent's own pod fails Pod Security 'restricted': {out.stderr}"
+    docs = render(values)
+    assert not [d for d in docs if d["kind"] in ("ServiceAccount", "Role", "RoleBinding")], "serviceAccount.create, rbac.create and jobsRbac.create false make none"
+    deployment = find(docs, "Deployment")[0]
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "existing-agent-sa"
+    ref = next(e for e in container(docs)["env"] if e["name"] == "PRIVATE_KEY")["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "runner-key", "key": "key.pem"}, ref
+    assert container(docs)["image"] == "registry.internal/humanitec/kubernetes-agent:0.1.0"
+    assert deployment["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "internal-registry"}]
+    assert deployment["metadata"]["labels"]["team"] == "platform" and deployment["spec"]["template"]["metadata"]["labels"]["tier"] == "ops"
+    assert deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    assert pod_env(docs)["REMOTE_URL"] == "https://orchestrator.internal"
+
+
+def test_the_charts_defaults_are_the_agents_defaults():
+    """Each setting the chart's ConfigMap sets by default holds the default the agent's
+    --help states (values.yaml and src/config.rs say it once each; this holds them equal),
+    except where the chart means to differ: the namespaces and service accounts it made."""
+    text = subprocess.run([agent_binary(), "--help"], capture_output=True, text=True, timeout=30).stdout
+    defaults = dict(re.findall(r"^  \S.*?\s([A-Z_]+)\n      .*?\[default: (.*?)\]$", text, re.M))
+    assert defaults.get("POLLS") == "2" and "LOG_FORMAT" in defaults, defaults
+    data = find(render({}), "ConfigMap", RELEASE)[0]["data"]
+    chart_own = {"JOB_NAMESPACES", "JOB_SERVICE_ACCOUNTS", "ORG_ID", "RUNNER_ID"}
+    differ = {k: (v, defaults.get(k)) for k, v in data.items() if k not in chart_own and defaults.get(k) != v}
+    assert not differ, f"the chart's default differs from the agent's (chart, agent): {differ}"
+    assert set(data) - chart_own <= set(defaults), f"the chart sets {sorted(set(data) - chart_own - set(defaults))}, which have no agent default"
+
+
+def test_upstream_shaped_deployment_runs_our_binary():
+    binary = agent_binary()
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Orchestrator)
@@ -398,14 +553,20 @@ def test_upstream_shaped_deployment_runs_our_binary():
 check("lint (strict) passes", test_lint)
 for scenario, flags in SCENARIOS.items():
     check(f"seed install '{scenario}' renders valid objects with the expected properties", scenario_test(scenario, flags))
+check("the README's install commands, as written, create every namespace the chart uses and the Secret it reads", test_the_readmes_install_commands_work_as_written)
+check("--set image.tag and humanitec.orgId of digits (integers to Helm) are taken, as upstream", test_a_tag_or_org_id_of_digits_given_with_set_is_taken_as_upstream_takes_it)
 check("humanitec.privateKey makes a Secret with key private_key feeding PRIVATE_KEY", test_private_key_value_makes_the_secret)
 check("replicaCount 2 brings a PodDisruptionBudget and spreading", test_replicas_bring_a_pdb_and_spreading)
 check("networkPolicy limits egress to DNS, the API server and the Orchestrator", test_network_policy_limits_egress)
+check("networkPolicy.enabled without apiServerCIDRs fails the install, naming the value", test_a_network_policy_without_the_api_servers_cidrs_fails_the_install_naming_the_value)
 check("networkPolicy admits to the listener only probeCIDRs and metricsFrom (default: none but the node)", test_network_policy_admits_to_the_listener_only_the_probes_and_metrics_sources)
 check("proxy and URL credentials are in no ConfigMap and still reach the agent", test_proxy_credentials_are_in_no_configmap_and_still_reach_the_agent)
 check("agent.existingEnvSecret is loaded after the chart's own Secret", test_an_existing_env_secret_is_loaded_after_the_charts_own)
 check("agent options reach the agent's environment and files", test_agent_options_reach_the_agent)
 check("values.schema.json rejects typos", test_schema_rejects_typos)
 check("plain manifests match the chart's defaults", test_plain_manifests_are_in_sync)
+check("the plain manifests' commands create the namespace, then the Secret the Deployment reads, then apply", test_the_plain_manifests_commands_create_what_they_need_in_order)
+check("an upstream values file renders valid objects and the agent's pod meets Pod Security restricted", test_an_upstream_values_file_renders_and_the_agents_pod_meets_restricted)
+check("the chart's defaults are the agent's defaults (--help)", test_the_charts_defaults_are_the_agents_defaults)
 check("the upstream-shaped Deployment runs our binary and polls with a valid JWT", test_upstream_shaped_deployment_runs_our_binary)
 finish()

@@ -24,7 +24,7 @@ from helm_python import chart as helm_chart
 from helm_python import registry as helm_registry
 
 from checks import check, finish
-from registries import (CERTS, IMAGE, PASSWORD, ROOT, TOOL, WORK, TokenServer, blob_puts, git_daemon, module_repo,
+from registries import (CERTS, IMAGE, PASSWORD, ROOT, TOOL, WORK, TokenServer, blob_puts, free_port, git_daemon, module_repo,
                         raw_digest, registry, run, stop_all)
 
 
@@ -172,6 +172,17 @@ def main():
         assert "wrong-password" not in out.stdout + out.stderr
 
     check("a wrong password fails with a clear message and exit 1", wrong_password)
+
+    def the_fix_is_named_for_a_plain_registry_an_untrusted_ca_and_no_registry():
+        cases = [(plain, [], "the registry does not answer in TLS there: if it serves plain HTTP, give --plain-http"),
+                 (secure, [], "the registry's certificate is not trusted or not for this host: give its CA with --ca-file"),
+                 (f"127.0.0.1:{free_port()}", ["--plain-http"], "is the registry up and reachable at that host and port")]
+        for host, flags, expected in cases:
+            out = run([far_tool, "push", far_bundle, "--registry", f"{host}/m", *flags, "--git-url", git_url], check_rc=False)
+            line = out.stderr.strip().splitlines()[-1]
+            assert out.returncode == 1 and line.startswith("offline-install: ") and expected in line, out.stderr
+
+    check("push to a plain-HTTP registry without --plain-http, an untrusted CA or no registry names the fix", the_fix_is_named_for_a_plain_registry_an_untrusted_ca_and_no_registry)
 
     def flipped_byte_is_refused():
         bad = os.path.join(WORK, "flipped.tar")

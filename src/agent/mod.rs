@@ -451,7 +451,7 @@ fn poll_loop(ctx: &Context, tx: &Sender<Held>, spacing: &Spacing, i: usize) {
             PollOutcome::NotFound => {
                 ctx.metrics.poll(metrics::Poll::NotFound);
                 log::error!(
-                    "the Orchestrator does not know organisation '{}' or runner '{}' (404 from {}): check ORG_ID and RUNNER_ID, and that the runner was created \
+                    "the Orchestrator does not know organisation '{}' or runner '{}' (404 from {}): check that REMOTE_URL is the Orchestrator API's base URL, ORG_ID and RUNNER_ID, and that the runner was created \
                      ('hctl create runner') with the public key of kid {}. Retrying with backoff.",
                     ctx.policy.org_id.as_deref().unwrap_or("?"),
                     ctx.policy.runner_id.as_deref().unwrap_or("?"),
@@ -467,7 +467,11 @@ fn poll_loop(ctx: &Context, tx: &Sender<Held>, spacing: &Spacing, i: usize) {
                     metrics::Poll::ServerError
                 });
                 let wait = failing.next(retry_after.map(Duration::from_secs));
-                log::warn!("poll answered HTTP {code} by {}; retrying in {} ms", ctx.remote.shown_url(), wait.as_millis());
+                log::warn!(
+                    "poll answered HTTP {code} by {}; retrying in {} ms (if it persists, check that REMOTE_URL is the Orchestrator API and what a proxy in between answers)",
+                    ctx.remote.shown_url(),
+                    wait.as_millis()
+                );
                 Some(wait)
             }
             PollOutcome::Transport(why) if sent.elapsed() + Duration::from_secs(1) >= ctx.hold + crate::orchestrator::POLL_MARGIN => {
@@ -487,7 +491,11 @@ fn poll_loop(ctx: &Context, tx: &Sender<Held>, spacing: &Spacing, i: usize) {
             PollOutcome::Transport(why) => {
                 ctx.metrics.poll(metrics::Poll::TransportError);
                 let wait = failing.next(None);
-                log::warn!("poll to {} failed: {why}; retrying in {} ms", ctx.remote.shown_url(), wait.as_millis());
+                log::warn!(
+                    "poll to {} failed: {why}; retrying in {} ms (check REMOTE_URL, HTTPS_PROXY / NO_PROXY and REMOTE_CA_FILE; 'kubernetes-agent check' tests the connection)",
+                    ctx.remote.shown_url(),
+                    wait.as_millis()
+                );
                 Some(wait)
             }
         };

@@ -198,7 +198,12 @@ impl Client {
                 return Err(error);
             }
             let delay = backoff.next(retry_after.map(|d| d.min(MAX_RETRY_AFTER)));
-            log::warn!("{error}; retrying in {} ms (attempt {}) unless the caller's deadline comes first", delay.as_millis(), backoff.attempts() + 1);
+            let hint = if matches!(error, Error::Transport { .. }) {
+                " (if it persists: is the API server up and reachable from this pod? with the chart's networkPolicy, list its endpoints in networkPolicy.apiServerCIDRs)"
+            } else {
+                ""
+            };
+            log::warn!("{error}; retrying in {} ms (attempt {}) unless the caller's deadline comes first{hint}", delay.as_millis(), backoff.attempts() + 1);
             if !until.wait(delay) {
                 return Err(error);
             }

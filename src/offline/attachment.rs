@@ -35,10 +35,10 @@ pub const SBOM_PATH: &str = "opt/runner/kubernetes-agent.cdx.json";
 /// The artifact type (and layer media type) of a CycloneDX JSON SBOM.
 pub const SBOM_TYPE: &str = "application/vnd.cyclonedx+json";
 /// Size bound of the SBOM taken from the image.
-const MAX_SBOM: u64 = 16 << 20;
+pub(crate) const MAX_SBOM: u64 = 16 << 20;
 /// Bytes of one decompressed layer read at most while looking for the SBOM (a layer
 /// that inflates further, a gzip bomb, is given up on).
-const MAX_LAYER_READ: u64 = 2 << 30;
+pub(crate) const MAX_LAYER_READ: u64 = 2 << 30;
 /// The OCI empty descriptor's content (`application/vnd.oci.empty.v1+json`).
 const EMPTY: &[u8] = b"{}";
 const EMPTY_TYPE: &str = "application/vnd.oci.empty.v1+json";

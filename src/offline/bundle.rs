@@ -651,7 +651,7 @@ fn module_bundle(repo: &str, reference: &str, scratch: &Path, since: Option<&str
 }
 
 /// Wall-clock bound of one git command, unless `OFFLINE_INSTALL_GIT_TIMEOUT` (seconds) says otherwise.
-const GIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+pub(crate) const GIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
 /// Runs git without a terminal to prompt on (`GIT_TERMINAL_PROMPT=0`, no standard input),
 /// giving up on a transfer slower than 1,000 bytes/s for 60 s, and killed after the
@@ -715,7 +715,9 @@ fn git_fed(args: &[&str], dir: Option<&Path>, what: &str, url: &str, input: Opti
             Err(Error::transport(what, format!("feeding git failed: {}", fed.and_then(Result::err).map_or(String::new(), |e| e.to_string()))))
         }
         None => Err(Error::transport(what, format!("git did not finish within {} s and was stopped (a Git service that does not answer?)", limit.as_secs()))),
-        Some(s) if !s.success() => Err(Error::transport(what, format!("git said: {said}"))),
+        Some(s) if !s.success() => {
+            Err(Error::transport(what, format!("git said: {said} (check the URL, that the Git service is reachable from here, and git's credentials for it)")))
+        }
         Some(_) => Ok(String::from_utf8_lossy(&out).into_owned()),
     }
 }

@@ -494,6 +494,73 @@ mod tests {
         assert!(parse(args(&["pull"])).unwrap_err().0.starts_with("unknown command 'pull'"));
     }
 
+    /// Each command's options as `--help`'s Usage lines list them.
+    fn usage_options() -> Vec<(&'static str, Vec<String>)> {
+        let usage = HELP.split("Usage:\n").nth(1).unwrap().split("\n\n").next().unwrap();
+        let mut commands: Vec<(&'static str, Vec<String>)> = Vec::new();
+        for line in usage.lines() {
+            if let Some(rest) = line.trim().strip_prefix("offline-install ") {
+                let name = rest.split_whitespace().next().unwrap();
+                let name = ["bundle", "verify", "list", "push"].into_iter().find(|c| *c == name);
+                commands.push((name.unwrap_or("--help"), Vec::new()));
+            }
+            let options = line.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-')).filter(|w| w.starts_with("--") && w.len() > 2);
+            commands.last_mut().unwrap().1.extend(options.map(String::from));
+        }
+        commands
+    }
+
+    /// A value each option accepts, for running the parser on it.
+    fn sample_value(option: &str) -> Option<&'static str> {
+        match option {
+            "--source-plain-http" | "--source-password-stdin" | "--plain-http" | "--password-stdin" | "--help" => None,
+            "--jobs" => Some("2"),
+            "--chunk-size" | "--max-part-size" => Some("1M"),
+            "--module-commit" => Some("0123456789abcdef0123456789abcdef01234567"),
+            "--registry" => Some("registry.internal:5000/humanitec"),
+            "--state-dir" => Some("."),
+            _ => Some("x"),
+        }
+    }
+
+    #[test]
+    fn every_option_the_usage_lines_list_is_taken_by_that_command_and_no_other_is() {
+        let listed = usage_options();
+        assert_eq!(listed.iter().map(|(c, _)| *c).collect::<Vec<_>>(), ["bundle", "verify", "list", "push", "--help"]);
+        // Every option any command's parser knows: those listed, and those its source matches.
+        let source = include_str!("cli.rs").split("/// A full git commit id").next().unwrap();
+        let mut all: Vec<String> = listed.iter().flat_map(|(_, o)| o.clone()).collect();
+        all.extend(source.split("Long(\"").skip(1).map(|s| format!("--{}", s.split('"').next().unwrap())));
+        all.sort();
+        all.dedup();
+        for (command, options) in &listed[..4] {
+            for option in &all {
+                let mut argv = vec![command.to_string()];
+                if *command != "bundle" {
+                    argv.push("b.tar".into());
+                }
+                argv.push(option.clone());
+                argv.extend(sample_value(option).map(String::from));
+                let taken = match parse(argv.iter().map(OsString::from).collect()) {
+                    Ok(Command::Help { .. }) => false,
+                    Ok(_) => true,
+                    Err(Usage(why)) => {
+                        assert!(why.contains("has no option") || why.contains("--key is for") || why.contains("goes alone"), "{argv:?}: {why}");
+                        false
+                    }
+                };
+                let documented = options.contains(option) || option == "--help";
+                assert_eq!(
+                    taken,
+                    documented && option != "--help",
+                    "{command} {option}: the parser {} it, --help {} it",
+                    if taken { "takes" } else { "refuses" },
+                    if documented { "lists" } else { "does not list" }
+                );
+            }
+        }
+    }
+
     #[test]
     fn values_are_checked_while_parsing() {
         assert!(parse(args(&["push", "b.tar", "--jobs", "0"])).is_err());

@@ -31,7 +31,7 @@ pub const MAX_PARTS: usize = 999;
 /// Smallest `--max-part-size`.
 pub const MIN_PART_SIZE: u64 = 64 << 10;
 /// Size bound of the index (999 lines of about 100 bytes).
-const MAX_INDEX: u64 = 128 << 10;
+pub(crate) const MAX_INDEX: u64 = 128 << 10;
 
 /// The index's extension: `FILE.parts`.
 pub const INDEX_EXTENSION: &str = "parts";

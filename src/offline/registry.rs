@@ -112,29 +112,39 @@ fn tag_ok(t: &str) -> bool {
 /// `host[:port]` of a registry: a DNS name or IPv4 address, or a bracketed IPv6 address,
 /// and a port of digits. No user info, no path.
 pub fn host_ok(h: &str) -> bool {
-    // (host, port after its ':' if there is one)
-    let (host, port) = match h.strip_prefix('[') {
-        Some(rest) => match rest.split_once(']') {
-            Some((ip, "")) => (ip, None),
-            Some((ip, port)) => match port.strip_prefix(':') {
-                Some(p) => (ip, Some(p)),
-                None => return false,
-            },
-            None => return false,
-        },
-        None => match h.split_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (h, None),
-        },
+    match http::split_host_port(h) {
+        Some((ip, true)) => !ip.is_empty() && ip.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.'),
+        Some((host, false)) => {
+            !host.is_empty() && host.len() <= 253 && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') && !host.starts_with(['.', '-'])
+        }
+        None => false,
+    }
+}
+
+/// What to do about a request that got no answer: the TLS failures an operator meets
+/// (a plain-HTTP registry, a private CA) each name the option that fixes them.
+fn unreachable_hint(e: &ureq::Error, plain_http: bool) -> &'static str {
+    let tls = match e {
+        ureq::Error::Rustls(t) => Some(t),
+        ureq::Error::Io(io) => io.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        _ => None,
     };
-    let port_ok =
-        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u32>().is_ok_and(|n| n > 0 && n < 65536));
-    let host_ok = if h.starts_with('[') {
-        !host.is_empty() && host.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-    } else {
-        !host.is_empty() && host.len() <= 253 && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') && !host.starts_with(['.', '-'])
-    };
-    port_ok && host_ok
+    // A plain-HTTP server answers a TLS hello with an HTTP error (a corrupt TLS record) or
+    // by closing the connection.
+    let closed = matches!(e, ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof);
+    match tls {
+        None if closed && !plain_http => {
+            "the registry closed the connection before answering: if it serves plain HTTP, give --plain-http (bundle: --source-plain-http)"
+        }
+        Some(rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateHandshakeMessage { .. } | rustls::Error::InappropriateMessage { .. }) => {
+            "the registry does not answer in TLS there: if it serves plain HTTP, give --plain-http (bundle: --source-plain-http)"
+        }
+        Some(rustls::Error::InvalidCertificate(_)) => {
+            "the registry's certificate is not trusted or not for this host: give its CA with --ca-file (bundle: --source-ca-file), or fix the host name"
+        }
+        Some(_) => "the TLS handshake failed: check --ca-file (bundle: --source-ca-file) and the registry's TLS setup",
+        None => "is the registry up and reachable at that host and port, through HTTPS_PROXY if one is set?",
+    }
 }
 
 /// What to fetch or push a manifest under.
@@ -548,7 +558,7 @@ impl Registry {
                     self.run(req, receive.max(*len))
                 }
             };
-            let response = result.map_err(|e| Error::transport(operation, format!("{e} (is the registry reachable, and the CA right?)")))?;
+            let response = result.map_err(|e| Error::transport(operation, format!("{e} ({})", unreachable_hint(&e, self.endpoint.plain_http))))?;
             // Another origin's 401 is its own business: no credentials are offered to it.
             if response.status().as_u16() != 401 || !credentials || challenged {
                 if response.status().as_u16() == 401 && credentials {

@@ -31,9 +31,9 @@ pub const MAX_ENTRIES: usize = 200_000;
 /// Size bound of one pax extended header.
 const MAX_PAX: u64 = 64 << 10;
 /// Length bound of a full name (this tool writes at most 100 bytes).
-const MAX_NAME: usize = 256;
+pub(crate) const MAX_NAME: usize = 256;
 /// Components of a full name at most (this tool writes at most 4).
-const MAX_COMPONENTS: usize = 8;
+pub(crate) const MAX_COMPONENTS: usize = 8;
 /// pax keys that do not change which bytes land under which name.
 const HARMLESS_PAX_KEYS: [&str; 8] = ["mtime", "atime", "ctime", "uid", "gid", "uname", "gname", "comment"];
 

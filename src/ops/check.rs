@@ -12,9 +12,10 @@ use crate::name::Name;
 use crate::orchestrator::key;
 use crate::orchestrator::Remote;
 
-/// The verbs the agent needs: (verb, API group, resource).
-pub const NEEDED: [(&str, &str, &str); 5] =
-    [("create", "batch", "jobs"), ("get", "batch", "jobs"), ("list", "", "pods"), ("list", "", "events"), ("list", "batch", "jobs")];
+/// The verbs the agent needs: (verb, API group, resource), exactly those of the requests it
+/// sends (a test derives them from [`request`]'s builders), so `check` and the chart's Role
+/// ask for nothing more.
+pub const NEEDED: [(&str, &str, &str); 4] = [("create", "batch", "jobs"), ("get", "batch", "jobs"), ("list", "", "pods"), ("list", "", "events")];
 
 /// Prints every configuration problem at once, as FAIL items with their fixes.
 pub fn configuration_problems(problems: &[Error], out: &mut dyn std::io::Write) {
@@ -108,4 +109,48 @@ fn own_namespace() -> Name {
     let path = std::path::Path::new(crate::kube::client::DEFAULT_SERVICE_ACCOUNT_DIR).join("namespace");
     let read = crate::file::read_capped_text(&path, crate::file::NAME_FILE_CAP, "the namespace file").ok();
     read.and_then(|s| Name::label(s.trim())).unwrap_or_else(|| Name::label("default").expect("a valid name"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (verb, API group, resource) of a namespaced request, as RBAC sees it.
+    fn rbac_verb(r: &request::ApiRequest) -> (&'static str, String, String) {
+        let path = r.path_and_query.split('?').next().unwrap();
+        let (group, rest) = match path.strip_prefix("/api/v1/") {
+            Some(rest) => (String::new(), rest),
+            None => {
+                let mut parts = path.strip_prefix("/apis/").unwrap().splitn(3, '/');
+                let group = parts.next().unwrap().to_string();
+                let _version = parts.next();
+                (group, parts.next().unwrap())
+            }
+        };
+        let segments: Vec<&str> = rest.split('/').collect();
+        assert_eq!(segments[0], "namespaces", "{path}");
+        let verb = match (r.method, segments.len()) {
+            ("POST", 3) => "create",
+            ("GET", 4) => "get",
+            ("GET", 3) => "list",
+            other => panic!("no RBAC verb for {other:?} {path}"),
+        };
+        (verb, group, segments[2].to_string())
+    }
+
+    #[test]
+    fn check_asks_for_exactly_the_verbs_of_the_requests_the_agent_sends() {
+        let n = |s: &str| Name::label(s).unwrap();
+        let sent = [
+            request::create_job(&n("ns"), &n("j"), "{}".into()),
+            request::get_job(&n("ns"), &n("j")),
+            request::list_job_pods(&n("ns"), &n("j")),
+            request::list_events_about(&n("ns"), &n("j")),
+        ];
+        let mut used: Vec<(&str, String, String)> = sent.iter().map(rbac_verb).collect();
+        let mut needed: Vec<(&str, String, String)> = NEEDED.iter().map(|(v, g, r)| (*v, g.to_string(), r.to_string())).collect();
+        used.sort();
+        needed.sort();
+        assert_eq!(needed, used, "check (and the chart's Role) must ask for what the agent uses, no more and no less");
+    }
 }

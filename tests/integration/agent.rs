@@ -257,7 +257,7 @@ fn key_mismatch_is_a_loud_401_naming_the_kid_and_the_agent_stays_up() {
     let other = kubernetes_agent::orchestrator::key::RunnerKey::generate().unwrap();
     let pem = other.private_pem();
     let mut agent = world.spawn(&[("PRIVATE_KEY", &pem)]);
-    let line = agent.wait_for_log("401", WAIT).expect("a 401 error line");
+    let line = agent.wait_for_log("token (401)", WAIT).expect("a 401 error line");
     assert!(line.contains(other.kid()) && line.contains("runner-1"), "{line}");
     assert_eq!(agent.get("/readyz").0, 503);
     assert!(agent.wait_exit(Duration::from_millis(500)).is_none(), "the agent must not exit on 401");
@@ -268,9 +268,20 @@ fn key_mismatch_is_a_loud_401_naming_the_kid_and_the_agent_stays_up() {
 fn unknown_runner_is_a_loud_404_and_the_agent_stays_up() {
     let world = World::new(HOLD);
     let mut agent = world.spawn(&[("RUNNER_ID", "runner-unknown")]);
-    let line = agent.wait_for_log("404", WAIT).expect("a 404 error line");
+    // Not "404" alone: the listener's port in an earlier line may hold those digits.
+    let line = agent.wait_for_log("(404 from", WAIT).expect("a 404 error line");
     assert!(line.contains("runner-unknown") && line.contains(world.key.kid()), "{line}");
     assert!(agent.wait_exit(Duration::from_millis(500)).is_none());
+}
+
+#[test]
+fn a_remote_url_that_is_not_the_orchestrator_api_is_a_404_naming_remote_url() {
+    let world = World::new(HOLD);
+    // The right host, a wrong base path: every poll meets the server's 404.
+    let url = format!("{}/not-the-api", world.orch.url());
+    let agent = world.spawn(&[("REMOTE_URL", &url)]);
+    let line = agent.wait_for_log("(404 from", WAIT).expect("a 404 error line");
+    assert!(line.contains(&format!("404 from {url}/orgs/")) && line.contains("check that REMOTE_URL is the Orchestrator API's base URL"), "{line}");
 }
 
 #[test]

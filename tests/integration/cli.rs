@@ -215,6 +215,47 @@ fn help_and_readme_document_every_setting_with_its_default() {
     }
 }
 
+#[test]
+fn every_option_help_or_the_readme_names_is_taken_by_the_parser_and_every_option_it_takes_is_in_help() {
+    let help = String::from_utf8(run(&["--help"], &[]).stdout).unwrap();
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    // The README's Commands and Configuration tables.
+    let tables: String = readme.split("\n## Commands\n").nth(1).unwrap().split("\nAlso read, as other tools read them").next().unwrap().to_string();
+    let options = |text: &str| -> Vec<String> {
+        let mut found: Vec<String> = text
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .filter(|w| w.starts_with("--") && w.len() > 2 && w.as_bytes()[2].is_ascii_lowercase())
+            .map(String::from)
+            .collect();
+        found.sort();
+        found.dedup();
+        found
+    };
+    let in_help = options(&help);
+    let mut named = in_help.clone();
+    named.extend(options(&tables));
+    named.sort();
+    named.dedup();
+    for option in &named {
+        // `version` ignores the values; an option the parser does not know exits 2.
+        let args: Vec<&str> = match option.as_str() {
+            "--force" => vec!["--force", "version"],
+            "--help" | "--version" => vec![option.as_str()],
+            other => vec![other, "x", "version"],
+        };
+        let out = run(&args, &[]);
+        assert_eq!(out.status.code(), Some(0), "{option} is named in --help or the README but the parser refuses it: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    // The reverse: what the parser matches by name (src/cli.rs) and every setting's flag.
+    let source = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/cli.rs")).unwrap();
+    let source = source.split("const HELP_HEAD").next().unwrap();
+    let mut taken: Vec<String> = source.split("Long(\"").skip(1).map(|s| format!("--{}", s.split('"').next().unwrap())).collect();
+    taken.extend(kubernetes_agent::config::SETTINGS.iter().filter(|s| !s.flag.is_empty()).map(|s| format!("--{}", s.flag)));
+    for option in taken {
+        assert!(in_help.contains(&option), "the parser takes {option} but --help does not list it");
+    }
+}
+
 /// Writes a JWT the agent really sent, with the public key, for tests/interop.py to
 /// verify with an independent library (PyJWT + cryptography).
 #[test]

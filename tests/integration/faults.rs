@@ -61,7 +61,13 @@ fn kubernetes_api_unreachable_for_a_while_then_back_creates_the_job_without_repo
     assert!(world.orch.wait_for_polls(RUNNER, 1, WAIT));
     world.kube.go_down_for(Duration::from_secs(8));
     push(&world, &world.create_job_message("u-1", "jobs"));
-    assert!(agent.wait_for_log("retrying in", WAIT).is_some(), "{:?}", agent.logs());
+    // The warning says what to look at: the API server's reachability (and the NetworkPolicy).
+    let warned = agent.wait_for_log("retrying in", WAIT);
+    assert!(
+        warned.as_deref().is_some_and(|l| l.contains("is the API server up and reachable from this pod?") && l.contains("networkPolicy.apiServerCIDRs")),
+        "{:?}",
+        agent.logs()
+    );
     assert!(world.kube.job("jobs", "u-1").is_none());
     assert!(eventually(WAIT, || world.kube.job("jobs", "u-1").is_some()), "{:?}", agent.logs());
     assert!(world.orch.results().is_empty(), "a transient outage is not the deployment's failure");

@@ -545,6 +545,51 @@ fn bundle_then_verify_then_push_mirror_every_digest() {
 }
 
 #[test]
+fn a_registry_that_is_plain_http_untrusted_or_not_there_fails_naming_the_option_that_fixes_it() {
+    let dir = TempDir::new("offline-unreachable");
+    let module = module_repo(&dir);
+    let plain = Registry::start(false);
+    let tls = Registry::start(true);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    for (i, (source, expected)) in [
+        // (This stand-in closes the connection on a TLS hello; docker-registry answers it in
+        // plain HTTP, which tests/offline_install_test.py checks.)
+        (plain.host(), "if it serves plain HTTP, give --plain-http (bundle: --source-plain-http)"),
+        (tls.host(), "the registry's certificate is not trusted or not for this host: give its CA with --ca-file (bundle: --source-ca-file)"),
+        (closed, "is the registry up and reachable at that host and port"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let out = dir.join(format!("b{i}.tar"));
+        let mut args = bundle_args(out.to_str().unwrap(), &source, module.to_str().unwrap());
+        args.retain(|a| a != "--source-plain-http");
+        let run = tool(&dir, &args.iter().map(String::as_str).collect::<Vec<_>>(), None, QUICK);
+        assert_eq!(run.code, Some(1), "{}", run.all());
+        let line = run.stderr.lines().find(|l| l.starts_with("offline-install: ")).unwrap_or_else(|| panic!("no error line: {}", run.all()));
+        assert!(line.contains(&format!("https://{source}/v2/")) && line.contains(expected), "{line}");
+    }
+}
+
+#[test]
+fn a_module_repository_git_cannot_read_fails_naming_what_to_check() {
+    let dir = TempDir::new("offline-git-fails");
+    let out = dir.join("bundle.tar");
+    let source = Registry::start(false);
+    let (child, blobs) = image("layer");
+    let top = index(&[&child]);
+    serve(&source, (INDEX, &top), &[(MANIFEST, &child)], &blobs);
+    let missing = dir.join("no-such-module.git");
+    let run = run_bundle(&dir, &out, &source.host(), missing.to_str().unwrap());
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    let line = run.stderr.lines().find(|l| l.starts_with("offline-install: ")).unwrap_or_else(|| panic!("no error line: {}", run.all()));
+    assert!(
+        line.contains("git said: ") && line.contains("(check the URL, that the Git service is reachable from here, and git's credentials for it)"),
+        "{line}"
+    );
+}
+
+#[test]
 fn bundle_fails_when_an_index_child_digest_is_a_tag() {
     let dir = TempDir::new("offline-tagchild");
     let out = dir.join("bundle.tar");

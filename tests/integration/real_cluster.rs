@@ -75,7 +75,7 @@ fn check_passes_with_the_charts_rbac_and_names_a_verb_removed_from_the_role() {
         assert!(out.contains(line), "no '{line}' in:\n{out}");
     }
     let _restore = RestoreChart(&real.cluster);
-    let without_get = r#"[{"op":"replace","path":"/rules/0/verbs","value":["create","list"]}]"#;
+    let without_get = r#"[{"op":"replace","path":"/rules/0/verbs","value":["create"]}]"#;
     real.cluster.must(&["-n", JOB_NAMESPACE, "patch", "role", AGENT_ROLE, "--type=json", "-p", without_get]);
     // RBAC reaches the authorizer through its informer: bounded wait for the change.
     let failed = within(Duration::from_secs(20), || {

@@ -187,12 +187,31 @@ fn a_report_refused_with_a_4xx_is_not_retried_and_a_busy_orchestrator_is_retried
 }
 
 #[test]
+fn a_poll_that_cannot_reach_the_orchestrator_warns_naming_the_settings_to_check() {
+    let world = World::new(HOLD);
+    // A port nobody listens on: bound, then closed.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let url = format!("https://{closed}");
+    let agent = world.spawn(&[("REMOTE_URL", &url)]);
+    let line = agent.wait_for_log("failed: connection failed", WAIT);
+    let line = line.unwrap_or_else(|| panic!("no warning about the unreachable Orchestrator: {:?}", agent.logs()));
+    assert!(line.contains(&format!("poll to {url} failed")), "{line}");
+    assert!(line.contains("check REMOTE_URL, HTTPS_PROXY / NO_PROXY and REMOTE_CA_FILE; 'kubernetes-agent check' tests the connection"), "{line}");
+}
+
+#[test]
 fn a_poll_answered_with_retry_after_waits_that_long_and_a_4xx_poll_counts_as_a_client_error() {
     use support::orchestrator::PollFault;
     let world = World::new(HOLD);
     world.orch.fault_next_polls(&[PollFault::StatusRetryAfter(503, 3), PollFault::Status(403)]);
     let agent = world.spawn(&[]);
-    assert!(agent.wait_for_log("poll answered HTTP 503", WAIT).is_some_and(|l| l.contains("retrying in 3000 ms")), "{:?}", agent.logs());
+    assert!(
+        agent
+            .wait_for_log("poll answered HTTP 503", WAIT)
+            .is_some_and(|l| l.contains("retrying in 3000 ms") && l.contains("check that REMOTE_URL is the Orchestrator API")),
+        "{:?}",
+        agent.logs()
+    );
     assert!(eventually(WAIT, || agent.metric("kubernetes_agent_polls_total{outcome=\"client_error\"}") == 1.0), "{:?}", agent.logs());
     assert_eq!(agent.metric("kubernetes_agent_polls_total{outcome=\"server_error\"}"), 1.0);
     world.push(&check_message("d-after", "jobs", "deploy-token-d-after", FUTURE));

@@ -54,3 +54,13 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{ $k }}: {{ $v | toString | quote }}
 {{- end }}
 {{- end -}}
+
+{{- /* A value that may arrive as a number (--set image.tag=20261201, a values file's
+  tag: 20261201): whole numbers printed as digits, not as Go's 2.0261201e+07. */ -}}
+{{- define "agent.scalar" -}}
+{{- if and (kindIs "float64" .) (eq . (float64 (int64 .))) -}}
+{{- int64 . -}}
+{{- else -}}
+{{- . -}}
+{{- end -}}
+{{- end -}}
