@@ -196,7 +196,7 @@ pub fn find(
         }
     }
     // What each layer held, so that platforms sharing a layer fetch it again once, not once each.
-    let mut scanned: Scanned = HashMap::new();
+    let mut scanned = Scanned::default();
     let mut found: Vec<Attachment> = Vec::new();
     if sbom {
         // Each image manifest: the top when it is one, else the index's children (whatever
@@ -211,7 +211,7 @@ pub fn find(
                 continue;
             }
             let fetch = |layer: &Descriptor, out: &mut dyn Write| source.blob(repository, &layer.digest, layer.size, out);
-            let Some(sbom) = sbom_of_image(&manifest, &mut scanned, &fetch)? else { continue };
+            let Some(sbom) = sbom_of_image(&manifest, &mut scanned, &fetch, false)? else { continue };
             let subject = Descriptor { media_type: manifest.media_type.clone(), digest: digest.clone(), size: *size, platform: None };
             let artifact = sbom_artifact(&sbom.digest, sbom.size, &subject);
             stage(Stage::Bytes(EMPTY.to_vec()))?;
@@ -226,9 +226,16 @@ pub fn find(
     if sbom && found.is_empty() {
         eprintln!("  no SBOM: no platform of {} holds {SBOM_PATH} in a tar or tar+gzip layer; the bundle carries none of its own", top.digest.short());
     }
+    // The agent's SBOM is the one made here from its layers, or none: an SBOM the source
+    // attached to the agent image is left behind (verify refuses any other), said once.
+    let mut left_behind = 0;
     for (subject, _, _) in &subjects {
         for kind in [Kind::Signature, Kind::Attestation, Kind::Sbom] {
             if found.iter().any(|a| a.kind == kind && a.subject == *subject) {
+                continue;
+            }
+            if sbom && kind == Kind::Sbom {
+                left_behind += usize::from(source.manifest_if_any(repository, &Selector::Tag(kind.tag(subject).unwrap_or_default()))?.is_some());
                 continue;
             }
             let Some(tag) = kind.tag(subject) else { continue };
@@ -259,7 +266,11 @@ pub fn find(
             if subject_of(&manifest)?.as_ref() != Some(subject) {
                 return Err(Error::decode(format!("the referrer {} of {subject}", d.digest), "its manifest names another subject (or none): refused"));
             }
-            let kind = if d.media_type == SBOM_TYPE || artifact_type(&manifest).as_deref() == Some(SBOM_TYPE) { Kind::Sbom } else { Kind::Referrer };
+            let kind = if is_sbom(&manifest, &d) { Kind::Sbom } else { Kind::Referrer };
+            if sbom && kind == Kind::Sbom {
+                left_behind += 1;
+                continue;
+            }
             // An SBOM referrer is pushed as a referrer too (by digest), never under a tag
             // that another SBOM of this subject already has.
             let kind = if kind == Kind::Sbom && found.iter().any(|a| a.kind == Kind::Sbom && a.subject == *subject) { Kind::Referrer } else { kind };
@@ -267,6 +278,9 @@ pub fn find(
             found.push(Attachment::of(kind, subject, &manifest));
             stage(Stage::Graph(manifest))?;
         }
+    }
+    if left_behind > 0 {
+        eprintln!("  {left_behind} SBOM(s) the source attached to the agent image left behind: the bundle carries the agent's SBOM from its own layers only");
     }
     if let Some(index) = narrowed {
         let tag = super::signature::tag_of(index);
@@ -331,6 +345,16 @@ fn typed(manifest: &mut Manifest) -> Result<()> {
     Ok(())
 }
 
+/// True when the referrer `manifest` (listed as `listed`) is a CycloneDX SBOM: by the
+/// type its listing or its manifest gives, or by a layer's media type.
+pub fn is_sbom(manifest: &Manifest, listed: &Descriptor) -> bool {
+    if listed.media_type == SBOM_TYPE || artifact_type(manifest).as_deref() == Some(SBOM_TYPE) {
+        return true;
+    }
+    let Ok(value) = document::parse(&manifest.bytes, "a referrer", document::MAX_MANIFEST) else { return false };
+    matches!(get(&value, &["layers"]), Some(Value::Array(layers)) if layers.iter().any(|l| text(l, &["mediaType"]) == Some(SBOM_TYPE)))
+}
+
 fn artifact_type(manifest: &Manifest) -> Option<String> {
     let value = document::parse(&manifest.bytes, "a referrer", document::MAX_MANIFEST).ok()?;
     text(&value, &["artifactType"]).map(str::to_string)
@@ -382,15 +406,39 @@ pub fn sbom_artifact(sbom: &Digest, size: u64, subject: &Descriptor) -> Manifest
 /// (`bundle`) or from the bundle itself (`verify`, which finds the SBOM again).
 pub type FetchLayer<'a> = dyn Fn(&Descriptor, &mut dyn Write) -> Result<()> + Sync + 'a;
 
-/// What each layer searched held: the SBOM's digest and size, or none.
-pub type Scanned = HashMap<Digest, Option<(Digest, u64)>>;
+/// Decompressed bytes one search (an artifact's images, on one side) reads at most, all
+/// layers together: the agent image's layers inflate to a few MiB.
+pub const MAX_INFLATED: u64 = 1 << 30;
+/// A layer is read at most this many times its compressed size, plus [`INFLATE_SLACK`]
+/// (deflate reaches about 1,000: a gzip bomb; binaries and JSON stay under 10).
+const INFLATE_RATIO: u64 = 64;
+const INFLATE_SLACK: u64 = 16 << 20;
+
+/// One search's memory of the layers it read (so that platforms sharing a layer read it
+/// once) and what it may still inflate.
+pub struct Scanned {
+    /// Each layer read: the SBOM's digest and size, or none.
+    held: HashMap<Digest, Option<(Digest, u64)>>,
+    /// Bytes it may still read out of layers.
+    budget: u64,
+}
+
+impl Default for Scanned {
+    fn default() -> Scanned {
+        Scanned { held: HashMap::new(), budget: MAX_INFLATED }
+    }
+}
 
 /// The SBOM file in an image manifest's layers (the last layer holding it wins, as in
 /// the image's filesystem), checked to be CycloneDX JSON; `None` when no layer holds it.
 /// Each layer is read as `fetch` writes it (through `gzip -dc` when compressed): nothing
-/// is written to disk. Each layer at most once: `scanned` remembers which SBOM (digest
-/// and size) a layer held; a layer that is neither tar nor gzip'd tar is skipped.
-pub fn sbom_of_image(manifest: &Manifest, scanned: &mut Scanned, fetch: &FetchLayer) -> Result<Option<Sbom>> {
+/// is written to disk; each at most once (`scanned`), within `scanned`'s budget and
+/// [`INFLATE_RATIO`] times its size. A layer of another media type is skipped. A layer
+/// that is no readable tar (not gzip, truncated, past its bound) holds no SBOM when
+/// `bundle` looks (`strict` false, said on stderr), and fails the search when `verify`
+/// checks an SBOM attached to the image (`strict`): the check never passes for want of
+/// reading.
+pub fn sbom_of_image(manifest: &Manifest, scanned: &mut Scanned, fetch: &FetchLayer, strict: bool) -> Result<Option<Sbom>> {
     let what = format!("manifest {}", manifest.digest);
     let value = document::parse(&manifest.bytes, &what, document::MAX_MANIFEST)?;
     let Some(Value::Array(layers)) = get(&value, &["layers"]) else { return Ok(None) };
@@ -401,14 +449,26 @@ pub fn sbom_of_image(manifest: &Manifest, scanned: &mut Scanned, fetch: &FetchLa
             "application/vnd.oci.image.layer.v1.tar" => false,
             _ => continue,
         };
-        if let Some(held) = scanned.get(&layer.digest) {
+        if let Some(held) = scanned.held.get(&layer.digest) {
             match held {
                 Some((digest, size)) => return Ok(Some(Sbom { digest: digest.clone(), size: *size, bytes: None })),
                 None => continue,
             }
         }
-        let found = sbom_in_layer(&layer, gzip, fetch)?;
-        scanned.insert(layer.digest.clone(), found.as_ref().map(|b| (Digest::of(b), b.len() as u64)));
+        let limit = scanned.budget.min(MAX_LAYER_READ).min(layer.size.saturating_mul(INFLATE_RATIO).saturating_add(INFLATE_SLACK));
+        let (found, read) = sbom_in_layer(&layer, gzip, fetch, limit)?;
+        scanned.budget = scanned.budget.saturating_sub(read);
+        let found = match found {
+            Ok(found) => found,
+            Err(why) if strict => {
+                return Err(Error::decode(format!("layer {} of manifest {}", layer.digest, manifest.digest), format!("searched for {SBOM_PATH}: {why}")))
+            }
+            Err(why) => {
+                eprintln!("  layer {}: {why}; no SBOM is taken from it", layer.digest.short());
+                None
+            }
+        };
+        scanned.held.insert(layer.digest.clone(), found.as_ref().map(|b| (Digest::of(b), b.len() as u64)));
         if let Some(bytes) = found {
             let doc = format!("{SBOM_PATH} in layer {}", layer.digest);
             let sbom = document::parse(&bytes, &doc, MAX_SBOM as usize)?;
@@ -461,7 +521,7 @@ impl Read for Piped {
 /// a pipe carries the bytes to the reader, which reads the whole layer even once it has
 /// what it looks for (or finds it is no tar), so the fetch completes and its digest is
 /// checked; a failed fetch fails the search, a layer that is no tar only holds no SBOM.
-fn sbom_in_layer(layer: &Descriptor, gzip: bool, fetch: &FetchLayer) -> Result<Option<Vec<u8>>> {
+fn sbom_in_layer(layer: &Descriptor, gzip: bool, fetch: &FetchLayer, limit: u64) -> Result<(Searched, u64)> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
     let (mut reader, mut writer) = (Piped { rx, held: Vec::new(), at: 0 }, Piping(tx));
     std::thread::scope(|scope| {
@@ -473,7 +533,7 @@ fn sbom_in_layer(layer: &Descriptor, gzip: bool, fetch: &FetchLayer) -> Result<O
                 Err(e) => {
                     drop(reader);
                     let _ = fetch.join();
-                    return Err(Error::io("running gzip -dc to read the agent image's layer for its SBOM (is gzip installed?)", e));
+                    return Err(Error::io(format!("running gzip -dc to read layer {} for the agent's SBOM (is gzip installed?)", layer.digest), e));
                 }
             };
             let (mut stdin, mut stdout) = (child.stdin.take(), child.stdout.take());
@@ -491,7 +551,10 @@ fn sbom_in_layer(layer: &Descriptor, gzip: bool, fetch: &FetchLayer) -> Result<O
                     }
                 }
             });
-            let found = stdout.as_mut().and_then(|out| in_tar(out, SBOM_PATH));
+            let found = match stdout.as_mut() {
+                Some(out) => in_tar(out, SBOM_PATH, limit),
+                None => (Err("gzip gave no output".into()), 0),
+            };
             // What gzip would still inflate is not read: a small layer can inflate a
             // thousandfold (a gzip bomb), and in_tar has read all it needs. The feed keeps
             // draining the layer itself, so its digest is still checked.
@@ -501,7 +564,7 @@ fn sbom_in_layer(layer: &Descriptor, gzip: bool, fetch: &FetchLayer) -> Result<O
             let _ = child.wait();
             found
         } else {
-            let found = in_tar(&mut reader, SBOM_PATH);
+            let found = in_tar(&mut reader, SBOM_PATH, limit);
             let _ = std::io::copy(&mut reader, &mut std::io::sink());
             found
         };
@@ -512,50 +575,72 @@ fn sbom_in_layer(layer: &Descriptor, gzip: bool, fetch: &FetchLayer) -> Result<O
     })
 }
 
+/// What a layer search found: the file's bytes, `None` when the tar ends without it, or
+/// why the stream could not be read to its end-of-archive marker.
+pub type Searched = std::result::Result<Option<Vec<u8>>, String>;
+
 /// The content of the regular file `path` in the tar stream `r`, named as GNU tar names
 /// it when extracting (a pax `path`, else a GNU long name, else the ustar prefix and name;
-/// a leading `./` or `/` ignored), at most [`MAX_SBOM`] bytes, reading at most
-/// [`MAX_LAYER_READ`] bytes; `None` when it is not there or the stream is not tar.
-pub fn in_tar(r: &mut dyn Read, path: &str) -> Option<Vec<u8>> {
-    let mut r = r.take(MAX_LAYER_READ);
+/// a leading `./` or `/` ignored), at most [`MAX_SBOM`] bytes, reading at most `limit`
+/// bytes; and the bytes read.
+pub fn in_tar(r: &mut dyn Read, path: &str, limit: u64) -> (Searched, u64) {
+    let mut r = r.take(limit);
+    let found = read_tar(&mut r, path);
+    let read = limit - r.limit();
+    let found = match found {
+        Err(_) if r.limit() == 0 => Err(format!("it inflates past the {read} bytes this tool reads of it (a gzip bomb?)")),
+        Err(why) => Err(why.to_string()),
+        Ok(found) => Ok(found),
+    };
+    (found, read)
+}
+
+fn read_tar(r: &mut dyn Read, path: &str) -> std::result::Result<Option<Vec<u8>>, &'static str> {
+    const SHORT: &str = "it is not a tar stream, or ends before its end-of-archive marker";
     let mut header = [0u8; 512];
     let mut found = None;
     // The name a pax extended header or a GNU long-name entry gives the next entry.
     let mut next_name: Option<String> = None;
     loop {
-        r.read_exact(&mut header).ok()?;
+        r.read_exact(&mut header).map_err(|_| SHORT)?;
         if header.iter().all(|&b| b == 0) {
-            return found;
+            return Ok(found);
         }
         let field = |a: usize, b: usize| {
             let f = &header[a..b];
             &f[..f.iter().position(|&c| c == 0).unwrap_or(f.len())]
         };
-        let octal = std::str::from_utf8(field(124, 136)).ok()?.trim_matches([' ', '\0']);
-        let size = u64::from_str_radix(if octal.is_empty() { "0" } else { octal }, 8).ok()?;
-        let (name, prefix) = (std::str::from_utf8(field(0, 100)).ok()?, std::str::from_utf8(field(345, 500)).unwrap_or(""));
+        let bad = "a tar header it holds is not one this tool reads (its size or name)";
+        let octal = std::str::from_utf8(field(124, 136)).map_err(|_| bad)?.trim_matches([' ', '\0']);
+        let size = u64::from_str_radix(if octal.is_empty() { "0" } else { octal }, 8).map_err(|_| bad)?;
+        let (name, prefix) = (std::str::from_utf8(field(0, 100)).map_err(|_| bad)?, std::str::from_utf8(field(345, 500)).unwrap_or(""));
         let ustar = if &header[257..262] == b"ustar" && !prefix.is_empty() { format!("{prefix}/{name}") } else { name.to_string() };
         let padded = size.div_ceil(512) * 512;
         if matches!(header[156], b'x' | b'L') {
             if size > 64 << 10 {
-                return None;
+                return Err("a pax or long-name header it holds is larger than 64 KiB");
             }
             let mut data = vec![0u8; padded as usize];
-            r.read_exact(&mut data).ok()?;
+            r.read_exact(&mut data).map_err(|_| SHORT)?;
             let data = &data[..size as usize];
             next_name = if header[156] == b'L' { Some(String::from_utf8_lossy(data).trim_end_matches('\0').to_string()) } else { pax_path(data).or(next_name) };
             continue;
         }
         let full = next_name.take().unwrap_or(ustar);
         let regular = matches!(header[156], b'0' | 0);
-        if regular && full.trim_start_matches("./").trim_start_matches('/') == path && size <= MAX_SBOM {
+        if regular && full.trim_start_matches("./").trim_start_matches('/') == path {
+            if size > MAX_SBOM {
+                return Err("the SBOM file in it is larger than 16 MiB");
+            }
             let mut bytes = vec![0u8; size as usize];
-            r.read_exact(&mut bytes).ok()?;
-            std::io::copy(&mut (&mut r).take(padded - size), &mut std::io::sink()).ok()?;
+            r.read_exact(&mut bytes).map_err(|_| SHORT)?;
+            if std::io::copy(&mut r.take(padded - size), &mut std::io::sink()).map_err(|_| SHORT)? != padded - size {
+                return Err(SHORT);
+            }
             // A later entry of the same name replaces it, as extraction would.
             found = Some(bytes);
-        } else if std::io::copy(&mut (&mut r).take(padded), &mut std::io::sink()).ok()? != padded {
-            return None;
+        } else if std::io::copy(&mut r.take(padded), &mut std::io::sink()).map_err(|_| SHORT)? != padded {
+            return Err(SHORT);
         }
     }
 }
@@ -601,8 +686,15 @@ mod tests {
         tar.extend(entry("./opt/runner/kubernetes-agent.cdx.json", b"old"));
         tar.extend(entry("opt/runner/kubernetes-agent.cdx.json", br#"{"bomFormat":"CycloneDX"}"#));
         tar.extend([0u8; 1024]);
-        assert_eq!(in_tar(&mut tar.as_slice(), SBOM_PATH).unwrap(), br#"{"bomFormat":"CycloneDX"}"#);
-        assert_eq!(in_tar(&mut entry("etc/passwd", b"x").as_slice(), SBOM_PATH), None);
+        assert_eq!(search(&tar).unwrap().unwrap(), br#"{"bomFormat":"CycloneDX"}"#);
+        let mut other = entry("etc/passwd", b"x");
+        other.extend([0u8; 1024]);
+        assert_eq!(search(&other), Ok(None));
+    }
+
+    /// [`in_tar`] of `tar` for the SBOM, with room to spare.
+    fn search(tar: &[u8]) -> Searched {
+        in_tar(&mut &tar[..], SBOM_PATH, 1 << 30).0
     }
 
     /// `entry` with its size field replaced (the data stays as given).
@@ -613,28 +705,37 @@ mod tests {
     }
 
     #[test]
-    fn hostile_layer_headers_end_the_sbom_search_without_allocating_what_they_claim() {
+    fn hostile_layer_headers_end_the_sbom_search_with_why_without_allocating_what_they_claim() {
         // verify reads these from a bundle that may be doctored: a header may claim any size.
+        // Each ends the search with a reason (verify then refuses; it never passes for want
+        // of reading).
         let end = [0u8; 1024];
+        let short = "it is not a tar stream, or ends before its end-of-archive marker";
         // 64 GiB claimed by the SBOM path itself, more than MAX_SBOM: not read into memory.
         let huge = claiming(SBOM_PATH, b"x", b"777777777777");
-        assert_eq!(in_tar(&mut [huge.as_slice(), &end].concat().as_slice(), SBOM_PATH), None);
+        assert_eq!(search(&[huge.as_slice(), &end].concat()), Err("the SBOM file in it is larger than 16 MiB".into()));
         // The same claim by another entry before a real SBOM: skipping it runs out of bytes.
         let mut tar = claiming("opt/big", b"x", b"777777777777");
         tar.extend(entry(SBOM_PATH, b"{}"));
-        assert_eq!(in_tar(&mut [tar.as_slice(), &end].concat().as_slice(), SBOM_PATH), None);
+        assert_eq!(search(&[tar.as_slice(), &end].concat()), Err(short.into()));
         // A base-256 size (GNU's binary form) and a pax header claiming 1 GiB.
         let mut binary = *b"\x80\0\0\0\0\0\0\0\0\0\0\x02";
-        assert_eq!(in_tar(&mut claiming(SBOM_PATH, b"{}", &binary).as_slice(), SBOM_PATH), None);
+        assert!(search(&claiming(SBOM_PATH, b"{}", &binary)).unwrap_err().contains("a tar header it holds is not one this tool reads"));
         binary = *b"10000000000\0";
         let mut pax = claiming("PaxHeaders/x", b"", &binary);
         pax[156] = b'x';
-        assert_eq!(in_tar(&mut [pax.as_slice(), &entry(SBOM_PATH, b"{}"), &end].concat().as_slice(), SBOM_PATH), None);
-        // A pax record whose length runs past its header's data.
-        let mut short = entry("PaxHeaders/x", b"99 path=opt/runner/kubernetes-agent.cdx.json\n");
-        short[156] = b'x';
-        let tar = [short.as_slice(), &entry("other", b"{}"), &end].concat();
-        assert_eq!(in_tar(&mut tar.as_slice(), SBOM_PATH), None);
+        assert!(search(&[pax.as_slice(), &entry(SBOM_PATH, b"{}"), &end].concat()).unwrap_err().contains("larger than 64 KiB"));
+        // A pax record whose length runs past its header's data names nothing.
+        let mut bad_record = entry("PaxHeaders/x", b"99 path=opt/runner/kubernetes-agent.cdx.json\n");
+        bad_record[156] = b'x';
+        assert_eq!(search(&[bad_record.as_slice(), &entry("other", b"{}"), &end].concat()), Ok(None));
+        // Past the bound it is given (a gzip bomb inflates far past its size): said so.
+        let mut big = entry("opt/zeros", &vec![0u8; 64 << 10]);
+        big.extend(entry(SBOM_PATH, b"{}"));
+        big.extend(end);
+        let (found, read) = in_tar(&mut big.as_slice(), SBOM_PATH, 32 << 10);
+        assert_eq!((found.unwrap_err().contains("inflates past the 32768 bytes"), read), (true, 32 << 10));
+        assert_eq!(search(b"not a tar"), Err(short.into()));
     }
 
     #[test]
@@ -652,13 +753,12 @@ mod tests {
         tar.extend(x);
         tar.extend(entry("opt/runner/short", b"real"));
         tar.extend([0u8; 1024]);
-        assert_eq!(in_tar(&mut tar.as_slice(), SBOM_PATH).unwrap(), b"real");
+        assert_eq!(search(&tar).unwrap().unwrap(), b"real");
         let mut long = entry("././@LongLink", format!("{SBOM_PATH}\0").as_bytes());
         long[156] = b'L';
         long.extend(entry("opt/runner/trunc", b"long"));
         long.extend([0u8; 1024]);
-        assert_eq!(in_tar(&mut long.as_slice(), SBOM_PATH).unwrap(), b"long");
-        assert_eq!(in_tar(&mut &b"not a tar"[..], SBOM_PATH), None);
+        assert_eq!(search(&long).unwrap().unwrap(), b"long");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use super::attachment::{self, Attachment};
 use super::differential;
 use super::digest::{shown, Digest, Hasher};
 use super::document;
-use super::graph::{self, Descriptor, Step, INDEX_TYPES};
+use super::graph::{self, Descriptor, Step, IMAGE_TYPES, INDEX_TYPES};
 use super::parallel::{self, Meter, Metered, MeteredWrite};
 use super::parts::{self, Source};
 use super::registry::{self, Credentials, Endpoint, Manifest, Reference, Registry, Repository, Selector};
@@ -509,6 +509,7 @@ pub fn bundle(sources: &Sources, access: &Access, output: &Path) -> Result<Writt
     // The parts are ours from here: removed unless the bundle is kept.
     let owned_parts: Vec<Owned> = if partial.is_none() { written.parts().iter().map(|p| Owned(p.path.clone())).collect() } else { Vec::new() };
     let opened = verify_source(&single, written.clone())
+        .and_then(|opened| opened.check_sboms(None).map(|_| opened))
         .map_err(|e| Error::decode(format!("the bundle just written ({})", written.shown()), format!("it fails its own verify, so it is not kept: {e}")))?;
     let anchor = opened.sums_digest.clone();
     let kept = match partial {
@@ -830,12 +831,6 @@ pub struct Opened {
     pub artifacts: Vec<Artifact>,
     /// Its module, checked.
     pub module: Module,
-    /// What `verify` found of the agent image's SBOM, a line for each image manifest with
-    /// an SBOM attached, true where it is the file in the image's own layer (see
-    /// [`Opened::check_sboms`]).
-    pub sboms: SbomLines,
-    /// The agent image manifests whose SBOM `push` checks in the target's layers.
-    sboms_at_push: Vec<Manifest>,
 }
 
 impl Opened {
@@ -1043,94 +1038,97 @@ impl Opened {
         Ok(())
     }
 
-    /// Finds the agent image's SBOM again wherever an SBOM is attached to one of its image
-    /// manifests (`images`: each, and whether the bundle carries its blobs): when a layer
-    /// holds [`attachment::SBOM_PATH`], the SBOM attached must be the artifact `bundle` makes
-    /// of that very file, so the SBOM the mirror serves is bound to the image digest (and,
-    /// with `--key`, to its signature), not only to `SHA256SUMS`. An image whose layers hold
-    /// no SBOM file keeps the SBOM its source attached, carried as found. An image of a
-    /// differential bundle whose layers are in the base is checked by `push`, in the layers
-    /// the target holds ([`Opened::check_sboms_in_target`]). One line each, true where the
-    /// SBOM is bound to the image; and the images left to `push`.
-    fn check_sboms(&self, images: &[(Manifest, bool)]) -> Result<(SbomLines, Vec<Manifest>)> {
-        let mut scanned = std::collections::HashMap::new();
-        let (mut lines, mut at_push) = (Vec::new(), Vec::new());
-        for (image, carried) in images {
-            if !carried {
-                if self.sbom_attached(image).is_some() {
-                    lines.push((
-                        false,
-                        format!("{}: the SBOM of {} is checked by push, in the layers the target holds (the base bundle's)", ROLES[0], image.digest),
-                    ));
-                    at_push.push(image.clone());
+    /// Checks every SBOM attached to the agent image against the file its own layers hold.
+    /// The agent's SBOM is the one `bundle` makes of [`attachment::SBOM_PATH`] in each
+    /// platform's layers (it leaves any SBOM the source attached behind), so every SBOM in the
+    /// agent's attachments (by kind, artifact type or layer type) must be exactly that
+    /// artifact of an image manifest of the graph whose layers hold the file: an SBOM on an
+    /// index or on the index `--platform` narrowed, a second one, a CycloneDX referrer, or one
+    /// whose layer holds another file, is refused. The SBOM the mirror serves is thereby bound
+    /// to the image digest (with `--key`, to its signature). Layers are read as the SBOM search
+    /// reads them (bounded, [`attachment::MAX_INFLATED`] in all), from the bundle, or from
+    /// `target` (the push target and the agent's repository there) for those a differential
+    /// bundle leaves to its base; without `target` such a bundle's check is left to `push`
+    /// (said). `verify` and `push` run it after the signatures, so an unsigned bundle is
+    /// refused before any layer is inflated. One line each, true where the SBOM is bound.
+    pub fn check_sboms(&self, target: Option<(&Registry, &Repository)>) -> Result<SbomLines> {
+        let Some(agent) = self.artifacts.iter().find(|a| a.role == ROLES[0]) else { return Ok(Vec::new()) };
+        // The agent's image manifests (not indexes), and whether the bundle carries their blobs.
+        let mut images: Vec<(Manifest, bool)> = Vec::new();
+        self.walk(agent, &mut |step| {
+            if let Step::Manifest(m, parsed) = step {
+                if parsed.children.is_empty() {
+                    images.push((m.clone(), parsed.blobs.iter().all(|b| self.carries(&b.digest))));
                 }
+            }
+            Ok(())
+        })?;
+        let mut checks: Vec<(&Attachment, &(Manifest, bool))> = Vec::new();
+        for a in &agent.attachments {
+            let what = format!("{}: the {} {} of the {}", self.doc(), a.kind.name(), a.digest, ROLES[0]);
+            let sbom = match a.kind {
+                attachment::Kind::Sbom => true,
+                attachment::Kind::Referrer => {
+                    let listed = Descriptor { media_type: a.media_type.clone(), digest: a.digest.clone(), size: a.size, platform: None };
+                    attachment::is_sbom(&self.manifest_blob(&a.digest, &a.media_type)?, &listed)
+                }
+                _ => false,
+            };
+            if !sbom {
                 continue;
             }
-            lines.extend(self.check_sbom(image, &mut scanned, &|layer, out| self.write_blob(layer, out))?);
-        }
-        Ok((lines, at_push))
-    }
-
-    /// [`Opened::check_sboms`] for the images whose layers the base bundle carried, read from
-    /// `dest` (the push target, where `push` has just found them) when this bundle does not
-    /// carry them; `repository` is the agent image's there.
-    fn check_sboms_in_target(&self, dest: &Registry, repository: &Repository) -> Result<Vec<String>> {
-        let mut scanned = std::collections::HashMap::new();
-        let mut lines = Vec::new();
-        for image in &self.sboms_at_push {
-            let fetch = |layer: &Descriptor, out: &mut dyn std::io::Write| {
-                if self.carries(&layer.digest) {
-                    self.write_blob(layer, out)
-                } else {
-                    dest.blob(repository, &layer.digest, layer.size, out)
-                }
+            if a.kind != attachment::Kind::Sbom {
+                return Err(Error::decode(
+                    what,
+                    "it is a CycloneDX SBOM referrer: the agent's SBOM is only the one bundle makes from its layers; the bundle was altered; get a fresh copy",
+                ));
+            }
+            let Some(image) = images.iter().find(|(m, _)| m.digest == a.subject) else {
+                return Err(Error::decode(
+                    what,
+                    format!("it is attached to {}, which is not one of the agent's platform manifests (its SBOM is attached to those only): the bundle was altered; get a fresh copy", a.subject),
+                ));
             };
-            lines.extend(self.check_sbom(image, &mut scanned, &fetch)?.map(|(_, line)| line));
+            checks.push((a, image));
         }
-        Ok(lines)
-    }
-
-    /// The SBOM attached to the agent image manifest `image`, if any.
-    fn sbom_attached(&self, image: &Manifest) -> Option<&Attachment> {
-        let artifact = self.artifacts.iter().find(|a| a.role == ROLES[0])?;
-        artifact.attachments.iter().find(|a| a.kind == attachment::Kind::Sbom && a.subject == image.digest)
-    }
-
-    /// One image's check of [`Opened::check_sboms`], its layers written by `fetch`; `None`
-    /// when no SBOM is attached to it.
-    fn check_sbom(&self, image: &Manifest, scanned: &mut attachment::Scanned, fetch: &attachment::FetchLayer) -> Result<Option<(bool, String)>> {
-        let Some(attached) = self.sbom_attached(image) else { return Ok(None) };
-        let Some(found) = attachment::sbom_of_image(image, scanned, fetch)? else {
-            return Ok(Some((
-                false,
-                format!(
-                    "{}: the SBOM attached to {} ({}) is the source's, carried as found: no layer holds {}",
-                    ROLES[0],
-                    image.digest,
-                    attached.digest,
-                    attachment::SBOM_PATH
-                ),
-            )));
-        };
-        let manifest = self.manifest_blob(&attached.digest, &attached.media_type)?;
-        let what = format!("{}: the SBOM {} attached to {}", self.doc(), attached.digest, image.digest);
-        let value = document::parse(&manifest.bytes, &what, document::MAX_MANIFEST)?;
-        let subject = get(&value, &["subject"]).map(|s| Descriptor::parse(s, &what)).transpose()?;
-        let expected = subject.map(|s| attachment::sbom_artifact(&found.digest, found.size, &s).digest);
-        if expected.as_ref() != Some(&attached.digest) {
-            return Err(Error::decode(
-                what,
-                format!(
-                    "it is not the image's own /{} (sha256 {}, in its layer): the bundle was altered; get a fresh copy",
-                    attachment::SBOM_PATH,
-                    found.digest.hex()
-                ),
+        if target.is_none() && checks.iter().any(|(_, (_, carried))| !carried) {
+            return Ok(vec![(false, format!("{}: its SBOM is checked by push, in the layers the target holds (the base bundle's)", ROLES[0]))]);
+        }
+        let mut scanned = attachment::Scanned::default();
+        let mut lines = Vec::new();
+        for (attached, (image, _)) in checks {
+            let fetch = |layer: &Descriptor, out: &mut dyn std::io::Write| match target {
+                Some((dest, repository)) if !self.carries(&layer.digest) => dest.blob(repository, &layer.digest, layer.size, out),
+                _ => self.write_blob(layer, out),
+            };
+            let what = format!("{}: the SBOM {} attached to {}", self.doc(), attached.digest, image.digest);
+            let Some(found) = attachment::sbom_of_image(image, &mut scanned, &fetch, true)? else {
+                return Err(Error::decode(what, format!("no layer of that image holds /{}: the bundle was altered; get a fresh copy", attachment::SBOM_PATH)));
+            };
+            // The artifact bundle makes of that file for that image: the subject is the image's
+            // own digest and size (its media type one of an image manifest's).
+            let manifest = self.manifest_blob(&attached.digest, &attached.media_type)?;
+            let value = document::parse(&manifest.bytes, &what, document::MAX_MANIFEST)?;
+            let subject = get(&value, &["subject"]).map(|s| Descriptor::parse(s, &what)).transpose()?;
+            let expected = subject
+                .filter(|s| s.digest == image.digest && s.size == image.bytes.len() as u64 && IMAGE_TYPES.contains(&s.media_type.as_str()))
+                .map(|s| attachment::sbom_artifact(&found.digest, found.size, &s).digest);
+            if expected.as_ref() != Some(&attached.digest) {
+                return Err(Error::decode(
+                    what,
+                    format!(
+                        "it is not the image's own /{} (sha256 {}, in its layer): the bundle was altered; get a fresh copy",
+                        attachment::SBOM_PATH,
+                        found.digest.hex()
+                    ),
+                ));
+            }
+            lines.push((
+                true,
+                format!("{}: the SBOM attached to {} is /{} from its own layer (sha256 {})", ROLES[0], image.digest, attachment::SBOM_PATH, found.digest.hex()),
             ));
         }
-        Ok(Some((
-            true,
-            format!("{}: the SBOM attached to {} is /{} from its own layer (sha256 {})", ROLES[0], image.digest, attachment::SBOM_PATH, found.digest.hex()),
-        )))
+        Ok(lines)
     }
 
     /// Writes the blob `layer` names from the bundle into `out`, hashed again on the way
@@ -1234,17 +1232,12 @@ pub fn verify_source(path: &Path, source: Source) -> Result<Opened> {
     // (checked in `walk`).
     let mut referenced: BTreeSet<String> = BTreeSet::new();
     let mut tags = BTreeSet::new();
-    // The agent's image manifests (not indexes), and whether the bundle carries their blobs.
-    let mut agent_images: Vec<(Manifest, bool)> = Vec::new();
     for artifact in &opened.artifacts {
         let mut manifests = BTreeSet::new();
         opened.walk(artifact, &mut |step| {
             referenced.insert(match step {
                 Step::Blob(b) => b.digest.blob_name(),
-                Step::Manifest(m, parsed) => {
-                    if artifact.role == ROLES[0] && parsed.children.is_empty() {
-                        agent_images.push((m.clone(), parsed.blobs.iter().all(|b| opened.carries(&b.digest))));
-                    }
+                Step::Manifest(m, _) => {
                     manifests.insert(m.digest.clone());
                     m.digest.blob_name()
                 }
@@ -1278,7 +1271,6 @@ pub fn verify_source(path: &Path, source: Source) -> Result<Opened> {
             ));
         }
     }
-    (opened.sboms, opened.sboms_at_push) = opened.check_sboms(&agent_images)?;
     let head = opened.read_prefix("module/module.bundle", MAX_GIT_HEADER)?;
     let prerequisite = opened.base.as_ref().and_then(|b| b.prerequisite.clone());
     opened.module.full_ref =
@@ -1353,8 +1345,6 @@ pub fn open_source(path: &Path, source: Source) -> Result<Opened> {
         manifest: Value::Null,
         artifacts: Vec::new(),
         module: Module { reference: String::new(), commit: String::new(), full_ref: String::new() },
-        sboms: Vec::new(),
-        sboms_at_push: Vec::new(),
     };
     opened.manifest = document::parse(&opened.read("manifest.json", document::MAX_SMALL as u64)?, "manifest.json", document::MAX_SMALL)?;
     let (artifacts, module) = contents(&opened.manifest)?;
@@ -1604,9 +1594,6 @@ impl Drop for Owned {
 /// that repository (the pack and its index) is the only temporary disk push uses.
 pub fn push(path: &Path, target: &Target, key: Option<&PublicKey>, module_commit: Option<&str>) -> Result<String> {
     let opened = verify(path)?;
-    for (_, line) in &opened.sboms {
-        eprintln!("{line}");
-    }
     if let Some(key) = key {
         for line in opened.check_signatures(key)? {
             eprintln!("{line}");
@@ -1643,10 +1630,11 @@ pub fn push(path: &Path, target: &Target, key: Option<&PublicKey>, module_commit
     let bare = scratch.0.join("module.git");
     if let Some(base) = &opened.base {
         base_in_target(&opened, base, &dest, target, &bare)?;
-        if let Some(agent) = opened.artifacts.iter().find(|a| a.role == ROLES[0]) {
-            for line in opened.check_sboms_in_target(&dest, &agent.source.repository.under(prefix))? {
-                eprintln!("{line}");
-            }
+    }
+    // After the signatures and the base's blobs, before anything is uploaded.
+    if let Some(agent) = opened.artifacts.iter().find(|a| a.role == ROLES[0]) {
+        for (_, line) in opened.check_sboms(Some((&dest, &agent.source.repository.under(prefix))))? {
+            eprintln!("{line}");
         }
     }
     let mut values = Vec::new();

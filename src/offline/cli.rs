@@ -381,10 +381,12 @@ pub fn run(command: Command) -> Result<String, Failure> {
                     opened.module.reference, opened.module.commit
                 ),
             };
-            let signed = match key {
-                Some(key) => {
-                    let lines = opened.check_signatures(&PublicKey::read(&key)?)?;
-                    let attachments = if opened.sboms.iter().any(|(bound, _)| *bound) {
+            // The signatures first: an unsigned bundle is refused before any layer is inflated.
+            let signatures = key.as_ref().map(|key| PublicKey::read(key).and_then(|k| opened.check_signatures(&k))).transpose()?;
+            let sboms = opened.check_sboms(None)?;
+            let signed = match (&key, signatures) {
+                (Some(key), Some(lines)) => {
+                    let attachments = if sboms.iter().any(|(bound, _)| *bound) {
                         "the agent's SBOM is the file in its signed layers; other attachments are carried as found, not signed"
                     } else {
                         "the SBOM and other attachments are carried as found, not signed"
@@ -395,7 +397,7 @@ pub fn run(command: Command) -> Result<String, Failure> {
                         key.display()
                     )
                 }
-                None => String::new(),
+                _ => String::new(),
             };
             let parted = match &opened.source.index {
                 Some((index, anchor)) => {
@@ -404,7 +406,7 @@ pub fn run(command: Command) -> Result<String, Failure> {
                 None => String::new(),
             };
             let base = opened.base.as_ref().map_or(String::new(), |b| format!("{}\n", b.describe()));
-            let sboms: String = opened.sboms.iter().map(|(_, line)| format!("{line}\n")).collect();
+            let sboms: String = sboms.iter().map(|(_, line)| format!("{line}\n")).collect();
             Ok(format!(
                 "{}: every checksum and digest matches\n{}\n{sboms}{signed}{base}{parted}SHA256SUMS sha256: {}\n  compare it with the value bundle printed, carried apart from the bundle: only then is it the bundle that was made\n",
                 opened.source.shown(),

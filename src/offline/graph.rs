@@ -30,6 +30,8 @@ pub const MAX_BLOB_SIZE: u64 = 64 << 30;
 
 /// Media types of an index.
 pub const INDEX_TYPES: [&str; 2] = ["application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"];
+/// The media types of an image manifest (one platform's).
+pub const IMAGE_TYPES: [&str; 2] = ["application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json"];
 const IMAGE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
 /// A content descriptor, parsed once: a digest, a size, a media type, a platform.

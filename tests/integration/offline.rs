@@ -3071,15 +3071,7 @@ fn sbom_bundle(path: &Path, in_layer: &str, attached: &str, gzip: bool) {
     if gzip {
         image_manifest = image_manifest.replace("layer.v1.tar\"", "layer.v1.tar+gzip\"");
     }
-    // What bundle writes (miniserde's objects keep their keys sorted).
-    let artifact = format!(
-        r#"{{"artifactType":"application/vnd.cyclonedx+json","config":{{"digest":"{}","mediaType":"application/vnd.oci.empty.v1+json","size":2}},"layers":[{{"annotations":{{"org.opencontainers.image.title":"kubernetes-agent.cdx.json"}},"digest":"{}","mediaType":"application/vnd.cyclonedx+json","size":{}}}],"mediaType":"{MANIFEST}","schemaVersion":2,"subject":{{"digest":"{}","mediaType":"{MANIFEST}","size":{}}}}}"#,
-        digest(b"{}"),
-        digest(attached.as_bytes()),
-        attached.len(),
-        digest(image_manifest.as_bytes()),
-        image_manifest.len()
-    );
+    let artifact = sbom_artifact_of(attached, MANIFEST, &image_manifest);
     let mut docs = blobs;
     docs.extend([image_manifest.clone(), "{}".to_string(), attached.to_string(), artifact.clone()]);
     let record = format!(
@@ -3095,6 +3087,242 @@ fn sbom_bundle(path: &Path, in_layer: &str, attached: &str, gzip: bool) {
         c.data = format!(r#"{{"schemaVersion":2,"manifests":[{},{}]}}"#, entry(&image_manifest), entry(&artifact)).into_bytes();
     }
     write_tar(path, &chunks);
+}
+
+/// The SBOM artifact `bundle` makes (miniserde's objects keep their keys sorted) of the
+/// file `sbom` for the subject manifest `subject` of media type `subject_media`.
+fn sbom_artifact_of(sbom: &str, subject_media: &str, subject: &str) -> String {
+    format!(
+        r#"{{"artifactType":"application/vnd.cyclonedx+json","config":{{"digest":"{}","mediaType":"application/vnd.oci.empty.v1+json","size":2}},"layers":[{{"annotations":{{"org.opencontainers.image.title":"kubernetes-agent.cdx.json"}},"digest":"{}","mediaType":"application/vnd.cyclonedx+json","size":{}}}],"mediaType":"{MANIFEST}","schemaVersion":2,"subject":{{"digest":"{}","mediaType":"{subject_media}","size":{}}}}}"#,
+        digest(b"{}"),
+        digest(sbom.as_bytes()),
+        sbom.len(),
+        digest(subject.as_bytes()),
+        subject.len()
+    )
+}
+
+/// One attachment of [`agent_bundle`]: its kind, its subject's digest, its manifest.
+type Attached = (&'static str, String, String);
+
+/// A crafted bundle (consistent SHA256SUMS, a real module) of the agent record `top` (of
+/// `media`) with `attachments`, `docs` carried as blobs, `record` appended to the agent's
+/// record and `extra` to manifest.json's top level (a base record); returns the module's commit.
+fn agent_bundle(dir: &TempDir, path: &Path, docs: &[String], (top, media): (&str, &str), attachments: &[Attached], record: &str, extra: &str) -> String {
+    let module = if dir.join("module").exists() { dir.join("module") } else { module_repo(dir) };
+    let commit = head_of(&module, "v1.0.0");
+    let mut all: Vec<String> = docs.to_vec();
+    let (mut records, mut entries) = (Vec::new(), vec![format!(r#"{{"mediaType":"{media}","digest":"{}","size":{}}}"#, digest(top.as_bytes()), top.len())]);
+    for (kind, subject, m) in attachments {
+        all.push(m.clone());
+        records.push(format!(r#"{{"kind":"{kind}","subject":"{subject}","digest":"{}","mediaType":"{MANIFEST}","size":{}}}"#, digest(m.as_bytes()), m.len()));
+        entries.push(format!(r#"{{"mediaType":"{MANIFEST}","digest":"{}","size":{}}}"#, digest(m.as_bytes()), m.len()));
+    }
+    let json = format!(
+        r#"{{"format":"kubernetes-agent-offline-bundle/1","created":"2026-12-01T00:00:00Z","artifacts":[{{"role":"agent-image","source":"127.0.0.1:1/humanitec/kubernetes-agent:0.1.0","digest":"{}","mediaType":"{media}","platforms":[]{record},"attachments":[{}]}}],"module":{{"source":"m","ref":"v1.0.0","commit":"{commit}","file":"module/module.bundle"}}{extra}}}"#,
+        digest(top.as_bytes()),
+        records.join(",")
+    );
+    let mut chunks = bundle_chunks(&all, top, media, Some(json));
+    let git = git_bundle(dir, &module, &["v1.0.0"]);
+    for c in chunks.iter_mut() {
+        if c.name == b"oci/index.json" {
+            c.data = format!(r#"{{"schemaVersion":2,"manifests":[{}]}}"#, entries.join(",")).into_bytes();
+        }
+        if c.name == b"module/module.bundle" {
+            c.data = git.clone();
+        }
+    }
+    write_tar(path, &chunks);
+    commit
+}
+
+const GENUINE_SBOM: &str = r#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[{"name":"ring","version":"0.17.8"}]}"#;
+const FORGED_SBOM: &str = r#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[]}"#;
+
+fn verify_key(dir: &TempDir, path: &Path, key: &Path) -> Run {
+    tool(dir, &["verify", path.to_str().unwrap(), "--key", key.to_str().unwrap()], None, QUICK)
+}
+
+fn push_key(dir: &TempDir, path: &Path, target: &Registry, key: &Path, commit: &str) -> Run {
+    let git = bare_git(dir);
+    let registry = format!("{}/mirror", target.host());
+    let args = [
+        "push",
+        path.to_str().unwrap(),
+        "--registry",
+        &registry,
+        "--plain-http",
+        "--git-url",
+        git.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "--module-commit",
+        commit,
+    ];
+    tool(dir, &args, None, QUICK)
+}
+
+#[test]
+fn a_made_up_base_record_cannot_switch_off_the_sbom_check() {
+    // Reproduced by review: a base record "omitting" one blob (here the config) made verify
+    // skip the SBOM check, and push --key mirrored a forged SBOM of the signed image.
+    let dir = TempDir::new("offline-sbom-base");
+    let (pair, key) = cosign_key(&dir, "cosign");
+    let (m, blobs) = image(&sbom_layer(GENUINE_SBOM));
+    let (config, layer) = (blobs[0].clone(), blobs[1].clone());
+    let (sig, sig_blobs) = cosign_signature(&pair, &digest(m.as_bytes()));
+    let mut docs = vec![layer, m.clone(), "{}".to_string(), FORGED_SBOM.to_string()];
+    docs.extend(sig_blobs);
+    let base = format!(r#","base":{{"anchor":"{}","omits":["{}"]}}"#, "0".repeat(64), digest(config.as_bytes()));
+    let path = dir.join("forged.tar");
+    let d = digest(m.as_bytes());
+    let attached = [("sbom", d.clone(), sbom_artifact_of(FORGED_SBOM, MANIFEST, &m)), ("signature", d, sig)];
+    let commit = agent_bundle(&dir, &path, &docs, (&m, MANIFEST), &attached, "", &base);
+    let target = Registry::start(false);
+    target.with(|s| {
+        s.blobs.insert(digest(config.as_bytes()), config.clone());
+    });
+    let run = push_key(&dir, &path, &target, &key, &commit);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(
+        run.stderr.contains(&format!("it is not the image's own /opt/runner/kubernetes-agent.cdx.json (sha256 {}", sha(GENUINE_SBOM.as_bytes()))),
+        "{}",
+        run.stderr
+    );
+    assert!(!target.with(|s| s.blobs.contains_key(&digest(FORGED_SBOM.as_bytes()))), "the forged SBOM reached the target");
+}
+
+#[test]
+fn a_cyclonedx_referrer_beside_the_agent_sbom_fails_verify() {
+    // Reproduced by review: a second, forged SBOM recorded as a plain referrer went unchecked
+    // and was listed among the signed image's referrers in the mirror.
+    let dir = TempDir::new("offline-sbom-referrer");
+    let (pair, key) = cosign_key(&dir, "cosign");
+    let (m, blobs) = image(&sbom_layer(GENUINE_SBOM));
+    let (sig, sig_blobs) = cosign_signature(&pair, &digest(m.as_bytes()));
+    let forged = sbom_artifact_of(FORGED_SBOM, MANIFEST, &m);
+    let mut docs = blobs;
+    docs.extend([m.clone(), "{}".to_string(), GENUINE_SBOM.to_string(), FORGED_SBOM.to_string()]);
+    docs.extend(sig_blobs);
+    let d = digest(m.as_bytes());
+    let attached = [("sbom", d.clone(), sbom_artifact_of(GENUINE_SBOM, MANIFEST, &m)), ("referrer", d.clone(), forged.clone()), ("signature", d, sig)];
+    let path = dir.join("referrer.tar");
+    agent_bundle(&dir, &path, &docs, (&m, MANIFEST), &attached, "", "");
+    let run = verify_key(&dir, &path, &key);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains(&format!("the referrer {} of the agent-image: it is a CycloneDX SBOM referrer", digest(forged.as_bytes()))), "{}", run.stderr);
+}
+
+#[test]
+fn an_sbom_attached_to_the_agent_index_or_to_the_index_it_narrowed_fails_verify() {
+    // Reproduced by review: a forged SBOM on the index went unchecked and was mirrored under
+    // sha256-<index>.sbom, where `cosign download sbom MIRROR:TAG` finds it.
+    let dir = TempDir::new("offline-sbom-index");
+    let (pair, key) = cosign_key(&dir, "cosign");
+    let (m, blobs) = image(&sbom_layer(GENUINE_SBOM));
+    let other = image("arm64-layer");
+    let refusal = "which is not one of the agent's platform manifests";
+    // On the index itself.
+    let top = platform_index(&[(&m, "amd64")]);
+    let (sig, sig_blobs) = cosign_signature(&pair, &digest(top.as_bytes()));
+    let mut docs = blobs.clone();
+    docs.extend([m.clone(), top.clone(), "{}".to_string(), GENUINE_SBOM.to_string(), FORGED_SBOM.to_string()]);
+    docs.extend(sig_blobs.clone());
+    let (dm, dt) = (digest(m.as_bytes()), digest(top.as_bytes()));
+    let attached = [
+        ("sbom", dm, sbom_artifact_of(GENUINE_SBOM, MANIFEST, &m)),
+        ("sbom", dt.clone(), sbom_artifact_of(FORGED_SBOM, INDEX, &top)),
+        ("signature", dt.clone(), sig),
+    ];
+    let path = dir.join("index.tar");
+    agent_bundle(&dir, &path, &docs, (&top, INDEX), &attached, "", "");
+    let run = verify_key(&dir, &path, &key);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains(&format!("it is attached to {dt}, {refusal}")), "{}", run.stderr);
+    // On the source index a --platform bundle narrowed, the genuine SBOM dropped.
+    let original = platform_index(&[(&m, "amd64"), (&other.0, "arm64")]);
+    let (sig, sig_blobs) = cosign_signature(&pair, &digest(original.as_bytes()));
+    let top = narrowed_platform_index(&[(&m, "amd64")]);
+    let mut docs = blobs;
+    docs.extend([m.clone(), top.clone(), original.clone(), "{}".to_string(), FORGED_SBOM.to_string()]);
+    docs.extend(sig_blobs);
+    let od = digest(original.as_bytes());
+    let narrowed = format!(r#","narrowedFrom":{{"mediaType":"{INDEX}","digest":"{od}","size":{}}}"#, original.len());
+    let attached = [("signature", od.clone(), sig), ("sbom", od.clone(), sbom_artifact_of(FORGED_SBOM, INDEX, &original))];
+    let path = dir.join("narrowed.tar");
+    agent_bundle(&dir, &path, &docs, (&top, INDEX), &attached, &narrowed, "");
+    let run = verify_key(&dir, &path, &key);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains(&format!("it is attached to {od}, {refusal}")), "{}", run.stderr);
+}
+
+#[test]
+fn verify_key_and_push_key_refuse_an_unsigned_bundle_before_they_inflate_any_layer() {
+    // Reproduced by review: the SBOM search ran before the signatures, so an unsigned bundle
+    // of gzip bombs (2 MB each, 2 GiB inflated) held verify --key for 7 s per MB. A gzip on
+    // PATH that never ends stands in: running it at all would time the run out.
+    let dir = TempDir::new("offline-sbom-first");
+    let (_, key) = cosign_key(&dir, "cosign");
+    let bin = dir.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let fake = bin.join("gzip");
+    std::fs::write(&fake, "#!/bin/sh\nexec sleep 600\n").unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path_var = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let path = dir.join("unsigned.tar");
+    sbom_bundle(&path, GENUINE_SBOM, GENUINE_SBOM, true);
+    let offline = || Command::new(env!("CARGO_BIN_EXE_offline-install"));
+    let run =
+        tool_with(&dir, offline(), &["verify", path.to_str().unwrap(), "--key", key.to_str().unwrap()], None, Duration::from_secs(30), &[("PATH", &path_var)]);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("carries no signature"), "{}", run.stderr);
+    let git = bare_git(&dir);
+    let args = [
+        "push",
+        path.to_str().unwrap(),
+        "--registry",
+        "127.0.0.1:1",
+        "--git-url",
+        git.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "--module-commit",
+        &"a".repeat(40),
+    ];
+    let run = tool_with(&dir, offline(), &args, None, Duration::from_secs(30), &[("PATH", &path_var)]);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("carries no signature"), "{}", run.stderr);
+}
+
+#[test]
+fn an_sbom_whose_subject_is_not_the_image_as_it_is_fails_verify() {
+    // Reproduced by review: the expected artifact was built from the subject descriptor the
+    // attachment itself gave, so one claiming another media type and size passed.
+    let dir = TempDir::new("offline-sbom-subject");
+    let (m, blobs) = image(&sbom_layer(GENUINE_SBOM));
+    let odd = sbom_artifact_of(GENUINE_SBOM, MANIFEST, &m)
+        .replace(&format!(r#""mediaType":"{MANIFEST}","size":{}}}}}"#, m.len()), r#""mediaType":"application/x-anything","size":1}}"#);
+    assert!(odd.contains("application/x-anything"), "{odd}");
+    let mut docs = blobs;
+    docs.extend([m.clone(), "{}".to_string(), GENUINE_SBOM.to_string()]);
+    let path = dir.join("odd.tar");
+    agent_bundle(&dir, &path, &docs, (&m, MANIFEST), &[("sbom", digest(m.as_bytes()), odd)], "", "");
+    let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("it is not the image's own /opt/runner/kubernetes-agent.cdx.json"), "{}", run.stderr);
+}
+
+#[test]
+fn a_layer_gzip_cannot_read_fails_the_check_of_the_sbom_attached_to_its_image() {
+    // Reproduced by review: a layer the search could not read counted as holding no SBOM,
+    // and the attached one passed as 'the source's, carried as found'.
+    let dir = TempDir::new("offline-sbom-unreadable");
+    let path = dir.join("b.tar");
+    sbom_bundle(&path, GENUINE_SBOM, FORGED_SBOM, true);
+    let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("searched for opt/runner/kubernetes-agent.cdx.json: it is not a tar stream"), "{}", run.stderr);
 }
 
 #[test]
@@ -3144,8 +3372,10 @@ fn the_sbom_search_stops_reading_gzip_once_the_layer_tar_ends() {
     sbom_bundle(&path, sbom, sbom, true);
     let program = Command::new(env!("CARGO_BIN_EXE_offline-install"));
     let run = tool_with(&dir, program, &["verify", path.to_str().unwrap()], None, Duration::from_secs(30), &[("PATH", &path_var)]);
-    assert_eq!(run.code, Some(0), "{}", run.all());
-    assert!(run.stdout.contains("is the source's, carried as found: no layer holds"), "{}", run.stdout);
+    // Ended (not killed at 30 s), and refused: an SBOM is attached, and the tar gzip gave
+    // ends without its file.
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("no layer of that image holds /opt/runner/kubernetes-agent.cdx.json"), "{}", run.stderr);
 }
 
 #[test]
