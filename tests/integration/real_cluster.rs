@@ -667,3 +667,46 @@ fn a_runner_pod_the_kubelet_reports_evicted_fails_the_real_job_and_is_reported_w
     let body = within(WAIT, || real.reports(&id).pop()).unwrap_or_else(|| panic!("nothing reported: {:?}", agent.logs()));
     assert!(body.contains("the runner pod was evicted (The node was low on resource: memory."), "{body}");
 }
+
+#[test]
+#[ignore = "needs a control plane: run tests/real-cluster"]
+fn a_seccomp_annotation_the_real_api_server_turns_into_an_unconfined_container_is_refused_at_restricted() {
+    let real = Real::new();
+    // Every field passes restricted: the pod says RuntimeDefault and `main` inherits it. The
+    // deprecated annotation says `main` is unconfined, and 1.20 copies it into the field.
+    let hostile = |id: &str| {
+        let message = real.create_job("default-jobspec.message.json", id, JOB_NAMESPACE);
+        let edited = message.replace("\"seccompProfile\": {\n                \"type\": \"RuntimeDefault\"\n              },", "").replace(
+            "\"template\": {\n      \"spec\": {",
+            r#""template": {"metadata": {"annotations": {"container.seccomp.security.alpha.kubernetes.io/main": "unconfined"}},
+                  "spec": {"securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},"#,
+        );
+        assert_eq!(edited.matches("seccompProfile").count(), 1, "the fixture changed: {edited}");
+        edited
+    };
+    // The premise, with the agent's checks off: the pod the job controller makes runs `main` unconfined.
+    let premise = format!("rc-seccomp-premise-{}", nonce());
+    let open = real.started(&[("JOB_POD_SECURITY", "privileged")]);
+    real.push(&hostile(&premise));
+    real.wait_job(JOB_NAMESPACE, &premise, &open);
+    drop(open);
+    let pod = within(WAIT, || {
+        let list = real.cluster.get_json(&["-n", JOB_NAMESPACE, "pods", "-l", &format!("job-name={premise}")]).ok()?;
+        items(&list).into_iter().next()
+    })
+    .expect("the job controller made no Pod");
+    let containers = match get(&pod, &["spec", "containers"]) {
+        Some(Value::Array(c)) => c.clone(),
+        other => panic!("a Pod without containers: {other:?}"),
+    };
+    assert_eq!(get(&containers[0], &["securityContext", "seccompProfile", "type"]).and_then(text).as_deref(), Some("Unconfined"));
+    assert!(eventually(HOLD * 3, || real.orch.open_polls(RUNNER) == 0));
+    // At restricted, the agent refuses it, says why, and sends nothing.
+    let id = format!("rc-seccomp-{}", nonce());
+    let agent = real.started(&[("JOB_POD_SECURITY", "restricted")]);
+    real.push(&hostile(&id));
+    let body = within(WAIT, || real.reports(&id).pop()).unwrap_or_else(|| panic!("nothing reported: {:?}", agent.logs()));
+    assert!(body.contains("check 'seccomp'") && body.contains("container.seccomp.security.alpha.kubernetes.io/main is 'unconfined'"), "{body}");
+    assert!(real.cluster.job(JOB_NAMESPACE, &id).is_none());
+    assert!(create_codes(&real.cluster, &id).is_empty(), "the API server's audit log");
+}
