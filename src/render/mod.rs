@@ -411,6 +411,31 @@ mod tests {
     }
 
     #[test]
+    fn a_jobspec_cannot_outvote_a_policy_env_value_by_listing_the_variable_twice() {
+        let policy = JobPolicy {
+            overlay: Some(
+                json::from_str(
+                    r#"{"spec":{"template":{"spec":{"containers":[{"name":"main","env":[{"name":"HTTPS_PROXY","value":"http://proxy.internal:3128"}]}]}}}}"#,
+                )
+                .unwrap(),
+            ),
+            ..JobPolicy::default()
+        };
+        let twice = r#"{"template":{"spec":{"containers":[{"name":"main","image":"x","env":[{"name":"HTTPS_PROXY","value":"http://evil:1"},{"name":"A","value":"1"},{"name":"HTTPS_PROXY","value":"http://evil:2"}]}]}}}"#;
+        let job = render_spec(twice, &policy).unwrap();
+        let Some(Value::Array(env)) = get(&job, &["spec", "template", "spec", "containers"]).and_then(|c| match c {
+            Value::Array(c) => get(&c[0], &["env"]),
+            _ => None,
+        }) else {
+            panic!("no env: {}", json::to_string(&job))
+        };
+        // Kubernetes keeps both entries and the container gets the last: each must be the policy's.
+        let proxies: Vec<&str> =
+            env.iter().filter(|e| crate::json::text(e, &["name"]) == Some("HTTPS_PROXY")).filter_map(|e| crate::json::text(e, &["value"])).collect();
+        assert_eq!(proxies, ["http://proxy.internal:3128", "http://proxy.internal:3128"], "{}", json::to_string(&job));
+    }
+
+    #[test]
     fn policy_overlay_cannot_sneak_in_privilege() {
         let policy = JobPolicy { overlay: Some(json::from_str(r#"{"spec":{"template":{"spec":{"hostNetwork":true}}}}"#).unwrap()), ..JobPolicy::default() };
         assert!(matches!(render_spec(POD, &policy), Err(Error::Refused { rule: "host-namespaces", .. })));
