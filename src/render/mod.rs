@@ -12,8 +12,9 @@
 //! 5. `apply_mirrors`: image references rewritten by registry prefix;
 //! 6. `settle_service_account`: the account the pod will run as, with the deprecated
 //!    `serviceAccount` field made to agree with `serviceAccountName` (or refused);
-//! 7. `enforce`: the Pod Security Standards at `JOB_POD_SECURITY`'s level
-//!    ([`crate::render::pod_security`]) and the service-account allow-list, on the final pod.
+//! 7. `enforce`: no pod selector of the Job's own choosing, the Pod Security Standards at
+//!    `JOB_POD_SECURITY`'s level ([`crate::render::pod_security`]) and the service-account
+//!    allow-list, on the final Job.
 //!
 //! A refusal is an [`Error::Refused`] naming the rule. Kubernetes' own validation is not
 //! repeated here: whatever the API server rejects comes back as its `Invalid` status.
@@ -190,6 +191,7 @@ fn apply_mirrors(job: &mut Value, mirrors: &[Mirror]) -> Vec<Rewrite> {
 }
 
 fn enforce(job: &Value, policy: &JobPolicy) -> Result<()> {
+    own_pods_only(job)?;
     let pod = get(job, &["spec", "template", "spec"]);
     let annotations = get(job, &["spec", "template", "metadata", "annotations"]);
     crate::render::pod_security::check(pod, annotations, policy.pod_security, policy.allow)?;
@@ -211,6 +213,29 @@ fn enforce(job: &Value, policy: &JobPolicy) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Refuses a Job that picks its own pod selector. With `manualSelector: true` the job
+/// controller adopts every pod of the namespace that matches `selector` and has no owner,
+/// and deletes those beyond `parallelism`: on a real 1.20 control plane a Job with
+/// `parallelism: 0` deleted a pod made by `kubectl run` within seconds. Without it the API
+/// server makes the selector itself (the Job's own uid), which is what the Orchestrator's
+/// JobSpec relies on.
+fn own_pods_only(job: &Value) -> Result<()> {
+    let refused = |detail: String| Err(Error::Refused { level: None, rule: "job-selector", detail });
+    match get(job, &["spec", "manualSelector"]) {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => {}
+        Some(v) => {
+            return refused(format!(
+                "the JobSpec sets manualSelector: {}, which lets the Job adopt and delete other pods of the namespace; remove it (Kubernetes makes the Job's own selector)",
+                json::to_string(v).chars().take(20).collect::<String>()
+            ))
+        }
+    }
+    match get(job, &["spec", "selector"]) {
+        None | Some(Value::Null) => Ok(()),
+        Some(_) => refused("the JobSpec sets a selector of its own; remove it (Kubernetes makes the Job's own selector)".into()),
+    }
 }
 
 /// Makes `serviceAccountName` name the account the pod will run as, and refuses a pod
@@ -433,6 +458,19 @@ mod tests {
         let proxies: Vec<&str> =
             env.iter().filter(|e| crate::json::text(e, &["name"]) == Some("HTTPS_PROXY")).filter_map(|e| crate::json::text(e, &["value"])).collect();
         assert_eq!(proxies, ["http://proxy.internal:3128", "http://proxy.internal:3128"], "{}", json::to_string(&job));
+    }
+
+    #[test]
+    fn a_jobspec_choosing_its_own_pod_selector_is_never_sent() {
+        for spec in [
+            r#"{"manualSelector":true,"selector":{"matchLabels":{"app":"victim"}},"parallelism":0,"template":{"metadata":{"labels":{"app":"victim"}},"spec":{"containers":[]}}}"#,
+            r#"{"manualSelector":"yes","template":{"spec":{"containers":[]}}}"#,
+            r#"{"selector":{"matchLabels":{"app":"victim"}},"template":{"spec":{"containers":[]}}}"#,
+        ] {
+            let e = render_spec(spec, &JobPolicy::default()).unwrap_err();
+            assert!(matches!(e, Error::Refused { level: None, rule: "job-selector", .. }), "{spec}: {e}");
+        }
+        assert!(render_spec(r#"{"manualSelector":false,"selector":null,"template":{"spec":{"containers":[]}}}"#, &JobPolicy::default()).is_ok());
     }
 
     #[test]

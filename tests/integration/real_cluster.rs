@@ -710,3 +710,27 @@ fn a_seccomp_annotation_the_real_api_server_turns_into_an_unconfined_container_i
     assert!(real.cluster.job(JOB_NAMESPACE, &id).is_none());
     assert!(create_codes(&real.cluster, &id).is_empty(), "the API server's audit log");
 }
+
+#[test]
+#[ignore = "needs a control plane: run tests/real-cluster"]
+fn a_jobspec_with_its_own_selector_is_refused_and_the_ownerless_pod_it_matches_survives() {
+    let real = Real::new();
+    let orphan = format!("rc-orphan-{}", nonce());
+    // A pod nobody owns (kubectl run, a debugging session) in the runner's job namespace.
+    real.cluster.must(&["-n", JOB_NAMESPACE, "run", &orphan, "--image=x", "--restart=Never", &format!("--labels=app={orphan}")]);
+    let id = format!("rc-selector-{}", nonce());
+    let message = real.create_job("default-jobspec.message.json", &id, JOB_NAMESPACE);
+    let hostile = message
+        .replace(r#""parallelism": 1,"#, &format!(r#""parallelism": 0, "manualSelector": true, "selector": {{"matchLabels": {{"app": "{orphan}"}}}},"#))
+        .replace("\"template\": {\n      \"spec\": {", &format!(r#""template": {{"metadata": {{"labels": {{"app": "{orphan}"}}}}, "spec": {{"#));
+    assert_eq!(hostile.matches(&orphan).count(), 2, "the fixture changed: {hostile}");
+    let agent = real.started(&[]);
+    real.push(&hostile);
+    let body = within(WAIT, || real.reports(&id).pop()).unwrap_or_else(|| panic!("nothing reported: {:?}", agent.logs()));
+    assert!(body.contains("'job-selector'") && body.contains("manualSelector"), "{body}");
+    assert!(real.cluster.job(JOB_NAMESPACE, &id).is_none());
+    // The job controller acts within a second or two of a Job's creation; give it five.
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(real.cluster.get_json(&["-n", JOB_NAMESPACE, "pod", &orphan]).is_ok(), "the ownerless pod was deleted");
+    let _ = real.cluster.kubectl(&["-n", JOB_NAMESPACE, "delete", "pod", &orphan, "--wait=false"]);
+}
