@@ -16,8 +16,9 @@
 //!   into the unset field it stands for, so `unconfined` there runs the container unconfined;
 //! - a restricted field holding a value of the wrong JSON type is refused (the API
 //!   server would reject it anyway), and so is a key that differs from a restricted
-//!   field's name only in case (API servers before v1.23 decoded keys
-//!   case-insensitively, so `Privileged` would mean `privileged` to them).
+//!   field's name only in case: a precaution for readers built on Go's encoding/json,
+//!   which matches keys regardless of case (v1.20's API server matches them exactly and
+//!   takes the last of a repeated key: `real_cluster::the_real_api_server_matches_keys_*`).
 //!
 //! Not here: Kubernetes' own validation of the pod (the API server answers `Invalid`),
 //! and the optional "known list" of host ports (any host port other than 0 is refused).

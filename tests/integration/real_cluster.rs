@@ -734,3 +734,27 @@ fn a_jobspec_with_its_own_selector_is_refused_and_the_ownerless_pod_it_matches_s
     assert!(real.cluster.get_json(&["-n", JOB_NAMESPACE, "pod", &orphan]).is_ok(), "the ownerless pod was deleted");
     let _ = real.cluster.kubectl(&["-n", JOB_NAMESPACE, "delete", "pod", &orphan, "--wait=false"]);
 }
+
+#[test]
+#[ignore = "needs a control plane: run tests/real-cluster"]
+fn the_real_api_server_matches_keys_exactly_and_takes_the_last_of_a_repeated_key() {
+    // Settles what the Pod Security checks assume of the reader on the other side. The agent
+    // sends the tree it checked (one value per key), so the repeated key only shows the
+    // API server's own reading; the miscased ones are refused by the checks all the same.
+    let real = Real::new();
+    let token = std::fs::read_to_string(&real.token_file).unwrap().trim().to_string();
+    let name = format!("rc-keys-{}", nonce());
+    let body = format!(
+        r#"{{"apiVersion":"batch/v1","kind":"Job","metadata":{{"name":"{name}"}},"Spec":{{"parallelism":3}},"spec":{{"template":{{"spec":{{"restartPolicy":"Never","HostPID":true,"hostIPC":true,"hostIPC":false,"serviceAccountName":"{JOB_SERVICE_ACCOUNT}","containers":[{{"name":"main","image":"busybox","securityContext":{{"Privileged":true}}}}]}}}}}}}}"#
+    );
+    let (code, job) =
+        call(&real.cluster.api_url, &real.cluster.ca_file, &token, "POST", &format!("/apis/batch/v1/namespaces/{JOB_NAMESPACE}/jobs"), Some(&body));
+    assert_eq!(code, 201, "{}", json::to_string(&job));
+    let pod = get(&job, &["spec", "template", "spec"]).cloned().unwrap_or(Value::Null);
+    assert!(get(&pod, &["hostPID"]).is_none(), "HostPID was read as hostPID: {}", json::to_string(&pod));
+    assert!(get(&pod, &["hostIPC"]).is_none(), "the first of two hostIPC keys was kept: {}", json::to_string(&pod));
+    assert_eq!(get(&job, &["spec", "parallelism"]).map(json::to_string).as_deref(), Some("1"), "Spec was read as spec");
+    let Some(Value::Array(containers)) = get(&pod, &["containers"]) else { panic!("no containers: {}", json::to_string(&pod)) };
+    assert!(get(&containers[0], &["securityContext", "privileged"]).is_none(), "Privileged was read as privileged");
+    let _ = real.cluster.kubectl(&["-n", JOB_NAMESPACE, "delete", "job", &name, "--wait=false"]);
+}

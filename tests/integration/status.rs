@@ -200,8 +200,9 @@ fn a_poll_answered_with_retry_after_waits_that_long_and_a_4xx_poll_counts_as_a_c
 
 #[test]
 fn a_stuck_job_with_hundreds_of_pods_costs_a_bounded_number_of_requests_a_check() {
-    // A JobSpec with `parallelism: 300` whose pods never start: the check must not list
-    // events once per pod (600 requests every 30 s, each retried while the server is busy).
+    // A JobSpec with `parallelism: 300` whose pods never start, from an API server that
+    // ignores the pod list's `limit` (as the stand-in does): the check must not list events
+    // once per pod (600 requests every 30 s, each retried while the server is busy).
     let world = World::new(HOLD);
     let agent = world.started(&[("STARTUP_GRACE", "30s")]);
     let creating = r#"{"phase":"Pending","containerStatuses":[{"name":"main","state":{"waiting":{"reason":"ContainerCreating"}}}]}"#;
