@@ -735,6 +735,16 @@ fn a_jobspec_with_its_own_selector_is_refused_and_the_ownerless_pod_it_matches_s
     let _ = real.cluster.kubectl(&["-n", JOB_NAMESPACE, "delete", "pod", &orphan, "--wait=false"]);
 }
 
+/// Creates the Job `body` in the job namespace straight, with the agent's token (no agent
+/// in between), and returns the API server's reply; it must be 201.
+fn post_job_as_agent(real: &Real, body: &str) -> Value {
+    let token = std::fs::read_to_string(&real.token_file).unwrap().trim().to_string();
+    let (code, reply) =
+        call(&real.cluster.api_url, &real.cluster.ca_file, &token, "POST", &format!("/apis/batch/v1/namespaces/{JOB_NAMESPACE}/jobs"), Some(body));
+    assert_eq!(code, 201, "{}", json::to_string(&reply));
+    reply
+}
+
 #[test]
 #[ignore = "needs a control plane: run tests/real-cluster"]
 fn the_real_api_server_matches_keys_exactly_and_takes_the_last_of_a_repeated_key() {
@@ -742,14 +752,11 @@ fn the_real_api_server_matches_keys_exactly_and_takes_the_last_of_a_repeated_key
     // sends the tree it checked (one value per key), so the repeated key only shows the
     // API server's own reading; the miscased ones are refused by the checks all the same.
     let real = Real::new();
-    let token = std::fs::read_to_string(&real.token_file).unwrap().trim().to_string();
     let name = format!("rc-keys-{}", nonce());
     let body = format!(
         r#"{{"apiVersion":"batch/v1","kind":"Job","metadata":{{"name":"{name}"}},"Spec":{{"parallelism":3}},"spec":{{"template":{{"spec":{{"restartPolicy":"Never","HostPID":true,"hostIPC":true,"hostIPC":false,"serviceAccountName":"{JOB_SERVICE_ACCOUNT}","containers":[{{"name":"main","image":"busybox","securityContext":{{"Privileged":true}}}}]}}}}}}}}"#
     );
-    let (code, job) =
-        call(&real.cluster.api_url, &real.cluster.ca_file, &token, "POST", &format!("/apis/batch/v1/namespaces/{JOB_NAMESPACE}/jobs"), Some(&body));
-    assert_eq!(code, 201, "{}", json::to_string(&job));
+    let job = post_job_as_agent(&real, &body);
     let pod = get(&job, &["spec", "template", "spec"]).cloned().unwrap_or(Value::Null);
     assert!(get(&pod, &["hostPID"]).is_none(), "HostPID was read as hostPID: {}", json::to_string(&pod));
     assert!(get(&pod, &["hostIPC"]).is_none(), "the first of two hostIPC keys was kept: {}", json::to_string(&pod));
@@ -757,4 +764,34 @@ fn the_real_api_server_matches_keys_exactly_and_takes_the_last_of_a_repeated_key
     let Some(Value::Array(containers)) = get(&pod, &["containers"]) else { panic!("no containers: {}", json::to_string(&pod)) };
     assert!(get(&containers[0], &["securityContext", "privileged"]).is_none(), "Privileged was read as privileged");
     let _ = real.cluster.kubectl(&["-n", JOB_NAMESPACE, "delete", "job", &name, "--wait=false"]);
+}
+
+#[test]
+#[ignore = "needs a control plane: run tests/real-cluster"]
+fn a_jobspec_asking_for_system_node_critical_priority_is_refused() {
+    let real = Real::new();
+    // The premise: posted straight, such a Job's pod outranks every workload of the cluster.
+    let direct = format!("rc-priority-premise-{}", nonce());
+    let body = format!(
+        r#"{{"apiVersion":"batch/v1","kind":"Job","metadata":{{"name":"{direct}"}},"spec":{{"template":{{"spec":{{"priorityClassName":"system-node-critical","restartPolicy":"Never","serviceAccountName":"{JOB_SERVICE_ACCOUNT}","containers":[{{"name":"main","image":"busybox"}}]}}}}}}}}"#
+    );
+    post_job_as_agent(&real, &body);
+    let priority = within(WAIT, || {
+        let list = real.cluster.get_json(&["-n", JOB_NAMESPACE, "pods", "-l", &format!("job-name={direct}")]).ok()?;
+        items(&list).first().and_then(|p| get(p, &["spec", "priority"]).map(json::to_string))
+    });
+    assert_eq!(priority.as_deref(), Some("2000001000"), "the job controller's pod");
+    let _ = real.cluster.kubectl(&["-n", JOB_NAMESPACE, "delete", "job", &direct, "--wait=false"]);
+    // Through the agent: refused, reported, nothing sent.
+    let id = format!("rc-priority-{}", nonce());
+    let message = real
+        .create_job("default-jobspec.message.json", &id, JOB_NAMESPACE)
+        .replace(r#""restartPolicy": "Never","#, r#""restartPolicy": "Never", "priorityClassName": "system-node-critical","#);
+    assert!(message.contains("system-node-critical"), "the fixture changed");
+    let agent = real.started(&[]);
+    real.push(&message);
+    let body = within(WAIT, || real.reports(&id).pop()).unwrap_or_else(|| panic!("nothing reported: {:?}", agent.logs()));
+    assert!(body.contains("'priority-class'") && body.contains("system-node-critical"), "{body}");
+    assert!(real.cluster.job(JOB_NAMESPACE, &id).is_none());
+    assert!(create_codes(&real.cluster, &id).is_empty(), "the API server's audit log");
 }
