@@ -31,6 +31,11 @@ pub const CREATE_DEADLINE: Duration = Duration::from_secs(120);
 pub const CHECK_RETRY_FOR: Duration = Duration::from_secs(15);
 /// How long a failure report keeps retrying a busy or unreachable Orchestrator.
 pub const REPORT_RETRY_FOR: Duration = Duration::from_secs(60);
+/// Most pods of one Job whose events a status check lists. A Job's pod count is the
+/// JobSpec's to choose (`parallelism`), and a list per pod would make one check of a wide
+/// Job that never starts cost hundreds of requests every 30 s; the Orchestrator's Job has
+/// one pod, and a few more come only from retries (`backoffLimit`).
+pub const MAX_PODS_EXAMINED: usize = 4;
 
 /// Acts on one message body. Never panics on input; every outcome is logged. While it
 /// runs, the message's deployment token and its Job's env values are known secrets
@@ -223,7 +228,7 @@ fn check_job_status(ctx: &Context, m: &CheckJobStatus) {
     }
     ctx.metrics.stuck();
     let mut names = vec![id.clone()];
-    names.extend(pods.iter().filter_map(|p| text(p, &["metadata", "name"]).and_then(Name::subdomain)));
+    names.extend(pods.iter().filter_map(|p| text(p, &["metadata", "name"]).and_then(Name::subdomain)).take(MAX_PODS_EXAMINED));
     let mut entries = warning_events(ctx, ns, &names).unwrap_or_default();
     if let Some(c) = &cause {
         entries.insert(0, format!("{} - {} - {}", crate::time::format_rfc3339(now), c.reason, c.sentence));
@@ -239,14 +244,15 @@ fn check_job_status(ctx: &Context, m: &CheckJobStatus) {
     report_failure(ctx, id.as_str(), &m.deployment_token, &message);
 }
 
-/// The first cause that keeps a pod older than `grace` seconds from starting: its own
-/// status, or (for a pod still creating its containers) a `FailedMount` event.
+/// The first cause that keeps a pod older than `grace` seconds from starting: a pod's own
+/// status (read from the list, at no cost), else a `FailedMount` event of one of the first
+/// [`MAX_PODS_EXAMINED`] of them (still creating its containers).
 fn blocked_cause(ctx: &Context, ns: &Name, pods: &[Value], now: i64, grace: i64) -> Option<diagnose::Cause> {
-    let old = pods.iter().filter(|p| diagnose::created_at(p).is_some_and(|t| now - t > grace));
-    for pod in old {
-        if let Some(cause) = diagnose::blocked_pod(pod) {
-            return Some(cause);
-        }
+    let old: Vec<&Value> = pods.iter().filter(|p| diagnose::created_at(p).is_some_and(|t| now - t > grace)).collect();
+    if let Some(cause) = old.iter().find_map(|pod| diagnose::blocked_pod(pod)) {
+        return Some(cause);
+    }
+    for pod in old.into_iter().take(MAX_PODS_EXAMINED) {
         let Some(name) = text(pod, &["metadata", "name"]).and_then(Name::subdomain) else { continue };
         match list(ctx, &request::list_events_about(ns, &name)) {
             Ok(events) => {

@@ -12,8 +12,9 @@
 //! 5. `apply_mirrors`: image references rewritten by registry prefix;
 //! 6. `settle_service_account`: the account the pod will run as, with the deprecated
 //!    `serviceAccount` field made to agree with `serviceAccountName` (or refused);
-//! 7. `enforce`: the Pod Security Standards at `JOB_POD_SECURITY`'s level
-//!    ([`crate::render::pod_security`]) and the service-account allow-list, on the final pod.
+//! 7. `enforce`: no pod selector of the Job's own choosing, no priority class Kubernetes
+//!    reserves, the Pod Security Standards at `JOB_POD_SECURITY`'s level
+//!    ([`crate::render::pod_security`]) and the service-account allow-list, on the final Job.
 //!
 //! A refusal is an [`Error::Refused`] naming the rule. Kubernetes' own validation is not
 //! repeated here: whatever the API server rejects comes back as its `Invalid` status.
@@ -190,7 +191,9 @@ fn apply_mirrors(job: &mut Value, mirrors: &[Mirror]) -> Vec<Rewrite> {
 }
 
 fn enforce(job: &Value, policy: &JobPolicy) -> Result<()> {
+    own_pods_only(job)?;
     let pod = get(job, &["spec", "template", "spec"]);
+    no_system_priority(pod)?;
     let annotations = get(job, &["spec", "template", "metadata", "annotations"]);
     crate::render::pod_security::check(pod, annotations, policy.pod_security, policy.allow)?;
     if !policy.service_accounts.is_empty() {
@@ -211,6 +214,52 @@ fn enforce(job: &Value, policy: &JobPolicy) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Refuses a Job that picks its own pod selector. With `manualSelector: true` the job
+/// controller adopts every pod of the namespace that matches `selector` and has no owner,
+/// and deletes those beyond `parallelism`: on a real 1.20 control plane a Job with
+/// `parallelism: 0` deleted a pod made by `kubectl run` within seconds. Without it the API
+/// server makes the selector itself (the Job's own uid), which is what the Orchestrator's
+/// JobSpec relies on.
+fn own_pods_only(job: &Value) -> Result<()> {
+    let refused = |detail: String| Err(Error::Refused { level: None, rule: "job-selector", detail });
+    match get(job, &["spec", "manualSelector"]) {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => {}
+        Some(v) => {
+            return refused(format!(
+                "the JobSpec sets manualSelector: {}, which lets the Job adopt and delete other pods of the namespace; remove it (Kubernetes makes the Job's own selector)",
+                json::to_string(v).chars().take(20).collect::<String>()
+            ))
+        }
+    }
+    match get(job, &["spec", "selector"]) {
+        None | Some(Value::Null) => Ok(()),
+        Some(_) => refused("the JobSpec sets a selector of its own; remove it (Kubernetes makes the Job's own selector)".into()),
+    }
+}
+
+/// Refuses a pod asking for one of the priority classes Kubernetes reserves for itself
+/// (`system-node-critical`, `system-cluster-critical`: the `system-` prefix). On a real 1.20
+/// control plane a Job in the runner's job namespace got its pod priority 2000001000, above
+/// every workload of the cluster, which the scheduler then preempts to make room for it.
+/// Other classes are the cluster's to define; the policy file pins one (policy wins).
+fn no_system_priority(pod: Option<&Value>) -> Result<()> {
+    let refused = |class: String| {
+        Err(Error::Refused {
+            level: None,
+            rule: "priority-class",
+            detail: format!(
+                "the pod asks for priority class {class}, which would let it preempt the cluster's own workloads; remove priorityClassName from the JobSpec or pin the runner's class in JOB_POLICY_FILE"
+            ),
+        })
+    };
+    match pod.and_then(|p| get(p, &["priorityClassName"])) {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(class)) if !class.starts_with("system-") => Ok(()),
+        Some(Value::String(class)) => refused(format!("'{}'", crate::text::snippet(class, 63))),
+        Some(_) => refused("that is not a string".into()),
+    }
 }
 
 /// Makes `serviceAccountName` name the account the pod will run as, and refuses a pod
@@ -408,6 +457,60 @@ mod tests {
         for (spec, _) in cases {
             assert!(render_spec(spec, &all).is_ok(), "{spec}");
         }
+    }
+
+    #[test]
+    fn a_jobspec_cannot_outvote_a_policy_env_value_by_listing_the_variable_twice() {
+        let policy = JobPolicy {
+            overlay: Some(
+                json::from_str(
+                    r#"{"spec":{"template":{"spec":{"containers":[{"name":"main","env":[{"name":"HTTPS_PROXY","value":"http://proxy.internal:3128"}]}]}}}}"#,
+                )
+                .unwrap(),
+            ),
+            ..JobPolicy::default()
+        };
+        let twice = r#"{"template":{"spec":{"containers":[{"name":"main","image":"x","env":[{"name":"HTTPS_PROXY","value":"http://evil:1"},{"name":"A","value":"1"},{"name":"HTTPS_PROXY","value":"http://evil:2"}]}]}}}"#;
+        let job = render_spec(twice, &policy).unwrap();
+        let Some(Value::Array(env)) = get(&job, &["spec", "template", "spec", "containers"]).and_then(|c| match c {
+            Value::Array(c) => get(&c[0], &["env"]),
+            _ => None,
+        }) else {
+            panic!("no env: {}", json::to_string(&job))
+        };
+        // Kubernetes keeps both entries and the container gets the last: each must be the policy's.
+        let proxies: Vec<&str> =
+            env.iter().filter(|e| crate::json::text(e, &["name"]) == Some("HTTPS_PROXY")).filter_map(|e| crate::json::text(e, &["value"])).collect();
+        assert_eq!(proxies, ["http://proxy.internal:3128", "http://proxy.internal:3128"], "{}", json::to_string(&job));
+    }
+
+    #[test]
+    fn a_jobspec_choosing_its_own_pod_selector_is_never_sent() {
+        for spec in [
+            r#"{"manualSelector":true,"selector":{"matchLabels":{"app":"victim"}},"parallelism":0,"template":{"metadata":{"labels":{"app":"victim"}},"spec":{"containers":[]}}}"#,
+            r#"{"manualSelector":"yes","template":{"spec":{"containers":[]}}}"#,
+            r#"{"selector":{"matchLabels":{"app":"victim"}},"template":{"spec":{"containers":[]}}}"#,
+        ] {
+            let e = render_spec(spec, &JobPolicy::default()).unwrap_err();
+            assert!(matches!(e, Error::Refused { level: None, rule: "job-selector", .. }), "{spec}: {e}");
+        }
+        assert!(render_spec(r#"{"manualSelector":false,"selector":null,"template":{"spec":{"containers":[]}}}"#, &JobPolicy::default()).is_ok());
+    }
+
+    #[test]
+    fn a_pod_asking_for_a_system_priority_class_is_never_sent() {
+        for class in [r#""system-node-critical""#, r#""system-cluster-critical""#, "7"] {
+            let spec = format!(r#"{{"template":{{"spec":{{"priorityClassName":{class},"containers":[]}}}}}}"#);
+            let e = render_spec(&spec, &JobPolicy::default()).unwrap_err();
+            assert!(matches!(e, Error::Refused { level: None, rule: "priority-class", .. }), "{spec}: {e}");
+        }
+        assert!(render_spec(r#"{"template":{"spec":{"priorityClassName":"runner-jobs","containers":[]}}}"#, &JobPolicy::default()).is_ok());
+        // The policy file's class wins over the JobSpec's, so pinning one is the operator's remedy.
+        let pinned = JobPolicy {
+            overlay: Some(json::from_str(r#"{"spec":{"template":{"spec":{"priorityClassName":"runner-jobs"}}}}"#).unwrap()),
+            ..JobPolicy::default()
+        };
+        assert!(render_spec(r#"{"template":{"spec":{"priorityClassName":"system-node-critical","containers":[]}}}"#, &pinned).is_ok());
     }
 
     #[test]

@@ -11,10 +11,14 @@
 //! - the relaxation for pods in a user namespace (`hostUsers: false`) is not applied: an
 //!   API server without user-namespace support drops that field and runs the pod as root;
 //! - the restricted level's exceptions for `spec.os.name: windows` are not applied;
+//! - the deprecated seccomp annotations are checked like the fields: the standard stopped
+//!   looking at them for v1.19 and later, yet API servers up to v1.26 copy an annotation
+//!   into the unset field it stands for, so `unconfined` there runs the container unconfined;
 //! - a restricted field holding a value of the wrong JSON type is refused (the API
 //!   server would reject it anyway), and so is a key that differs from a restricted
-//!   field's name only in case (API servers before v1.23 decoded keys
-//!   case-insensitively, so `Privileged` would mean `privileged` to them).
+//!   field's name only in case: a precaution for readers built on Go's encoding/json,
+//!   which matches keys regardless of case (v1.20's API server matches them exactly and
+//!   takes the last of a repeated key: `real_cluster::the_real_api_server_matches_keys_*`).
 //!
 //! Not here: Kubernetes' own validation of the pod (the API server answers `Invalid`),
 //! and the optional "known list" of host ports (any host port other than 0 is refused).
@@ -86,7 +90,8 @@ pub enum Check {
     Selinux,
     /// Baseline: `procMount` unset or `Default`.
     ProcMount,
-    /// Baseline: seccomp not `Unconfined`, at pod or container level.
+    /// Baseline: seccomp not `Unconfined`, at pod or container level, in the field or the
+    /// deprecated annotations.
     Seccomp,
     /// Baseline: only the safe sysctls.
     Sysctls,
@@ -98,7 +103,8 @@ pub enum Check {
     RunningAsNonRoot,
     /// Restricted: `runAsUser` not 0, at pod or container level.
     RunningAsNonRootUser,
-    /// Restricted: seccomp `RuntimeDefault` or `Localhost`, per container or inherited.
+    /// Restricted: seccomp `RuntimeDefault` or `Localhost`, per container or inherited, and
+    /// no deprecated annotation naming another profile.
     SeccompRestricted,
     /// Restricted: capabilities drop `ALL` and add nothing but `NET_BIND_SERVICE`.
     CapabilitiesRestricted,
@@ -225,6 +231,12 @@ pub const SELINUX_TYPES: [&str; 4] = ["container_t", "container_init_t", "contai
 pub const RESTRICTED_VOLUME_TYPES: [&str; 8] = ["configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret"];
 /// The pod-template annotation prefix of the deprecated AppArmor profiles, one per container.
 pub const APPARMOR_ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
+/// The pod-template annotation of the deprecated pod-wide seccomp profile. API servers
+/// from v1.19 to v1.26 copy it into `securityContext.seccompProfile` when that is unset.
+pub const SECCOMP_POD_ANNOTATION: &str = "seccomp.security.alpha.kubernetes.io/pod";
+/// The pod-template annotation prefix of the deprecated per-container seccomp profiles,
+/// copied into the container's `securityContext.seccompProfile` the same way.
+pub const SECCOMP_CONTAINER_ANNOTATION_PREFIX: &str = "container.seccomp.security.alpha.kubernetes.io/";
 
 /// The pod's container lists and how a refusal names their members.
 pub const CONTAINER_LISTS: [(&str, &str); 3] =
@@ -405,9 +417,9 @@ impl<'a> Pod<'a> {
                 .or_else(|| self.each_context(&["seLinuxOptions", "user"], is_empty_string, "sets securityContext.seLinuxOptions.user"))
                 .or_else(|| self.each_context(&["seLinuxOptions", "role"], is_empty_string, "sets securityContext.seLinuxOptions.role")),
             Check::ProcMount => self.each_container(&["procMount"], |v| is_one_of(v, &["Default"]), "sets securityContext.procMount"),
-            Check::Seccomp => {
-                self.each_context(&["seccompProfile", "type"], |v| is_one_of(v, &["RuntimeDefault", "Localhost"]), "sets securityContext.seccompProfile.type")
-            }
+            Check::Seccomp => self
+                .each_context(&["seccompProfile", "type"], |v| is_one_of(v, &["RuntimeDefault", "Localhost"]), "sets securityContext.seccompProfile.type")
+                .or_else(|| self.seccomp_annotations()),
             Check::Sysctls => match self.pod_security(&["sysctls"]) {
                 Field::Absent => None,
                 Field::Miscased(k) => Some(format!("the pod sets '{k}', which old API servers read as securityContext.sysctls")),
@@ -436,11 +448,13 @@ impl<'a> Pod<'a> {
             Check::RunningAsNonRootUser => {
                 self.each_context(&["runAsUser"], |v| !matches!(v, Value::Number(n) if is_zero(n)), "sets securityContext.runAsUser")
             }
-            Check::SeccompRestricted => self.inherited(
-                &["seccompProfile", "type"],
-                |v| is_one_of(v, &["RuntimeDefault", "Localhost"]),
-                "securityContext.seccompProfile.type RuntimeDefault or Localhost",
-            ),
+            Check::SeccompRestricted => self
+                .inherited(
+                    &["seccompProfile", "type"],
+                    |v| is_one_of(v, &["RuntimeDefault", "Localhost"]),
+                    "securityContext.seccompProfile.type RuntimeDefault or Localhost",
+                )
+                .or_else(|| self.seccomp_annotations()),
             Check::CapabilitiesRestricted => self
                 .containers()
                 .into_iter()
@@ -514,6 +528,27 @@ impl<'a> Pod<'a> {
             }
             match v {
                 Value::String(s) if s.is_empty() || s == "runtime/default" || s.starts_with("localhost/") => None,
+                other => Some(format!("the pod template's annotation {} is {}", shown(k), shown_value(other))),
+            }
+        })
+    }
+
+    /// The first deprecated seccomp annotation naming a profile other than the runtime's
+    /// default or a localhost one. The fields alone are not enough: an API server of
+    /// v1.19 to v1.26 copies `container.seccomp.security.alpha.kubernetes.io/main:
+    /// unconfined` into the container's unset `seccompProfile`, so a pod whose fields say
+    /// `RuntimeDefault` at pod level runs `main` unconfined (seen on a real v1.20). Shared
+    /// by [`Check::Seccomp`] and [`Check::SeccompRestricted`], so exempting one leaves it
+    /// in force through the other.
+    fn seccomp_annotations(&self) -> Option<String> {
+        let Some(Value::Object(annotations)) = self.annotations else { return None };
+        annotations.iter().find_map(|(k, v)| {
+            let key = k.to_ascii_lowercase();
+            if key != SECCOMP_POD_ANNOTATION && !key.starts_with(SECCOMP_CONTAINER_ANNOTATION_PREFIX) {
+                return None;
+            }
+            match v {
+                Value::String(s) if s == "runtime/default" || s == "docker/default" || s.starts_with("localhost/") => None,
                 other => Some(format!("the pod template's annotation {} is {}", shown(k), shown_value(other))),
             }
         })
@@ -786,6 +821,29 @@ mod tests {
         let unconfined_container = pod("", "").replace("RuntimeDefault", "Unconfined");
         refused_by(&unconfined_container, None, Check::Seccomp, "container 'main' sets securityContext.seccompProfile.type to 'Unconfined'");
         refused_by(&pod("", r#""securityContext":{"seccompProfile":{"type":"Unconfined"}}"#), None, Check::Seccomp, "the pod sets");
+    }
+
+    #[test]
+    fn a_seccomp_annotation_naming_unconfined_is_refused_though_every_field_says_runtime_default() {
+        // The pod passes on its fields, but a v1.19–v1.26 API server copies each annotation
+        // into the unset field it stands for, and the container would run unconfined.
+        let container = Some(r#"{"container.seccomp.security.alpha.kubernetes.io/main":"unconfined"}"#);
+        let unset = pod("", r#""securityContext":{"seccompProfile":{"type":"RuntimeDefault"}}"#).replace(r#""seccompProfile":{"type":"RuntimeDefault"},"#, "");
+        refused_by(&unset, container, Check::Seccomp, "annotation container.seccomp.security.alpha.kubernetes.io/main is 'unconfined'");
+        refused_by(&pod("", ""), Some(r#"{"seccomp.security.alpha.kubernetes.io/pod":"unconfined"}"#), Check::Seccomp, "security.alpha.kubernetes.io/pod");
+        for odd in [r#""Unconfined""#, r#""""#, "7", r#""runtime/default ""#] {
+            let annotations = format!(r#"{{"container.seccomp.security.alpha.kubernetes.io/main":{odd}}}"#);
+            assert_eq!(run(&pod("", ""), Some(&annotations), Level::Baseline, Exemptions::default()).unwrap_err().check, Check::Seccomp, "{odd}");
+        }
+        // At restricted, exempting the baseline check leaves its restricted twin refusing it.
+        let e = run(&unset, container, Level::Restricted, Exemptions::default().with(Check::Seccomp)).unwrap_err();
+        assert_eq!(e.check, Check::SeccompRestricted, "{e:?}");
+        passes(
+            &pod("", ""),
+            Some(
+                r#"{"seccomp.security.alpha.kubernetes.io/pod":"runtime/default","container.seccomp.security.alpha.kubernetes.io/main":"localhost/p.json","container.seccomp.security.alpha.kubernetes.io/s":"docker/default"}"#,
+            ),
+        );
     }
 
     #[test]

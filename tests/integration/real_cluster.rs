@@ -667,3 +667,131 @@ fn a_runner_pod_the_kubelet_reports_evicted_fails_the_real_job_and_is_reported_w
     let body = within(WAIT, || real.reports(&id).pop()).unwrap_or_else(|| panic!("nothing reported: {:?}", agent.logs()));
     assert!(body.contains("the runner pod was evicted (The node was low on resource: memory."), "{body}");
 }
+
+#[test]
+#[ignore = "needs a control plane: run tests/real-cluster"]
+fn a_seccomp_annotation_the_real_api_server_turns_into_an_unconfined_container_is_refused_at_restricted() {
+    let real = Real::new();
+    // Every field passes restricted: the pod says RuntimeDefault and `main` inherits it. The
+    // deprecated annotation says `main` is unconfined, and 1.20 copies it into the field.
+    let hostile = |id: &str| {
+        let message = real.create_job("default-jobspec.message.json", id, JOB_NAMESPACE);
+        let edited = message.replace("\"seccompProfile\": {\n                \"type\": \"RuntimeDefault\"\n              },", "").replace(
+            "\"template\": {\n      \"spec\": {",
+            r#""template": {"metadata": {"annotations": {"container.seccomp.security.alpha.kubernetes.io/main": "unconfined"}},
+                  "spec": {"securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},"#,
+        );
+        assert_eq!(edited.matches("seccompProfile").count(), 1, "the fixture changed: {edited}");
+        edited
+    };
+    // The premise, with the agent's checks off: the pod the job controller makes runs `main` unconfined.
+    let premise = format!("rc-seccomp-premise-{}", nonce());
+    let open = real.started(&[("JOB_POD_SECURITY", "privileged")]);
+    real.push(&hostile(&premise));
+    real.wait_job(JOB_NAMESPACE, &premise, &open);
+    drop(open);
+    let pod = within(WAIT, || {
+        let list = real.cluster.get_json(&["-n", JOB_NAMESPACE, "pods", "-l", &format!("job-name={premise}")]).ok()?;
+        items(&list).into_iter().next()
+    })
+    .expect("the job controller made no Pod");
+    let containers = match get(&pod, &["spec", "containers"]) {
+        Some(Value::Array(c)) => c.clone(),
+        other => panic!("a Pod without containers: {other:?}"),
+    };
+    assert_eq!(get(&containers[0], &["securityContext", "seccompProfile", "type"]).and_then(text).as_deref(), Some("Unconfined"));
+    assert!(eventually(HOLD * 3, || real.orch.open_polls(RUNNER) == 0));
+    // At restricted, the agent refuses it, says why, and sends nothing.
+    let id = format!("rc-seccomp-{}", nonce());
+    let agent = real.started(&[("JOB_POD_SECURITY", "restricted")]);
+    real.push(&hostile(&id));
+    let body = within(WAIT, || real.reports(&id).pop()).unwrap_or_else(|| panic!("nothing reported: {:?}", agent.logs()));
+    assert!(body.contains("check 'seccomp'") && body.contains("container.seccomp.security.alpha.kubernetes.io/main is 'unconfined'"), "{body}");
+    assert!(real.cluster.job(JOB_NAMESPACE, &id).is_none());
+    assert!(create_codes(&real.cluster, &id).is_empty(), "the API server's audit log");
+}
+
+#[test]
+#[ignore = "needs a control plane: run tests/real-cluster"]
+fn a_jobspec_with_its_own_selector_is_refused_and_the_ownerless_pod_it_matches_survives() {
+    let real = Real::new();
+    let orphan = format!("rc-orphan-{}", nonce());
+    // A pod nobody owns (kubectl run, a debugging session) in the runner's job namespace.
+    real.cluster.must(&["-n", JOB_NAMESPACE, "run", &orphan, "--image=x", "--restart=Never", &format!("--labels=app={orphan}")]);
+    let id = format!("rc-selector-{}", nonce());
+    let message = real.create_job("default-jobspec.message.json", &id, JOB_NAMESPACE);
+    let hostile = message
+        .replace(r#""parallelism": 1,"#, &format!(r#""parallelism": 0, "manualSelector": true, "selector": {{"matchLabels": {{"app": "{orphan}"}}}},"#))
+        .replace("\"template\": {\n      \"spec\": {", &format!(r#""template": {{"metadata": {{"labels": {{"app": "{orphan}"}}}}, "spec": {{"#));
+    assert_eq!(hostile.matches(&orphan).count(), 2, "the fixture changed: {hostile}");
+    let agent = real.started(&[]);
+    real.push(&hostile);
+    let body = within(WAIT, || real.reports(&id).pop()).unwrap_or_else(|| panic!("nothing reported: {:?}", agent.logs()));
+    assert!(body.contains("'job-selector'") && body.contains("manualSelector"), "{body}");
+    assert!(real.cluster.job(JOB_NAMESPACE, &id).is_none());
+    // The job controller acts within a second or two of a Job's creation; give it five.
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(real.cluster.get_json(&["-n", JOB_NAMESPACE, "pod", &orphan]).is_ok(), "the ownerless pod was deleted");
+    let _ = real.cluster.kubectl(&["-n", JOB_NAMESPACE, "delete", "pod", &orphan, "--wait=false"]);
+}
+
+/// Creates the Job `body` in the job namespace straight, with the agent's token (no agent
+/// in between), and returns the API server's reply; it must be 201.
+fn post_job_as_agent(real: &Real, body: &str) -> Value {
+    let token = std::fs::read_to_string(&real.token_file).unwrap().trim().to_string();
+    let (code, reply) =
+        call(&real.cluster.api_url, &real.cluster.ca_file, &token, "POST", &format!("/apis/batch/v1/namespaces/{JOB_NAMESPACE}/jobs"), Some(body));
+    assert_eq!(code, 201, "{}", json::to_string(&reply));
+    reply
+}
+
+#[test]
+#[ignore = "needs a control plane: run tests/real-cluster"]
+fn the_real_api_server_matches_keys_exactly_and_takes_the_last_of_a_repeated_key() {
+    // Settles what the Pod Security checks assume of the reader on the other side. The agent
+    // sends the tree it checked (one value per key), so the repeated key only shows the
+    // API server's own reading; the miscased ones are refused by the checks all the same.
+    let real = Real::new();
+    let name = format!("rc-keys-{}", nonce());
+    let body = format!(
+        r#"{{"apiVersion":"batch/v1","kind":"Job","metadata":{{"name":"{name}"}},"Spec":{{"parallelism":3}},"spec":{{"template":{{"spec":{{"restartPolicy":"Never","HostPID":true,"hostIPC":true,"hostIPC":false,"serviceAccountName":"{JOB_SERVICE_ACCOUNT}","containers":[{{"name":"main","image":"busybox","securityContext":{{"Privileged":true}}}}]}}}}}}}}"#
+    );
+    let job = post_job_as_agent(&real, &body);
+    let pod = get(&job, &["spec", "template", "spec"]).cloned().unwrap_or(Value::Null);
+    assert!(get(&pod, &["hostPID"]).is_none(), "HostPID was read as hostPID: {}", json::to_string(&pod));
+    assert!(get(&pod, &["hostIPC"]).is_none(), "the first of two hostIPC keys was kept: {}", json::to_string(&pod));
+    assert_eq!(get(&job, &["spec", "parallelism"]).map(json::to_string).as_deref(), Some("1"), "Spec was read as spec");
+    let Some(Value::Array(containers)) = get(&pod, &["containers"]) else { panic!("no containers: {}", json::to_string(&pod)) };
+    assert!(get(&containers[0], &["securityContext", "privileged"]).is_none(), "Privileged was read as privileged");
+    let _ = real.cluster.kubectl(&["-n", JOB_NAMESPACE, "delete", "job", &name, "--wait=false"]);
+}
+
+#[test]
+#[ignore = "needs a control plane: run tests/real-cluster"]
+fn a_jobspec_asking_for_system_node_critical_priority_is_refused() {
+    let real = Real::new();
+    // The premise: posted straight, such a Job's pod outranks every workload of the cluster.
+    let direct = format!("rc-priority-premise-{}", nonce());
+    let body = format!(
+        r#"{{"apiVersion":"batch/v1","kind":"Job","metadata":{{"name":"{direct}"}},"spec":{{"template":{{"spec":{{"priorityClassName":"system-node-critical","restartPolicy":"Never","serviceAccountName":"{JOB_SERVICE_ACCOUNT}","containers":[{{"name":"main","image":"busybox"}}]}}}}}}}}"#
+    );
+    post_job_as_agent(&real, &body);
+    let priority = within(WAIT, || {
+        let list = real.cluster.get_json(&["-n", JOB_NAMESPACE, "pods", "-l", &format!("job-name={direct}")]).ok()?;
+        items(&list).first().and_then(|p| get(p, &["spec", "priority"]).map(json::to_string))
+    });
+    assert_eq!(priority.as_deref(), Some("2000001000"), "the job controller's pod");
+    let _ = real.cluster.kubectl(&["-n", JOB_NAMESPACE, "delete", "job", &direct, "--wait=false"]);
+    // Through the agent: refused, reported, nothing sent.
+    let id = format!("rc-priority-{}", nonce());
+    let message = real
+        .create_job("default-jobspec.message.json", &id, JOB_NAMESPACE)
+        .replace(r#""restartPolicy": "Never","#, r#""restartPolicy": "Never", "priorityClassName": "system-node-critical","#);
+    assert!(message.contains("system-node-critical"), "the fixture changed");
+    let agent = real.started(&[]);
+    real.push(&message);
+    let body = within(WAIT, || real.reports(&id).pop()).unwrap_or_else(|| panic!("nothing reported: {:?}", agent.logs()));
+    assert!(body.contains("'priority-class'") && body.contains("system-node-critical"), "{body}");
+    assert!(real.cluster.job(JOB_NAMESPACE, &id).is_none());
+    assert!(create_codes(&real.cluster, &id).is_empty(), "the API server's audit log");
+}

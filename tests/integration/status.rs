@@ -216,3 +216,21 @@ fn a_poll_answered_with_retry_after_waits_that_long_and_a_4xx_poll_counts_as_a_c
     assert_eq!(agent.metric("kubernetes_agent_polls_total{outcome=\"server_error\"}"), 1.0);
     world.push(&check_message("d-after", "jobs", "deploy-token-d-after", FUTURE));
 }
+
+#[test]
+fn a_stuck_job_with_hundreds_of_pods_costs_a_bounded_number_of_requests_a_check() {
+    // A JobSpec with `parallelism: 300` whose pods never start, from an API server that
+    // ignores the pod list's `limit` (as the stand-in does): the check must not list events
+    // once per pod (600 requests every 30 s, each retried while the server is busy).
+    let world = World::new(HOLD);
+    let agent = world.started(&[("STARTUP_GRACE", "30s")]);
+    let creating = r#"{"phase":"Pending","containerStatuses":[{"name":"main","state":{"waiting":{"reason":"ContainerCreating"}}}]}"#;
+    let pods: Vec<String> = (0..300).map(|i| pod("d-wide", 600, MAIN_1GI, creating).replace("d-wide-abcde", &format!("d-wide-{i:05}"))).collect();
+    cluster(&world, "d-wide", r#"{"active":300}"#, &pods);
+    world.kube.add_event("jobs", ("Pod", "d-wide-00000"), "Warning", "FailedScheduling", "0/3 nodes are available", "2026-12-01T00:00:00Z");
+    check(&world, "d-wide", PAST);
+    assert!(eventually(WAIT, || report(&world, "d-wide").is_some()), "{:?}", agent.logs());
+    assert!(report(&world, "d-wide").unwrap().contains("2026-12-01T00:00:00Z - FailedScheduling - 0/3 nodes are available"));
+    let lists = world.kube.seen().iter().filter(|s| s.path.contains("/events")).count();
+    assert!(lists <= 2 * kubernetes_agent::agent::handle::MAX_PODS_EXAMINED + 1, "{lists} event lists for one status check");
+}
