@@ -194,6 +194,7 @@ fn enforce(job: &Value, policy: &JobPolicy) -> Result<()> {
     own_pods_only(job)?;
     let pod = get(job, &["spec", "template", "spec"]);
     no_system_priority(pod)?;
+    scheduled(pod)?;
     let annotations = get(job, &["spec", "template", "metadata", "annotations"]);
     crate::render::pod_security::check(pod, annotations, policy.pod_security, policy.allow)?;
     if !policy.service_accounts.is_empty() {
@@ -259,6 +260,28 @@ fn no_system_priority(pod: Option<&Value>) -> Result<()> {
         Some(Value::String(class)) if !class.starts_with("system-") => Ok(()),
         Some(Value::String(class)) => refused(format!("'{}'", crate::text::snippet(class, 63))),
         Some(_) => refused("that is not a string".into()),
+    }
+}
+
+/// Refuses a pod that names its node. `nodeName` skips the scheduler, and with it every
+/// node's `NoSchedule` taint: the kubelet of the node named (a control-plane node too)
+/// admits the pod whatever the taints say. `nodeSelector` and affinity place a pod through
+/// the scheduler, which keeps to the taints.
+fn scheduled(pod: Option<&Value>) -> Result<()> {
+    match pod.and_then(|p| get(p, &["nodeName"])) {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(node)) if node.is_empty() => Ok(()),
+        Some(v) => Err(Error::Refused {
+            level: None,
+            rule: "node-name",
+            detail: format!(
+                "the pod names its node ({}), which skips the scheduler and the nodes' taints; use nodeSelector or affinity instead",
+                match v {
+                    Value::String(node) => format!("'{}'", crate::text::snippet(node, 63)),
+                    _ => "not as a string".into(),
+                }
+            ),
+        }),
     }
 }
 
@@ -495,6 +518,22 @@ mod tests {
             assert!(matches!(e, Error::Refused { level: None, rule: "job-selector", .. }), "{spec}: {e}");
         }
         assert!(render_spec(r#"{"manualSelector":false,"selector":null,"template":{"spec":{"containers":[]}}}"#, &JobPolicy::default()).is_ok());
+    }
+
+    #[test]
+    fn a_pod_naming_its_node_is_never_sent_since_that_skips_the_scheduler_and_the_taints() {
+        for node in [r#""control-plane-1""#, "1", r#"{"name":"x"}"#] {
+            let spec = format!(r#"{{"template":{{"spec":{{"nodeName":{node},"containers":[]}}}}}}"#);
+            let e = render_spec(&spec, &JobPolicy::default()).unwrap_err();
+            assert!(matches!(e, Error::Refused { level: None, rule: "node-name", .. }), "{spec}: {e}");
+        }
+        // Placed through the scheduler, or not at all: sent.
+        for spec in [
+            r#"{"template":{"spec":{"nodeName":"","containers":[]}}}"#,
+            r#"{"template":{"spec":{"nodeName":null,"nodeSelector":{"pool":"runners"},"containers":[]}}}"#,
+        ] {
+            assert!(render_spec(spec, &JobPolicy::default()).is_ok(), "{spec}");
+        }
     }
 
     #[test]
