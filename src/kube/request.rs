@@ -45,9 +45,14 @@ pub fn get_job(namespace: &Name, name: &Name) -> ApiRequest {
     }
 }
 
+/// The label the job controller gives a Job's pods (its name), by which a status check lists
+/// them; the renderer sets it on every pod template to the Job's own name, so no JobSpec can
+/// give its pods another deployment's.
+pub const LABEL_JOB_NAME: &str = "job-name";
+
 /// `GET /api/v1/namespaces/{ns}/pods?labelSelector=job-name%3D{job}&limit=...`: the Pods of one Job.
 pub fn list_job_pods(namespace: &Name, job: &Name) -> ApiRequest {
-    let selector = format!("job-name={job}");
+    let selector = format!("{LABEL_JOB_NAME}={job}");
     ApiRequest {
         method: "GET",
         path_and_query: format!("/api/v1/namespaces/{namespace}/pods?labelSelector={}&limit={POD_LIST_LIMIT}", crate::http::percent_encode(&selector)),

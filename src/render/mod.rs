@@ -159,6 +159,10 @@ fn stamp_identity(job: &mut Value, job_id: &Name, namespace: &Name, policy: &Job
     let pod_labels = object_at(job, &["spec", "template", "metadata", "labels"]);
     pod_labels.insert(LABEL_MANAGED_BY.into(), Value::String(MANAGED_BY.into()));
     pod_labels.insert(LABEL_DEPLOYMENT_ID.into(), Value::String(job_id.to_string()));
+    // What the job controller sets when the template has none: a status check lists a Job's
+    // pods by it, so a JobSpec naming another deployment's Job here would have its pods
+    // judged as that deployment's (reported stuck or failed in its name).
+    pod_labels.insert(crate::kube::request::LABEL_JOB_NAME.into(), Value::String(job_id.to_string()));
     if let Some(r) = runner_label {
         pod_labels.insert(LABEL_RUNNER_ID.into(), Value::String(r.into()));
     }
@@ -518,6 +522,15 @@ mod tests {
             assert!(matches!(e, Error::Refused { level: None, rule: "job-selector", .. }), "{spec}: {e}");
         }
         assert!(render_spec(r#"{"manualSelector":false,"selector":null,"template":{"spec":{"containers":[]}}}"#, &JobPolicy::default()).is_ok());
+    }
+
+    #[test]
+    fn a_jobspec_cannot_label_its_pods_as_another_deployments_job() {
+        let spec = r#"{"template":{"metadata":{"labels":{"job-name":"other-deployment","app":"x"}},"spec":{"containers":[]}}}"#;
+        let job = render_spec(spec, &JobPolicy::default()).unwrap();
+        let labels = get(&job, &["spec", "template", "metadata", "labels"]).unwrap();
+        assert_eq!(crate::json::text(labels, &["job-name"]), crate::json::text(&job, &["metadata", "name"]), "{}", json::to_string(&job));
+        assert_eq!(crate::json::text(labels, &["app"]), Some("x"));
     }
 
     #[test]
