@@ -241,6 +241,10 @@ pub fn find(
             let Some(tag) = kind.tag(subject) else { continue };
             let Some(mut manifest) = source.manifest_if_any(repository, &Selector::Tag(tag.clone()))? else { continue };
             typed(&mut manifest)?;
+            if sbom && looks_like_sbom(&manifest) {
+                left_behind += 1;
+                continue;
+            }
             eprintln!("  {} of {}: {tag} = {}", kind.name(), subject.short(), manifest.digest.short());
             found.push(Attachment::of(kind, subject, &manifest));
             stage(Stage::Graph(manifest))?;
@@ -266,7 +270,7 @@ pub fn find(
             if subject_of(&manifest)?.as_ref() != Some(subject) {
                 return Err(Error::decode(format!("the referrer {} of {subject}", d.digest), "its manifest names another subject (or none): refused"));
             }
-            let kind = if is_sbom(&manifest, &d) { Kind::Sbom } else { Kind::Referrer };
+            let kind = if d.media_type == SBOM_TYPE || looks_like_sbom(&manifest) { Kind::Sbom } else { Kind::Referrer };
             if sbom && kind == Kind::Sbom {
                 left_behind += 1;
                 continue;
@@ -345,14 +349,20 @@ fn typed(manifest: &mut Manifest) -> Result<()> {
     Ok(())
 }
 
-/// True when the referrer `manifest` (listed as `listed`) is a CycloneDX SBOM: by the
-/// type its listing or its manifest gives, or by a layer's media type.
-pub fn is_sbom(manifest: &Manifest, listed: &Descriptor) -> bool {
-    if listed.media_type == SBOM_TYPE || artifact_type(manifest).as_deref() == Some(SBOM_TYPE) {
-        return true;
+/// True when `manifest` looks like an SBOM by its content, whatever it is recorded as: its
+/// artifact type (its `artifactType`, else its config's media type, as the referrers API
+/// reports it), or a layer's media type, names CycloneDX, SPDX or Syft, in any case and with
+/// any parameters. One rule for what `bundle` leaves behind and what `verify` checks.
+pub fn looks_like_sbom(manifest: &Manifest) -> bool {
+    let Ok(value) = document::parse(&manifest.bytes, "an attachment", document::MAX_MANIFEST) else { return false };
+    let mut types: Vec<&str> = [text(&value, &["artifactType"]), text(&value, &["config", "mediaType"])].into_iter().flatten().collect();
+    if let Some(Value::Array(layers)) = get(&value, &["layers"]) {
+        types.extend(layers.iter().filter_map(|l| text(l, &["mediaType"])));
     }
-    let Ok(value) = document::parse(&manifest.bytes, "a referrer", document::MAX_MANIFEST) else { return false };
-    matches!(get(&value, &["layers"]), Some(Value::Array(layers)) if layers.iter().any(|l| text(l, &["mediaType"]) == Some(SBOM_TYPE)))
+    types.iter().any(|t| {
+        let t = t.to_ascii_lowercase();
+        ["cyclonedx", "spdx", "syft"].iter().any(|n| t.contains(n))
+    })
 }
 
 fn artifact_type(manifest: &Manifest) -> Option<String> {
@@ -417,8 +427,9 @@ const INFLATE_SLACK: u64 = 16 << 20;
 /// One search's memory of the layers it read (so that platforms sharing a layer read it
 /// once) and what it may still inflate.
 pub struct Scanned {
-    /// Each layer read: the SBOM's digest and size, or none.
-    held: HashMap<Digest, Option<(Digest, u64)>>,
+    /// Each layer read: the SBOM's digest and size, `Some(None)` when it hides the path,
+    /// `None` when it says nothing of it.
+    held: HashMap<Digest, Option<Option<(Digest, u64)>>>,
     /// Bytes it may still read out of layers.
     budget: u64,
 }
@@ -451,7 +462,8 @@ pub fn sbom_of_image(manifest: &Manifest, scanned: &mut Scanned, fetch: &FetchLa
         };
         if let Some(held) = scanned.held.get(&layer.digest) {
             match held {
-                Some((digest, size)) => return Ok(Some(Sbom { digest: digest.clone(), size: *size, bytes: None })),
+                Some(Some((digest, size))) => return Ok(Some(Sbom { digest: digest.clone(), size: *size, bytes: None })),
+                Some(None) => return Ok(None),
                 None => continue,
             }
         }
@@ -463,20 +475,33 @@ pub fn sbom_of_image(manifest: &Manifest, scanned: &mut Scanned, fetch: &FetchLa
             Err(why) if strict => {
                 return Err(Error::decode(format!("layer {} of manifest {}", layer.digest, manifest.digest), format!("searched for {SBOM_PATH}: {why}")))
             }
+            // What lies below a layer that cannot be read may be overwritten or deleted by
+            // it: no SBOM for this image (verify, strict, would refuse one).
             Err(why) => {
-                eprintln!("  layer {}: {why}; no SBOM is taken from it", layer.digest.short());
-                None
+                eprintln!("  layer {}: {why}; no SBOM is taken from this image", layer.digest.short());
+                scanned.held.insert(layer.digest.clone(), Some(None));
+                return Ok(None);
             }
         };
-        scanned.held.insert(layer.digest.clone(), found.as_ref().map(|b| (Digest::of(b), b.len() as u64)));
-        if let Some(bytes) = found {
-            let doc = format!("{SBOM_PATH} in layer {}", layer.digest);
-            let sbom = document::parse(&bytes, &doc, MAX_SBOM as usize)?;
-            if text(&sbom, &["bomFormat"]) != Some("CycloneDX") {
-                return Err(Error::decode(doc, "it is not a CycloneDX SBOM (no bomFormat CycloneDX)"));
+        let found = match found {
+            InLayer::Absent => {
+                scanned.held.insert(layer.digest.clone(), None);
+                continue;
             }
-            return Ok(Some(Sbom { digest: Digest::of(&bytes), size: bytes.len() as u64, bytes: Some(bytes) }));
+            // Deleted or replaced above every lower layer: the image has no such file.
+            InLayer::Hidden => {
+                scanned.held.insert(layer.digest.clone(), Some(None));
+                return Ok(None);
+            }
+            InLayer::File(bytes) => bytes,
+        };
+        scanned.held.insert(layer.digest.clone(), Some(Some((Digest::of(&found), found.len() as u64))));
+        let doc = format!("{SBOM_PATH} in layer {}", layer.digest);
+        let sbom = document::parse(&found, &doc, MAX_SBOM as usize)?;
+        if text(&sbom, &["bomFormat"]) != Some("CycloneDX") {
+            return Err(Error::decode(doc, "it is not a CycloneDX SBOM (no bomFormat CycloneDX)"));
         }
+        return Ok(Some(Sbom { digest: Digest::of(&found), size: found.len() as u64, bytes: Some(found) }));
     }
     Ok(None)
 }
@@ -575,9 +600,20 @@ fn sbom_in_layer(layer: &Descriptor, gzip: bool, fetch: &FetchLayer, limit: u64)
     })
 }
 
-/// What a layer search found: the file's bytes, `None` when the tar ends without it, or
-/// why the stream could not be read to its end-of-archive marker.
-pub type Searched = std::result::Result<Option<Vec<u8>>, String>;
+/// What one layer says of a path, as the image's filesystem is built layer on layer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum InLayer {
+    /// It holds the path as a regular file (its bytes, the last entry winning).
+    File(Vec<u8>),
+    /// It deletes or replaces the path for the layers below: a whiteout of it or of a
+    /// parent, an opaque parent directory, or another kind of entry at it or at a parent.
+    Hidden,
+    /// It says nothing of the path.
+    Absent,
+}
+
+/// What a layer search found, or why the stream could not be read to its end-of-archive marker.
+pub type Searched = std::result::Result<InLayer, String>;
 
 /// The content of the regular file `path` in the tar stream `r`, named as GNU tar names
 /// it when extracting (a pax `path`, else a GNU long name, else the ustar prefix and name;
@@ -595,16 +631,23 @@ pub fn in_tar(r: &mut dyn Read, path: &str, limit: u64) -> (Searched, u64) {
     (found, read)
 }
 
-fn read_tar(r: &mut dyn Read, path: &str) -> std::result::Result<Option<Vec<u8>>, &'static str> {
+fn read_tar(r: &mut dyn Read, path: &str) -> std::result::Result<InLayer, &'static str> {
     const SHORT: &str = "it is not a tar stream, or ends before its end-of-archive marker";
     let mut header = [0u8; 512];
     let mut found = None;
+    // The path deleted for the layers below (whiteouts, an opaque or replaced parent), or
+    // replaced in this one by an entry of another kind.
+    let (mut hidden, mut replaced) = (false, false);
     // The name a pax extended header or a GNU long-name entry gives the next entry.
     let mut next_name: Option<String> = None;
     loop {
         r.read_exact(&mut header).map_err(|_| SHORT)?;
         if header.iter().all(|&b| b == 0) {
-            return Ok(found);
+            return Ok(match found {
+                Some(bytes) => InLayer::File(bytes),
+                None if hidden || replaced => InLayer::Hidden,
+                None => InLayer::Absent,
+            });
         }
         let field = |a: usize, b: usize| {
             let f = &header[a..b];
@@ -628,7 +671,21 @@ fn read_tar(r: &mut dyn Read, path: &str) -> std::result::Result<Option<Vec<u8>>
         }
         let full = next_name.take().unwrap_or(ustar);
         let regular = matches!(header[156], b'0' | 0);
-        if regular && full.trim_start_matches("./").trim_start_matches('/') == path {
+        let entry = full.trim_start_matches("./").trim_start_matches('/').trim_end_matches('/');
+        let under = |dir: &str| path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'));
+        let (dir, base) = entry.rsplit_once('/').unwrap_or(("", entry));
+        if base == ".wh..wh..opq" {
+            hidden |= under(dir);
+        } else if let Some(deleted) = base.strip_prefix(".wh.") {
+            let deleted = if dir.is_empty() { deleted.to_string() } else { format!("{dir}/{deleted}") };
+            hidden |= deleted == path || under(&deleted);
+        } else if under(entry) && header[156] != b'5' {
+            hidden = true;
+        }
+        if entry == path && !regular {
+            (found, replaced) = (None, true);
+        }
+        if regular && entry == path {
             if size > MAX_SBOM {
                 return Err("the SBOM file in it is larger than 16 MiB");
             }
@@ -638,7 +695,7 @@ fn read_tar(r: &mut dyn Read, path: &str) -> std::result::Result<Option<Vec<u8>>
                 return Err(SHORT);
             }
             // A later entry of the same name replaces it, as extraction would.
-            found = Some(bytes);
+            (found, replaced) = (Some(bytes), false);
         } else if std::io::copy(&mut r.take(padded), &mut std::io::sink()).map_err(|_| SHORT)? != padded {
             return Err(SHORT);
         }
@@ -686,15 +743,41 @@ mod tests {
         tar.extend(entry("./opt/runner/kubernetes-agent.cdx.json", b"old"));
         tar.extend(entry("opt/runner/kubernetes-agent.cdx.json", br#"{"bomFormat":"CycloneDX"}"#));
         tar.extend([0u8; 1024]);
-        assert_eq!(search(&tar).unwrap().unwrap(), br#"{"bomFormat":"CycloneDX"}"#);
+        assert_eq!(search(&tar), Ok(InLayer::File(br#"{"bomFormat":"CycloneDX"}"#.to_vec())));
         let mut other = entry("etc/passwd", b"x");
         other.extend([0u8; 1024]);
-        assert_eq!(search(&other), Ok(None));
+        assert_eq!(search(&other), Ok(InLayer::Absent));
     }
 
     /// [`in_tar`] of `tar` for the SBOM, with room to spare.
     fn search(tar: &[u8]) -> Searched {
         in_tar(&mut &tar[..], SBOM_PATH, 1 << 30).0
+    }
+
+    #[test]
+    fn a_layer_that_deletes_or_replaces_the_sbom_path_hides_the_layers_below() {
+        // Reproduced by review: a later layer's whiteout of the file still let the search
+        // take it from a layer below, so the SBOM published could be one the image no longer has.
+        let end = [0u8; 1024];
+        let layer = |entries: &[Vec<u8>]| [entries.concat().as_slice(), &end].concat();
+        for hiding in [
+            entry("opt/runner/.wh.kubernetes-agent.cdx.json", b""),
+            entry("opt/runner/.wh..wh..opq", b""),
+            entry("opt/.wh.runner", b""),
+            entry(".wh.opt", b""),
+            entry("opt/runner", b"a file where the directory was"),
+        ] {
+            assert_eq!(search(&layer(std::slice::from_ref(&hiding))), Ok(InLayer::Hidden), "{:?}", String::from_utf8_lossy(&hiding[..40]));
+            // The same layer may delete the lower one's and hold its own: its own wins.
+            let own = layer(&[hiding.clone(), entry(SBOM_PATH, b"own")]);
+            assert_eq!(search(&own), Ok(InLayer::File(b"own".to_vec())));
+        }
+        // A symlink (or any other kind) at the path after the file replaces it.
+        let mut link = entry(SBOM_PATH, b"");
+        link[156] = b'2';
+        assert_eq!(search(&layer(&[entry(SBOM_PATH, b"old"), link])), Ok(InLayer::Hidden));
+        // Whiteouts of neighbours change nothing.
+        assert_eq!(search(&layer(&[entry("opt/runner/.wh.runner", b""), entry("opt/.wh.other", b"")])), Ok(InLayer::Absent));
     }
 
     /// `entry` with its size field replaced (the data stays as given).
@@ -728,7 +811,7 @@ mod tests {
         // A pax record whose length runs past its header's data names nothing.
         let mut bad_record = entry("PaxHeaders/x", b"99 path=opt/runner/kubernetes-agent.cdx.json\n");
         bad_record[156] = b'x';
-        assert_eq!(search(&[bad_record.as_slice(), &entry("other", b"{}"), &end].concat()), Ok(None));
+        assert_eq!(search(&[bad_record.as_slice(), &entry("other", b"{}"), &end].concat()), Ok(InLayer::Absent));
         // Past the bound it is given (a gzip bomb inflates far past its size): said so.
         let mut big = entry("opt/zeros", &vec![0u8; 64 << 10]);
         big.extend(entry(SBOM_PATH, b"{}"));
@@ -753,12 +836,12 @@ mod tests {
         tar.extend(x);
         tar.extend(entry("opt/runner/short", b"real"));
         tar.extend([0u8; 1024]);
-        assert_eq!(search(&tar).unwrap().unwrap(), b"real");
+        assert_eq!(search(&tar), Ok(InLayer::File(b"real".to_vec())));
         let mut long = entry("././@LongLink", format!("{SBOM_PATH}\0").as_bytes());
         long[156] = b'L';
         long.extend(entry("opt/runner/trunc", b"long"));
         long.extend([0u8; 1024]);
-        assert_eq!(search(&long).unwrap().unwrap(), b"long");
+        assert_eq!(search(&long), Ok(InLayer::File(b"long".to_vec())));
     }
 
     #[test]

@@ -1063,57 +1063,63 @@ impl Opened {
             }
             Ok(())
         })?;
-        let mut checks: Vec<(&Attachment, &(Manifest, bool))> = Vec::new();
+        // Every manifest push will PUT for the agent's attachments, nested ones included, judged
+        // by its content (not by the kind manifest.json gives it): one that looks like an SBOM
+        // must be the artifact bundle makes for the platform manifest its `subject` names.
+        let mut checks: Vec<(Manifest, &(Manifest, bool))> = Vec::new();
         for a in &agent.attachments {
-            let what = format!("{}: the {} {} of the {}", self.doc(), a.kind.name(), a.digest, ROLES[0]);
-            let sbom = match a.kind {
-                attachment::Kind::Sbom => true,
-                attachment::Kind::Referrer => {
-                    let listed = Descriptor { media_type: a.media_type.clone(), digest: a.digest.clone(), size: a.size, platform: None };
-                    attachment::is_sbom(&self.manifest_blob(&a.digest, &a.media_type)?, &listed)
+            if a.kind == attachment::Kind::Sbom && !attachment::looks_like_sbom(&self.manifest_blob(&a.digest, &a.media_type)?) {
+                return Err(Error::decode(
+                    format!("{}: the sbom {} of the {}", self.doc(), a.digest, ROLES[0]),
+                    "it is recorded as an SBOM (pushed under the image's .sbom tag) but is none: the bundle was altered; get a fresh copy",
+                ));
+            }
+            let mut sboms = Vec::new();
+            self.walk_from(&a.digest, &a.media_type, &mut |step| {
+                if let Step::Manifest(m, _) = step {
+                    if attachment::looks_like_sbom(m) {
+                        sboms.push(m.clone());
+                    }
                 }
-                _ => false,
-            };
-            if !sbom {
-                continue;
+                Ok(())
+            })?;
+            for m in sboms {
+                let what = format!("{}: the manifest {} of the {}'s {} {}", self.doc(), m.digest, ROLES[0], a.kind.name(), a.digest);
+                let subject = attachment::subject_of(&m)?;
+                let Some(image) = images.iter().find(|(i, _)| Some(&i.digest) == subject.as_ref()) else {
+                    return Err(Error::decode(
+                        what,
+                        format!(
+                            "it is an SBOM of {}, not of one of the agent's platform manifests (the only SBOM the agent has is the one bundle makes from each platform's layers): the bundle was altered; get a fresh copy",
+                            subject.map_or("nothing".to_string(), |d| d.to_string())
+                        ),
+                    ));
+                };
+                checks.push((m, image));
             }
-            if a.kind != attachment::Kind::Sbom {
-                return Err(Error::decode(
-                    what,
-                    "it is a CycloneDX SBOM referrer: the agent's SBOM is only the one bundle makes from its layers; the bundle was altered; get a fresh copy",
-                ));
-            }
-            let Some(image) = images.iter().find(|(m, _)| m.digest == a.subject) else {
-                return Err(Error::decode(
-                    what,
-                    format!("it is attached to {}, which is not one of the agent's platform manifests (its SBOM is attached to those only): the bundle was altered; get a fresh copy", a.subject),
-                ));
-            };
-            checks.push((a, image));
         }
         if target.is_none() && checks.iter().any(|(_, (_, carried))| !carried) {
             return Ok(vec![(false, format!("{}: its SBOM is checked by push, in the layers the target holds (the base bundle's)", ROLES[0]))]);
         }
         let mut scanned = attachment::Scanned::default();
         let mut lines = Vec::new();
-        for (attached, (image, _)) in checks {
+        for (manifest, (image, _)) in checks {
             let fetch = |layer: &Descriptor, out: &mut dyn std::io::Write| match target {
                 Some((dest, repository)) if !self.carries(&layer.digest) => dest.blob(repository, &layer.digest, layer.size, out),
                 _ => self.write_blob(layer, out),
             };
-            let what = format!("{}: the SBOM {} attached to {}", self.doc(), attached.digest, image.digest);
+            let what = format!("{}: the SBOM {} attached to {}", self.doc(), manifest.digest, image.digest);
             let Some(found) = attachment::sbom_of_image(image, &mut scanned, &fetch, true)? else {
                 return Err(Error::decode(what, format!("no layer of that image holds /{}: the bundle was altered; get a fresh copy", attachment::SBOM_PATH)));
             };
             // The artifact bundle makes of that file for that image: the subject is the image's
             // own digest and size (its media type one of an image manifest's).
-            let manifest = self.manifest_blob(&attached.digest, &attached.media_type)?;
             let value = document::parse(&manifest.bytes, &what, document::MAX_MANIFEST)?;
             let subject = get(&value, &["subject"]).map(|s| Descriptor::parse(s, &what)).transpose()?;
             let expected = subject
                 .filter(|s| s.digest == image.digest && s.size == image.bytes.len() as u64 && IMAGE_TYPES.contains(&s.media_type.as_str()))
                 .map(|s| attachment::sbom_artifact(&found.digest, found.size, &s).digest);
-            if expected.as_ref() != Some(&attached.digest) {
+            if expected.as_ref() != Some(&manifest.digest) {
                 return Err(Error::decode(
                     what,
                     format!(

@@ -3194,6 +3194,63 @@ fn a_made_up_base_record_cannot_switch_off_the_sbom_check() {
 }
 
 #[test]
+fn an_sbom_is_judged_by_its_content_whatever_manifest_json_calls_it_and_however_deep() {
+    // Reproduced by the second review: a forged SBOM artifact recorded as an attestation, as a
+    // platform's signature, typed through its config (no artifactType), as SPDX, or nested
+    // inside an index-typed referrer passed verify --key and was mirrored beside the image.
+    let dir = TempDir::new("offline-sbom-content");
+    let (pair, key) = cosign_key(&dir, "cosign");
+    let (m, blobs) = image(&sbom_layer(GENUINE_SBOM));
+    let (sig, sig_blobs) = cosign_signature(&pair, &digest(m.as_bytes()));
+    let d = digest(m.as_bytes());
+    let forged = sbom_artifact_of(FORGED_SBOM, MANIFEST, &m);
+    let by_config = forged
+        .replace(r#""artifactType":"application/vnd.cyclonedx+json","#, "")
+        .replace("application/vnd.oci.empty.v1+json", "application/vnd.cyclonedx+json");
+    let spdx = forged.replace("application/vnd.cyclonedx+json", "application/spdx+json; version=2.3");
+    let nested = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{INDEX}","manifests":[{{"mediaType":"{MANIFEST}","digest":"{}","size":{}}}]}}"#,
+        digest(forged.as_bytes()),
+        forged.len()
+    );
+    for (case, kind, manifest, extra) in [
+        ("attestation", "attestation", forged.clone(), None),
+        ("config-typed referrer", "referrer", by_config, None),
+        ("SPDX referrer", "referrer", spdx, None),
+        ("nested in an index referrer", "referrer", nested, Some(forged.clone())),
+    ] {
+        let mut docs = blobs.clone();
+        docs.extend([m.clone(), "{}".to_string(), FORGED_SBOM.to_string()]);
+        docs.extend(sig_blobs.iter().cloned());
+        docs.extend(extra);
+        let attached = [(kind, d.clone(), manifest), ("signature", d.clone(), sig.clone())];
+        let path = dir.join("b.tar");
+        agent_bundle(&dir, &path, &docs, (&m, MANIFEST), &attached, "", "");
+        let run = verify_key(&dir, &path, &key);
+        assert_eq!(run.code, Some(1), "{case}: {}", run.all());
+        assert!(run.stderr.contains("it is not the image's own /opt/runner/kubernetes-agent.cdx.json"), "{case}: {}", run.stderr);
+    }
+}
+
+#[test]
+fn bundle_takes_no_sbom_from_an_image_whose_upper_layer_it_cannot_read_and_its_bundle_verifies() {
+    // Reproduced by the second review: bundle skipped an unreadable layer and took the SBOM
+    // from below it, and its own verify (which refuses an unreadable layer) then refused the
+    // bundle: no bundle at all of such an image.
+    let dir = TempDir::new("offline-sbom-upper");
+    let out = dir.join("bundle.tar");
+    let module = module_repo(&dir);
+    let source = Registry::start(false);
+    let (top, blobs) = two_layers(&sbom_layer(GENUINE_SBOM), "a layer typed tar that is no tar");
+    serve(&source, (MANIFEST, &top), &[], &blobs);
+    let run = run_bundle(&dir, &out, &source.host(), module.to_str().unwrap());
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert!(run.stderr.contains("no SBOM is taken from this image"), "{}", run.stderr);
+    assert!(!run.stdout.contains(r#""kind": "sbom""#), "{}", run.stdout);
+    assert_eq!(tool(&dir, &["verify", out.to_str().unwrap()], None, QUICK).code, Some(0));
+}
+
+#[test]
 fn a_cyclonedx_referrer_beside_the_agent_sbom_fails_verify() {
     // Reproduced by review: a second, forged SBOM recorded as a plain referrer went unchecked
     // and was listed among the signed image's referrers in the mirror.
@@ -3211,7 +3268,11 @@ fn a_cyclonedx_referrer_beside_the_agent_sbom_fails_verify() {
     agent_bundle(&dir, &path, &docs, (&m, MANIFEST), &attached, "", "");
     let run = verify_key(&dir, &path, &key);
     assert_eq!(run.code, Some(1), "{}", run.all());
-    assert!(run.stderr.contains(&format!("the referrer {} of the agent-image: it is a CycloneDX SBOM referrer", digest(forged.as_bytes()))), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("the SBOM {} attached to {}: it is not the image's own", digest(forged.as_bytes()), digest(m.as_bytes()))),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -3222,7 +3283,7 @@ fn an_sbom_attached_to_the_agent_index_or_to_the_index_it_narrowed_fails_verify(
     let (pair, key) = cosign_key(&dir, "cosign");
     let (m, blobs) = image(&sbom_layer(GENUINE_SBOM));
     let other = image("arm64-layer");
-    let refusal = "which is not one of the agent's platform manifests";
+    let refusal = "not of one of the agent's platform manifests";
     // On the index itself.
     let top = platform_index(&[(&m, "amd64")]);
     let (sig, sig_blobs) = cosign_signature(&pair, &digest(top.as_bytes()));
@@ -3239,7 +3300,7 @@ fn an_sbom_attached_to_the_agent_index_or_to_the_index_it_narrowed_fails_verify(
     agent_bundle(&dir, &path, &docs, (&top, INDEX), &attached, "", "");
     let run = verify_key(&dir, &path, &key);
     assert_eq!(run.code, Some(1), "{}", run.all());
-    assert!(run.stderr.contains(&format!("it is attached to {dt}, {refusal}")), "{}", run.stderr);
+    assert!(run.stderr.contains(&format!("it is an SBOM of {dt}, {refusal}")), "{}", run.stderr);
     // On the source index a --platform bundle narrowed, the genuine SBOM dropped.
     let original = platform_index(&[(&m, "amd64"), (&other.0, "arm64")]);
     let (sig, sig_blobs) = cosign_signature(&pair, &digest(original.as_bytes()));
@@ -3254,7 +3315,7 @@ fn an_sbom_attached_to_the_agent_index_or_to_the_index_it_narrowed_fails_verify(
     agent_bundle(&dir, &path, &docs, (&top, INDEX), &attached, &narrowed, "");
     let run = verify_key(&dir, &path, &key);
     assert_eq!(run.code, Some(1), "{}", run.all());
-    assert!(run.stderr.contains(&format!("it is attached to {od}, {refusal}")), "{}", run.stderr);
+    assert!(run.stderr.contains(&format!("it is an SBOM of {od}, {refusal}")), "{}", run.stderr);
 }
 
 #[test]
