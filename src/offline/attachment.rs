@@ -226,22 +226,19 @@ pub fn find(
     if sbom && found.is_empty() {
         eprintln!("  no SBOM: no platform of {} holds {SBOM_PATH} in a tar or tar+gzip layer; the bundle carries none of its own", top.digest.short());
     }
-    // The agent's SBOM is the one made here from its layers, or none: an SBOM the source
-    // attached to the agent image is left behind (verify refuses any other), said once.
+    // The agent image carries its cosign signatures and the SBOM made here from its layers,
+    // nothing else: whatever else the source attached to it (attestations, other SBOMs in
+    // any wrapping, referrers) is left behind, said once; verify refuses anything else.
     let mut left_behind = 0;
     for (subject, _, _) in &subjects {
         for kind in [Kind::Signature, Kind::Attestation, Kind::Sbom] {
             if found.iter().any(|a| a.kind == kind && a.subject == *subject) {
                 continue;
             }
-            if sbom && kind == Kind::Sbom {
-                left_behind += usize::from(source.manifest_if_any(repository, &Selector::Tag(kind.tag(subject).unwrap_or_default()))?.is_some());
-                continue;
-            }
             let Some(tag) = kind.tag(subject) else { continue };
             let Some(mut manifest) = source.manifest_if_any(repository, &Selector::Tag(tag.clone()))? else { continue };
             typed(&mut manifest)?;
-            if sbom && looks_like_sbom(&manifest) {
+            if sbom && !(kind == Kind::Signature && is_simple_signing(&manifest)) {
                 left_behind += 1;
                 continue;
             }
@@ -270,11 +267,11 @@ pub fn find(
             if subject_of(&manifest)?.as_ref() != Some(subject) {
                 return Err(Error::decode(format!("the referrer {} of {subject}", d.digest), "its manifest names another subject (or none): refused"));
             }
-            let kind = if d.media_type == SBOM_TYPE || looks_like_sbom(&manifest) { Kind::Sbom } else { Kind::Referrer };
-            if sbom && kind == Kind::Sbom {
+            if sbom {
                 left_behind += 1;
                 continue;
             }
+            let kind = if d.media_type == SBOM_TYPE || looks_like_sbom(&manifest) { Kind::Sbom } else { Kind::Referrer };
             // An SBOM referrer is pushed as a referrer too (by digest), never under a tag
             // that another SBOM of this subject already has.
             let kind = if kind == Kind::Sbom && found.iter().any(|a| a.kind == Kind::Sbom && a.subject == *subject) { Kind::Referrer } else { kind };
@@ -284,11 +281,11 @@ pub fn find(
         }
     }
     if left_behind > 0 {
-        eprintln!("  {left_behind} SBOM(s) the source attached to the agent image left behind: the bundle carries the agent's SBOM from its own layers only");
+        eprintln!("  {left_behind} attachment(s) of the agent image left behind: it carries its cosign signatures and the SBOM from its own layers only");
     }
     if let Some(index) = narrowed {
         let tag = super::signature::tag_of(index);
-        if let Some(mut manifest) = source.manifest_if_any(repository, &Selector::Tag(tag.clone()))? {
+        if let Some(mut manifest) = source.manifest_if_any(repository, &Selector::Tag(tag.clone()))?.filter(|m| !sbom || is_simple_signing(m)) {
             typed(&mut manifest)?;
             eprintln!("  signature of the index it narrows, {}: {tag} = {}", index.short(), manifest.digest.short());
             found.push(Attachment::of(Kind::Signature, index, &manifest));
@@ -347,6 +344,17 @@ fn typed(manifest: &mut Manifest) -> Result<()> {
         manifest.media_type = graph::parse(manifest)?.media_type;
     }
     Ok(())
+}
+
+/// True when `manifest` is a cosign signature manifest and nothing else: no `subject`, and
+/// every layer a simple-signing payload (what `cosign sign` and skopeo write under `.sig`).
+pub fn is_simple_signing(manifest: &Manifest) -> bool {
+    let Ok(value) = document::parse(&manifest.bytes, "a signature", document::MAX_MANIFEST) else { return false };
+    let layers = match get(&value, &["layers"]) {
+        Some(Value::Array(layers)) if !layers.is_empty() => layers,
+        _ => return false,
+    };
+    get(&value, &["subject"]).is_none() && !looks_like_sbom(manifest) && layers.iter().all(|l| text(l, &["mediaType"]) == Some(super::signature::PAYLOAD_TYPE))
 }
 
 /// True when `manifest` looks like an SBOM by its content, whatever it is recorded as: its
@@ -659,6 +667,9 @@ fn read_tar(r: &mut dyn Read, path: &str) -> std::result::Result<InLayer, &'stat
         let (name, prefix) = (std::str::from_utf8(field(0, 100)).map_err(|_| bad)?, std::str::from_utf8(field(345, 500)).unwrap_or(""));
         let ustar = if &header[257..262] == b"ustar" && !prefix.is_empty() { format!("{prefix}/{name}") } else { name.to_string() };
         let padded = size.div_ceil(512) * 512;
+        if header[156] == b'S' {
+            return Err("it holds a GNU sparse entry, which this tool does not read");
+        }
         if matches!(header[156], b'x' | b'L') {
             if size > 64 << 10 {
                 return Err("a pax or long-name header it holds is larger than 64 KiB");
@@ -666,12 +677,19 @@ fn read_tar(r: &mut dyn Read, path: &str) -> std::result::Result<InLayer, &'stat
             let mut data = vec![0u8; padded as usize];
             r.read_exact(&mut data).map_err(|_| SHORT)?;
             let data = &data[..size as usize];
+            // A sparse file's real name and map are in GNU.sparse.* records: not read, refused.
+            if header[156] == b'x' && data.windows(11).any(|w| w == b"GNU.sparse.") {
+                return Err("it holds a GNU sparse entry, which this tool does not read");
+            }
             next_name = if header[156] == b'L' { Some(String::from_utf8_lossy(data).trim_end_matches('\0').to_string()) } else { pax_path(data).or(next_name) };
             continue;
         }
         let full = next_name.take().unwrap_or(ustar);
         let regular = matches!(header[156], b'0' | 0);
-        let entry = full.trim_start_matches("./").trim_start_matches('/').trim_end_matches('/');
+        // The name as extractors take it: cleaned lexically (`//`, `.` and `..` resolved),
+        // as containerd and moby do before they look for whiteouts.
+        let cleaned = clean(&full);
+        let entry = cleaned.as_str();
         let under = |dir: &str| path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'));
         let (dir, base) = entry.rsplit_once('/').unwrap_or(("", entry));
         if base == ".wh..wh..opq" {
@@ -680,7 +698,8 @@ fn read_tar(r: &mut dyn Read, path: &str) -> std::result::Result<InLayer, &'stat
             let deleted = if dir.is_empty() { deleted.to_string() } else { format!("{dir}/{deleted}") };
             hidden |= deleted == path || under(&deleted);
         } else if under(entry) && header[156] != b'5' {
-            hidden = true;
+            // A parent replaced by a file or link: what this layer put under it is gone too.
+            (hidden, found) = (true, None);
         }
         if entry == path && !regular {
             (found, replaced) = (None, true);
@@ -700,6 +719,22 @@ fn read_tar(r: &mut dyn Read, path: &str) -> std::result::Result<InLayer, &'stat
             return Err(SHORT);
         }
     }
+}
+
+/// `name` cleaned as a path inside the image: empty and `.` components dropped, `..` taking
+/// one back (never above the root), no leading or trailing `/`.
+fn clean(name: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in name.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    parts.join("/")
 }
 
 /// The `path` record of a pax extended header (`<len> path=<value>\n` records).
@@ -778,6 +813,22 @@ mod tests {
         assert_eq!(search(&layer(&[entry(SBOM_PATH, b"old"), link])), Ok(InLayer::Hidden));
         // Whiteouts of neighbours change nothing.
         assert_eq!(search(&layer(&[entry("opt/runner/.wh.runner", b""), entry("opt/.wh.other", b"")])), Ok(InLayer::Absent));
+        // Reproduced by the third review: names are compared as extractors clean them, so
+        // `opt//runner/…`, `opt/./runner/…` and `opt/x/../runner/.wh.…` are the path or its
+        // whiteout; a parent replaced later in the same layer removes the file found before.
+        for name in ["opt//runner/kubernetes-agent.cdx.json", "./opt/./runner/kubernetes-agent.cdx.json", "opt/x/../runner/kubernetes-agent.cdx.json"] {
+            assert_eq!(search(&layer(&[entry(name, b"upper")])), Ok(InLayer::File(b"upper".to_vec())), "{name}");
+        }
+        assert_eq!(search(&layer(&[entry("opt//runner/.wh.kubernetes-agent.cdx.json", b"")])), Ok(InLayer::Hidden));
+        assert_eq!(search(&layer(&[entry("opt/x/../runner/.wh.kubernetes-agent.cdx.json", b"")])), Ok(InLayer::Hidden));
+        let mut relink = entry("opt/runner", b"");
+        relink[156] = b'2';
+        assert_eq!(search(&layer(&[entry(SBOM_PATH, b"old"), relink])), Ok(InLayer::Hidden));
+        // GNU sparse records (a real name and map in pax records) are refused, not misread.
+        let record = "27 GNU.sparse.name=x/y/zz\n";
+        let mut sparse = entry("PaxHeaders/s", record.as_bytes());
+        sparse[156] = b'x';
+        assert!(search(&layer(&[sparse, entry("GNUSparseFile.0/x", b"forged")])).unwrap_err().contains("GNU sparse"));
     }
 
     /// `entry` with its size field replaced (the data stays as given).

@@ -1063,40 +1063,50 @@ impl Opened {
             }
             Ok(())
         })?;
-        // Every manifest push will PUT for the agent's attachments, nested ones included, judged
-        // by its content (not by the kind manifest.json gives it): one that looks like an SBOM
-        // must be the artifact bundle makes for the platform manifest its `subject` names.
+        // The agent's own graph holds its images and indexes only: nothing there may name a
+        // subject (push would make it a referrer) or look like an SBOM.
+        let mut odd = None;
+        self.walk(agent, &mut |step| {
+            if let Step::Manifest(m, _) = step {
+                if odd.is_none() && (attachment::subject_of(m)?.is_some() || attachment::looks_like_sbom(m)) {
+                    odd = Some(m.digest.clone());
+                }
+            }
+            Ok(())
+        })?;
+        if let Some(d) = odd {
+            return Err(Error::decode(
+                format!("{}: the manifest {d} of the {} graph", self.doc(), ROLES[0]),
+                "it names a subject or is an SBOM, which the agent image's graph never holds: the bundle was altered; get a fresh copy",
+            ));
+        }
+        // Its attachments are its cosign signatures and the SBOM bundle makes from each
+        // platform's layers, nothing else (bundle leaves anything else behind).
         let mut checks: Vec<(Manifest, &(Manifest, bool))> = Vec::new();
         for a in &agent.attachments {
-            if a.kind == attachment::Kind::Sbom && !attachment::looks_like_sbom(&self.manifest_blob(&a.digest, &a.media_type)?) {
-                return Err(Error::decode(
-                    format!("{}: the sbom {} of the {}", self.doc(), a.digest, ROLES[0]),
-                    "it is recorded as an SBOM (pushed under the image's .sbom tag) but is none: the bundle was altered; get a fresh copy",
-                ));
-            }
-            let mut sboms = Vec::new();
-            self.walk_from(&a.digest, &a.media_type, &mut |step| {
-                if let Step::Manifest(m, _) = step {
-                    if attachment::looks_like_sbom(m) {
-                        sboms.push(m.clone());
-                    }
-                }
-                Ok(())
-            })?;
-            for m in sboms {
-                let what = format!("{}: the manifest {} of the {}'s {} {}", self.doc(), m.digest, ROLES[0], a.kind.name(), a.digest);
-                let subject = attachment::subject_of(&m)?;
-                let Some(image) = images.iter().find(|(i, _)| Some(&i.digest) == subject.as_ref()) else {
+            let what = format!("{}: the {} {} of the {}", self.doc(), a.kind.name(), a.digest, ROLES[0]);
+            let m = self.manifest_blob(&a.digest, &a.media_type)?;
+            match a.kind {
+                attachment::Kind::Signature if attachment::is_simple_signing(&m) => continue,
+                attachment::Kind::Sbom if attachment::looks_like_sbom(&m) => {}
+                _ => {
                     return Err(Error::decode(
                         what,
-                        format!(
-                            "it is an SBOM of {}, not of one of the agent's platform manifests (the only SBOM the agent has is the one bundle makes from each platform's layers): the bundle was altered; get a fresh copy",
-                            subject.map_or("nothing".to_string(), |d| d.to_string())
-                        ),
-                    ));
-                };
-                checks.push((m, image));
+                        "the agent image carries only its cosign signatures and the SBOM bundle makes from its layers, and this is neither: the bundle was altered; get a fresh copy",
+                    ))
+                }
             }
+            let subject = attachment::subject_of(&m)?;
+            let Some(image) = images.iter().find(|(i, _)| Some(&i.digest) == subject.as_ref()) else {
+                return Err(Error::decode(
+                    what,
+                    format!(
+                        "it is an SBOM of {}, not of one of the agent's platform manifests (the only SBOM the agent has is the one bundle makes from each platform's layers): the bundle was altered; get a fresh copy",
+                        subject.map_or("nothing".to_string(), |d| d.to_string())
+                    ),
+                ));
+            };
+            checks.push((m, image));
         }
         if target.is_none() && checks.iter().any(|(_, (_, carried))| !carried) {
             return Ok(vec![(false, format!("{}: its SBOM is checked by push, in the layers the target holds (the base bundle's)", ROLES[0]))]);

@@ -1514,7 +1514,9 @@ fn referrers_from_the_api_are_carried_and_listed_in_the_tag_schema_index_of_a_re
     let (source, _) = source_with_referrers(&[referrer(&digest(top.as_bytes()), top.len(), "scanned")]);
     let run = run_bundle(&dir, &out, &source.host(), module.to_str().unwrap());
     assert_eq!(run.code, Some(0), "{}", run.all());
-    assert_eq!(run.stdout.matches(r#""kind": "referrer""#).count(), 3, "{}", run.stdout);
+    // The runner's and the chart's (the agent image carries only its signatures and its SBOM).
+    assert_eq!(run.stdout.matches(r#""kind": "referrer""#).count(), 2, "{}", run.stdout);
+    assert!(run.stderr.contains("1 attachment(s) of the agent image left behind"), "{}", run.stderr);
     let target = Registry::start(false);
     let git_target = dir.join("target.git");
     assert!(Command::new("git").args(["init", "--quiet", "--bare"]).arg(&git_target).status().unwrap().success());
@@ -3228,8 +3230,54 @@ fn an_sbom_is_judged_by_its_content_whatever_manifest_json_calls_it_and_however_
         agent_bundle(&dir, &path, &docs, (&m, MANIFEST), &attached, "", "");
         let run = verify_key(&dir, &path, &key);
         assert_eq!(run.code, Some(1), "{case}: {}", run.all());
-        assert!(run.stderr.contains("it is not the image's own /opt/runner/kubernetes-agent.cdx.json"), "{case}: {}", run.stderr);
+        assert!(run.stderr.contains("the agent image carries only its cosign signatures and the SBOM bundle makes"), "{case}: {}", run.stderr);
     }
+}
+
+#[test]
+fn the_agent_image_carries_only_its_signatures_and_its_sbom_and_its_graph_nothing_with_a_subject() {
+    // Reproduced by the third review: an SBOM inside an in-toto attestation (.att, or a
+    // sigstore-bundle or BuildKit referrer) or a plain JSON referrer titled sbom.cdx.json passed
+    // verify --key beside the signed image; a forged SBOM artifact listed as a child of the
+    // agent's index was PUT with its subject, a referrer of the genuine platform manifest.
+    let dir = TempDir::new("offline-agent-allow");
+    let (pair, key) = cosign_key(&dir, "cosign");
+    let (m, blobs) = image(&sbom_layer(GENUINE_SBOM));
+    let (sig, sig_blobs) = cosign_signature(&pair, &digest(m.as_bytes()));
+    let d = digest(m.as_bytes());
+    let subject = format!(r#","subject":{{"mediaType":"{MANIFEST}","digest":"{d}","size":{}}}"#, m.len());
+    let title = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{MANIFEST}","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{}","size":2}},"layers":[{{"mediaType":"application/json","digest":"{}","size":{},"annotations":{{"org.opencontainers.image.title":"sbom.cdx.json"}}}}]{subject}}}"#,
+        digest(b"{}"),
+        digest(FORGED_SBOM.as_bytes()),
+        FORGED_SBOM.len()
+    );
+    let mut docs = blobs.clone();
+    docs.extend([m.clone(), "{}".to_string(), FORGED_SBOM.to_string()]);
+    docs.extend(sig_blobs.iter().cloned());
+    for (kind, manifest) in [("referrer", title.clone()), ("attestation", title.replace(&subject, ""))] {
+        let path = dir.join("b.tar");
+        agent_bundle(&dir, &path, &docs, (&m, MANIFEST), &[(kind, d.clone(), manifest), ("signature", d.clone(), sig.clone())], "", "");
+        let run = verify_key(&dir, &path, &key);
+        assert_eq!(run.code, Some(1), "{kind}: {}", run.all());
+        assert!(run.stderr.contains("the agent image carries only its cosign signatures"), "{kind}: {}", run.stderr);
+    }
+    // A forged SBOM artifact as a child of the agent's own index (no key: the anchor's case).
+    let forged = sbom_artifact_of(FORGED_SBOM, MANIFEST, &m);
+    let top = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{INDEX}","manifests":[{{"mediaType":"{MANIFEST}","digest":"{d}","size":{}}},{{"mediaType":"{MANIFEST}","digest":"{}","size":{}}}]}}"#,
+        m.len(),
+        digest(forged.as_bytes()),
+        forged.len()
+    );
+    let mut docs = blobs;
+    docs.extend([m.clone(), top.clone(), forged.clone(), "{}".to_string(), FORGED_SBOM.to_string()]);
+    let path = dir.join("child.tar");
+    agent_bundle(&dir, &path, &docs, (&top, INDEX), &[], "", "");
+    let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    let refusal = format!("the manifest {} of the agent-image graph: it names a subject or is an SBOM", digest(forged.as_bytes()));
+    assert!(run.stderr.contains(&refusal), "{}", run.stderr);
 }
 
 #[test]
@@ -3269,7 +3317,7 @@ fn a_cyclonedx_referrer_beside_the_agent_sbom_fails_verify() {
     let run = verify_key(&dir, &path, &key);
     assert_eq!(run.code, Some(1), "{}", run.all());
     assert!(
-        run.stderr.contains(&format!("the SBOM {} attached to {}: it is not the image's own", digest(forged.as_bytes()), digest(m.as_bytes()))),
+        run.stderr.contains(&format!("the referrer {} of the agent-image: the agent image carries only its cosign signatures", digest(forged.as_bytes()))),
         "{}",
         run.stderr
     );
