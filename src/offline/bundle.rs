@@ -1053,23 +1053,17 @@ impl Opened {
     /// refused before any layer is inflated. One line each, true where the SBOM is bound.
     pub fn check_sboms(&self, target: Option<(&Registry, &Repository)>) -> Result<SbomLines> {
         let Some(agent) = self.artifacts.iter().find(|a| a.role == ROLES[0]) else { return Ok(Vec::new()) };
-        // The agent's image manifests (not indexes), and whether the bundle carries their blobs.
-        let mut images: Vec<(Manifest, bool)> = Vec::new();
+        // The agent's image manifests (not indexes), and whether the bundle carries their blobs;
+        // and the first manifest of its graph that names a subject (push would make it a
+        // referrer) or looks like an SBOM: its own graph holds images and indexes only.
+        let (mut images, mut odd): (Vec<(Manifest, bool)>, Option<Digest>) = (Vec::new(), None);
         self.walk(agent, &mut |step| {
             if let Step::Manifest(m, parsed) = step {
-                if parsed.children.is_empty() {
-                    images.push((m.clone(), parsed.blobs.iter().all(|b| self.carries(&b.digest))));
-                }
-            }
-            Ok(())
-        })?;
-        // The agent's own graph holds its images and indexes only: nothing there may name a
-        // subject (push would make it a referrer) or look like an SBOM.
-        let mut odd = None;
-        self.walk(agent, &mut |step| {
-            if let Step::Manifest(m, _) = step {
                 if odd.is_none() && (attachment::subject_of(m)?.is_some() || attachment::looks_like_sbom(m)) {
                     odd = Some(m.digest.clone());
+                }
+                if parsed.children.is_empty() {
+                    images.push((m.clone(), parsed.blobs.iter().all(|b| self.carries(&b.digest))));
                 }
             }
             Ok(())

@@ -3068,27 +3068,26 @@ fn an_artifact_under_an_attachment_tag_fails_verify() {
 /// A bundle (consistent SHA256SUMS) of an agent image whose layer holds `in_layer` at the
 /// SBOM path, with `attached` attached to it as the SBOM artifact `bundle` makes; its
 /// layer's media type says tar+gzip when `gzip` (the bytes stay a plain tar).
-fn sbom_bundle(path: &Path, in_layer: &str, attached: &str, gzip: bool) {
+fn sbom_bundle(dir: &TempDir, path: &Path, in_layer: &str, attached: &str, gzip: bool) {
     let (mut image_manifest, blobs) = image(&sbom_layer(in_layer));
     if gzip {
         image_manifest = image_manifest.replace("layer.v1.tar\"", "layer.v1.tar+gzip\"");
     }
     let artifact = sbom_artifact_of(attached, MANIFEST, &image_manifest);
     let mut docs = blobs;
-    docs.extend([image_manifest.clone(), "{}".to_string(), attached.to_string(), artifact.clone()]);
-    let record = format!(
-        r#""platforms":[],"attachments":[{{"kind":"sbom","subject":"{}","digest":"{}","mediaType":"{MANIFEST}","size":{}}}]"#,
-        digest(image_manifest.as_bytes()),
-        digest(artifact.as_bytes()),
-        artifact.len()
-    );
-    let json = manifest_json(&image_manifest, MANIFEST).replace(r#""platforms":[]"#, &record);
-    let mut chunks = bundle_chunks(&docs, &image_manifest, MANIFEST, Some(json));
-    let entry = |m: &str| format!(r#"{{"mediaType":"{MANIFEST}","digest":"{}","size":{}}}"#, digest(m.as_bytes()), m.len());
-    for c in chunks.iter_mut().filter(|c| c.name == b"oci/index.json") {
-        c.data = format!(r#"{{"schemaVersion":2,"manifests":[{},{}]}}"#, entry(&image_manifest), entry(&artifact)).into_bytes();
-    }
-    write_tar(path, &chunks);
+    docs.extend([image_manifest.clone(), "{}".to_string(), attached.to_string()]);
+    agent_bundle(dir, path, &docs, (&image_manifest, MANIFEST), &[("sbom", digest(image_manifest.as_bytes()), artifact)], "", "");
+}
+
+/// A `gzip` in `dir`/bin running the shell `script`; returns a PATH that finds it first (set on
+/// the child only).
+fn fake_gzip(dir: &TempDir, script: &str) -> String {
+    let bin = dir.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let fake = bin.join("gzip");
+    std::fs::write(&fake, format!("#!/bin/sh\n{script}\n")).unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default())
 }
 
 /// The SBOM artifact `bundle` makes (miniserde's objects keep their keys sorted) of the
@@ -3373,14 +3372,9 @@ fn verify_key_and_push_key_refuse_an_unsigned_bundle_before_they_inflate_any_lay
     // PATH that never ends stands in: running it at all would time the run out.
     let dir = TempDir::new("offline-sbom-first");
     let (_, key) = cosign_key(&dir, "cosign");
-    let bin = dir.join("bin");
-    std::fs::create_dir(&bin).unwrap();
-    let fake = bin.join("gzip");
-    std::fs::write(&fake, "#!/bin/sh\nexec sleep 600\n").unwrap();
-    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let path_var = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let path_var = fake_gzip(&dir, "exec sleep 600");
     let path = dir.join("unsigned.tar");
-    sbom_bundle(&path, GENUINE_SBOM, GENUINE_SBOM, true);
+    sbom_bundle(&dir, &path, GENUINE_SBOM, GENUINE_SBOM, true);
     let offline = || Command::new(env!("CARGO_BIN_EXE_offline-install"));
     let run =
         tool_with(&dir, offline(), &["verify", path.to_str().unwrap(), "--key", key.to_str().unwrap()], None, Duration::from_secs(30), &[("PATH", &path_var)]);
@@ -3428,7 +3422,7 @@ fn a_layer_gzip_cannot_read_fails_the_check_of_the_sbom_attached_to_its_image() 
     // and the attached one passed as 'the source's, carried as found'.
     let dir = TempDir::new("offline-sbom-unreadable");
     let path = dir.join("b.tar");
-    sbom_bundle(&path, GENUINE_SBOM, FORGED_SBOM, true);
+    sbom_bundle(&dir, &path, GENUINE_SBOM, FORGED_SBOM, true);
     let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
     assert_eq!(run.code, Some(1), "{}", run.all());
     assert!(run.stderr.contains("searched for opt/runner/kubernetes-agent.cdx.json: it is not a tar stream"), "{}", run.stderr);
@@ -3443,7 +3437,7 @@ fn an_agent_sbom_that_is_not_the_file_in_the_image_layer_fails_verify_and_push()
     let genuine = r#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[{"name":"ring"}]}"#;
     let forged = r#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[]}"#;
     let path = dir.join("forged.tar");
-    sbom_bundle(&path, genuine, forged, false);
+    sbom_bundle(&dir, &path, genuine, forged, false);
     let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
     assert_eq!(run.code, Some(1), "{}", run.all());
     let refusal = format!("it is not the image's own /opt/runner/kubernetes-agent.cdx.json (sha256 {}, in its layer)", sha(genuine.as_bytes()));
@@ -3456,7 +3450,7 @@ fn an_agent_sbom_that_is_not_the_file_in_the_image_layer_fails_verify_and_push()
     assert!(run.stderr.contains(&refusal), "{}", run.stderr);
     assert!(target.seen().is_empty(), "something was pushed: {:?}", target.seen());
     let path = dir.join("genuine.tar");
-    sbom_bundle(&path, genuine, genuine, false);
+    sbom_bundle(&dir, &path, genuine, genuine, false);
     let run = tool(&dir, &["verify", path.to_str().unwrap()], None, QUICK);
     assert_eq!(run.code, Some(0), "{}", run.all());
     let line = format!("is /opt/runner/kubernetes-agent.cdx.json from its own layer (sha256 {})", sha(genuine.as_bytes()));
@@ -3470,15 +3464,10 @@ fn the_sbom_search_stops_reading_gzip_once_the_layer_tar_ends() {
     // of a few such layers takes hours. A gzip that writes the tar's end marker and then
     // zeros forever stands in for it here: the search must stop at the end marker.
     let dir = TempDir::new("offline-sbom-bomb");
-    let bin = dir.join("bin");
-    std::fs::create_dir(&bin).unwrap();
-    let fake = bin.join("gzip");
-    std::fs::write(&fake, "#!/bin/sh\nhead -c 1024 /dev/zero\nexec cat /dev/zero\n").unwrap();
-    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let path_var = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let path_var = fake_gzip(&dir, "head -c 1024 /dev/zero\nexec cat /dev/zero");
     let sbom = r#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[]}"#;
     let path = dir.join("b.tar");
-    sbom_bundle(&path, sbom, sbom, true);
+    sbom_bundle(&dir, &path, sbom, sbom, true);
     let program = Command::new(env!("CARGO_BIN_EXE_offline-install"));
     let run = tool_with(&dir, program, &["verify", path.to_str().unwrap()], None, Duration::from_secs(30), &[("PATH", &path_var)]);
     // Ended (not killed at 30 s), and refused: an SBOM is attached, and the tar gzip gave
